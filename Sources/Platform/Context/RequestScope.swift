@@ -1,0 +1,40 @@
+import Logging
+
+/// What a service knows about the request it is serving: set by the gateway for each HTTP request
+/// and carried to the services as gRPC metadata, where an interceptor restores it.
+public struct RequestScope: Sendable, Equatable {
+    public var requestId: String
+    public var userId: String?
+    public var role: String?
+
+    public init(requestId: String, userId: String? = nil, role: String? = nil) {
+        self.requestId = requestId
+        self.userId = userId
+        self.role = role
+    }
+
+    /// The scope of the request the current task is serving, if any.
+    @TaskLocal public static var current: RequestScope?
+}
+
+/// Names of the gRPC metadata entries that carry a `RequestScope` and error details.
+public enum MetadataKey {
+    public static let requestId = "x-request-id"
+    public static let userId = "x-user-id"
+    public static let userRole = "x-user-role"
+    public static let traceparent = "traceparent"
+    /// The service that raised an error (trailing metadata).
+    public static let errorApplication = "x-error-application"
+    /// JSON list of `FieldViolation`s for a rejected request (trailing metadata).
+    public static let errorViolations = "x-error-violations"
+}
+
+extension Logger {
+    /// Adds the current request's id (and caller) to every log line written while serving it.
+    public static let requestScopeMetadataProvider = Logger.MetadataProvider {
+        guard let scope = RequestScope.current else { return [:] }
+        var metadata: Logger.Metadata = ["request-id": .string(scope.requestId)]
+        if let userId = scope.userId { metadata["user-id"] = .string(userId) }
+        return metadata
+    }
+}

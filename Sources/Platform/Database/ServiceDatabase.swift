@@ -1,0 +1,90 @@
+import FluentKit
+import FluentPostgresDriver
+import FluentSQLiteDriver
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Where a service keeps its data: an SQLite file (the embedded default) or PostgreSQL.
+public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
+    case sqlite(path: String)
+    case postgres(url: String)
+
+    /// Reads a `…_DATABASE_URL` setting: `postgres://…` / `postgresql://…`, `sqlite:PATH`, or
+    /// nothing for `defaultSQLitePath`.
+    public static func parse(_ setting: String?, defaultSQLitePath: String) -> Result<DatabaseLocation, ConfigurationError> {
+        guard let setting else { return .success(.sqlite(path: defaultSQLitePath)) }
+        if setting.hasPrefix("postgres://") || setting.hasPrefix("postgresql://") {
+            return .success(.postgres(url: setting))
+        }
+        if setting.hasPrefix("sqlite:") {
+            let path = String(setting.dropFirst("sqlite:".count)).replacingOccurrences(of: "//", with: "", options: .anchored)
+            return path.isEmpty ? .failure(ConfigurationError(problems: ["sqlite URL without a path: \(setting)"])) : .success(.sqlite(path: path))
+        }
+        return .failure(ConfigurationError(problems: ["database URL must start with postgres://, postgresql:// or sqlite:, got '\(setting)'"]))
+    }
+
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let url):
+            // Never log the password.
+            if var components = URLComponents(string: url), components.password != nil {
+                components.password = "***"
+                return components.string ?? "postgres://***"
+            }
+            return url
+        }
+    }
+}
+
+/// A service's connection pool and migrations.
+public final class ServiceDatabase: Sendable {
+    public let location: DatabaseLocation
+    private let databases: Databases
+    private let migrations: Migrations
+    private let logger: Logger
+
+    public init(location: DatabaseLocation, migrations: [any Migration], logger: Logger) throws {
+        self.location = location
+        self.logger = logger
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+        switch location {
+        case .sqlite(let path):
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            databases.use(.sqlite(.file(path), sqlLogLevel: .trace), as: .sqlite)
+        case .postgres(let url):
+            var configuration = try SQLPostgresConfiguration(url: url)
+            configuration.searchPath = nil
+            databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 8, sqlLogLevel: .trace), as: .psql)
+        }
+        self.databases = databases
+        let registry = Migrations()
+        registry.add(migrations)
+        self.migrations = registry
+    }
+
+    /// A handle for one unit of work; handles are cheap and spread work over the event loops.
+    public func database(logger: Logger? = nil) -> any Database {
+        // `Databases` always has the one configuration registered in `init`.
+        databases.database(logger: logger ?? self.logger, on: MultiThreadedEventLoopGroup.singleton.any())!
+    }
+
+    /// Brings the schema up to date. Safe to run on every start and from several replicas: each
+    /// migration is recorded once.
+    public func migrate() async throws {
+        if case .sqlite = location, let sql = database() as? any SQLDatabase {
+            // WAL lets readers proceed while a writer commits.
+            try await sql.raw("PRAGMA journal_mode=WAL").run()
+        }
+        let migrator = Migrator(databases: databases, migrations: migrations, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+        try await migrator.setupIfNeeded().get()
+        try await migrator.prepareBatch().get()
+    }
+
+    public func shutdown() async {
+        await databases.shutdownAsync()
+    }
+}

@@ -1,0 +1,83 @@
+import AISaaSProtos
+import GRPCCore
+import Synchronization
+
+/// The serving status of each service of a process, as `grpc.health.v1.Health` reports it.
+/// The empty service name stands for the process as a whole.
+public final class HealthStatus: Sendable {
+    public typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
+
+    private struct State {
+        var statuses: [String: Status] = [:]
+        var watchers: [Int: (service: String, continuation: AsyncStream<Status>.Continuation)] = [:]
+        var nextWatcher = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func set(_ status: Status, for service: String = "") {
+        let watchers = state.withLock { state in
+            state.statuses[service] = status
+            return state.watchers.values.filter { $0.service == service }.map(\.continuation)
+        }
+        for watcher in watchers { watcher.yield(status) }
+    }
+
+    public func status(of service: String) -> Status? {
+        state.withLock { $0.statuses[service] }
+    }
+
+    /// Marks every service as not serving, as a process does when it begins to shut down.
+    public func markAllNotServing() {
+        let services = state.withLock { Array($0.statuses.keys) }
+        for service in services { set(.notServing, for: service) }
+    }
+
+    fileprivate func watch(_ service: String) -> AsyncStream<Status> {
+        let (stream, continuation) = AsyncStream<Status>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { state in
+            let id = state.nextWatcher
+            state.nextWatcher += 1
+            state.watchers[id] = (service, continuation)
+            continuation.yield(state.statuses[service] ?? .serviceUnknown)
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+}
+
+/// `grpc.health.v1.Health` over a `HealthStatus`.
+public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
+    public let status: HealthStatus
+
+    public init(status: HealthStatus) {
+        self.status = status
+    }
+
+    public func check(
+        request: Grpc_Health_V1_HealthCheckRequest,
+        context: ServerContext
+    ) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        guard let current = status.status(of: request.service) else {
+            throw RPCError(code: .notFound, message: "unknown service '\(request.service)'")
+        }
+        return .with { $0.status = current }
+    }
+
+    public func watch(
+        request: Grpc_Health_V1_HealthCheckRequest,
+        response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
+        context: ServerContext
+    ) async throws {
+        var last: HealthStatus.Status?
+        for await current in status.watch(request.service) where current != last {
+            last = current
+            try await response.write(.with { $0.status = current })
+        }
+    }
+}

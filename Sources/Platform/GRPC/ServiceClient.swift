@@ -1,0 +1,85 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+
+/// Settings shared by every gRPC client of the platform.
+public struct ServiceClientSettings: Sendable {
+    /// Deadline of one call.
+    public var callTimeout: Duration
+
+    public init(callTimeout: Duration = .seconds(10)) {
+        self.callTimeout = callTimeout
+    }
+}
+
+public enum ServiceClientFactory {
+    /// A client that spreads calls round-robin over the service's instances. An instance whose
+    /// connection fails leaves the rotation until it reconnects; a call that could not reach an
+    /// instance is retried on another.
+    public static func make(
+        _ endpoints: ServiceEndpoints,
+        settings: ServiceClientSettings = ServiceClientSettings(),
+        interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()]
+    ) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+        var resolvers = NameResolverRegistry.defaults
+        resolvers.registerFactory(ServiceEndpointsResolverFactory())
+        let retry = RetryPolicy(
+            maxAttempts: 3,
+            initialBackoff: .milliseconds(20),
+            maxBackoff: .milliseconds(200),
+            backoffMultiplier: 2,
+            retryableStatusCodes: [.unavailable]
+        )
+        let serviceConfig = ServiceConfig(
+            methodConfig: [
+                MethodConfig(names: [MethodConfig.Name(service: "")], timeout: settings.callTimeout, executionPolicy: .retry(retry))
+            ],
+            loadBalancingConfig: [.roundRobin]
+        )
+        var config = HTTP2ClientTransport.Posix.Config.defaults
+        config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+        let transport = try HTTP2ClientTransport.Posix(
+            target: ServiceEndpointsTarget(endpoints),
+            transportSecurity: .plaintext,
+            config: config,
+            resolverRegistry: resolvers,
+            serviceConfig: serviceConfig
+        )
+        return GRPCClient(transport: transport, interceptors: interceptors)
+    }
+}
+
+/// Runs a gRPC client's connections for as long as the process runs.
+public struct GRPCClientService<Transport: ClientTransport>: Service {
+    public let client: GRPCClient<Transport>
+
+    public init(_ client: GRPCClient<Transport>) {
+        self.client = client
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await client.runConnections()
+        } onGracefulShutdown: {
+            client.beginGracefulShutdown()
+        }
+    }
+}
+
+/// Runs a gRPC server until the process is asked to stop, then lets in-flight calls finish.
+public struct GRPCServerService<Transport: ServerTransport>: Service {
+    public let server: GRPCServer<Transport>
+
+    public init(_ server: GRPCServer<Transport>) {
+        self.server = server
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.serve()
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+}

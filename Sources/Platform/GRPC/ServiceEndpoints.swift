@@ -1,0 +1,79 @@
+import GRPCCore
+import GRPCNIOTransportCore
+import NIOCore
+import NIOPosix
+
+/// The instances of one service that a client may call. The set is asked for again whenever
+/// the client reconnects, so a source backed by DNS or a registry can change at run time.
+public struct ServiceEndpoints: Sendable, CustomStringConvertible {
+    public let name: String
+    private let resolve: @Sendable () async throws -> [GRPCNIOTransportCore.SocketAddress]
+    private let describe: String
+
+    public init(
+        name: String,
+        describedAs description: String,
+        resolve: @escaping @Sendable () async throws -> [GRPCNIOTransportCore.SocketAddress]
+    ) {
+        self.name = name
+        self.describe = description
+        self.resolve = resolve
+    }
+
+    /// Fixed `host:port` pairs; host names are looked up again on every resolution.
+    public static func fixed(name: String, _ addresses: [HostPort]) -> ServiceEndpoints {
+        ServiceEndpoints(name: name, describedAs: addresses.map(\.description).joined(separator: ",")) {
+            try await withThrowingTaskGroup(of: GRPCNIOTransportCore.SocketAddress.self) { group in
+                for address in addresses {
+                    group.addTask { try await Self.lookUp(address) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+    }
+
+    public var description: String { "\(name)(\(describe))" }
+
+    public func addresses() async throws -> [GRPCNIOTransportCore.SocketAddress] {
+        try await resolve()
+    }
+
+    private static func lookUp(_ address: HostPort) async throws -> GRPCNIOTransportCore.SocketAddress {
+        // getaddrinfo blocks, so it runs on NIO's thread pool rather than a cooperative thread.
+        let resolved = try await NIOThreadPool.singleton.runIfActive {
+            try NIOCore.SocketAddress.makeAddressResolvingHost(address.host, port: address.port)
+        }
+        switch resolved {
+        case .v4:
+            return .ipv4(host: resolved.ipAddress ?? address.host, port: address.port)
+        case .v6:
+            return .ipv6(host: resolved.ipAddress ?? address.host, port: address.port)
+        case .unixDomainSocket:
+            throw RPCError(code: .invalidArgument, message: "\(address) is not an IP address")
+        }
+    }
+}
+
+/// Lets a gRPC client connect to a `ServiceEndpoints`.
+public struct ServiceEndpointsTarget: ResolvableTarget, Sendable {
+    public var endpoints: ServiceEndpoints
+
+    public init(_ endpoints: ServiceEndpoints) {
+        self.endpoints = endpoints
+    }
+}
+
+public struct ServiceEndpointsResolverFactory: NameResolverFactory, Sendable {
+    public typealias Target = ServiceEndpointsTarget
+
+    public init() {}
+
+    public func resolver(for target: ServiceEndpointsTarget) -> NameResolver {
+        let endpoints = target.endpoints
+        let names = AsyncThrowingStream<NameResolutionResult, any Error> {
+            let addresses = try await endpoints.addresses()
+            return NameResolutionResult(endpoints: addresses.map { Endpoint(addresses: [$0]) }, serviceConfig: nil)
+        }
+        return NameResolver(names: RPCAsyncSequence(wrapping: names), updateMode: .pull)
+    }
+}

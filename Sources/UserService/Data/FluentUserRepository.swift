@@ -1,0 +1,89 @@
+import FluentKit
+import Foundation
+import Platform
+
+/// `UserRepository` on FluentKit, for SQLite and PostgreSQL alike.
+public struct FluentUserRepository: UserRepository {
+    private let database: ServiceDatabase
+
+    public init(database: ServiceDatabase) {
+        self.database = database
+    }
+
+    private var db: any Database { database.database() }
+
+    public func insert(_ user: StoredUser) async throws {
+        do {
+            try await UserRecord(user).create(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw DomainError(.alreadyExists, "username '\(user.user.username)' is already taken")
+        }
+    }
+
+    public func update(_ user: StoredUser) async throws {
+        guard let record = try await UserRecord.find(user.user.id, on: db) else {
+            throw DomainError.notFound("no user with id '\(user.user.id)'")
+        }
+        record.apply(user)
+        do {
+            try await record.update(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw DomainError(.alreadyExists, "this access key is already in use")
+        }
+    }
+
+    public func find(id: String) async throws -> StoredUser? {
+        try await UserRecord.find(id, on: db)?.stored
+    }
+
+    public func find(username: String) async throws -> StoredUser? {
+        try await UserRecord.query(on: db).filter(\.$username == username).first()?.stored
+    }
+
+    public func find(accessKey: String) async throws -> StoredUser? {
+        try await UserRecord.query(on: db).filter(\.$accessKey == accessKey).first()?.stored
+    }
+
+    public func usernameTaken(_ username: String) async throws -> Bool {
+        try await UserRecord.query(on: db).withDeleted().filter(\.$username == username).count() > 0
+    }
+
+    public func softDelete(id: String, at date: Date) async throws -> Bool {
+        guard let record = try await UserRecord.find(id, on: db) else { return false }
+        record.deletedAt = date
+        try await record.save(on: db)
+        return true
+    }
+
+    public func list(offset: Int, limit: Int) async throws -> (users: [StoredUser], total: Int) {
+        let db = self.db
+        async let total = UserRecord.query(on: db).count()
+        let records = try await UserRecord.query(on: db).sort(\.$id, .descending).offset(offset).limit(limit).all()
+        return (records.map(\.stored), try await total)
+    }
+
+    public func all() async throws -> [StoredUser] {
+        try await UserRecord.query(on: db).sort(\.$id, .descending).all().map(\.stored)
+    }
+
+    public func count() async throws -> Int {
+        try await UserRecord.query(on: db).count()
+    }
+
+    public func insert(_ revocation: Revocation) async throws {
+        try await RevocationRecord(id: SortableID.make(at: revocation.createdAt), revocation).create(on: db)
+    }
+
+    public func revocations(since: Date, now: Date) async throws -> [Revocation] {
+        try await RevocationRecord.query(on: db)
+            .filter(\.$createdAt >= since)
+            .filter(\.$expiresAt > now)
+            .sort(\.$createdAt)
+            .all()
+            .map(\.revocation)
+    }
+
+    public func deleteRevocations(expiredBefore date: Date) async throws {
+        try await RevocationRecord.query(on: db).filter(\.$expiresAt < date).delete()
+    }
+}

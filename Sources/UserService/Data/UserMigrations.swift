@@ -1,0 +1,52 @@
+import FluentKit
+
+/// The user database's schema, in order. Never edit a shipped migration: add a new one.
+public enum UserMigrations {
+    public static var all: [any Migration] { [CreateUsers(), CreateRevocations()] }
+}
+
+struct CreateUsers: AsyncMigration {
+    var name: String { "2026-11-01-create-users" }
+
+    func prepare(on database: any Database) async throws {
+        try await database.schema("users")
+            .field("id", .string, .identifier(auto: false))
+            .field("username", .string, .required)
+            .field("avatar", .string, .required)
+            .field("password_hash", .string, .required)
+            .field("status", .int, .required)
+            .field("role", .int, .required)
+            .field("access_key", .string, .required)
+            .field("secret_key", .string, .required)
+            .field("created_at", .datetime, .required)
+            .field("updated_at", .datetime, .required)
+            .field("deleted_at", .datetime)
+            // Deleted users keep their names: a former account's name is never handed to someone else.
+            .unique(on: "username")
+            .unique(on: "access_key")
+            .create()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema("users").delete()
+    }
+}
+
+struct CreateRevocations: AsyncMigration {
+    var name: String { "2026-11-01-create-revocations" }
+
+    func prepare(on database: any Database) async throws {
+        try await database.schema("revocations")
+            .field("id", .string, .identifier(auto: false))
+            .field("kind", .int, .required)
+            .field("subject", .string, .required)
+            .field("not_before", .datetime, .required)
+            .field("expires_at", .datetime, .required)
+            .field("created_at", .datetime, .required)
+            .create()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema("revocations").delete()
+    }
+}

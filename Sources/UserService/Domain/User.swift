@@ -1,0 +1,89 @@
+import Foundation
+
+public enum UserStatus: Int, Sendable, Equatable {
+    case disabled = 0
+    case enabled = 1
+}
+
+public enum UserRole: Int, Sendable, Equatable {
+    case admin = 0
+    case user = 1
+
+    public var name: String { self == .admin ? "admin" : "user" }
+}
+
+/// A user as the rest of the platform may see it: no password hash, no secret key.
+public struct User: Sendable, Equatable {
+    public var id: String
+    public var username: String
+    public var avatar: String
+    public var status: UserStatus
+    public var role: UserRole
+    public var accessKey: String
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// A user as stored: with the bcrypt hash of the password and the sealed secret key.
+public struct StoredUser: Sendable, Equatable {
+    public var user: User
+    public var passwordHash: String
+    public var sealedSecretKey: String
+}
+
+/// A user with the secret key in clear, given once: when the key pair is made.
+public struct UserWithSecret: Sendable, Equatable {
+    public var user: User
+    public var secretKey: String
+}
+
+/// The fields an update may change; `nil` leaves a field as it is.
+public struct UserChanges: Sendable, Equatable {
+    public var avatar: String?
+    public var password: String?
+    public var status: UserStatus?
+    public var role: UserRole?
+    public var accessKey: String?
+    public var secretKey: String?
+
+    public init(
+        avatar: String? = nil, password: String? = nil, status: UserStatus? = nil, role: UserRole? = nil,
+        accessKey: String? = nil, secretKey: String? = nil
+    ) {
+        self.avatar = avatar
+        self.password = password
+        self.status = status
+        self.role = role
+        self.accessKey = accessKey
+        self.secretKey = secretKey
+    }
+}
+
+/// A revoked token (by id), or every token of a user issued before `notBefore`.
+public struct Revocation: Sendable, Equatable {
+    public enum Kind: Int, Sendable, Equatable {
+        case token = 0
+        case user = 1
+    }
+
+    public var kind: Kind
+    public var subject: String
+    public var notBefore: Date
+    public var expiresAt: Date
+    public var createdAt: Date
+
+    public init(kind: Kind, subject: String, notBefore: Date, expiresAt: Date, createdAt: Date) {
+        self.kind = kind
+        self.subject = subject
+        self.notBefore = notBefore
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+    }
+}
+
+public struct Page<Item: Sendable>: Sendable {
+    public var items: [Item]
+    public var current: Int
+    public var pageSize: Int
+    public var total: Int
+}

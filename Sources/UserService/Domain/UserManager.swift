@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+import Platform
+
+/// The rules of user accounts: registration, credentials, key pairs, roles and revocations.
+public struct UserManager: Sendable {
+    public static let usernameLength = 3...50
+    public static let passwordLength = 8...128
+    public static let avatarMaxLength = 2048
+    public static let accessKeyLength = 20
+    public static let secretKeyLength = 40
+    /// How long a user-wide revocation is kept; no token lives longer than this.
+    public static let userRevocationLifetime: TimeInterval = 400 * 86_400
+
+    private let repository: any UserRepository
+    private let hasher: PasswordHasher
+    private let cipher: SecretKeyCipher
+    private let now: @Sendable () -> Date
+
+    public init(repository: any UserRepository, hasher: PasswordHasher, cipher: SecretKeyCipher, now: @escaping @Sendable () -> Date = Date.init) {
+        self.repository = repository
+        self.hasher = hasher
+        self.cipher = cipher
+        self.now = now
+    }
+
+    // MARK: - Accounts
+
+    public func register(username: String, password: String, role: UserRole = .user) async throws -> UserWithSecret {
+        var violations = Violations()
+        Self.checkUsername(username, into: &violations)
+        Self.checkPassword(password, property: "password", into: &violations)
+        try violations.throwIfAny()
+        if try await repository.usernameTaken(username) {
+            throw DomainError(.alreadyExists, "username '\(username)' is already taken")
+        }
+        let date = now()
+        let id = SortableID.make(at: date)
+        let secretKey = RandomText.alphanumeric(Self.secretKeyLength)
+        let stored = StoredUser(
+            user: User(
+                id: id, username: username, avatar: "", status: .enabled, role: role,
+                accessKey: RandomText.alphanumeric(Self.accessKeyLength), createdAt: date, updatedAt: date
+            ),
+            passwordHash: try await hasher.hash(password),
+            sealedSecretKey: try cipher.seal(secretKey, userId: id)
+        )
+        try await repository.insert(stored)
+        return UserWithSecret(user: stored.user, secretKey: secretKey)
+    }
+
+    /// The same error for an unknown username and a wrong password, so neither can be told apart.
+    public func verifyPassword(username: String, password: String) async throws -> User {
+        let invalid = DomainError(.unauthenticated, "invalid username or password")
+        guard let stored = try await repository.find(username: username) else {
+            try await hasher.verifyDecoy(password)
+            throw invalid
+        }
+        guard try await hasher.verify(password, hash: stored.passwordHash) else { throw invalid }
+        guard stored.user.status == .enabled else { throw DomainError(.permissionDenied, "user '\(username)' is disabled") }
+        return stored.user
+    }
+
+    public func user(id: String) async throws -> User {
+        try await stored(id: id).user
+    }
+
+    public func user(username: String) async throws -> User {
+        guard let stored = try await repository.find(username: username) else {
+            throw DomainError.notFound("no user named '\(username)'")
+        }
+        return stored.user
+    }
+
+    public func user(accessKey: String) async throws -> User {
+        guard let stored = try await repository.find(accessKey: accessKey) else {
+            throw DomainError.notFound("no user has this access key")
+        }
+        return stored.user
+    }
+
+    public func update(id: String, changes: UserChanges) async throws {
+        var stored = try await stored(id: id)
+        var violations = Violations()
+        if let avatar = changes.avatar, avatar.count > Self.avatarMaxLength {
+            violations.add("avatar", "avatar must be at most \(Self.avatarMaxLength) characters long")
+        }
+        if let password = changes.password { Self.checkPassword(password, property: "password", into: &violations) }
+        if let accessKey = changes.accessKey, !Self.isKey(accessKey, length: Self.accessKeyLength) {
+            violations.add("accessKey", "accessKey must be \(Self.accessKeyLength) characters of [A-Za-z0-9_]")
+        }
+        if let secretKey = changes.secretKey, !Self.isKey(secretKey, length: Self.secretKeyLength) {
+            violations.add("secretKey", "secretKey must be \(Self.secretKeyLength) characters of [A-Za-z0-9_]")
+        }
+        try violations.throwIfAny()
+
+        let date = now()
+        let before = stored.user
+        if let avatar = changes.avatar { stored.user.avatar = avatar }
+        if let password = changes.password { stored.passwordHash = try await hasher.hash(password) }
+        if let status = changes.status { stored.user.status = status }
+        if let role = changes.role { stored.user.role = role }
+        if let accessKey = changes.accessKey { stored.user.accessKey = accessKey }
+        if let secretKey = changes.secretKey { stored.sealedSecretKey = try cipher.seal(secretKey, userId: id) }
+        stored.user.updatedAt = date
+        try await repository.update(stored)
+        // A token carries the role and status it was issued with: once they change, it must go.
+        if stored.user.status == .disabled && before.status != .disabled || stored.user.role != before.role {
+            try await revokeUser(id, at: date)
+        }
+    }
+
+    public func rotateKeys(id: String) async throws -> UserWithSecret {
+        var stored = try await stored(id: id)
+        let secretKey = RandomText.alphanumeric(Self.secretKeyLength)
+        stored.user.accessKey = RandomText.alphanumeric(Self.accessKeyLength)
+        stored.sealedSecretKey = try cipher.seal(secretKey, userId: id)
+        stored.user.updatedAt = now()
+        try await repository.update(stored)
+        return UserWithSecret(user: stored.user, secretKey: secretKey)
+    }
+
+    public func delete(id: String) async throws {
+        let date = now()
+        guard try await repository.softDelete(id: id, at: date) else {
+            throw DomainError.notFound("no user with id '\(id)'")
+        }
+        try await revokeUser(id, at: date)
+    }
+
+    public func list(current: Int?, pageSize: Int?) async throws -> Page<User> {
+        var violations = Violations()
+        let current = current ?? 1
+        let pageSize = pageSize ?? 50
+        if current < 1 { violations.add("current", "current must be at least 1") }
+        if !(1...100).contains(pageSize) { violations.add("pageSize", "pageSize must be between 1 and 100") }
+        try violations.throwIfAny()
+        let (users, total) = try await repository.list(offset: (current - 1) * pageSize, limit: pageSize)
+        return Page(items: users.map(\.user), current: current, pageSize: pageSize, total: total)
+    }
+
+    public func all() async throws -> [User] {
+        try await repository.all().map(\.user)
+    }
+
+    public func count() async throws -> Int {
+        try await repository.count()
+    }
+
+    // MARK: - Revocations
+
+    public func revoke(_ kind: Revocation.Kind, subject: String, notBefore: Date?, expiresAt: Date) async throws {
+        var violations = Violations()
+        if subject.isEmpty || subject.count > 128 { violations.add("subject", "subject must be 1 to 128 characters long") }
+        try violations.throwIfAny()
+        let date = now()
+        try await repository.insert(Revocation(kind: kind, subject: subject, notBefore: notBefore ?? date, expiresAt: expiresAt, createdAt: date))
+        try await repository.deleteRevocations(expiredBefore: date)
+    }
+
+    /// Revocations recorded since `since` and still in force, with the time of this answer.
+    public func revocations(since: Date) async throws -> (revocations: [Revocation], serverTime: Date) {
+        let date = now()
+        return (try await repository.revocations(since: since, now: date), date)
+    }
+
+    private func revokeUser(_ id: String, at date: Date) async throws {
+        try await repository.insert(
+            Revocation(kind: .user, subject: id, notBefore: date, expiresAt: date.addingTimeInterval(Self.userRevocationLifetime), createdAt: date)
+        )
+    }
+
+    // MARK: - First run
+
+    /// Creates the first admin when there are no users yet. Without a configured password one is
+    /// generated; the caller shows it once. Returns nil when nothing was created.
+    public func bootstrapAdmin(username: String?, password: String?) async throws -> (user: User, generatedPassword: String?)? {
+        guard try await repository.count() == 0 else { return nil }
+        return try await createAdmin(username: username, password: password)
+    }
+
+    /// Creates the admin unless the username exists (then returns nil).
+    public func createAdmin(username: String?, password: String?) async throws -> (user: User, generatedPassword: String?)? {
+        let username = username ?? "admin"
+        if try await repository.usernameTaken(username) { return nil }
+        let generated = password == nil ? RandomText.alphanumeric(20) : nil
+        let created = try await register(username: username, password: password ?? generated ?? "", role: .admin)
+        return (created.user, generated)
+    }
+
+    // MARK: - Rules
+
+    private func stored(id: String) async throws -> StoredUser {
+        guard let stored = try await repository.find(id: id) else {
+            throw DomainError.notFound("no user with id '\(id)'")
+        }
+        return stored
+    }
+
+    static func checkUsername(_ username: String, into violations: inout Violations) {
+        violations.checkLength("username", username, usernameLength)
+        if username.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+            violations.add("username", "username must not contain spaces or control characters")
+        }
+    }
+
+    static func checkPassword(_ password: String, property: String, into violations: inout Violations) {
+        violations.checkLength(property, password, passwordLength)
+    }
+
+    static func isKey(_ text: String, length: Int) -> Bool {
+        text.utf8.count == length && text.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
+        }
+    }
+}

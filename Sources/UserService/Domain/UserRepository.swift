@@ -1,0 +1,25 @@
+import Foundation
+
+/// Storage of users and revocations. Lookups never return soft-deleted users.
+public protocol UserRepository: Sendable {
+    /// Throws `DomainError(.alreadyExists)` if the username or access key is taken.
+    func insert(_ user: StoredUser) async throws
+    /// Throws `DomainError(.alreadyExists)` if the new access key is taken.
+    func update(_ user: StoredUser) async throws
+    func find(id: String) async throws -> StoredUser?
+    func find(username: String) async throws -> StoredUser?
+    func find(accessKey: String) async throws -> StoredUser?
+    /// Whether any user, deleted ones included, has this username.
+    func usernameTaken(_ username: String) async throws -> Bool
+    /// Returns false if there was no such (undeleted) user.
+    func softDelete(id: String, at date: Date) async throws -> Bool
+    /// Newest first.
+    func list(offset: Int, limit: Int) async throws -> (users: [StoredUser], total: Int)
+    func all() async throws -> [StoredUser]
+    func count() async throws -> Int
+
+    func insert(_ revocation: Revocation) async throws
+    /// Revocations created at or after `since` that have not expired at `now`.
+    func revocations(since: Date, now: Date) async throws -> [Revocation]
+    func deleteRevocations(expiredBefore date: Date) async throws
+}
