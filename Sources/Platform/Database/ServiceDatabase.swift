@@ -27,14 +27,13 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .sqlite(let path): "sqlite:\(path)"
+        case .sqlite(let path):
+            return "sqlite:\(path)"
         case .postgres(let url):
             // Never log the password.
-            if var components = URLComponents(string: url), components.password != nil {
-                components.password = "***"
-                return components.string ?? "postgres://***"
-            }
-            return url
+            guard var components = URLComponents(string: url), components.password != nil else { return url }
+            components.password = "***"
+            return components.string ?? "postgres://***"
         }
     }
 }

@@ -52,7 +52,7 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
             } catch {
                 let status = rpcError(for: error, method: context.descriptor.fullyQualifiedMethod)
                 logger.log(
-                    level: status.code == .internal ? .error : .info,
+                    level: status.code == .internalError ? .error : .info,
                     "rpc failed",
                     metadata: ["rpc": "\(context.descriptor.fullyQualifiedMethod)", "code": "\(status.code)", "message": "\(status.message)"]
                 )
@@ -79,7 +79,7 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
         default:
             // Details of unexpected failures (SQL, I/O) stay in this service's log.
             logger.error("unexpected failure", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])
-            return RPCError(code: .internal, message: "internal error in \(application)", metadata: metadata)
+            return RPCError(code: .internalError, message: "internal error in \(application)", metadata: metadata)
         }
     }
 }
@@ -95,7 +95,7 @@ extension DomainError.Kind {
         case .failedPrecondition: .failedPrecondition
         case .resourceExhausted: .resourceExhausted
         case .unavailable: .unavailable
-        case .internal: .internal
+        case .internal: .internalError
         }
     }
 }

@@ -19,7 +19,7 @@ public enum LoggingSetup {
                 handler.logLevel = level
                 return handler
             },
-            metadataProvider: .requestScopeMetadataProvider
+            metadataProvider: Logger.requestScopeMetadataProvider
         )
     }
 }

@@ -1,0 +1,153 @@
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import Platform
+import SwiftProtobuf
+
+/// `grpc.user.v1.UserService`: translates between protobuf messages and `UserManager`.
+/// Password hashes and secret keys never appear in a `UserModel` (fields 4 and 8 stay empty).
+public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol {
+    private let users: UserManager
+
+    public init(users: UserManager) {
+        self.users = users
+    }
+
+    public func createUser(request: Grpc_User_V1_CreateUserRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
+        Grpc_User_V1_UserModel(try await users.register(username: request.username, password: request.password).user)
+    }
+
+    public func registerUser(request: Grpc_User_V1_CreateUserRequest, context: ServerContext) async throws -> Grpc_User_V1_UserWithSecret {
+        Grpc_User_V1_UserWithSecret(try await users.register(username: request.username, password: request.password))
+    }
+
+    public func deleteUser(request: Grpc_User_V1_QueryUserByIdRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        try await users.delete(id: request.id)
+        return Google_Protobuf_Empty()
+    }
+
+    public func updateUser(request: Grpc_User_V1_UpdateUserRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        var changes = UserChanges()
+        if request.hasAvatar { changes.avatar = request.avatar }
+        if request.hasPassword { changes.password = request.password }
+        if request.hasStatus { changes.status = try UserStatus(request.status) }
+        if request.hasRole { changes.role = try UserRole(request.role) }
+        if request.hasAccessKey { changes.accessKey = request.accessKey }
+        if request.hasSecretKey { changes.secretKey = request.secretKey }
+        try await users.update(id: request.id, changes: changes)
+        return Google_Protobuf_Empty()
+    }
+
+    public func getUserByAccessKey(request: Grpc_User_V1_QueryUserByAccessKeyRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
+        Grpc_User_V1_UserModel(try await users.user(accessKey: request.accessKey))
+    }
+
+    public func getUserByName(request: Grpc_User_V1_QueryUserByNameRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
+        Grpc_User_V1_UserModel(try await users.user(username: request.username))
+    }
+
+    public func getUserById(request: Grpc_User_V1_QueryUserByIdRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
+        Grpc_User_V1_UserModel(try await users.user(id: request.id))
+    }
+
+    public func getUserModelList(request: Google_Protobuf_Empty, context: ServerContext) async throws -> Grpc_User_V1_UserModelList {
+        let all = try await users.all()
+        return .with { $0.results = all.map(Grpc_User_V1_UserModel.init) }
+    }
+
+    public func rotateKeys(request: Grpc_User_V1_QueryUserByIdRequest, context: ServerContext) async throws -> Grpc_User_V1_UserWithSecret {
+        Grpc_User_V1_UserWithSecret(try await users.rotateKeys(id: request.id))
+    }
+
+    public func verifyPassword(request: Grpc_User_V1_VerifyPasswordRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
+        Grpc_User_V1_UserModel(try await users.verifyPassword(username: request.username, password: request.password))
+    }
+
+    public func listUsers(request: Grpc_User_V1_ListUsersRequest, context: ServerContext) async throws -> Grpc_User_V1_UserPage {
+        let page = try await users.list(
+            current: request.hasCurrent ? Int(request.current) : nil,
+            pageSize: request.hasPageSize ? Int(request.pageSize) : nil
+        )
+        return .with {
+            $0.results = page.items.map(Grpc_User_V1_UserModel.init)
+            $0.pagination = .with {
+                $0.current = Int32(page.current)
+                $0.pageSize = Int32(page.pageSize)
+                $0.total = Int32(clamping: page.total)
+            }
+        }
+    }
+
+    public func revokeToken(request: Grpc_User_V1_RevokeTokenRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        let kind: Revocation.Kind = request.kind == .user ? .user : .token
+        try await users.revoke(
+            kind,
+            subject: request.subject,
+            notBefore: request.notBefore > 0 ? Date(millisecondsSince1970: request.notBefore) : nil,
+            expiresAt: Date(millisecondsSince1970: request.expiresAt)
+        )
+        return Google_Protobuf_Empty()
+    }
+
+    public func listRevocations(request: Grpc_User_V1_ListRevocationsRequest, context: ServerContext) async throws -> Grpc_User_V1_RevocationList {
+        let (revocations, serverTime) = try await users.revocations(since: Date(millisecondsSince1970: request.since))
+        return .with {
+            $0.serverTime = serverTime.millisecondsSince1970
+            $0.results = revocations.map { revocation in
+                .with {
+                    $0.kind = revocation.kind == .user ? .user : .token
+                    $0.subject = revocation.subject
+                    $0.notBefore = revocation.notBefore.millisecondsSince1970
+                    $0.expiresAt = revocation.expiresAt.millisecondsSince1970
+                    $0.createdAt = revocation.createdAt.millisecondsSince1970
+                }
+            }
+        }
+    }
+}
+
+extension Grpc_User_V1_UserModel {
+    init(_ user: User) {
+        self = .with {
+            $0.id = user.id
+            $0.username = user.username
+            $0.avatar = user.avatar
+            $0.status = user.status == .enabled ? .enable : .disable
+            $0.role = user.role == .admin ? .admin : .user
+            $0.accessKey = user.accessKey
+            $0.createdAt = user.createdAt.millisecondsSince1970
+            $0.updatedAt = user.updatedAt.millisecondsSince1970
+        }
+    }
+}
+
+extension Grpc_User_V1_UserWithSecret {
+    init(_ created: UserWithSecret) {
+        self = .with {
+            $0.user = Grpc_User_V1_UserModel(created.user)
+            $0.secretKey = created.secretKey
+        }
+    }
+}
+
+extension UserStatus {
+    init(_ wire: Grpc_User_V1_UserStatusEnum) throws {
+        switch wire {
+        case .disable: self = .disabled
+        case .enable: self = .enabled
+        case .UNRECOGNIZED(let value):
+            throw DomainError.invalid([FieldViolation(property: "status", constraints: ["unknown status \(value)"])])
+        }
+    }
+}
+
+extension UserRole {
+    init(_ wire: Grpc_User_V1_UserRolesEnum) throws {
+        switch wire {
+        case .admin: self = .admin
+        case .user: self = .user
+        case .UNRECOGNIZED(let value):
+            throw DomainError.invalid([FieldViolation(property: "role", constraints: ["unknown role \(value)"])])
+        }
+    }
+}
