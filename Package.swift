@@ -66,13 +66,14 @@ let package = Package(
             dependencies: [
                 "Platform",
                 "AISaaSProtos",
+                .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "AIService",
-            dependencies: ["Platform", "AISaaSProtos"],
+            dependencies: ["Platform", "AISaaSProtos", .product(name: "FluentKit", package: "fluent-kit")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -91,11 +92,17 @@ let package = Package(
             name: "AISaaSCLI",
             dependencies: [
                 "Platform", "UserService", "AIService", "Gateway",
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "aisaas", dependencies: ["AISaaSCLI"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "aisaas",
+            dependencies: ["AISaaSCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
 
         .testTarget(
             name: "PlatformTests",

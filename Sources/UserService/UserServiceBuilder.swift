@@ -57,10 +57,7 @@ public struct UserServiceProcess: Sendable {
 
     /// The address the server listens on, once it does.
     public func listeningAddress() async throws -> GRPCNIOTransportCore.SocketAddress {
-        guard let transport = server.transport as HTTP2ServerTransport.Posix? else {
-            throw RPCError(code: .internalError, message: "no transport")
-        }
-        return try await transport.listeningAddress
+        try await server.transport.listeningAddress
     }
 }
 

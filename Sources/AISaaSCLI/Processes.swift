@@ -1,0 +1,96 @@
+import AIService
+import Configuration
+import Gateway
+import Logging
+import Platform
+import ServiceLifecycle
+import UserService
+
+/// The services of one process, in start order (a `ServiceGroup` stops them in reverse).
+public struct ProcessPlan {
+    public var services: [any Service]
+    public var logger: Logger
+
+    /// Runs until SIGTERM or SIGINT, then drains in-flight work and returns.
+    public func run() async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// The whole platform in one process: the gateway talks real gRPC over loopback to the user and
+/// AI services, whose ports default to ephemeral ones.
+public func buildAllInOne(
+    config: ConfigReader,
+    logger: Logger,
+    onGatewayRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> ProcessPlan {
+    let common = CommonSettings.read(SettingsReader(config))
+    let userSettings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0, logger: logger)
+    let aiSettings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0)
+    let gatewaySettings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
+
+    let userProcess = try await buildUserService(settings: userSettings, logger: logger.labelled("user-service"))
+    let aiProcess = try await buildAIService(settings: aiSettings, logger: logger.labelled("ai-service"))
+    let gateway = try await buildGateway(
+        settings: gatewaySettings,
+        userService: ServiceEndpoints(name: userServiceApplication, describedAs: "in-process") {
+            [try await userProcess.listeningAddress()]
+        },
+        aiService: ServiceEndpoints(name: aiServiceApplication, describedAs: "in-process") {
+            [try await aiProcess.listeningAddress()]
+        },
+        logger: logger.labelled("gateway"),
+        onServerRunning: { port in
+            logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
+            await onGatewayRunning(port)
+        }
+    )
+    return ProcessPlan(services: userProcess.services + aiProcess.services + gateway.services, logger: logger)
+}
+
+/// The gateway alone, in front of user and AI services at configured addresses.
+public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> ProcessPlan {
+    let common = CommonSettings.read(SettingsReader(config))
+    var settings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
+    if settings.userServiceAddresses.isEmpty { settings.userServiceAddresses = [HostPort(host: "127.0.0.1", port: 9101)] }
+    if settings.aiServiceAddresses.isEmpty { settings.aiServiceAddresses = [HostPort(host: "127.0.0.1", port: 9102)] }
+    let host = settings.listen.host
+    let gateway = try await buildGateway(
+        settings: settings,
+        userService: .fixed(name: userServiceApplication, settings.userServiceAddresses),
+        aiService: .fixed(name: aiServiceApplication, settings.aiServiceAddresses),
+        logger: logger,
+        onServerRunning: { port in
+            logger.notice("gateway ready", metadata: ["url": "http://\(host):\(port)"])
+            await onRunning(port)
+        }
+    )
+    return ProcessPlan(services: gateway.services, logger: logger)
+}
+
+public func buildUserServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
+    let common = CommonSettings.read(SettingsReader(config))
+    let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
+    return ProcessPlan(services: try await buildUserService(settings: settings, logger: logger).services, logger: logger)
+}
+
+public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
+    let common = CommonSettings.read(SettingsReader(config))
+    let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
+    return ProcessPlan(services: try await buildAIService(settings: settings, logger: logger).services, logger: logger)
+}
+
+extension Logger {
+    func labelled(_ application: String) -> Logger {
+        var logger = self
+        logger[metadataKey: "app"] = .string(application)
+        return logger
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import JWTKit
+import Platform
+
+/// What a verified access token says about its bearer.
+public struct Identity: Sendable, Equatable {
+    public var userId: String
+    public var username: String
+    public var role: String
+    public var tokenId: String
+    public var issuedAt: Date
+    public var expiresAt: Date
+
+    public var isAdmin: Bool { role == "admin" }
+}
+
+/// The claims of an access token (JWT, HS256).
+struct AccessTokenClaims: JWTPayload {
+    var sub: SubjectClaim
+    var name: String
+    var role: String
+    var jti: IDClaim
+    var iat: IssuedAtClaim
+    var exp: ExpirationClaim
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+    }
+}
+
+/// Issues and checks access tokens. A token is refused if its signature, algorithm or expiry is
+/// wrong, or if it was revoked (logout, or a change to its user).
+public struct AccessTokens: Sendable {
+    public let lifetime: TimeInterval
+    private let keys: JWTKeyCollection
+    private let revocations: RevocationList
+
+    public init(secret: String, lifetime: TimeInterval, revocations: RevocationList) async {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        self.keys = keys
+        self.lifetime = lifetime
+        self.revocations = revocations
+    }
+
+    public func issue(userId: String, username: String, role: String, now: Date = Date()) async throws -> (token: String, identity: Identity) {
+        let expiresAt = now.addingTimeInterval(lifetime)
+        let claims = AccessTokenClaims(
+            sub: SubjectClaim(value: userId), name: username, role: role,
+            jti: IDClaim(value: SortableID.make(at: now)), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expiresAt)
+        )
+        let token = try await keys.sign(claims)
+        return (token, Identity(claims))
+    }
+
+    /// The identity of a valid token, or nil.
+    public func verify(_ token: String) async -> Identity? {
+        guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self) else { return nil }
+        let identity = Identity(claims)
+        guard !revocations.isRevoked(identity) else { return nil }
+        return identity
+    }
+}
+
+extension Identity {
+    init(_ claims: AccessTokenClaims) {
+        self.init(
+            userId: claims.sub.value, username: claims.name, role: claims.role, tokenId: claims.jti.value,
+            issuedAt: claims.iat.value, expiresAt: claims.exp.value
+        )
+    }
+}

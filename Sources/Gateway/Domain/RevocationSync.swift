@@ -1,0 +1,57 @@
+import AISaaSProtos
+import Foundation
+import Logging
+import Platform
+import ServiceLifecycle
+
+/// Keeps this replica's `RevocationList` in step with the user service, where every replica
+/// records its revocations: polls every `interval`, and on demand after a change it caused.
+public actor RevocationSync {
+    private let users: any Grpc_User_V1_UserService.ClientProtocol
+    private let revocations: RevocationList
+    private var since: Double = 0
+    /// Entries are asked for again this far back, in case service replicas' clocks disagree.
+    private static let overlapMilliseconds = 10_000.0
+
+    public init(users: any Grpc_User_V1_UserService.ClientProtocol, revocations: RevocationList) {
+        self.users = users
+        self.revocations = revocations
+    }
+
+    public func refresh() async throws {
+        let answer = try await users.listRevocations(.with { $0.since = since })
+        revocations.add(answer.results.map { entry in
+            entry.kind == .user
+                ? .user(id: entry.subject, notBefore: Date(millisecondsSince1970: entry.notBefore), expiresAt: Date(millisecondsSince1970: entry.expiresAt))
+                : .token(id: entry.subject, expiresAt: Date(millisecondsSince1970: entry.expiresAt))
+        })
+        since = max(0, answer.serverTime - Self.overlapMilliseconds)
+    }
+}
+
+/// Runs `RevocationSync.refresh` every `interval` until shutdown.
+public struct RevocationSyncService: Service {
+    let sync: RevocationSync
+    let revocations: RevocationList
+    let interval: Duration
+    let logger: Logger
+
+    public func run() async throws {
+        // Ends promptly on shutdown: cancellation interrupts the sleep.
+        try? await cancelWhenGracefulShutdown {
+            var failing = false
+            while !Task.isCancelled {
+                do {
+                    try await sync.refresh()
+                    if failing { logger.notice("revocation sync recovered") }
+                    failing = false
+                } catch {
+                    if !failing { logger.warning("revocation sync failed; retrying", metadata: ["error": "\(error)"]) }
+                    failing = true
+                }
+                revocations.purge()
+                try await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Hummingbird
+import Logging
+import NIOCore
+import Platform
+import ServiceLifecycle
+
+/// Everything the gateway needs, read from configuration.
+public struct GatewaySettings: Sendable {
+    public var listen: HostPort
+    public var jwtSecret: String
+    public var tokenLifetime: TimeInterval
+    public var corsOrigins: [String]
+    public var loginLimits: LoginThrottle.Limits
+    public var trustForwardedFor: Bool
+    public var revocationPollInterval: Duration
+    public var callTimeout: Duration
+    /// Addresses of the services; empty in the all-in-one process, which wires its own.
+    public var userServiceAddresses: [HostPort]
+    public var aiServiceAddresses: [HostPort]
+
+    public static func read(_ settings: SettingsReader, common: CommonSettings, logger: Logger) throws -> GatewaySettings {
+        let listen = HostPort(
+            host: settings.string("http.host", default: "127.0.0.1"),
+            port: settings.int("http.port", default: 9000, range: 0...65535)
+        )
+        let lifetime = settings.int("jwt.expires.in", default: 7 * 86_400, range: 60...(365 * 86_400))
+        let limits = LoginThrottle.Limits(
+            perUsername: settings.int("login.max.failures.per.username", default: 5, range: 1...1000),
+            perAddress: settings.int("login.max.failures.per.address", default: 20, range: 1...100_000),
+            window: TimeInterval(settings.int("login.failure.window.seconds", default: 900, range: 1...86_400))
+        )
+        let trustForwardedFor = settings.bool("trust.forwarded.for", default: false)
+        let poll = settings.int("revocation.poll.milliseconds", default: 2000, range: 100...5000)
+        let timeout = settings.int("grpc.timeout.milliseconds", default: 10_000, range: 100...600_000)
+        let users = HostPort.list("user.service.addrs", from: settings)
+        let ai = HostPort.list("ai.service.addrs", from: settings)
+        let configuredSecret = settings.string("jwt.secret", isSecret: true)
+        if let configuredSecret, configuredSecret.utf8.count < 32 {
+            settings.report("JWT_SECRET must be at least 32 characters long")
+        }
+        let cors = settings.list("cors.allowed.origins")
+        try settings.finish()
+        let secret = try PersistentSecret.resolve(
+            configured: configuredSecret, name: "jwt-secret", settingName: "JWT_SECRET",
+            byteCount: 48, dataDirectory: common.dataDirectory, logger: logger
+        )
+        return GatewaySettings(
+            listen: listen, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
+            loginLimits: limits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
+            callTimeout: .milliseconds(timeout), userServiceAddresses: users, aiServiceAddresses: ai
+        )
+    }
+}
+
+/// The gateway, ready to run: its HTTP application and the services that keep it going.
+public struct GatewayProcess {
+    public let router: Router<GatewayRequestContext>
+    /// Add to a `ServiceGroup` in this order; the HTTP server is last, so it stops first.
+    public let services: [any Service]
+}
+
+/// Wires the gateway: gRPC clients for the services, token checks, the routes and middleware.
+/// `onServerRunning` receives the bound port (useful with port 0).
+public func buildGateway(
+    settings: GatewaySettings,
+    userService: ServiceEndpoints,
+    aiService: ServiceEndpoints,
+    logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> GatewayProcess {
+    let clientSettings = ServiceClientSettings(callTimeout: settings.callTimeout)
+    let userClient = try ServiceClientFactory.make(userService, settings: clientSettings)
+    let users = Grpc_User_V1_UserService.Client(wrapping: userClient)
+    let revocations = RevocationList()
+    let sync = RevocationSync(users: users, revocations: revocations)
+    let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
+
+    let router = makeGatewayRouter(
+        settings: settings, users: users, tokens: tokens, revocations: revocations, sync: sync,
+        serviceEndpoints: [userService, aiService], logger: logger
+    )
+    let app = Application(
+        router: router,
+        configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: nil),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? settings.listen.port) },
+        logger: logger
+    )
+    return GatewayProcess(
+        router: router,
+        services: [
+            GRPCClientService(userClient),
+            RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
+            app,
+        ]
+    )
+}
+
+/// The gateway's routes and middleware over any user service client (tests use an in-process one).
+public func makeGatewayRouter(
+    settings: GatewaySettings,
+    users: any Grpc_User_V1_UserService.ClientProtocol,
+    tokens: AccessTokens,
+    revocations: RevocationList,
+    sync: RevocationSync,
+    serviceEndpoints: [ServiceEndpoints],
+    logger: Logger
+) -> Router<GatewayRequestContext> {
+    let router = Router(context: GatewayRequestContext.self)
+    let routeTable = RouteTable()
+    if !settings.corsOrigins.isEmpty {
+        router.add(middleware: AllowListCORSMiddleware(origins: settings.corsOrigins))
+    }
+    router.add(middleware: RequestEnvelopeMiddleware(routes: routeTable, logger: logger))
+    AccountRoutes(
+        users: users, tokens: tokens, revocations: revocations, revocationSync: sync,
+        throttle: LoginThrottle(limits: settings.loginLimits), trustForwardedFor: settings.trustForwardedFor
+    ).register(on: router)
+    SystemRoutes(serviceEndpoints: serviceEndpoints, probeTimeout: .seconds(1)).register(on: router)
+    routeTable.set(router.routes)
+    return router
+}

@@ -1,0 +1,193 @@
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import Platform
+
+/// `/auth` and `/user`: registration, login and logout, the caller's own account, and the admin
+/// routes over all users.
+struct AccountRoutes {
+    let users: any Grpc_User_V1_UserService.ClientProtocol
+    let tokens: AccessTokens
+    let revocations: RevocationList
+    let revocationSync: RevocationSync
+    let throttle: LoginThrottle
+    let trustForwardedFor: Bool
+
+    func register(on router: Router<GatewayRequestContext>) {
+        router.post("/user/register", use: registerUser)
+        router.put("/auth/login", use: login)
+
+        let authenticated = router.group().add(middleware: AuthenticationMiddleware(tokens: tokens))
+        authenticated.delete("/auth/logout", use: logout)
+        authenticated.get("/user/current", use: current)
+        authenticated.patch("/user/update", use: update)
+        authenticated.patch("/user/update_keys", use: updateKeys)
+
+        let admin = authenticated.group().add(middleware: AdminOnlyMiddleware())
+        admin.get("/user", use: list)
+        admin.get("/user/{id}", use: user)
+        admin.delete("/user/{id}", use: delete)
+        admin.patch("/user/update_security", use: updateSecurity)
+    }
+
+    // MARK: - Public
+
+    @Sendable func registerUser(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        var body = try await JSONBody.read(request, context: context)
+        let username = body.string("username", required: true, length: 3...50)
+        let password = body.string("password", required: true, length: 8...128)
+        try body.finish()
+        let created = try await users.registerUser(.with {
+            $0.username = username ?? ""
+            $0.password = password ?? ""
+        })
+        return try ResponseBody.success(RegisteredUser(created))
+    }
+
+    @Sendable func login(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        var body = try await JSONBody.read(request, context: context)
+        let username = body.string("username", required: true, length: 1...50)
+        let password = body.string("password", required: true, length: 1...128)
+        try body.finish()
+        guard let username, let password else { throw APIError.invalidBody([]) }
+
+        let address = clientAddress(request, context: context)
+        if let wait = throttle.retryAfter(username: username, address: address) {
+            let seconds = Int(wait.rounded(.up))
+            throw APIError(
+                .tooManyRequests, message: "too many failed logins; try again in \(seconds) s",
+                headers: [.retryAfter: String(seconds)]
+            )
+        }
+        let user: Grpc_User_V1_UserModel
+        do {
+            user = try await users.verifyPassword(.with {
+                $0.username = username
+                $0.password = password
+            })
+        } catch let error as RPCError where error.code == .unauthenticated {
+            throttle.recordFailure(username: username, address: address)
+            throw APIError.unauthenticated("invalid username or password")
+        }
+        throttle.recordSuccess(username: username)
+        let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.name)
+        return try ResponseBody.success(
+            LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(identity.expiresAt.millisecondsSince1970))
+        )
+    }
+
+    // MARK: - The caller's account
+
+    @Sendable func logout(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        // Refused here at once; the other replicas learn it from the user service.
+        revocations.add([.token(id: identity.tokenId, expiresAt: identity.expiresAt)])
+        _ = try await users.revokeToken(.with {
+            $0.kind = .token
+            $0.subject = identity.tokenId
+            $0.expiresAt = identity.expiresAt.millisecondsSince1970
+        })
+        return try ResponseBody.empty()
+    }
+
+    @Sendable func current(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        return try ResponseBody.success(UserProfile(try await ownAccount(identity)))
+    }
+
+    @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        var body = try await JSONBody.read(request, context: context)
+        let avatar = body.string("avatar", required: false, length: 0...2048)
+        let password = body.string("password", required: false, length: 8...128)
+        try body.finish()
+        if avatar != nil || password != nil {
+            do {
+                _ = try await users.updateUser(.with {
+                    $0.id = identity.userId
+                    if let avatar { $0.avatar = avatar }
+                    if let password { $0.password = password }
+                })
+            } catch let error as RPCError where error.code == .notFound {
+                throw APIError.unauthenticated("the account of this token no longer exists")
+            }
+        }
+        return try ResponseBody.success(UserProfile(try await ownAccount(identity)))
+    }
+
+    @Sendable func updateKeys(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let rotated = try await users.rotateKeys(.with { $0.id = identity.userId })
+        return try ResponseBody.success(KeyPair(accessKey: rotated.user.accessKey, secretKey: rotated.secretKey))
+    }
+
+    // MARK: - Admin
+
+    @Sendable func list(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let page = try PageQuery(request)
+        let result = try await users.listUsers(.with {
+            $0.current = Int32(page.current)
+            $0.pageSize = Int32(page.pageSize)
+        })
+        return try ResponseBody.success(ListPage(
+            results: result.results.map(UserProfile.init),
+            pagination: PageInfo(current: Int(result.pagination.current), pageSize: Int(result.pagination.pageSize), total: Int(result.pagination.total))
+        ))
+    }
+
+    @Sendable func user(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        return try ResponseBody.success(UserProfile(try await users.getUserById(.with { $0.id = id })))
+    }
+
+    @Sendable func delete(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let id = try context.parameters.require("id")
+        if id == identity.userId { throw APIError.forbidden("admins cannot delete their own account") }
+        _ = try await users.deleteUser(.with { $0.id = id })
+        try await revocationSync.refresh()
+        return try ResponseBody.empty()
+    }
+
+    @Sendable func updateSecurity(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        var body = try await JSONBody.read(request, context: context)
+        let id = body.string("id", required: true, length: 1...64)
+        let role: Grpc_User_V1_UserRolesEnum? = body.choice("role", [("admin", 0, .admin), ("user", 1, .user)])
+        let status: Grpc_User_V1_UserStatusEnum? = body.choice("status", [("disable", 0, .disable), ("enable", 1, .enable)])
+        try body.finish()
+        guard let id else { throw APIError.invalidBody([]) }
+        if id == identity.userId && (role != nil || status != nil) {
+            throw APIError.forbidden("admins cannot change their own role or status")
+        }
+        _ = try await users.updateUser(.with {
+            $0.id = id
+            if let role { $0.role = role }
+            if let status { $0.status = status }
+        })
+        // The change revoked the user's tokens in the user service; take that in before answering.
+        try await revocationSync.refresh()
+        return try ResponseBody.success(UserProfile(try await users.getUserById(.with { $0.id = id })))
+    }
+
+    // MARK: - Helpers
+
+    /// The caller's own record; a token whose account is gone is no longer valid (401).
+    private func ownAccount(_ identity: Identity) async throws -> Grpc_User_V1_UserModel {
+        do {
+            return try await users.getUserById(.with { $0.id = identity.userId })
+        } catch let error as RPCError where error.code == .notFound {
+            throw APIError.unauthenticated("the account of this token no longer exists")
+        }
+    }
+
+    private func clientAddress(_ request: Request, context: GatewayRequestContext) -> String? {
+        if trustForwardedFor, let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] {
+            let first = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) }
+            if let first, !first.isEmpty { return first }
+        }
+        return context.peerAddress
+    }
+}

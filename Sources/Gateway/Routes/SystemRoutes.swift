@@ -1,0 +1,93 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Platform
+
+/// `/health`, `/openapi.json` and the Swagger UI at `/api`.
+struct SystemRoutes {
+    let serviceEndpoints: [ServiceEndpoints]
+    let probeTimeout: Duration
+
+    func register(on router: Router<GatewayRequestContext>) {
+        router.get("/health", use: health)
+        router.get("/openapi.json", use: openAPIDocument)
+        router.get("/api", use: swaggerUI)
+    }
+
+    struct InstanceReport: Encodable {
+        let service: String
+        let address: String
+        let status: String
+    }
+
+    struct HealthReport: Encodable {
+        let status: String
+        let gateway: String
+        let instances: [InstanceReport]
+    }
+
+    /// 200 when every instance of every service answers SERVING; otherwise 503 naming the others.
+    @Sendable func health(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let results = await withTaskGroup(of: [InstanceHealth].self) { group in
+            for endpoints in serviceEndpoints {
+                group.addTask { await HealthProbe.check(endpoints, timeout: probeTimeout) }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }.sorted { ($0.service, $0.address) < ($1.service, $1.address) }
+        let failing = results.filter { !$0.serving }
+        guard failing.isEmpty else {
+            throw APIError(
+                .serviceUnavailable,
+                message: "unhealthy: " + failing.map { "\($0.service)@\($0.address) (\($0.detail))" }.joined(separator: "; "),
+                meta: failing.map { FieldViolation(property: "\($0.service)@\($0.address)", constraints: [$0.detail]) }
+            )
+        }
+        return try ResponseBody.success(HealthReport(
+            status: "SERVING", gateway: "SERVING",
+            instances: results.map { InstanceReport(service: $0.service, address: $0.address, status: $0.detail) }
+        ))
+    }
+
+    @Sendable func openAPIDocument(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        var response = ResponseBody.json(try OpenAPIDocument.data(), status: .ok)
+        response.headers[.cacheControl] = "public, max-age=300"
+        return response
+    }
+
+    @Sendable func swaggerUI(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/html; charset=utf-8",
+                .contentSecurityPolicy: "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; style-src https://unpkg.com; img-src 'self' data: https://unpkg.com; connect-src 'self'",
+            ],
+            body: ResponseBody.bytes(Data(Self.swaggerPage.utf8))
+        )
+    }
+
+    static let swaggerPage = """
+        <!doctype html>
+        <html lang="en">
+        <head>
+          <meta charset="utf-8">
+          <title>AI SaaS platform API</title>
+          <link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css">
+        </head>
+        <body>
+          <div id="swagger-ui"></div>
+          <script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+          <script>window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });</script>
+        </body>
+        </html>
+        """
+}
+
+/// The OpenAPI document shipped with the gateway (`Resources/openapi.json`).
+public enum OpenAPIDocument {
+    public static func data() throws -> Data {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json") else {
+            throw APIError(.internalServerError, message: "OpenAPI document missing from the build")
+        }
+        return try Data(contentsOf: url)
+    }
+}

@@ -1,0 +1,77 @@
+import AISaaSProtos
+
+/// A user as the HTTP API shows it. `status`: 0 disabled, 1 enabled; `role`: 0 admin, 1 user;
+/// times in milliseconds since the epoch.
+struct UserProfile: Encodable {
+    let id: String
+    let username: String
+    let avatar: String
+    let status: Int
+    let role: Int
+    let accessKey: String
+    let createdAt: Int64
+    let updatedAt: Int64
+
+    init(_ model: Grpc_User_V1_UserModel) {
+        id = model.id
+        username = model.username
+        avatar = model.avatar
+        status = model.status.rawValue
+        role = model.role.rawValue
+        accessKey = model.accessKey
+        createdAt = Int64(model.createdAt)
+        updatedAt = Int64(model.updatedAt)
+    }
+}
+
+/// A user with the secret key in clear: the answer of register, shown once.
+struct RegisteredUser: Encodable {
+    let id: String
+    let username: String
+    let avatar: String
+    let status: Int
+    let role: Int
+    let accessKey: String
+    let secretKey: String
+    let createdAt: Int64
+    let updatedAt: Int64
+
+    init(_ created: Grpc_User_V1_UserWithSecret) {
+        let profile = UserProfile(created.user)
+        id = profile.id
+        username = profile.username
+        avatar = profile.avatar
+        status = profile.status
+        role = profile.role
+        accessKey = profile.accessKey
+        secretKey = created.secretKey
+        createdAt = profile.createdAt
+        updatedAt = profile.updatedAt
+    }
+}
+
+struct KeyPair: Encodable {
+    let accessKey: String
+    let secretKey: String
+}
+
+struct LoginResult: Encodable {
+    let accessToken: String
+    let tokenType: String
+    let expiresAt: Int64
+}
+
+struct PageInfo: Encodable {
+    let current: Int
+    let pageSize: Int
+    let total: Int
+}
+
+struct ListPage<Item: Encodable>: Encodable {
+    let results: [Item]
+    let pagination: PageInfo
+}
+
+extension Grpc_User_V1_UserRolesEnum {
+    var name: String { self == .admin ? "admin" : "user" }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Platform
+
+/// Any JSON value, so a body can be checked field by field and every problem reported at once
+/// (a `Decodable` model stops at the first).
+enum JSONValue: Decodable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// A request's JSON object body, read with a size limit, and checked field by field.
+/// Fields the route does not know are ignored: they never take effect.
+struct JSONBody {
+    private let fields: [String: JSONValue]
+    private(set) var violations = Violations()
+
+    /// Reads the body: 413 beyond the context's limit, 400 if it is not a JSON object in UTF-8.
+    /// An empty body counts as `{}`.
+    static func read(_ request: Request, context: GatewayRequestContext) async throws -> JSONBody {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(context.maxUploadSize) bytes")
+        }
+        if buffer.readableBytes == 0 { return JSONBody(fields: [:]) }
+        let data = Data(buffer.readableBytesView)
+        guard String(validating: data, as: UTF8.self) != nil else {
+            throw APIError.badRequest("request body is not valid UTF-8")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw APIError.badRequest("request body is not valid JSON")
+        }
+        guard case .object(let fields) = value else {
+            throw APIError.badRequest("request body must be a JSON object, got \(value.typeName)")
+        }
+        return JSONBody(fields: fields)
+    }
+
+    init(fields: [String: JSONValue]) {
+        self.fields = fields
+    }
+
+    /// A string field; `length` counts characters.
+    mutating func string(_ name: String, required: Bool, length: ClosedRange<Int>? = nil) -> String? {
+        switch fields[name] {
+        case nil, .null?:
+            if required { violations.add(name, "\(name) is required") }
+            return nil
+        case .string(let value)?:
+            if let length { violations.checkLength(name, value, length) }
+            return value
+        case let other?:
+            violations.add(name, "\(name) must be a string, got \(other.typeName)")
+            return nil
+        }
+    }
+
+    /// A field that takes one of a few values, given by name (case-insensitive) or number.
+    mutating func choice<Value>(_ name: String, _ options: [(name: String, number: Int, value: Value)]) -> Value? {
+        let allowed = options.map { "\($0.name) (\($0.number))" }.joined(separator: ", ")
+        switch fields[name] {
+        case nil, .null?:
+            return nil
+        case .string(let text)?:
+            if let match = options.first(where: { $0.name.caseInsensitiveCompare(text) == .orderedSame }) { return match.value }
+        case .number(let number)?:
+            if let match = options.first(where: { Double($0.number) == number }) { return match.value }
+        default:
+            break
+        }
+        violations.add(name, "\(name) must be one of \(allowed)")
+        return nil
+    }
+
+    /// Throws 422 listing every failing field, if any failed.
+    func finish() throws {
+        if !violations.isEmpty { throw APIError.invalidBody(violations.items) }
+    }
+}
+
+/// Pagination from the query string: `current` ≥ 1 (default 1), `pageSize` 1–100 (default 50).
+struct PageQuery {
+    var current: Int
+    var pageSize: Int
+
+    init(_ request: Request) throws {
+        var violations = Violations()
+        let query = request.uri.queryParameters
+        func read(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) -> Int {
+            guard let text = query[name[...]].map(String.init) else { return defaultValue }
+            guard let value = Int(text), range.contains(value) else {
+                violations.add(name, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                return defaultValue
+            }
+            return value
+        }
+        current = read("current", default: 1, range: 1...1_000_000)
+        pageSize = read("pageSize", default: 50, range: 1...100)
+        if !violations.isEmpty { throw APIError.invalidBody(violations.items) }
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Platform
+import Synchronization
+
+extension HTTPField.Name {
+    static let requestId = HTTPField.Name("x-request-id")!
+}
+
+/// The methods served on each path, to tell an unknown path (404) from a wrong method (405).
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(segments: [Substring], method: HTTPRequest.Method)]>([])
+
+    func set(_ descriptions: [Router<GatewayRequestContext>.RouteDescription]) {
+        let parsed = descriptions.map { ($0.path.description.split(separator: "/"), $0.method) }
+        routes.withLock { $0 = parsed }
+    }
+
+    func methods(forPath path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/")
+        return routes.withLock { routes in
+            routes.filter { route in
+                route.segments.count == segments.count
+                    && zip(route.segments, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+            }.map(\.method)
+        }
+    }
+}
+
+/// Outermost gateway middleware: gives every request an id (adopted from `x-request-id` if the
+/// client sent a sane one), makes it the task's `RequestScope` so every log line carries it,
+/// turns every error into the contract's error body, and adds the id and security headers to
+/// every response.
+struct RequestEnvelopeMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+    let routes: RouteTable
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let requestId = Self.adoptedRequestId(request.headers[.requestId]) ?? SortableID.make()
+        context.requestId = requestId
+        var response = await RequestScope.$current.withValue(RequestScope(requestId: requestId)) {
+            do {
+                return try await next(request, context)
+            } catch {
+                let apiError = apiError(for: error, request: request, context: context)
+                if apiError.status.code >= 500 {
+                    logger.error("request failed", metadata: ["path": "\(request.uri.path)", "status": "\(apiError.status.code)", "error": "\(error)"])
+                }
+                return ResponseBody.error(apiError, requestId: requestId)
+            }
+        }
+        response.headers[.requestId] = requestId
+        Self.addSecurityHeaders(&response.headers, path: request.uri.path)
+        return response
+    }
+
+    /// Accepts a client's id if it is 1–128 visible ASCII characters; otherwise makes a new one.
+    static func adoptedRequestId(_ value: String?) -> String? {
+        guard let value, (1...128).contains(value.utf8.count),
+              value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        return value
+    }
+
+    static func addSecurityHeaders(_ headers: inout HTTPFields, path: String) {
+        headers[.xContentTypeOptions] = "nosniff"
+        headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        headers[HTTPField.Name("Cross-Origin-Opener-Policy")!] = "same-origin"
+        if headers[.cacheControl] == nil { headers[.cacheControl] = "no-store" }
+        if headers[.contentSecurityPolicy] == nil {
+            headers[.contentSecurityPolicy] = "default-src 'none'; frame-ancestors 'none'"
+        }
+    }
+
+    private func apiError(for error: any Error, request: Request, context: Context) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as RPCError:
+            return APIError(error)
+        case let error as HTTPError where error.status == .notFound && (context.endpointPath == nil || context.endpointPath == "NotFound"):
+            let allowed = routes.methods(forPath: request.uri.path)
+            if allowed.isEmpty {
+                return APIError(.notFound, message: "no route for \(request.method) \(request.uri.path)")
+            }
+            let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+            return APIError(.methodNotAllowed, message: "\(request.method) is not allowed on \(request.uri.path); allowed: \(names)", headers: [.allow: names])
+        case let error as HTTPError:
+            return APIError(error.status, message: error.body ?? error.status.reasonPhrase)
+        case is NIOTooManyBytesError:
+            return APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(context.maxUploadSize) bytes")
+        default:
+            return APIError(.internalServerError, message: "internal error")
+        }
+    }
+}
+
+/// Lets a request through only with a valid, unrevoked `Authorization: Bearer` token, and adds
+/// the caller to the request's scope for the services.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+    let tokens: AccessTokens
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            throw APIError.unauthenticated("missing access token: send Authorization: Bearer <token>")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError.unauthenticated("malformed Authorization header: expected Bearer <token>")
+        }
+        guard let identity = await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces)) else {
+            throw APIError.unauthenticated("invalid, expired or revoked access token")
+        }
+        var context = context
+        context.identity = identity
+        let scope = RequestScope(requestId: context.requestId, userId: identity.userId, role: identity.role)
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+}
+
+/// Lets only admins through (after `AuthenticationMiddleware`).
+struct AdminOnlyMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard try context.requireIdentity().isAdmin else {
+            throw APIError.forbidden("this route is for admins only")
+        }
+        return try await next(request, context)
+    }
+}

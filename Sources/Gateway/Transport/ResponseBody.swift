@@ -1,0 +1,74 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Platform
+
+/// The success envelope: `{"statusCode": 200, "code": 0, "message": "success", "data": …}`.
+struct Envelope<Payload: Encodable>: Encodable {
+    let data: Payload?
+
+    enum CodingKeys: String, CodingKey { case statusCode, code, message, data }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(200, forKey: .statusCode)
+        try container.encode(0, forKey: .code)
+        try container.encode("success", forKey: .message)
+        // `data` is always present, `null` when a route has nothing to return.
+        try container.encode(data, forKey: .data)
+    }
+}
+
+/// The error body of the contract.
+struct ErrorBody: Encodable {
+    let statusCode: Int
+    let code: Int
+    let message: String
+    let application: String
+    let hostname: String
+    let requestId: String
+    let meta: [FieldViolation]
+}
+
+enum ResponseBody {
+    static let hostname = ProcessInfo.processInfo.hostName
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func success(_ payload: some Encodable) throws -> Response {
+        json(try encoder.encode(Envelope(data: payload)), status: .ok)
+    }
+
+    static func empty() throws -> Response {
+        json(try encoder.encode(Envelope<String>(data: nil)), status: .ok)
+    }
+
+    static func error(_ error: APIError, requestId: String) -> Response {
+        let body = ErrorBody(
+            statusCode: error.status.code, code: error.code, message: error.message, application: error.application,
+            hostname: hostname, requestId: requestId, meta: error.meta
+        )
+        // Encoding plain strings and numbers cannot fail; the fallback keeps the contract anyway.
+        let data = (try? encoder.encode(body)) ?? Data(#"{"statusCode":500,"code":-1,"message":"internal error"}"#.utf8)
+        var response = json(data, status: error.status)
+        for field in error.headers { response.headers.append(field) }
+        return response
+    }
+
+    static func json(_ data: Data, status: HTTPResponse.Status) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody.bytes(data)
+        )
+    }
+
+    static func bytes(_ data: Data) -> Hummingbird.ResponseBody {
+        Hummingbird.ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+    }
+}
