@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
         .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
     ],
     targets: [
         // Code generated from Protos/ by scripts/generate-protos.sh; never edited by hand.
@@ -104,15 +105,26 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Helpers shared by the test suites: throwaway databases, data folders and free ports.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "Platform",
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlatformTests",
-            dependencies: ["Platform"],
+            dependencies: ["Platform", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "UserServiceTests",
             dependencies: [
-                "UserService", "Platform", "AISaaSProtos",
+                "UserService", "Platform", "AISaaSProtos", "TestSupport",
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ],
             swiftSettings: swiftSettings
@@ -120,7 +132,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "UserService", "Platform",
+                "Gateway", "UserService", "Platform", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ],
@@ -129,7 +141,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "AISaaSCLI", "Platform",
+                "AISaaSCLI", "Platform", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

@@ -1,14 +1,32 @@
 import Foundation
+import Synchronization
 
 /// Identifiers that sort by creation time: 48 bits of milliseconds since the epoch followed by
 /// 80 random bits, written as 26 characters of Crockford base 32 (the ULID layout).
 public enum SortableID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 
+    /// The last identifier's bytes: within one millisecond, the next one is that plus one, so
+    /// identifiers made by this process are strictly increasing.
+    private static let last = Mutex<[UInt8]>([])
+
     public static func make(at date: Date = Date()) -> String {
         let millis = UInt64(max(0, date.timeIntervalSince1970 * 1000)) & 0xFFFF_FFFF_FFFF
         var bytes = (0..<6).map { UInt8(truncatingIfNeeded: millis >> (8 * (5 - UInt64($0)))) }
         bytes += RandomText.bytes(10)
+        bytes = last.withLock { last in
+            if last.count == 16, last.lexicographicallyPrecedes(bytes) == false {
+                var next = last
+                for index in next.indices.reversed() {
+                    next[index] &+= 1
+                    if next[index] != 0 { break }
+                }
+                last = next
+            } else {
+                last = bytes
+            }
+            return last
+        }
         // 128 bits in 26 groups of 5, the first group padded with two leading zero bits.
         var out = [UInt8]()
         out.reserveCapacity(26)

@@ -44,6 +44,11 @@ public struct FluentUserRepository: UserRepository {
         try await UserRecord.query(on: db).filter(\.$accessKey == accessKey).first()?.stored
     }
 
+    public func findIncludingDeleted(username: String) async throws -> (user: StoredUser, isDeleted: Bool)? {
+        guard let record = try await UserRecord.query(on: db).withDeleted().filter(\.$username == username).first() else { return nil }
+        return (record.stored, record.deletedAt != nil)
+    }
+
     public func usernameTaken(_ username: String) async throws -> Bool {
         try await UserRecord.query(on: db).withDeleted().filter(\.$username == username).count() > 0
     }

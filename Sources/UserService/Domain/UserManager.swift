@@ -50,15 +50,17 @@ public struct UserManager: Sendable {
     }
 
     /// The same error for an unknown username and a wrong password, so neither can be told apart.
+    /// Only with the right password does a disabled or deleted account say so.
     public func verifyPassword(username: String, password: String) async throws -> User {
         let invalid = DomainError(.unauthenticated, "invalid username or password")
-        guard let stored = try await repository.find(username: username) else {
+        guard let found = try await repository.findIncludingDeleted(username: username) else {
             try await hasher.verifyDecoy(password)
             throw invalid
         }
-        guard try await hasher.verify(password, hash: stored.passwordHash) else { throw invalid }
-        guard stored.user.status == .enabled else { throw DomainError(.permissionDenied, "user '\(username)' is disabled") }
-        return stored.user
+        guard try await hasher.verify(password, hash: found.user.passwordHash) else { throw invalid }
+        if found.isDeleted { throw DomainError(.permissionDenied, "user '\(username)' has been deleted") }
+        guard found.user.user.status == .enabled else { throw DomainError(.permissionDenied, "user '\(username)' is disabled") }
+        return found.user.user
     }
 
     public func user(id: String) async throws -> User {

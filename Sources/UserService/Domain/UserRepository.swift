@@ -9,6 +9,8 @@ public protocol UserRepository: Sendable {
     func find(id: String) async throws -> StoredUser?
     func find(username: String) async throws -> StoredUser?
     func find(accessKey: String) async throws -> StoredUser?
+    /// The user with this username, deleted or not, and whether it is deleted.
+    func findIncludingDeleted(username: String) async throws -> (user: StoredUser, isDeleted: Bool)?
     /// Whether any user, deleted ones included, has this username.
     func usernameTaken(_ username: String) async throws -> Bool
     /// Returns false if there was no such (undeleted) user.

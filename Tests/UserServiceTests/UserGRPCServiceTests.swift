@@ -1,0 +1,189 @@
+import AISaaSProtos
+import FluentKit
+import Foundation
+import GRPCCore
+import Platform
+import Testing
+import TestSupport
+@testable import UserService
+
+@Suite("user service over gRPC")
+struct UserGRPCServiceTests {
+    @Test("register makes a 20/40 character key pair and never sends the hash or the secret in a UserModel", arguments: TestDatabaseKind.enabled)
+    func registerKeys(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            #expect(created.user.username == "alice")
+            #expect(created.user.role == .user)
+            #expect(created.user.status == .enable)
+            #expect(created.user.accessKey.count == 20)
+            #expect(created.secretKey.count == 40)
+            let alphanumeric = CharacterSet.alphanumerics
+            #expect(created.secretKey.unicodeScalars.allSatisfy { alphanumeric.contains($0) && $0.isASCII })
+            #expect(created.user.password.isEmpty)
+            #expect(created.user.secretKey.isEmpty)
+
+            let fetched = try await service.client.getUserById(.with { $0.id = created.user.id })
+            #expect(fetched.password.isEmpty && fetched.secretKey.isEmpty)
+            #expect(fetched.accessKey == created.user.accessKey)
+            let byKey = try await service.client.getUserByAccessKey(.with { $0.accessKey = created.user.accessKey })
+            #expect(byKey.id == created.user.id)
+            let byName = try await service.client.getUserByName(.with { $0.username = "alice" })
+            #expect(byName.id == created.user.id)
+
+            // At rest the secret is sealed, and the password is a bcrypt hash.
+            let record = try #require(try await UserRecord.find(created.user.id, on: service.database.database()))
+            #expect(!record.sealedSecretKey.contains(created.secretKey))
+            #expect(record.passwordHash.hasPrefix("$2"))
+            let cipher = try SecretKeyCipher(masterKeyBase64: UserServiceHarness.masterKey)
+            #expect(try cipher.open(record.sealedSecretKey, userId: created.user.id) == created.secretKey)
+        }
+    }
+
+    @Test("CreateUser of the original contract answers a UserModel without secrets", arguments: TestDatabaseKind.enabled)
+    func createUser(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let model = try await service.client.createUser(.with {
+                $0.username = "carol"
+                $0.password = "password123"
+            })
+            #expect(model.username == "carol" && model.secretKey.isEmpty && model.password.isEmpty)
+            let list = try await service.client.getUserModelList(.init())
+            #expect(list.results.map(\.username).contains("carol"))
+        }
+    }
+
+    @Test("a taken username is ALREADY_EXISTS and stores nothing", arguments: TestDatabaseKind.enabled)
+    func duplicate(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            try await service.register("alice")
+            let error = await rpcError { try await service.register("alice") }
+            #expect(error?.code == .alreadyExists)
+            #expect(try await service.manager.count() == 1)
+        }
+    }
+
+    @Test("invalid fields are INVALID_ARGUMENT listing every field", arguments: TestDatabaseKind.enabled)
+    func invalid(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let error = try #require(await rpcError { try await service.register("ab", "short") })
+            #expect(error.code == .invalidArgument)
+            let json = try #require(error.metadata[stringValues: MetadataKey.errorViolations].first(where: { _ in true }))
+            let violations = try JSONDecoder().decode([FieldViolation].self, from: Data(json.utf8))
+            #expect(Set(violations.map(\.property)) == ["username", "password"])
+            #expect(error.metadata[stringValues: MetadataKey.errorApplication].first(where: { _ in true }) == "user-service")
+            #expect(try await service.manager.count() == 0)
+        }
+    }
+
+    @Test("wrong password and unknown user fail alike; a disabled user is PERMISSION_DENIED", arguments: TestDatabaseKind.enabled)
+    func verifyPassword(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            let ok = try await service.client.verifyPassword(.with { $0.username = "alice"; $0.password = "password123" })
+            #expect(ok.id == created.user.id)
+
+            let wrong = await rpcError { try await service.client.verifyPassword(.with { $0.username = "alice"; $0.password = "nope-nope" }) }
+            let unknown = await rpcError { try await service.client.verifyPassword(.with { $0.username = "bob"; $0.password = "nope-nope" }) }
+            #expect(wrong?.code == .unauthenticated)
+            #expect(unknown?.code == .unauthenticated)
+            #expect(wrong?.message == unknown?.message)
+
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.status = .disable })
+            let disabled = await rpcError { try await service.client.verifyPassword(.with { $0.username = "alice"; $0.password = "password123" }) }
+            #expect(disabled?.code == .permissionDenied)
+        }
+    }
+
+    @Test("a deleted user's id, name and access key stop working at once", arguments: TestDatabaseKind.enabled)
+    func softDelete(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            _ = try await service.client.deleteUser(.with { $0.id = created.user.id })
+            #expect(await rpcError { try await service.client.getUserById(.with { $0.id = created.user.id }) }?.code == .notFound)
+            #expect(await rpcError { try await service.client.getUserByName(.with { $0.username = "alice" }) }?.code == .notFound)
+            #expect(await rpcError { try await service.client.getUserByAccessKey(.with { $0.accessKey = created.user.accessKey }) }?.code == .notFound)
+            #expect(await rpcError { try await service.client.deleteUser(.with { $0.id = created.user.id }) }?.code == .notFound)
+            let login = await rpcError { try await service.client.verifyPassword(.with { $0.username = "alice"; $0.password = "password123" }) }
+            #expect(login?.code == .permissionDenied)
+            // The name stays reserved, and every token of the user is revoked.
+            #expect(await rpcError { try await service.register("alice") }?.code == .alreadyExists)
+            let revocations = try await service.client.listRevocations(.with { $0.since = 0 })
+            #expect(revocations.results.contains { $0.kind == .user && $0.subject == created.user.id })
+        }
+    }
+
+    @Test("rotating keys replaces the pair; the old access key no longer resolves", arguments: TestDatabaseKind.enabled)
+    func rotate(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            let rotated = try await service.client.rotateKeys(.with { $0.id = created.user.id })
+            #expect(rotated.user.accessKey != created.user.accessKey)
+            #expect(rotated.secretKey != created.secretKey && rotated.secretKey.count == 40)
+            #expect(await rpcError { try await service.client.getUserByAccessKey(.with { $0.accessKey = created.user.accessKey }) }?.code == .notFound)
+            #expect(try await service.client.getUserByAccessKey(.with { $0.accessKey = rotated.user.accessKey }).id == created.user.id)
+        }
+    }
+
+    @Test("update changes only what it is given; a role change revokes the user's tokens", arguments: TestDatabaseKind.enabled)
+    func update(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.avatar = "https://example.com/a.png" })
+            var fetched = try await service.client.getUserById(.with { $0.id = created.user.id })
+            #expect(fetched.avatar == "https://example.com/a.png" && fetched.role == .user && fetched.status == .enable)
+            #expect(try await service.client.listRevocations(.with { $0.since = 0 }).results.isEmpty)
+
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.role = .admin })
+            fetched = try await service.client.getUserById(.with { $0.id = created.user.id })
+            #expect(fetched.role == .admin && fetched.avatar == "https://example.com/a.png")
+            #expect(try await service.client.listRevocations(.with { $0.since = 0 }).results.count == 1)
+
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.password = "another-password" })
+            _ = try await service.client.verifyPassword(.with { $0.username = "alice"; $0.password = "another-password" })
+
+            let bad = await rpcError { try await service.client.updateUser(.with { $0.id = created.user.id; $0.password = "x"; $0.accessKey = "short" }) }
+            #expect(bad?.code == .invalidArgument)
+            #expect(await rpcError { try await service.client.updateUser(.with { $0.id = "missing"; $0.avatar = "" }) }?.code == .notFound)
+        }
+    }
+
+    @Test("users are listed newest first, a page at a time", arguments: TestDatabaseKind.enabled)
+    func pagination(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            for index in 0..<5 {
+                try await service.register("user\(index)")
+            }
+            let page = try await service.client.listUsers(.with { $0.current = 2; $0.pageSize = 2 })
+            #expect(page.pagination.total == 5)
+            #expect(page.pagination.current == 2 && page.pagination.pageSize == 2)
+            #expect(page.results.map(\.username) == ["user2", "user1"])
+            let outOfRange = await rpcError { try await service.client.listUsers(.with { $0.pageSize = 101 }) }
+            #expect(outOfRange?.code == .invalidArgument)
+        }
+    }
+
+    @Test("revocations are listed from a time on, and expired ones are dropped", arguments: TestDatabaseKind.enabled)
+    func revocations(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let now = Date().millisecondsSince1970
+            _ = try await service.client.revokeToken(.with { $0.kind = .token; $0.subject = "jti-1"; $0.expiresAt = now + 60_000 })
+            _ = try await service.client.revokeToken(.with { $0.kind = .token; $0.subject = "jti-old"; $0.expiresAt = now - 1000 })
+            let all = try await service.client.listRevocations(.with { $0.since = 0 })
+            #expect(all.results.map(\.subject) == ["jti-1"])
+            let later = try await service.client.listRevocations(.with { $0.since = all.serverTime + 1 })
+            #expect(later.results.isEmpty)
+        }
+    }
+
+    @Test("the first admin is created once, with a generated password when none is configured", arguments: TestDatabaseKind.enabled)
+    func bootstrapAdmin(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try #require(try await service.manager.bootstrapAdmin(username: nil, password: nil))
+            #expect(created.user.role == .admin && created.user.username == "admin")
+            let password = try #require(created.generatedPassword)
+            _ = try await service.client.verifyPassword(.with { $0.username = "admin"; $0.password = password })
+            #expect(try await service.manager.bootstrapAdmin(username: nil, password: nil) == nil)
+        }
+    }
+}
