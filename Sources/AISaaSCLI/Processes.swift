@@ -4,6 +4,7 @@ import Gateway
 import Logging
 import Platform
 import ServiceLifecycle
+import UnixSignals
 import UserService
 
 /// The services of one process, in start order (a `ServiceGroup` stops them in reverse).
@@ -13,14 +14,18 @@ public struct ProcessPlan {
 
     /// Runs until SIGTERM or SIGINT, then drains in-flight work and returns.
     public func run() async throws {
-        let group = ServiceGroup(
+        try await makeGroup(shutdownSignals: [.sigterm, .sigint]).run()
+    }
+
+    /// The services as a group that stops gracefully on the given signals or when asked to.
+    public func makeGroup(shutdownSignals: [UnixSignal]) -> ServiceGroup {
+        ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                gracefulShutdownSignals: shutdownSignals,
                 logger: logger
             )
         )
-        try await group.run()
     }
 }
 

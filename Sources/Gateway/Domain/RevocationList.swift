@@ -37,9 +37,8 @@ public final class RevocationList: Sendable {
         state.withLock { state in
             if state.tokens[identity.tokenId] != nil { return true }
             guard let user = state.users[identity.userId] else { return false }
-            // `iat` has whole-second precision: a token from the same second as the revocation
-            // is treated as older, so nothing issued before it can slip through.
-            return identity.issuedAt.timeIntervalSince1970.rounded(.down) <= user.notBefore.timeIntervalSince1970
+            // `iat` is written with sub-second precision, so a login right after the change works.
+            return identity.issuedAt <= user.notBefore
         }
     }
 
