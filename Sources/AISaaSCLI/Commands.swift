@@ -33,7 +33,9 @@ struct SourceOptions: ParsableArguments {
 
     func load() async throws -> (ConfigReader, Logger) {
         let reader = try await ConfigurationLoader.load(envFile: envFile, configFile: config)
-        let common = CommonSettings.read(SettingsReader(reader))
+        let settings = SettingsReader(reader)
+        let common = CommonSettings.read(settings)
+        try settings.finish()
         LoggingSetup.bootstrap(level: common.logLevel)
         return (reader, Logger(label: "aisaas"))
     }

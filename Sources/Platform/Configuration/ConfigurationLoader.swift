@@ -56,8 +56,14 @@ public final class SettingsReader {
         key.replacingOccurrences(of: ".", with: "_").uppercased()
     }
 
+    /// The value as text. A JSON config file may give numbers and booleans unquoted.
     public func string(_ key: String, isSecret: Bool = false) -> String? {
-        guard let value = reader.string(forKey: ConfigKey(stringLiteral: key), isSecret: isSecret) else { return nil }
+        let configKey = ConfigKey(stringLiteral: key)
+        let text = reader.string(forKey: configKey, isSecret: isSecret)
+            ?? reader.int(forKey: configKey).map(String.init)
+            ?? reader.double(forKey: configKey).map { String($0) }
+            ?? reader.bool(forKey: configKey).map(String.init)
+        guard let value = text else { return nil }
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         return trimmed.isEmpty ? nil : trimmed
     }
