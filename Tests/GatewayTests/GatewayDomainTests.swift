@@ -1,0 +1,87 @@
+import Foundation
+import GRPCCore
+import Platform
+import Testing
+@testable import Gateway
+
+@Suite("gateway domain")
+struct GatewayDomainTests {
+    @Test("the login throttle refuses after the limit per username and per address, then lets go")
+    func throttle() {
+        let throttle = LoginThrottle(limits: .init(perUsername: 2, perAddress: 3, window: 60))
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        #expect(throttle.retryAfter(username: "a", address: "1.1.1.1", now: start) == nil)
+        throttle.recordFailure(username: "a", address: "1.1.1.1", now: start)
+        throttle.recordFailure(username: "a", address: "1.1.1.1", now: start.addingTimeInterval(10))
+        let wait = throttle.retryAfter(username: "a", address: "9.9.9.9", now: start.addingTimeInterval(20))
+        #expect(wait == 40)
+        #expect(throttle.retryAfter(username: "b", address: "9.9.9.9", now: start.addingTimeInterval(20)) == nil)
+        throttle.recordFailure(username: "c", address: "1.1.1.1", now: start.addingTimeInterval(20))
+        #expect(throttle.retryAfter(username: "d", address: "1.1.1.1", now: start.addingTimeInterval(30)) != nil)
+        #expect(throttle.retryAfter(username: "a", address: nil, now: start.addingTimeInterval(61)) == nil)
+        throttle.recordSuccess(username: "a")
+        #expect(throttle.retryAfter(username: "a", address: nil, now: start.addingTimeInterval(20)) == nil)
+    }
+
+    @Test("tokens are revoked one by one, or for a user up to a time")
+    func revocations() {
+        let list = RevocationList()
+        let now = Date()
+        let token = Identity(userId: "u1", username: "a", role: "user", tokenId: "t1", issuedAt: now, expiresAt: now + 60)
+        #expect(!list.isRevoked(token))
+        list.add([.token(id: "t1", expiresAt: now + 60)])
+        #expect(list.isRevoked(token))
+
+        let older = Identity(userId: "u2", username: "b", role: "user", tokenId: "t2", issuedAt: now - 10, expiresAt: now + 60)
+        let newer = Identity(userId: "u2", username: "b", role: "user", tokenId: "t3", issuedAt: now + 1, expiresAt: now + 60)
+        list.add([.user(id: "u2", notBefore: now, expiresAt: now + 600)])
+        #expect(list.isRevoked(older) && !list.isRevoked(newer))
+        list.purge(now: now + 601)
+        #expect(list.count == 0)
+    }
+
+    @Test("issued tokens verify; others do not")
+    func accessTokens() async throws {
+        let list = RevocationList()
+        let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
+        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: "admin")
+        let verified = try #require(await tokens.verify(token))
+        #expect(verified.userId == "u1" && verified.tokenId == identity.tokenId && verified.username == "alice")
+        #expect(abs(verified.expiresAt.timeIntervalSince(identity.expiresAt)) < 0.001)
+        #expect(identity.isAdmin)
+        let other = await AccessTokens(secret: String(repeating: "j", count: 40), lifetime: 60, revocations: list)
+        #expect(await other.verify(token) == nil)
+        let stale = try await tokens.issue(userId: "u1", username: "alice", role: "admin", now: Date() - 120).token
+        #expect(await tokens.verify(stale) == nil)
+    }
+
+    @Test("gRPC statuses map to the contract's HTTP statuses", arguments: [
+        (RPCError.Code.cancelled, 499), (.unknown, 502), (.invalidArgument, 422), (.deadlineExceeded, 504),
+        (.notFound, 404), (.alreadyExists, 409), (.permissionDenied, 403), (.resourceExhausted, 429),
+        (.failedPrecondition, 412), (.aborted, 409), (.outOfRange, 400), (.unimplemented, 501),
+        (.internalError, 500), (.unavailable, 503), (.dataLoss, 500), (.unauthenticated, 401),
+    ])
+    func statusMap(code: RPCError.Code, status: Int) {
+        #expect(APIError.httpStatus(for: code).code == status)
+    }
+
+    @Test("a service's validation error keeps its fields, service name and code 601")
+    func serviceValidation() throws {
+        var metadata: Metadata = [:]
+        metadata.addString("user-service", forKey: MetadataKey.errorApplication)
+        metadata.addString(#"[{"property":"username","constraints":["too short"]}]"#, forKey: MetadataKey.errorViolations)
+        let error = APIError(RPCError(code: .invalidArgument, message: "invalid fields: username", metadata: metadata))
+        #expect(error.status.code == 422 && error.code == 601 && error.application == "user-service")
+        #expect(error.meta == [FieldViolation(property: "username", constraints: ["too short"])])
+        let unreachable = APIError(RPCError(code: .unavailable, message: "connection refused"))
+        #expect(unreachable.status.code == 503 && unreachable.application == "gateway")
+    }
+
+    @Test("a client's request id is adopted only when it is sane")
+    func requestIds() {
+        #expect(RequestEnvelopeMiddleware.adoptedRequestId("abc-123") == "abc-123")
+        #expect(RequestEnvelopeMiddleware.adoptedRequestId("") == nil)
+        #expect(RequestEnvelopeMiddleware.adoptedRequestId("has space") == nil)
+        #expect(RequestEnvelopeMiddleware.adoptedRequestId(String(repeating: "a", count: 129)) == nil)
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import Testing
+import TestSupport
+@testable import Platform
+
+@Suite("platform")
+struct PlatformTests {
+    @Test("host:port lists parse, including IPv6, and bad items are reported")
+    func hostPorts() throws {
+        #expect(HostPort(parsing: "127.0.0.1:9101") == HostPort(host: "127.0.0.1", port: 9101))
+        #expect(HostPort(parsing: "[::1]:80") == HostPort(host: "::1", port: 80))
+        #expect(HostPort(parsing: "users.internal:9101")?.host == "users.internal")
+        #expect(HostPort(parsing: "no-port") == nil)
+        #expect(HostPort(parsing: "host:70000") == nil)
+        let settings = SettingsReader(ConfigurationLoader.fixed(["USER_SERVICE_ADDRS": "127.0.0.1:1, bad, 127.0.0.1:2"]))
+        #expect(HostPort.list("user.service.addrs", from: settings).map(\.port) == [1, 2])
+        #expect(throws: ConfigurationError.self) { try settings.finish() }
+    }
+
+    @Test("settings report every bad value at once")
+    func settings() throws {
+        let settings = SettingsReader(ConfigurationLoader.fixed(["HTTP_PORT": "abc", "TRUST_FORWARDED_FOR": "maybe", "JWT_EXPIRES_IN": "120"]))
+        #expect(settings.int("http.port", default: 9000, range: 0...65535) == 9000)
+        #expect(settings.bool("trust.forwarded.for", default: false) == false)
+        #expect(settings.int("jwt.expires.in", default: 1, range: 60...600) == 120)
+        do {
+            try settings.finish()
+            Issue.record("expected a configuration error")
+        } catch let error as ConfigurationError {
+            #expect(error.problems.count == 2)
+        }
+    }
+
+    @Test("a JSON config file may give numbers unquoted, and the environment wins over it")
+    func configFile() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = directory.path + "/config.json"
+        try Data(#"{"http": {"port": 9100, "host": "0.0.0.0"}, "trust": {"forwarded": {"for": true}}}"#.utf8).write(to: URL(fileURLWithPath: file))
+        let reader = try await ConfigurationLoader.load(environment: ["HTTP_HOST": "127.0.0.2"], envFile: nil, configFile: file)
+        let settings = SettingsReader(reader)
+        #expect(settings.int("http.port", default: 1, range: 0...65535) == 9100)
+        #expect(settings.string("http.host") == "127.0.0.2")
+        #expect(settings.bool("trust.forwarded.for", default: false))
+        await #expect(throws: ConfigurationError.self) {
+            _ = try await ConfigurationLoader.load(environment: [:], envFile: nil, configFile: directory.path + "/missing.json")
+        }
+    }
+
+    @Test("database URLs choose the driver; passwords never reach a log")
+    func databaseLocations() throws {
+        #expect(try DatabaseLocation.parse(nil, defaultSQLitePath: "d/u.sqlite").get() == .sqlite(path: "d/u.sqlite"))
+        #expect(try DatabaseLocation.parse("sqlite:/tmp/x.sqlite", defaultSQLitePath: "").get() == .sqlite(path: "/tmp/x.sqlite"))
+        let postgres = try DatabaseLocation.parse("postgres://app:hunter2@db:5432/users", defaultSQLitePath: "").get()
+        #expect(postgres == .postgres(url: "postgres://app:hunter2@db:5432/users"))
+        #expect(!postgres.description.contains("hunter2"))
+        #expect(throws: ConfigurationError.self) { try DatabaseLocation.parse("mysql://x", defaultSQLitePath: "").get() }
+    }
+
+    @Test("sortable ids are 26 characters and strictly increasing")
+    func sortableIds() {
+        let ids = (0..<1000).map { _ in SortableID.make() }
+        #expect(ids.allSatisfy(SortableID.isWellFormed))
+        #expect(ids == ids.sorted())
+        #expect(Set(ids).count == ids.count)
+        let earlier = SortableID.make(at: Date(timeIntervalSince1970: 1_000))
+        #expect(earlier < SortableID.make(at: Date(timeIntervalSince1970: 2_000)))
+    }
+
+    @Test("random text uses only [A-Za-z0-9]")
+    func randomText() {
+        let text = RandomText.alphanumeric(4000)
+        #expect(text.count == 4000)
+        #expect(text.unicodeScalars.allSatisfy { $0.isASCII && CharacterSet.alphanumerics.contains($0) })
+        #expect(RandomText.alphanumeric(40) != RandomText.alphanumeric(40))
+    }
+
+    @Test("a generated secret is stored owner-only and reused; a configured one wins")
+    func persistentSecret() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let logger = Logger(label: "test")
+        let first = try PersistentSecret.resolve(configured: nil, name: "s", settingName: "S", byteCount: 32, dataDirectory: directory.path, logger: logger)
+        let again = try PersistentSecret.resolve(configured: nil, name: "s", settingName: "S", byteCount: 32, dataDirectory: directory.path, logger: logger)
+        #expect(first == again && Data(base64Encoded: first)?.count == 32)
+        let attributes = try FileManager.default.attributesOfItem(atPath: directory.path + "/secrets/s")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(try PersistentSecret.resolve(configured: "set", name: "s", settingName: "S", byteCount: 32, dataDirectory: directory.path, logger: logger) == "set")
+    }
+
+    @Test("health status is reported per service and flips on shutdown")
+    func healthStatus() {
+        let health = HealthStatus()
+        health.set(.serving)
+        health.set(.serving, for: "svc")
+        #expect(health.status(of: "svc") == .serving)
+        #expect(health.status(of: "other") == nil)
+        health.markAllNotServing()
+        #expect(health.status(of: "") == .notServing && health.status(of: "svc") == .notServing)
+    }
+}
