@@ -77,38 +77,13 @@ final class PlatformUnderTest: Sendable {
 
     // MARK: - HTTP
 
-    struct Reply: @unchecked Sendable {
-        // Holds JSON from JSONSerialization (Any); created and read within one test task.
-        let status: Int
-        let headers: HTTPHeaders
-        let body: Data
-
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
-        var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
-        var message: String { json["message"] as? String ?? "" }
-        var metaProperties: Set<String> {
-            Set((json["meta"] as? [[String: Any]] ?? []).compactMap { $0["property"] as? String })
-        }
-    }
+    typealias Reply = HTTPTestClient.Reply
 
     func request(
         _ method: HTTPMethod, _ path: String, json: String? = nil, bytes: [UInt8]? = nil,
-        token: String? = nil, headers extra: [(String, String)] = []
+        token: String? = nil, headers: [(String, String)] = []
     ) async throws -> Reply {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = method
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        for (name, value) in extra { request.headers.add(name: name, value: value) }
-        if let json {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: json))
-        } else if let bytes {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: bytes))
-        }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        let body = try await response.body.collect(upTo: 16 << 20)
-        return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: body))
+        try await HTTPTestClient(port: port).send(method.rawValue, path, json: json, bytes: bytes, token: token, headers: headers)
     }
 
     // MARK: - Flows
@@ -132,6 +107,49 @@ final class PlatformUnderTest: Sendable {
 
     func adminToken() async throws -> String {
         try await token(Self.adminUsername, password: Self.adminPassword)
+    }
+}
+
+/// Sends requests to a gateway on loopback, as a client would.
+struct HTTPTestClient: Sendable {
+    let port: Int
+
+    struct Reply: @unchecked Sendable {
+        // Holds JSON from JSONSerialization (Any); created and read within one test task.
+        let status: Int
+        let headers: HTTPHeaders
+        let body: Data
+
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
+        var message: String { json["message"] as? String ?? "" }
+        var metaProperties: Set<String> {
+            Set((json["meta"] as? [[String: Any]] ?? []).compactMap { $0["property"] as? String })
+        }
+    }
+
+    func get(_ path: String, token: String? = nil) async throws -> Reply {
+        try await send("GET", path, token: token)
+    }
+
+    func send(
+        _ method: String, _ path: String, json: String? = nil, bytes: [UInt8]? = nil,
+        token: String? = nil, headers extra: [(String, String)] = []
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = HTTPMethod(rawValue: method)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        } else if let bytes {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: bytes))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: body))
     }
 }
 

@@ -1,4 +1,5 @@
 import AISaaSProtos
+import GRPCCore
 import Foundation
 import Logging
 import Platform
@@ -13,19 +14,27 @@ public actor RevocationSync {
     /// Entries are asked for again this far back, in case service replicas' clocks disagree.
     private static let overlapMilliseconds = 10_000.0
 
-    public init(users: any Grpc_User_V1_UserService.ClientProtocol, revocations: RevocationList) {
+    /// Deadline of one poll: short, so that a poll stuck on an unreachable instance does not
+    /// hold up the next one.
+    private let callTimeout: Duration
+
+    public init(users: any Grpc_User_V1_UserService.ClientProtocol, revocations: RevocationList, callTimeout: Duration = .seconds(2)) {
         self.users = users
         self.revocations = revocations
+        self.callTimeout = callTimeout
     }
 
     public func refresh() async throws {
-        let answer = try await users.listRevocations(.with { $0.since = since })
+        var options = CallOptions.defaults
+        options.timeout = callTimeout
+        let since = since
+        let answer = try await users.listRevocations(.with { $0.since = since }, options: options)
         revocations.add(answer.results.map { entry in
             entry.kind == .user
                 ? .user(id: entry.subject, notBefore: Date(millisecondsSince1970: entry.notBefore), expiresAt: Date(millisecondsSince1970: entry.expiresAt))
                 : .token(id: entry.subject, expiresAt: Date(millisecondsSince1970: entry.expiresAt))
         })
-        since = max(0, answer.serverTime - Self.overlapMilliseconds)
+        self.since = max(0, answer.serverTime - Self.overlapMilliseconds)
     }
 }
 

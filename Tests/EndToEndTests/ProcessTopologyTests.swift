@@ -1,0 +1,187 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The real `aisaas` processes, as production runs them: replicated user services behind two
+/// gateways, talking over loopback sockets.
+@Suite("separate processes", .serialized)
+struct ProcessTopologyTests {
+    @Test("gateways balance over user service replicas, share revocations, survive an instance's death and stop cleanly", arguments: TestDatabaseKind.enabled)
+    func replicatedTopology(kind: TestDatabaseKind) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let userPorts = [try freePort(), try freePort()]
+        let gatewayPorts = [try freePort(), try freePort()]
+        let aiPort = try freePort()
+        var environment = [
+            "DATA_DIR": directory.path,
+            "JWT_SECRET": PlatformUnderTest.jwtSecret,
+            "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "BCRYPT_COST": "4",
+            "ADMIN_USERNAME": PlatformUnderTest.adminUsername,
+            "ADMIN_PASSWORD": PlatformUnderTest.adminPassword,
+            "USER_SERVICE_ADDRS": userPorts.map { "127.0.0.1:\($0)" }.joined(separator: ","),
+            "AI_SERVICE_ADDRS": "127.0.0.1:\(aiPort)",
+            "AI_SERVICE_PORT": "\(aiPort)",
+            "REVOCATION_POLL_MILLISECONDS": "500",
+            "LOG_LEVEL": "notice",
+        ]
+        environment["USER_DATABASE_URL"] = try await kind.makeLocation(in: directory, name: "user").url
+        environment["AI_DATABASE_URL"] = try await kind.makeLocation(in: directory, name: "ai").url
+
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let migrate = try processes.start("migrate", ["migrate"], environment: environment)
+        migrate.waitUntilExit()
+        #expect(migrate.terminationStatus == 0, "migrate failed: \(processes.log("migrate"))")
+
+        let users = try userPorts.enumerated().map { index, port in
+            try processes.start("user-\(index)", ["user-service"], environment: environment.merging(["USER_SERVICE_PORT": "\(port)"]) { $1 })
+        }
+        _ = try processes.start("ai", ["ai-service"], environment: environment)
+        let gateways = try gatewayPorts.enumerated().map { index, port in
+            try processes.start("gateway-\(index)", ["gateway"], environment: environment.merging(["HTTP_PORT": "\(port)"]) { $1 })
+        }
+        let clientA = HTTPTestClient(port: gatewayPorts[0])
+        let clientB = HTTPTestClient(port: gatewayPorts[1])
+        try await waitUntil("gateways healthy; logs: \(processes.allLogs())") {
+            let a = try? await clientA.get("/health").status
+            let b = try? await clientB.get("/health").status
+            return a == 200 && b == 200
+        }
+
+        // One account, used through both gateways.
+        #expect(try await clientA.send("POST", "/user/register", json: #"{"username":"alice","password":"password123"}"#).status == 200)
+        let login = try await clientA.send("PUT", "/auth/login", json: #"{"username":"alice","password":"password123"}"#)
+        let token = try #require(login.data["accessToken"] as? String)
+        #expect(try await clientB.get("/user/current", token: token).status == 200)
+
+        // Logout on A: refused by A at once and by B within 5 seconds.
+        #expect(try await clientA.send("DELETE", "/auth/logout", token: token).status == 200)
+        #expect(try await clientA.get("/user/current", token: token).status == 401)
+        let loggedOut = ContinuousClock.now
+        try await waitUntil("gateway B refuses the revoked token", timeout: .seconds(5)) {
+            (try? await clientB.get("/user/current", token: token).status) == 401
+        }
+        #expect(ContinuousClock.now - loggedOut < .seconds(5))
+
+        // One user service instance dies: calls keep working through the other; health names it.
+        let fresh = try #require(try await clientA.send("PUT", "/auth/login", json: #"{"username":"alice","password":"password123"}"#).data["accessToken"] as? String)
+        users[0].terminate()
+        users[0].waitUntilExit()
+        for _ in 0..<10 {
+            #expect(try await clientA.get("/user/current", token: fresh).status == 200)
+        }
+        let health = try await clientA.get("/health")
+        #expect(health.status == 503)
+        #expect(health.message.contains("127.0.0.1:\(userPorts[0])"))
+        #expect(!health.message.contains("127.0.0.1:\(userPorts[1])"))
+
+        // SIGTERM drains and exits 0.
+        gateways[0].terminate()
+        gateways[0].waitUntilExit()
+        #expect(gateways[0].terminationReason == .exit && gateways[0].terminationStatus == 0)
+    }
+
+    @Test("--help explains every subcommand")
+    func help() throws {
+        let processes = ProcessSet(directory: NSTemporaryDirectory())
+        for command in ["all", "gateway", "user-service", "ai-service", "migrate", "seed"] {
+            let process = try processes.start("help-\(command)", [command, "--help"], environment: [:])
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            let text = processes.log("help-\(command)")
+            #expect(text.contains("--config") && text.contains("--env-file"), "\(command): \(text)")
+        }
+    }
+
+    @Test("a bad setting stops start-up with a clear message")
+    func badConfiguration() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let processes = ProcessSet(directory: directory.path)
+        let process = try processes.start("bad", ["all"], environment: ["DATA_DIR": directory.path, "HTTP_PORT": "ninety", "LOG_LEVEL": "loud"])
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 78)
+        let log = processes.log("bad")
+        #expect(log.contains("LOG_LEVEL"))
+    }
+}
+
+/// Child processes of the built `aisaas` binary, each logging to a file.
+final class ProcessSet: @unchecked Sendable {
+    // Used from one test task only; the lock-free state is never shared across tasks.
+    let directory: String
+    private var processes: [Process] = []
+
+    init(directory: String) {
+        self.directory = directory
+    }
+
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("aisaas")
+    }
+
+    func start(_ name: String, _ arguments: [String], environment: [String: String]) throws -> Process {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TEST_") }
+        env.merge(environment) { $1 }
+        process.environment = env
+        let logPath = directory + "/\(name).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes.append(process)
+        return process
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOfFile: directory + "/\(name).log", encoding: .utf8)) ?? ""
+    }
+
+    func allLogs() -> String {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return files.filter { $0.hasSuffix(".log") }.map { "== \($0)\n" + log(String($0.dropLast(4))) }.joined(separator: "\n")
+    }
+
+    func killAll() {
+        for process in processes where process.isRunning {
+            process.interrupt()
+        }
+        for process in processes where process.isRunning {
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago (the kernel picks it).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw TestFailure("bind() failed") }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func waitUntil(_ what: @autoclosure () -> String, timeout: Duration = .seconds(60), _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw TestFailure("timed out waiting: \(what())")
+}
+
+import Glibc
