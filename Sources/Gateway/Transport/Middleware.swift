@@ -50,7 +50,9 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
             } catch {
                 let apiError = apiError(for: error, request: request, context: context)
                 if apiError.status.code >= 500 {
-                    logger.error("request failed", metadata: ["path": "\(request.uri.path)", "status": "\(apiError.status.code)", "error": "\(error)"])
+                    // Unexpected failures are errors; a service being down is the health check's news.
+                    let level: Logger.Level = error is APIError || error is RPCError ? .warning : .error
+                    logger.log(level: level, "request failed", metadata: ["path": "\(request.uri.path)", "status": "\(apiError.status.code)", "message": "\(apiError.message)"])
                 }
                 return ResponseBody.error(apiError, requestId: requestId)
             }

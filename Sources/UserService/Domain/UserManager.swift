@@ -178,7 +178,12 @@ public struct UserManager: Sendable {
     /// generated; the caller shows it once. Returns nil when nothing was created.
     public func bootstrapAdmin(username: String?, password: String?) async throws -> (user: User, generatedPassword: String?)? {
         guard try await repository.count() == 0 else { return nil }
-        return try await createAdmin(username: username, password: password)
+        do {
+            return try await createAdmin(username: username, password: password)
+        } catch let error as DomainError where error.kind == .alreadyExists {
+            // Another replica starting at the same moment created it first.
+            return nil
+        }
     }
 
     /// Creates the admin unless the username exists (then returns nil).
