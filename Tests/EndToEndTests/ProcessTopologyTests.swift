@@ -83,6 +83,32 @@ struct ProcessTopologyTests {
         #expect(gateways[0].terminationReason == .exit && gateways[0].terminationStatus == 0)
     }
 
+    @Test("one request's id is on the log lines of the gateway and the user service, and is sent back")
+    func requestIdInLogs() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let port = try freePort()
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let platform = try processes.start("all", ["all"], environment: [
+            "DATA_DIR": directory.path, "HTTP_PORT": "\(port)", "LOG_LEVEL": "debug", "BCRYPT_COST": "4",
+        ])
+        let client = HTTPTestClient(port: port)
+        try await waitUntil("platform healthy: \(processes.log("all"))") { (try? await client.get("/health").status) == 200 }
+        let reply = try await client.send(
+            "POST", "/user/register", json: #"{"username":"traced","password":"password123"}"#, headers: [("x-request-id", "trace-me-4711")]
+        )
+        #expect(reply.status == 200)
+        #expect(reply.headers.first(name: "x-request-id") == "trace-me-4711")
+        platform.terminate()
+        platform.waitUntilExit()
+        #expect(platform.terminationStatus == 0)
+        let lines = processes.log("all").split(separator: "\n").filter { $0.contains("request-id=trace-me-4711") }
+        #expect(lines.contains { $0.contains("app=user-service") && $0.contains("rpc served") })
+        #expect(lines.contains { $0.contains("[FluentKit]") })
+        #expect(lines.contains { $0.contains("app=gateway") && $0.contains("request served") })
+    }
+
     @Test("--help explains every subcommand")
     func help() throws {
         let processes = ProcessSet(directory: NSTemporaryDirectory())

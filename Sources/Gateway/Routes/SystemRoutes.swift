@@ -84,10 +84,16 @@ struct SystemRoutes {
 
 /// The OpenAPI document shipped with the gateway (`Resources/openapi.json`).
 public enum OpenAPIDocument {
-    public static func data() throws -> Data {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json") else {
-            throw APIError(.internalServerError, message: "OpenAPI document missing from the build")
+    /// Read once: the document is part of the build and never changes while running.
+    private static let loaded: Result<Data, APIError> = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
+              let data = try? Data(contentsOf: url) else {
+            return .failure(APIError(.internalServerError, message: "OpenAPI document missing from the build"))
         }
-        return try Data(contentsOf: url)
+        return .success(data)
+    }()
+
+    public static func data() throws -> Data {
+        try loaded.get()
     }
 }

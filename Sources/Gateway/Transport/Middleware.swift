@@ -44,7 +44,11 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
         var context = context
         let requestId = Self.adoptedRequestId(request.headers[.requestId]) ?? SortableID.make()
         context.requestId = requestId
+        let started = ContinuousClock.now
         var response = await RequestScope.$current.withValue(RequestScope(requestId: requestId)) {
+            defer {
+                logger.debug("request served", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "duration": "\(ContinuousClock.now - started)"])
+            }
             do {
                 return try await next(request, context)
             } catch {
