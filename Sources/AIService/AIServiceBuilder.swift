@@ -27,47 +27,12 @@ public struct AIServiceSettings: Sendable {
     }
 }
 
-/// The AI service, ready to run.
-public struct AIServiceProcess: Sendable {
-    public let database: ServiceDatabase
-    public let health: HealthStatus
-    public let server: GRPCServer<HTTP2ServerTransport.Posix>
-    /// Add to a `ServiceGroup` in this order.
-    public let services: [any Service]
-
-    public func listeningAddress() async throws -> GRPCNIOTransportCore.SocketAddress {
-        try await server.transport.listeningAddress
-    }
-}
-
 public let aiServiceApplication = "ai-service"
 
 /// Builds the AI service: opens and migrates its database and prepares its gRPC server.
-public func buildAIService(settings: AIServiceSettings, logger: Logger) async throws -> AIServiceProcess {
-    let database = try ServiceDatabase(location: settings.database, migrations: AIMigrations.all, logger: logger)
-    do {
-        try await database.migrate()
-        let health = HealthStatus()
-        health.set(.serving)
-        let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(
-                address: .ipv4(host: settings.listen.host, port: settings.listen.port),
-                transportSecurity: .plaintext
-            ),
-            services: [HealthService(status: health)],
-            interceptors: [RequestScopeServerInterceptor(application: aiServiceApplication, logger: logger)]
-        )
-        logger.info("AI service configured", metadata: ["listen": "\(settings.listen)", "database": "\(settings.database)"])
-        return AIServiceProcess(
-            database: database, health: health, server: server,
-            services: [
-                ShutdownHook { await database.shutdown() },
-                GRPCServerService(server),
-                ShutdownHook { health.markAllNotServing() },
-            ]
-        )
-    } catch {
-        await database.shutdown()
-        throw error
-    }
+public func buildAIService(settings: AIServiceSettings, logger: Logger) async throws -> GRPCServiceProcess {
+    try await GRPCServiceProcess.build(
+        application: aiServiceApplication, listen: settings.listen, database: settings.database,
+        migrations: AIMigrations.all, logger: logger
+    ) { _ in [] }
 }

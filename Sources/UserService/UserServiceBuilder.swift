@@ -46,56 +46,20 @@ public struct UserServiceSettings: Sendable {
     }
 }
 
-/// A running-ready user service: its gRPC server, database and the services that run them.
-public struct UserServiceProcess: Sendable {
-    public let manager: UserManager
-    public let database: ServiceDatabase
-    public let health: HealthStatus
-    public let server: GRPCServer<HTTP2ServerTransport.Posix>
-    /// Add to a `ServiceGroup` in this order.
-    public let services: [any Service]
-
-    /// The address the server listens on, once it does.
-    public func listeningAddress() async throws -> GRPCNIOTransportCore.SocketAddress {
-        try await server.transport.listeningAddress
-    }
-}
-
 public let userServiceApplication = "user-service"
 
 /// Builds the user service from its settings: opens and migrates the database, creates the first
 /// admin if there are no users, and prepares the gRPC server (started by running `services`).
-public func buildUserService(settings: UserServiceSettings, logger: Logger) async throws -> UserServiceProcess {
-    let database = try ServiceDatabase(location: settings.database, migrations: UserMigrations.all, logger: logger)
-    do {
-        try await database.migrate()
+public func buildUserService(settings: UserServiceSettings, logger: Logger) async throws -> GRPCServiceProcess {
+    try await GRPCServiceProcess.build(
+        application: userServiceApplication, listen: settings.listen, database: settings.database,
+        migrations: UserMigrations.all, logger: logger
+    ) { database in
         let manager = try makeUserManager(settings: settings, database: database)
         if let created = try await manager.bootstrapAdmin(username: settings.adminUsername, password: settings.adminPassword) {
             announce(created, logger: logger)
         }
-        let health = HealthStatus()
-        health.set(.serving)
-        health.set(.serving, for: Grpc_User_V1_UserService.descriptor.fullyQualifiedService)
-        let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(
-                address: .ipv4(host: settings.listen.host, port: settings.listen.port),
-                transportSecurity: .plaintext
-            ),
-            services: [UserGRPCService(users: manager), HealthService(status: health)],
-            interceptors: [RequestScopeServerInterceptor(application: userServiceApplication, logger: logger)]
-        )
-        logger.info("user service configured", metadata: ["listen": "\(settings.listen)", "database": "\(settings.database)"])
-        return UserServiceProcess(
-            manager: manager, database: database, health: health, server: server,
-            services: [
-                ShutdownHook { await database.shutdown() },
-                GRPCServerService(server),
-                ShutdownHook { health.markAllNotServing() },
-            ]
-        )
-    } catch {
-        await database.shutdown()
-        throw error
+        return [UserGRPCService(users: manager)]
     }
 }
 

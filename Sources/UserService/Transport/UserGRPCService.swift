@@ -6,8 +6,9 @@ import SwiftProtobuf
 
 /// `grpc.user.v1.UserService`: translates between protobuf messages and `UserManager`.
 /// Password hashes and secret keys never appear in a `UserModel` (fields 4 and 8 stay empty).
-public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol {
+public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, DescribedService {
     private let users: UserManager
+    public var serviceName: String { Grpc_User_V1_UserService.descriptor.fullyQualifiedService }
 
     public init(users: UserManager) {
         self.users = users
