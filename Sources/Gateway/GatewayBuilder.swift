@@ -117,7 +117,9 @@ public func makeGatewayRouter(
     router.add(middleware: RequestEnvelopeMiddleware(routes: routeTable, logger: logger))
     AccountRoutes(
         users: users, tokens: tokens, revocations: revocations, revocationSync: sync,
-        throttle: LoginThrottle(limits: settings.loginLimits), trustForwardedFor: settings.trustForwardedFor
+        throttle: LoginThrottle(limits: settings.loginLimits), trustForwardedFor: settings.trustForwardedFor,
+        // Other replicas' logouts must reach this one within 5 s; past that, fail closed.
+        maxRevocationAge: max(.seconds(5), settings.revocationPollInterval * 3)
     ).register(on: router)
     SystemRoutes(serviceEndpoints: serviceEndpoints, probeTimeout: .seconds(1)).register(on: router)
     routeTable.set(router.routes)

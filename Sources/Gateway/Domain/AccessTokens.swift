@@ -55,10 +55,23 @@ public struct AccessTokens: Sendable {
 
     /// The identity of a valid token, or nil.
     public func verify(_ token: String) async -> Identity? {
+        // JWTKit picks the key without looking at `alg`; a token must say what it is.
+        guard Self.headerAlgorithm(of: token) == "HS256" else { return nil }
         guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self) else { return nil }
         let identity = Identity(claims)
         guard !revocations.isRevoked(identity) else { return nil }
         return identity
+    }
+}
+
+extension AccessTokens {
+    static func headerAlgorithm(of token: String) -> String? {
+        guard let header = token.split(separator: ".", maxSplits: 1).first else { return nil }
+        var base64 = header.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["alg"] as? String
     }
 }
 

@@ -23,37 +23,41 @@ public final class LoginThrottle: Sendable {
         self.limits = limits
     }
 
-    /// How long the caller must wait, or nil if the attempt may go ahead.
-    public func retryAfter(username: String, address: String?, now: Date = Date()) -> TimeInterval? {
+    /// Starts a login attempt: returns how long the caller must wait, or nil if it may go ahead.
+    /// An attempt that goes ahead counts as a failure until `succeeded` says otherwise, so that
+    /// parallel guesses cannot all slip past the check while their passwords are being verified.
+    public func begin(username: String, address: String?, now: Date = Date()) -> TimeInterval? {
         failures.withLock { failures in
             var wait: TimeInterval = 0
             for (key, limit) in keys(username: username, address: address) {
                 let recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < limits.window }
+                failures[key] = recent
                 if recent.count >= limit, let oldest = recent.first {
                     wait = max(wait, limits.window - now.timeIntervalSince(oldest))
                 }
             }
-            return wait > 0 ? wait : nil
-        }
-    }
-
-    public func recordFailure(username: String, address: String?, now: Date = Date()) {
-        failures.withLock { failures in
-            for (key, limit) in keys(username: username, address: address) {
-                var recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < limits.window }
-                recent.append(now)
-                failures[key] = Array(recent.suffix(limit))
+            if wait > 0 { return wait }
+            for (key, _) in keys(username: username, address: address) {
+                failures[key, default: []].append(now)
             }
             // Bound memory under a spray of usernames: drop keys with no recent failure.
             if failures.count > 10_000 {
                 failures = failures.filter { $0.value.contains { now.timeIntervalSince($0) < limits.window } }
             }
+            return nil
         }
     }
 
-    /// A successful login clears the username's failures (not the address's).
-    public func recordSuccess(username: String) {
-        _ = failures.withLock { $0.removeValue(forKey: "user:" + username) }
+    /// The attempt begun at `startedAt` succeeded: the username's failures are cleared and the
+    /// attempt no longer counts against the address.
+    public func succeeded(username: String, address: String?, startedAt: Date) {
+        failures.withLock { failures in
+            failures.removeValue(forKey: "user:" + username)
+            if let address, var recent = failures["addr:" + address], let index = recent.lastIndex(of: startedAt) {
+                recent.remove(at: index)
+                failures["addr:" + address] = recent
+            }
+        }
     }
 
     private func keys(username: String, address: String?) -> [(String, Int)] {

@@ -11,6 +11,7 @@ public final class RevocationList: Sendable {
     }
 
     private struct State {
+        var lastSynced: ContinuousClock.Instant?
         var tokens: [String: Date] = [:]
         var users: [String: (notBefore: Date, expiresAt: Date)] = [:]
     }
@@ -47,6 +48,19 @@ public final class RevocationList: Sendable {
         state.withLock { state in
             state.tokens = state.tokens.filter { $0.value > now }
             state.users = state.users.filter { $0.value.expiresAt > now }
+        }
+    }
+
+    /// Records a successful sync with the user service.
+    public func markSynced() {
+        state.withLock { $0.lastSynced = .now }
+    }
+
+    /// Whether the list may be missing other replicas' revocations: never synced, or not for `maxAge`.
+    public func isStale(maxAge: Duration) -> Bool {
+        state.withLock { state in
+            guard let last = state.lastSynced else { return true }
+            return ContinuousClock.now - last > maxAge
         }
     }
 

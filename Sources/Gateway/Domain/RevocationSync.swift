@@ -29,12 +29,23 @@ public actor RevocationSync {
         options.timeout = callTimeout
         let since = since
         let answer = try await users.listRevocations(.with { $0.since = since }, options: options)
+        revocations.markSynced()
         revocations.add(answer.results.map { entry in
             entry.kind == .user
                 ? .user(id: entry.subject, notBefore: Date(millisecondsSince1970: entry.notBefore), expiresAt: Date(millisecondsSince1970: entry.expiresAt))
                 : .token(id: entry.subject, expiresAt: Date(millisecondsSince1970: entry.expiresAt))
         })
         self.since = max(0, answer.serverTime - Self.overlapMilliseconds)
+    }
+
+    /// After a change that revoked tokens: takes it in now if the user service answers, else at
+    /// the next poll. The change itself is done, so its answer does not depend on this.
+    public func refreshAfterChange() async {
+        do {
+            try await refresh()
+        } catch {
+            Logger(label: "gateway").warning("revocation refresh failed; the next poll will retry", metadata: ["error": "\(error)"])
+        }
     }
 }
 

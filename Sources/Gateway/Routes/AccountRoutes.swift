@@ -14,12 +14,15 @@ struct AccountRoutes {
     let revocationSync: RevocationSync
     let throttle: LoginThrottle
     let trustForwardedFor: Bool
+    let maxRevocationAge: Duration
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/user/register", use: registerUser)
         router.put("/auth/login", use: login)
 
-        let authenticated = router.group().add(middleware: AuthenticationMiddleware(tokens: tokens))
+        let authenticated = router.group().add(middleware: AuthenticationMiddleware(
+            tokens: tokens, revocations: revocations, sync: revocationSync, maxRevocationAge: maxRevocationAge
+        ))
         authenticated.delete("/auth/logout", use: logout)
         authenticated.get("/user/current", use: current)
         authenticated.patch("/user/update", use: update)
@@ -36,8 +39,8 @@ struct AccountRoutes {
 
     @Sendable func registerUser(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         var body = try await JSONBody.read(request, context: context)
-        let username = body.string("username", required: true, length: 3...50)
-        let password = body.string("password", required: true, length: 8...128)
+        let username = body.username("username")
+        let password = body.password("password", required: true)
         try body.finish()
         let created = try await users.registerUser(.with {
             $0.username = username ?? ""
@@ -54,7 +57,8 @@ struct AccountRoutes {
         guard let username, let password else { throw APIError.invalidBody([]) }
 
         let address = clientAddress(request, context: context)
-        if let wait = throttle.retryAfter(username: username, address: address) {
+        let started = Date()
+        if let wait = throttle.begin(username: username, address: address, now: started) {
             let seconds = Int(wait.rounded(.up))
             throw APIError(
                 .tooManyRequests, message: "too many failed logins; try again in \(seconds) s",
@@ -68,10 +72,9 @@ struct AccountRoutes {
                 $0.password = password
             })
         } catch let error as RPCError where error.code == .unauthenticated {
-            throttle.recordFailure(username: username, address: address)
             throw APIError.unauthenticated("invalid username or password")
         }
-        throttle.recordSuccess(username: username)
+        throttle.succeeded(username: username, address: address, startedAt: started)
         let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.name)
         return try ResponseBody.success(
             LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(identity.expiresAt.millisecondsSince1970))
@@ -82,13 +85,14 @@ struct AccountRoutes {
 
     @Sendable func logout(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        // Refused here at once; the other replicas learn it from the user service.
-        revocations.add([.token(id: identity.tokenId, expiresAt: identity.expiresAt)])
+        // Recorded in the user service first, so that a failure can be retried with the same
+        // token; then refused here at once. The other replicas learn it from their next poll.
         _ = try await users.revokeToken(.with {
             $0.kind = .token
             $0.subject = identity.tokenId
             $0.expiresAt = identity.expiresAt.millisecondsSince1970
         })
+        revocations.add([.token(id: identity.tokenId, expiresAt: identity.expiresAt)])
         return try ResponseBody.empty()
     }
 
@@ -101,7 +105,7 @@ struct AccountRoutes {
         let identity = try context.requireIdentity()
         var body = try await JSONBody.read(request, context: context)
         let avatar = body.string("avatar", required: false, length: 0...2048)
-        let password = body.string("password", required: false, length: 8...128)
+        let password = body.password("password", required: false)
         try body.finish()
         if avatar != nil || password != nil {
             do {
@@ -119,7 +123,12 @@ struct AccountRoutes {
 
     @Sendable func updateKeys(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        let rotated = try await users.rotateKeys(.with { $0.id = identity.userId })
+        let rotated: Grpc_User_V1_UserWithSecret
+        do {
+            rotated = try await users.rotateKeys(.with { $0.id = identity.userId })
+        } catch let error as RPCError where error.code == .notFound {
+            throw APIError.unauthenticated("the account of this token no longer exists")
+        }
         return try ResponseBody.success(KeyPair(accessKey: rotated.user.accessKey, secretKey: rotated.secretKey))
     }
 
@@ -147,7 +156,7 @@ struct AccountRoutes {
         let id = try context.parameters.require("id")
         if id == identity.userId { throw APIError.forbidden("admins cannot delete their own account") }
         _ = try await users.deleteUser(.with { $0.id = id })
-        try await revocationSync.refresh()
+        await revocationSync.refreshAfterChange()
         return try ResponseBody.empty()
     }
 
@@ -168,7 +177,7 @@ struct AccountRoutes {
             if let status { $0.status = status }
         })
         // The change revoked the user's tokens in the user service; take that in before answering.
-        try await revocationSync.refresh()
+        await revocationSync.refreshAfterChange()
         return try ResponseBody.success(UserProfile(try await users.getUserById(.with { $0.id = id })))
     }
 
@@ -184,9 +193,10 @@ struct AccountRoutes {
     }
 
     private func clientAddress(_ request: Request, context: GatewayRequestContext) -> String? {
+        // The right-most entry is the one the trusted proxy added; those before it are the client's word.
         if trustForwardedFor, let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] {
-            let first = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) }
-            if let first, !first.isEmpty { return first }
+            let last = forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) }
+            if let last, !last.isEmpty { return last }
         }
         return context.peerAddress
     }

@@ -93,6 +93,20 @@ struct JSONBody {
         }
     }
 
+    /// A username: required, by the account rules.
+    mutating func username(_ name: String) -> String? {
+        guard let value = string(name, required: true) else { return nil }
+        violations.checkUsername(name, value)
+        return value
+    }
+
+    /// A password by the account rules.
+    mutating func password(_ name: String, required: Bool) -> String? {
+        guard let value = string(name, required: required) else { return nil }
+        violations.checkPassword(name, value)
+        return value
+    }
+
     /// A field that takes one of a few values, given by name (case-insensitive) or number.
     mutating func choice<Value>(_ name: String, _ options: [(name: String, number: Int, value: Value)]) -> Value? {
         let allowed = options.map { "\($0.name) (\($0.number))" }.joined(separator: ", ")

@@ -112,8 +112,18 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let tokens: AccessTokens
+    let revocations: RevocationList
+    let sync: RevocationSync
+    /// How old the revocation list may be before tokens are refused (fail closed).
+    let maxRevocationAge: Duration
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if revocations.isStale(maxAge: maxRevocationAge) {
+            try? await sync.refresh()
+            if revocations.isStale(maxAge: maxRevocationAge) {
+                throw APIError(.serviceUnavailable, message: "token revocations cannot be checked: the user service is unreachable")
+            }
+        }
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthenticated("missing access token: send Authorization: Bearer <token>")
         }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
 /// A secret that production sets in configuration and a laptop install generates once: on first
@@ -16,22 +19,35 @@ public enum PersistentSecret {
     ) throws -> String {
         if let configured { return configured }
         let directory = URL(fileURLWithPath: dataDirectory).appendingPathComponent("secrets")
-        let file = directory.appendingPathComponent(name)
-        let manager = FileManager.default
-        if let stored = try? String(contentsOf: file, encoding: .utf8) {
-            let trimmed = stored.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !trimmed.isEmpty {
-                logger.warning("\(settingName) is not set: using the one generated in \(file.path). Production must set \(settingName).")
-                return trimmed
-            }
-        }
-        try manager.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let path = directory.appendingPathComponent(name).path
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let value = Data(RandomText.bytes(byteCount)).base64EncodedString()
-        // Created with mode 0600 from the start so the secret is never readable by others.
-        guard manager.createFile(atPath: file.path, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ConfigurationError(problems: ["cannot write \(file.path) to store a generated \(settingName)"])
+        // Created exclusively and owner-only: a second process starting at the same moment reads
+        // the first one's secret instead of replacing it, and a stored secret is never overwritten.
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if descriptor >= 0 {
+            let written = value.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count - 1) }
+            close(descriptor)
+            guard written == value.utf8.count else {
+                throw ConfigurationError(problems: ["cannot write \(path) to store a generated \(settingName)"])
+            }
+            logger.warning("\(settingName) is not set: generated one and stored it in \(path). Production must set \(settingName).")
+            return value
         }
-        logger.warning("\(settingName) is not set: generated one and stored it in \(file.path). Production must set \(settingName).")
-        return value
+        guard errno == EEXIST else {
+            throw ConfigurationError(problems: ["cannot create \(path) to store a generated \(settingName): errno \(errno)"])
+        }
+        // Another process may be writing it right now: give it a moment to finish.
+        for _ in 0..<50 {
+            if let stored = try? String(contentsOfFile: path, encoding: .utf8) {
+                let trimmed = stored.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !trimmed.isEmpty {
+                    logger.warning("\(settingName) is not set: using the one generated in \(path). Production must set \(settingName).")
+                    return trimmed
+                }
+            }
+            usleep(20_000)
+        }
+        throw ConfigurationError(problems: ["\(path) exists but holds no readable \(settingName); fix or remove it, or set \(settingName)"])
     }
 }

@@ -71,17 +71,36 @@ public final class ServiceDatabase: Sendable {
         databases.database(logger: logger ?? self.logger, on: MultiThreadedEventLoopGroup.singleton.any())!
     }
 
-    /// Brings the schema up to date. Safe to run on every start and from several replicas: each
-    /// migration is recorded once.
+    /// Brings the schema up to date; each migration runs once. On PostgreSQL an advisory lock
+    /// makes replicas that start together take turns, so none sees a half-made schema.
     public func migrate() async throws {
-        if case .sqlite = location, let sql = database() as? any SQLDatabase {
-            // WAL lets readers proceed while a writer commits.
-            try await sql.raw("PRAGMA journal_mode=WAL").run()
-        }
         let migrator = Migrator(databases: databases, migrations: migrations, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
-        try await migrator.setupIfNeeded().get()
-        try await migrator.prepareBatch().get()
+        switch location {
+        case .sqlite:
+            if let sql = database() as? any SQLDatabase {
+                // WAL lets readers proceed while a writer commits.
+                try await sql.raw("PRAGMA journal_mode=WAL").run()
+            }
+            try await migrator.setupIfNeeded().get()
+            try await migrator.prepareBatch().get()
+        case .postgres:
+            try await database().withConnection { connection in
+                guard let sql = connection as? any SQLDatabase else { return }
+                try await sql.raw("SELECT pg_advisory_lock(\(literal: Self.migrationLock))").run()
+                do {
+                    try await migrator.setupIfNeeded().get()
+                    try await migrator.prepareBatch().get()
+                } catch {
+                    try? await sql.raw("SELECT pg_advisory_unlock(\(literal: Self.migrationLock))").run()
+                    throw error
+                }
+                try await sql.raw("SELECT pg_advisory_unlock(\(literal: Self.migrationLock))").run()
+            }
+        }
     }
+
+    /// Any fixed number: the key of the advisory lock that serializes migrations.
+    private static let migrationLock = 72_420_001
 
     public func shutdown() async {
         await databases.shutdownAsync()

@@ -58,10 +58,29 @@ public struct Violations: Sendable {
         }
     }
 
+    /// Counts Unicode scalars, so combining marks cannot hide a long value behind few characters.
     public mutating func checkLength(_ property: String, _ value: String, _ range: ClosedRange<Int>) {
-        let count = value.count
+        let count = value.unicodeScalars.count
         if count < range.lowerBound || count > range.upperBound {
             add(property, "\(property) must be \(range.lowerBound) to \(range.upperBound) characters long")
+        }
+    }
+
+    /// Account rules shared by the gateway (which reports them first) and the user service.
+    public static let usernameLength = 3...50
+    public static let passwordLength = 8...128
+
+    public mutating func checkUsername(_ property: String, _ username: String) {
+        checkLength(property, username, Self.usernameLength)
+        if username.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+            add(property, "\(property) must not contain spaces or control characters")
+        }
+    }
+
+    public mutating func checkPassword(_ property: String, _ password: String) {
+        checkLength(property, password, Self.passwordLength)
+        if password.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            add(property, "\(property) must not contain control characters")
         }
     }
 

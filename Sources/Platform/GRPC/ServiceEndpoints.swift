@@ -20,15 +20,21 @@ public struct ServiceEndpoints: Sendable, CustomStringConvertible {
         self.resolve = resolve
     }
 
-    /// Fixed `host:port` pairs; host names are looked up again on every resolution.
+    /// Fixed `host:port` pairs; host names are looked up again on every resolution. A name that
+    /// does not resolve leaves out that instance only.
     public static func fixed(name: String, _ addresses: [HostPort]) -> ServiceEndpoints {
         ServiceEndpoints(name: name, describedAs: addresses.map(\.description).joined(separator: ",")) {
-            try await withThrowingTaskGroup(of: GRPCNIOTransportCore.SocketAddress.self) { group in
+            let results = await withTaskGroup(of: Result<GRPCNIOTransportCore.SocketAddress, any Error>.self) { group in
                 for address in addresses {
-                    group.addTask { try await Self.lookUp(address) }
+                    group.addTask {
+                        do { return .success(try await Self.lookUp(address)) } catch { return .failure(error) }
+                    }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                return await group.reduce(into: []) { $0.append($1) }
             }
+            let resolved = results.compactMap { try? $0.get() }
+            if resolved.isEmpty, case .failure(let error)? = results.first { throw error }
+            return resolved
         }
     }
 

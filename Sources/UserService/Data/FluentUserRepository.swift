@@ -20,13 +20,22 @@ public struct FluentUserRepository: UserRepository {
         }
     }
 
-    public func update(_ user: StoredUser) async throws {
-        guard let record = try await UserRecord.find(user.user.id, on: db) else {
-            throw DomainError.notFound("no user with id '\(user.user.id)'")
-        }
-        record.apply(user)
+    public func update(id: String, _ fields: StoredUserFields, revoking revocation: Revocation?) async throws -> Bool {
         do {
-            try await record.update(on: db)
+            return try await db.transaction { db in
+                // One UPDATE of the named columns only: concurrent changes to other fields survive.
+                let query = UserRecord.query(on: db).filter(\.$id == id).set(\.$updatedAt, to: fields.updatedAt)
+                if let avatar = fields.avatar { query.set(\.$avatar, to: avatar) }
+                if let hash = fields.passwordHash { query.set(\.$passwordHash, to: hash) }
+                if let status = fields.status { query.set(\.$status, to: status.rawValue) }
+                if let role = fields.role { query.set(\.$role, to: role.rawValue) }
+                if let accessKey = fields.accessKey { query.set(\.$accessKey, to: accessKey) }
+                if let sealed = fields.sealedSecretKey { query.set(\.$sealedSecretKey, to: sealed) }
+                guard try await UserRecord.query(on: db).filter(\.$id == id).count() == 1 else { return false }
+                try await query.update()
+                if let revocation { try await Self.insert(revocation, on: db) }
+                return true
+            }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw DomainError(.alreadyExists, "this access key is already in use")
         }
@@ -53,11 +62,13 @@ public struct FluentUserRepository: UserRepository {
         try await UserRecord.query(on: db).withDeleted().filter(\.$username == username).count() > 0
     }
 
-    public func softDelete(id: String, at date: Date) async throws -> Bool {
-        guard let record = try await UserRecord.find(id, on: db) else { return false }
-        record.deletedAt = date
-        try await record.save(on: db)
-        return true
+    public func softDelete(id: String, at date: Date, revoking revocation: Revocation) async throws -> Bool {
+        try await db.transaction { db in
+            guard try await UserRecord.query(on: db).filter(\.$id == id).count() == 1 else { return false }
+            try await UserRecord.query(on: db).filter(\.$id == id).set(\.$deletedAt, to: date).update()
+            try await Self.insert(revocation, on: db)
+            return true
+        }
     }
 
     public func list(offset: Int, limit: Int) async throws -> (users: [StoredUser], total: Int) {
@@ -76,6 +87,10 @@ public struct FluentUserRepository: UserRepository {
     }
 
     public func insert(_ revocation: Revocation) async throws {
+        try await Self.insert(revocation, on: db)
+    }
+
+    private static func insert(_ revocation: Revocation, on db: any Database) async throws {
         try await RevocationRecord(id: SortableID.make(at: revocation.createdAt), revocation).create(on: db)
     }
 

@@ -39,10 +39,10 @@ public final class PasswordHasher: Sendable {
         _ = try await verify(password, hash: decoy)
     }
 
-    /// bcrypt reads at most 72 bytes; longer passwords are pre-hashed so every byte counts.
+    /// bcrypt reads at most 72 bytes and stops at a NUL byte: every password is first hashed
+    /// with SHA-256 and base64-encoded (44 bytes, no NUL), so all of it counts.
     static func bcryptInput(_ password: String) -> String {
-        guard password.utf8.count > 72 else { return password }
-        return Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
+        Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
     }
 }
 

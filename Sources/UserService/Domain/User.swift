@@ -59,6 +59,21 @@ public struct UserChanges: Sendable, Equatable {
     }
 }
 
+/// Stored fields to overwrite; `nil` leaves a field untouched in the database.
+public struct StoredUserFields: Sendable, Equatable {
+    public var avatar: String?
+    public var passwordHash: String?
+    public var status: UserStatus?
+    public var role: UserRole?
+    public var accessKey: String?
+    public var sealedSecretKey: String?
+    public var updatedAt: Date
+
+    public init(updatedAt: Date) {
+        self.updatedAt = updatedAt
+    }
+}
+
 /// A revoked token (by id), or every token of a user issued before `notBefore`.
 public struct Revocation: Sendable, Equatable {
     public enum Kind: Int, Sendable, Equatable {

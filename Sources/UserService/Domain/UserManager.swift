@@ -82,9 +82,9 @@ public struct UserManager: Sendable {
     }
 
     public func update(id: String, changes: UserChanges) async throws {
-        var stored = try await stored(id: id)
+        let before = try await stored(id: id).user
         var violations = Violations()
-        if let avatar = changes.avatar, avatar.count > Self.avatarMaxLength {
+        if let avatar = changes.avatar, avatar.unicodeScalars.count > Self.avatarMaxLength {
             violations.add("avatar", "avatar must be at most \(Self.avatarMaxLength) characters long")
         }
         if let password = changes.password { Self.checkPassword(password, property: "password", into: &violations) }
@@ -97,37 +97,41 @@ public struct UserManager: Sendable {
         try violations.throwIfAny()
 
         let date = now()
-        let before = stored.user
-        if let avatar = changes.avatar { stored.user.avatar = avatar }
-        if let password = changes.password { stored.passwordHash = try await hasher.hash(password) }
-        if let status = changes.status { stored.user.status = status }
-        if let role = changes.role { stored.user.role = role }
-        if let accessKey = changes.accessKey { stored.user.accessKey = accessKey }
-        if let secretKey = changes.secretKey { stored.sealedSecretKey = try cipher.seal(secretKey, userId: id) }
-        stored.user.updatedAt = date
-        try await repository.update(stored)
+        var fields = StoredUserFields(updatedAt: date)
+        fields.avatar = changes.avatar
+        if let password = changes.password { fields.passwordHash = try await hasher.hash(password) }
+        fields.status = changes.status
+        fields.role = changes.role
+        fields.accessKey = changes.accessKey
+        if let secretKey = changes.secretKey { fields.sealedSecretKey = try cipher.seal(secretKey, userId: id) }
         // A token carries the role and status it was issued with: once they change, it must go.
-        if stored.user.status == .disabled && before.status != .disabled || stored.user.role != before.role {
-            try await revokeUser(id, at: date)
+        let disables = changes.status == .disabled && before.status != .disabled
+        let changesRole = changes.role != nil && changes.role != before.role
+        let revocation = disables || changesRole ? userRevocation(id, at: date) : nil
+        guard try await repository.update(id: id, fields, revoking: revocation) else {
+            throw DomainError.notFound("no user with id '\(id)'")
         }
     }
 
     public func rotateKeys(id: String) async throws -> UserWithSecret {
-        var stored = try await stored(id: id)
+        var user = try await stored(id: id).user
         let secretKey = RandomText.alphanumeric(Self.secretKeyLength)
-        stored.user.accessKey = RandomText.alphanumeric(Self.accessKeyLength)
-        stored.sealedSecretKey = try cipher.seal(secretKey, userId: id)
-        stored.user.updatedAt = now()
-        try await repository.update(stored)
-        return UserWithSecret(user: stored.user, secretKey: secretKey)
+        var fields = StoredUserFields(updatedAt: now())
+        fields.accessKey = RandomText.alphanumeric(Self.accessKeyLength)
+        fields.sealedSecretKey = try cipher.seal(secretKey, userId: id)
+        guard try await repository.update(id: id, fields, revoking: nil) else {
+            throw DomainError.notFound("no user with id '\(id)'")
+        }
+        user.accessKey = fields.accessKey ?? user.accessKey
+        user.updatedAt = fields.updatedAt
+        return UserWithSecret(user: user, secretKey: secretKey)
     }
 
     public func delete(id: String) async throws {
         let date = now()
-        guard try await repository.softDelete(id: id, at: date) else {
+        guard try await repository.softDelete(id: id, at: date, revoking: userRevocation(id, at: date)) else {
             throw DomainError.notFound("no user with id '\(id)'")
         }
-        try await revokeUser(id, at: date)
     }
 
     public func list(current: Int?, pageSize: Int?) async throws -> Page<User> {
@@ -166,10 +170,8 @@ public struct UserManager: Sendable {
         return (try await repository.revocations(since: since, now: date), date)
     }
 
-    private func revokeUser(_ id: String, at date: Date) async throws {
-        try await repository.insert(
-            Revocation(kind: .user, subject: id, notBefore: date, expiresAt: date.addingTimeInterval(Self.userRevocationLifetime), createdAt: date)
-        )
+    private func userRevocation(_ id: String, at date: Date) -> Revocation {
+        Revocation(kind: .user, subject: id, notBefore: date, expiresAt: date.addingTimeInterval(Self.userRevocationLifetime), createdAt: date)
     }
 
     // MARK: - First run
@@ -205,14 +207,11 @@ public struct UserManager: Sendable {
     }
 
     static func checkUsername(_ username: String, into violations: inout Violations) {
-        violations.checkLength("username", username, usernameLength)
-        if username.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
-            violations.add("username", "username must not contain spaces or control characters")
-        }
+        violations.checkUsername("username", username)
     }
 
     static func checkPassword(_ password: String, property: String, into violations: inout Violations) {
-        violations.checkLength(property, password, passwordLength)
+        violations.checkPassword(property, password)
     }
 
     static func isKey(_ text: String, length: Int) -> Bool {

@@ -4,8 +4,10 @@ import Foundation
 public protocol UserRepository: Sendable {
     /// Throws `DomainError(.alreadyExists)` if the username or access key is taken.
     func insert(_ user: StoredUser) async throws
-    /// Throws `DomainError(.alreadyExists)` if the new access key is taken.
-    func update(_ user: StoredUser) async throws
+    /// Writes only the given fields of a user, and the revocation if any, in one transaction.
+    /// Returns false if there is no such (undeleted) user. Throws `DomainError(.alreadyExists)` if
+    /// the new access key is taken.
+    func update(id: String, _ fields: StoredUserFields, revoking revocation: Revocation?) async throws -> Bool
     func find(id: String) async throws -> StoredUser?
     func find(username: String) async throws -> StoredUser?
     func find(accessKey: String) async throws -> StoredUser?
@@ -13,8 +15,9 @@ public protocol UserRepository: Sendable {
     func findIncludingDeleted(username: String) async throws -> (user: StoredUser, isDeleted: Bool)?
     /// Whether any user, deleted ones included, has this username.
     func usernameTaken(_ username: String) async throws -> Bool
-    /// Returns false if there was no such (undeleted) user.
-    func softDelete(id: String, at date: Date) async throws -> Bool
+    /// Marks the user deleted and records the revocation, in one transaction. Returns false if
+    /// there was no such (undeleted) user.
+    func softDelete(id: String, at date: Date, revoking revocation: Revocation) async throws -> Bool
     /// Newest first.
     func list(offset: Int, limit: Int) async throws -> (users: [StoredUser], total: Int)
     func all() async throws -> [StoredUser]
