@@ -77,6 +77,13 @@ struct ProcessTopologyTests {
         #expect(health.message.contains("127.0.0.1:\(userPorts[0])"))
         #expect(!health.message.contains("127.0.0.1:\(userPorts[1])"))
 
+        // With no user service left, tokens cannot be checked against revocations: fail closed.
+        users[1].terminate()
+        users[1].waitUntilExit()
+        try await waitUntil("gateway B answers 503 without a user service", timeout: .seconds(15)) {
+            (try? await clientB.get("/user/current", token: fresh).status) == 503
+        }
+
         // SIGTERM drains and exits 0.
         gateways[0].terminate()
         gateways[0].waitUntilExit()
