@@ -1,4 +1,5 @@
 import FluentKit
+import SQLKit
 import Foundation
 import Platform
 
@@ -41,16 +42,44 @@ public struct FluentUserRepository: UserRepository {
         }
     }
 
+    // The lookups below serve every authenticated request, so they skip Fluent's model layer
+    // (which reflects over the model on each query) and read the row with plain SQL.
+
     public func find(id: String) async throws -> StoredUser? {
-        try await UserRecord.find(id, on: db)?.stored
+        try await findUndeleted(where: "id", equals: id)
     }
 
     public func find(username: String) async throws -> StoredUser? {
-        try await UserRecord.query(on: db).filter(\.$username == username).first()?.stored
+        try await findUndeleted(where: "username", equals: username)
     }
 
     public func find(accessKey: String) async throws -> StoredUser? {
-        try await UserRecord.query(on: db).filter(\.$accessKey == accessKey).first()?.stored
+        try await findUndeleted(where: "access_key", equals: accessKey)
+    }
+
+    private func findUndeleted(where column: String, equals value: String) async throws -> StoredUser? {
+        guard let sql = db as? any SQLDatabase else {
+            throw DomainError(.internal, "the user database does not speak SQL")
+        }
+        let query: SQLQueryString = """
+            SELECT id, username, avatar, password_hash, status, role, access_key, secret_key, created_at, updated_at \
+            FROM users WHERE \(ident: column) = \(bind: value) AND deleted_at IS NULL LIMIT 1
+            """
+        guard let row = try await sql.raw(query).first() else { return nil }
+        return StoredUser(
+            user: User(
+                id: try row.decode(column: "id", as: String.self),
+                username: try row.decode(column: "username", as: String.self),
+                avatar: try row.decode(column: "avatar", as: String.self),
+                status: UserStatus(rawValue: try row.decode(column: "status", as: Int.self)) ?? .disabled,
+                role: UserRole(rawValue: try row.decode(column: "role", as: Int.self)) ?? .user,
+                accessKey: try row.decode(column: "access_key", as: String.self),
+                createdAt: try row.decode(column: "created_at", as: Date.self),
+                updatedAt: try row.decode(column: "updated_at", as: Date.self)
+            ),
+            passwordHash: try row.decode(column: "password_hash", as: String.self),
+            sealedSecretKey: try row.decode(column: "secret_key", as: String.self)
+        )
     }
 
     public func findIncludingDeleted(username: String) async throws -> (user: StoredUser, isDeleted: Bool)? {
