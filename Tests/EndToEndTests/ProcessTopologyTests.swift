@@ -116,6 +116,29 @@ struct ProcessTopologyTests {
         #expect(lines.contains { $0.contains("app=gateway") && $0.contains("request served") })
     }
 
+    @Test("seed creates the configured admin and a demo user once, and leaves them alone after")
+    func seed() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let processes = ProcessSet(directory: directory.path)
+        let environment = [
+            "DATA_DIR": directory.path, "BCRYPT_COST": "4", "ADMIN_USERNAME": "operator", "ADMIN_PASSWORD": "operator-password",
+        ]
+        let first = try processes.start("seed-1", ["seed"], environment: environment)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        let output = processes.log("seed-1")
+        #expect(output.contains("admin: operator (password from ADMIN_PASSWORD)"))
+        #expect(output.contains("demo: demo password: "))
+        #expect(output.range(of: #"demo access key: [A-Za-z0-9]{20} secret key: [A-Za-z0-9]{40}"#, options: .regularExpression) != nil)
+
+        let second = try processes.start("seed-2", ["seed"], environment: environment)
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+        #expect(processes.log("seed-2").contains("admin: operator exists, left unchanged"))
+        #expect(processes.log("seed-2").contains("demo: demo exists, left unchanged"))
+    }
+
     @Test("--help explains every subcommand")
     func help() throws {
         let processes = ProcessSet(directory: NSTemporaryDirectory())
