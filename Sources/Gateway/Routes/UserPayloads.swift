@@ -24,29 +24,23 @@ struct UserProfile: Encodable {
     }
 }
 
-/// A user with the secret key in clear: the answer of register, shown once.
+/// A user with the secret key in clear: the answer of register, shown once. Encodes as the
+/// profile's fields plus `secretKey`.
 struct RegisteredUser: Encodable {
-    let id: String
-    let username: String
-    let avatar: String
-    let status: Int
-    let role: Int
-    let accessKey: String
+    let profile: UserProfile
     let secretKey: String
-    let createdAt: Int64
-    let updatedAt: Int64
 
     init(_ created: Grpc_User_V1_UserWithSecret) {
-        let profile = UserProfile(created.user)
-        id = profile.id
-        username = profile.username
-        avatar = profile.avatar
-        status = profile.status
-        role = profile.role
-        accessKey = profile.accessKey
+        profile = UserProfile(created.user)
         secretKey = created.secretKey
-        createdAt = profile.createdAt
-        updatedAt = profile.updatedAt
+    }
+
+    private enum CodingKeys: String, CodingKey { case secretKey }
+
+    func encode(to encoder: any Encoder) throws {
+        try profile.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(secretKey, forKey: .secretKey)
     }
 }
 
