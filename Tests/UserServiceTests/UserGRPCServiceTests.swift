@@ -187,3 +187,41 @@ struct UserGRPCServiceTests {
         }
     }
 }
+
+@Suite("user service caller policy")
+struct CallerPolicyTests {
+    private func metadata(userId: String, role: String) -> Metadata {
+        var metadata: Metadata = [:]
+        metadata.addString(userId, forKey: MetadataKey.userId)
+        metadata.addString(role, forKey: MetadataKey.userRole)
+        return metadata
+    }
+
+    @Test("a user acts only on their own account; admin-only methods refuse users")
+    func userLimits() async throws {
+        try await UserServiceHarness.run(.sqlite) { service in
+            let alice = try await service.register("alice").user
+            let bob = try await service.register("bobby").user
+            let asAlice = metadata(userId: alice.id, role: "user")
+            let client = service.client
+
+            #expect(try await client.getUserById(.with { $0.id = alice.id }, metadata: asAlice).username == "alice")
+            #expect(await rpcError { try await client.getUserById(.with { $0.id = bob.id }, metadata: asAlice) }?.code == .permissionDenied)
+            #expect(await rpcError { try await client.rotateKeys(.with { $0.id = bob.id }, metadata: asAlice) }?.code == .permissionDenied)
+            #expect(await rpcError { try await client.updateUser(.with { $0.id = bob.id; $0.avatar = "x" }, metadata: asAlice) }?.code == .permissionDenied)
+            #expect(await rpcError { try await client.updateUser(.with { $0.id = alice.id; $0.role = .admin }, metadata: asAlice) }?.code == .permissionDenied)
+            #expect(await rpcError { try await client.deleteUser(.with { $0.id = bob.id }, metadata: asAlice) }?.code == .permissionDenied)
+            #expect(await rpcError { try await client.listUsers(.with { $0.pageSize = 10 }, metadata: asAlice) }?.code == .permissionDenied)
+            _ = try await client.updateUser(.with { $0.id = alice.id; $0.avatar = "mine" }, metadata: asAlice)
+
+            // Nothing the refused calls asked for happened.
+            let bobNow = try await client.getUserById(.with { $0.id = bob.id })
+            #expect(bobNow.accessKey == bob.accessKey && bobNow.avatar.isEmpty)
+            #expect(try await client.getUserById(.with { $0.id = alice.id }).role == .user)
+
+            let asAdmin = metadata(userId: "some-admin", role: "admin")
+            #expect(try await client.listUsers(.with { $0.pageSize = 10 }, metadata: asAdmin).pagination.total == 2)
+            _ = try await client.deleteUser(.with { $0.id = bob.id }, metadata: asAdmin)
+        }
+    }
+}

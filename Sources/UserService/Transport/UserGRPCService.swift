@@ -23,11 +23,17 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     }
 
     public func deleteUser(request: Grpc_User_V1_QueryUserByIdRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        try CallerPolicy.requireAdmin()
         try await users.delete(id: request.id)
         return Google_Protobuf_Empty()
     }
 
     public func updateUser(request: Grpc_User_V1_UpdateUserRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        if request.hasStatus || request.hasRole || request.hasAccessKey || request.hasSecretKey {
+            try CallerPolicy.requireAdmin()
+        } else {
+            try CallerPolicy.requireSelfOrAdmin(request.id)
+        }
         var changes = UserChanges()
         if request.hasAvatar { changes.avatar = request.avatar }
         if request.hasPassword { changes.password = request.password }
@@ -48,16 +54,19 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     }
 
     public func getUserById(request: Grpc_User_V1_QueryUserByIdRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
-        Grpc_User_V1_UserModel(try await users.user(id: request.id))
+        try CallerPolicy.requireSelfOrAdmin(request.id)
+        return Grpc_User_V1_UserModel(try await users.user(id: request.id))
     }
 
     public func getUserModelList(request: Google_Protobuf_Empty, context: ServerContext) async throws -> Grpc_User_V1_UserModelList {
+        try CallerPolicy.requireAdmin()
         let all = try await users.all()
         return .with { $0.results = all.map(Grpc_User_V1_UserModel.init) }
     }
 
     public func rotateKeys(request: Grpc_User_V1_QueryUserByIdRequest, context: ServerContext) async throws -> Grpc_User_V1_UserWithSecret {
-        Grpc_User_V1_UserWithSecret(try await users.rotateKeys(id: request.id))
+        try CallerPolicy.requireSelfOrAdmin(request.id)
+        return Grpc_User_V1_UserWithSecret(try await users.rotateKeys(id: request.id))
     }
 
     public func verifyPassword(request: Grpc_User_V1_VerifyPasswordRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
@@ -65,6 +74,7 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     }
 
     public func listUsers(request: Grpc_User_V1_ListUsersRequest, context: ServerContext) async throws -> Grpc_User_V1_UserPage {
+        try CallerPolicy.requireAdmin()
         let page = try await users.list(
             current: request.hasCurrent ? Int(request.current) : nil,
             pageSize: request.hasPageSize ? Int(request.pageSize) : nil
@@ -103,6 +113,23 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
                     $0.createdAt = revocation.createdAt.millisecondsSince1970
                 }
             }
+        }
+    }
+}
+
+/// What a caller may do, by the identity the gateway sends as metadata (`x-user-id`,
+/// `x-user-role`). A call without an identity comes from inside the platform (log-in, sign-up,
+/// other services) and is not limited here; the service port must stay on the private network.
+enum CallerPolicy {
+    static func requireAdmin() throws {
+        guard let role = RequestScope.current?.role else { return }
+        guard role == UserRole.admin.name else { throw DomainError(.permissionDenied, "only an admin may do this") }
+    }
+
+    static func requireSelfOrAdmin(_ id: String) throws {
+        guard let scope = RequestScope.current, let role = scope.role else { return }
+        guard role == UserRole.admin.name || scope.userId == id else {
+            throw DomainError(.permissionDenied, "a user may only act on their own account")
         }
     }
 }
