@@ -1,6 +1,7 @@
 import AIService
 import ArgumentParser
 import Configuration
+import FluentKit
 import Foundation
 import Logging
 import Platform
@@ -224,5 +225,3 @@ public struct Seed: AsyncParsableCommand {
         }
     }
 }
-
-import FluentKit

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+import Glibc
 import TestSupport
+import Testing
 
 /// The real `aisaas` processes, as production runs them: replicated user services behind two
 /// gateways, talking over loopback sockets.
@@ -242,5 +243,3 @@ func waitUntil(_ what: @autoclosure () -> String, timeout: Duration = .seconds(6
     }
     throw TestFailure("timed out waiting: \(what())")
 }
-
-import Glibc

@@ -2,6 +2,7 @@ import AISaaSProtos
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import Hummingbird
 import Logging
 import Platform
 import Testing
@@ -55,5 +56,3 @@ func makeTestRouter() async throws -> Router<GatewayRequestContext> {
         sync: RevocationSync(users: users, revocations: revocations), serviceEndpoints: [], logger: Logger(label: "test")
     )
 }
-
-import Hummingbird

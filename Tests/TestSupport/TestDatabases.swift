@@ -2,6 +2,7 @@ import FluentKit
 import Foundation
 import Logging
 import Platform
+import SQLKit
 
 /// The databases a suite runs against: SQLite always, PostgreSQL too when `TEST_POSTGRES_URL`
 /// names a server (each test then gets a database of its own, created on the fly).
@@ -58,5 +59,3 @@ public struct TemporaryDirectory: Sendable {
         try? FileManager.default.removeItem(atPath: path)
     }
 }
-
-import SQLKit

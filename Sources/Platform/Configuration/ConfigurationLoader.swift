@@ -81,15 +81,6 @@ public final class SettingsReader {
         return value
     }
 
-    public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>) -> Double {
-        guard let text = string(key) else { return defaultValue }
-        guard let value = Double(text), range.contains(value) else {
-            problems.append("\(Self.environmentName(key)) must be a number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
-            return defaultValue
-        }
-        return value
-    }
-
     public func bool(_ key: String, default defaultValue: Bool) -> Bool {
         guard let text = string(key)?.lowercased() else { return defaultValue }
         switch text {

@@ -1,5 +1,6 @@
 import AISaaSProtos
 import GRPCCore
+import GRPCNIOTransportCore
 import GRPCNIOTransportHTTP2
 
 /// The health of one instance of a service, as seen from a caller.
@@ -61,5 +62,3 @@ public enum HealthProbe {
         }
     }
 }
-
-import GRPCNIOTransportCore

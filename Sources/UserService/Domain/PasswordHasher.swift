@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HummingbirdBcrypt
 import NIOPosix
+import Platform
 import Synchronization
 
 /// bcrypt password hashing, run on a thread pool: a hash takes tens to hundreds of milliseconds
@@ -45,5 +46,3 @@ public final class PasswordHasher: Sendable {
         Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
     }
 }
-
-import Platform
