@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "aisaas", targets: ["aisaas"]),
+        // The cc-auth-v1 request signer, for Swift clients of the AI endpoints.
+        .library(name: "AKSKSigning", targets: ["AKSKSigning"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -30,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
         .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
     ],
     targets: [
@@ -62,10 +65,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // cc-auth-v1 canonical requests and signatures; depends on nothing of the platform so that
+        // clients can use it alone.
+        .target(
+            name: "AKSKSigning",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "UserService",
             dependencies: [
                 "Platform",
+                "AKSKSigning",
                 "AISaaSProtos",
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "SQLKit", package: "sql-kit"),
@@ -73,9 +84,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The AI service's outbound adapters: OpenAI-compatible HTTP providers and ffmpeg.
+        .target(
+            name: "AIProviders",
+            dependencies: [
+                "Platform",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "AIService",
-            dependencies: ["Platform", "AISaaSProtos", .product(name: "FluentKit", package: "fluent-kit")],
+            dependencies: [
+                "Platform", "AISaaSProtos", "AIProviders",
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -83,8 +110,10 @@ let package = Package(
             dependencies: [
                 "Platform",
                 "AISaaSProtos",
+                "AKSKSigning",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
             ],
             resources: [.copy("Resources/openapi.json")],
             swiftSettings: swiftSettings
@@ -93,7 +122,8 @@ let package = Package(
         .target(
             name: "AISaaSCLI",
             dependencies: [
-                "Platform", "UserService", "AIService", "Gateway",
+                "Platform", "UserService", "AIService", "Gateway", "AKSKSigning",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -113,6 +143,7 @@ let package = Package(
                 "Platform",
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
@@ -126,6 +157,27 @@ let package = Package(
             name: "UserServiceTests",
             dependencies: [
                 "UserService", "Platform", "AISaaSProtos", "TestSupport",
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AKSKSigningTests",
+            dependencies: ["AKSKSigning"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AIProvidersTests",
+            dependencies: [
+                "AIProviders", "Platform", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AIServiceTests",
+            dependencies: [
+                "AIService", "AIProviders", "Platform", "AISaaSProtos", "TestSupport",
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ],
             swiftSettings: swiftSettings

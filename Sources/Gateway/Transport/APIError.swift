@@ -59,16 +59,36 @@ public struct APIError: Error, Sendable, Equatable {
            let decoded = try? JSONDecoder().decode([FieldViolation].self, from: Data(json.utf8)) {
             meta = decoded
         }
-        let status = Self.httpStatus(for: error.code)
+        let reason = error.metadata[stringValues: MetadataKey.errorReason].first(where: { _ in true })
+        let known = reason.flatMap { Self.reasons[$0] }
         let reachedService = application != nil
+        var headers: HTTPFields = [:]
+        if let retryAfter = error.metadata[stringValues: MetadataKey.errorRetryAfter].first(where: { _ in true }),
+           let seconds = Int(retryAfter), seconds >= 0 {
+            headers[.retryAfter] = String(seconds)
+        }
         self.init(
-            status,
-            code: error.code == .invalidArgument && reachedService ? Self.serviceValidationCode : -1,
+            known?.status ?? Self.httpStatus(for: error.code),
+            code: known?.code ?? (error.code == .invalidArgument && reachedService ? Self.serviceValidationCode : -1),
             message: reachedService ? error.message : "service unavailable: \(error.message)",
             application: application ?? gatewayApplication,
-            meta: meta
+            meta: meta,
+            headers: headers
         )
+        self.reason = reason
     }
+
+    /// The machine-readable reason a service gave (`DomainError.reason`), if any.
+    public var reason: String?
+
+    /// Reasons whose HTTP status differs from their gRPC code's, and the error `code` they carry.
+    static let reasons: [String: (status: HTTPResponse.Status, code: Int)] = [
+        "RateLimited": (.tooManyRequests, 701),
+        "QuotaExceeded": (HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"), 702),
+        "ProviderRateLimited": (.tooManyRequests, 703),
+        "UnsupportedAudioFormat": (.badRequest, 600),
+        "UndecodableAudio": (.badRequest, 601),
+    ]
 
     public static func httpStatus(for code: RPCError.Code) -> HTTPResponse.Status {
         switch code {

@@ -6,11 +6,14 @@ public struct RequestScope: Sendable, Equatable {
     public var requestId: String
     public var userId: String?
     public var role: String?
+    /// The access key that signed the request, for AK/SK-authenticated calls.
+    public var accessKey: String?
 
-    public init(requestId: String, userId: String? = nil, role: String? = nil) {
+    public init(requestId: String, userId: String? = nil, role: String? = nil, accessKey: String? = nil) {
         self.requestId = requestId
         self.userId = userId
         self.role = role
+        self.accessKey = accessKey
     }
 
     /// The scope of the request the current task is serving, if any.
@@ -22,11 +25,16 @@ public enum MetadataKey {
     public static let requestId = "x-request-id"
     public static let userId = "x-user-id"
     public static let userRole = "x-user-role"
+    public static let accessKey = "x-access-key"
     public static let traceparent = "traceparent"
     /// The service that raised an error (trailing metadata).
     public static let errorApplication = "x-error-application"
     /// JSON list of `FieldViolation`s for a rejected request (trailing metadata).
     public static let errorViolations = "x-error-violations"
+    /// `DomainError.reason` (trailing metadata).
+    public static let errorReason = "x-error-reason"
+    /// `DomainError.retryAfterSeconds` (trailing metadata).
+    public static let errorRetryAfter = "x-error-retry-after"
 }
 
 extension Logger {

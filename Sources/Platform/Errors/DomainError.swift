@@ -21,17 +21,30 @@ public struct DomainError: Error, Sendable, Equatable, CustomStringConvertible {
         case failedPrecondition
         case resourceExhausted
         case unavailable
+        /// Something this service depends on (an AI provider) failed or answered nonsense.
+        case upstreamFailure
+        /// Something this service depends on did not answer in time.
+        case deadlineExceeded
         case `internal`
     }
 
     public var kind: Kind
     public var message: String
     public var violations: [FieldViolation]
+    /// A machine-readable name for the failure when the kind alone is not enough for a client
+    /// (for example `QuotaExceeded` beside a rate limit, both `resourceExhausted`).
+    public var reason: String?
+    /// When the caller may try again, for rate limits.
+    public var retryAfterSeconds: Int?
 
-    public init(_ kind: Kind, _ message: String, violations: [FieldViolation] = []) {
+    public init(
+        _ kind: Kind, _ message: String, violations: [FieldViolation] = [], reason: String? = nil, retryAfterSeconds: Int? = nil
+    ) {
         self.kind = kind
         self.message = message
         self.violations = violations
+        self.reason = reason
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var description: String { "\(kind): \(message)" }

@@ -16,6 +16,7 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
             request.metadata.replaceOrAddString(scope.requestId, forKey: MetadataKey.requestId)
             if let userId = scope.userId { request.metadata.replaceOrAddString(userId, forKey: MetadataKey.userId) }
             if let role = scope.role { request.metadata.replaceOrAddString(role, forKey: MetadataKey.userRole) }
+            if let accessKey = scope.accessKey { request.metadata.replaceOrAddString(accessKey, forKey: MetadataKey.accessKey) }
         }
         return try await next(request, context)
     }
@@ -41,7 +42,8 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
         let scope = RequestScope(
             requestId: metadata[stringValues: MetadataKey.requestId].first(where: { _ in true }) ?? SortableID.make(),
             userId: metadata[stringValues: MetadataKey.userId].first(where: { _ in true }),
-            role: metadata[stringValues: MetadataKey.userRole].first(where: { _ in true })
+            role: metadata[stringValues: MetadataKey.userRole].first(where: { _ in true }),
+            accessKey: metadata[stringValues: MetadataKey.accessKey].first(where: { _ in true })
         )
         let started = ContinuousClock.now
         return try await RequestScope.$current.withValue(scope) {
@@ -70,6 +72,10 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
                let json = try? JSONEncoder().encode(domain.violations) {
                 metadata.addString(String(decoding: json, as: UTF8.self), forKey: MetadataKey.errorViolations)
             }
+            if let reason = domain.reason { metadata.addString(reason, forKey: MetadataKey.errorReason) }
+            if let retryAfter = domain.retryAfterSeconds {
+                metadata.addString(String(retryAfter), forKey: MetadataKey.errorRetryAfter)
+            }
             return RPCError(code: domain.kind.rpcCode, message: domain.message, metadata: metadata)
         case var rpc as RPCError:
             if rpc.metadata[stringValues: MetadataKey.errorApplication].first(where: { _ in true }) == nil {
@@ -95,6 +101,8 @@ extension DomainError.Kind {
         case .failedPrecondition: .failedPrecondition
         case .resourceExhausted: .resourceExhausted
         case .unavailable: .unavailable
+        case .upstreamFailure: .unknown
+        case .deadlineExceeded: .deadlineExceeded
         case .internal: .internalError
         }
     }

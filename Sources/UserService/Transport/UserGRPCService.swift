@@ -115,6 +115,10 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
             }
         }
     }
+
+    public func verifySignature(request: Grpc_User_V1_VerifySignatureRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
+        throw RPCError(code: .unimplemented, message: "VerifySignature is not implemented yet")
+    }
 }
 
 /// What a caller may do, by the identity the gateway sends as metadata (`x-user-id`,

@@ -37,9 +37,23 @@ public enum Grpc_Ai_V1_AiSpeechService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateSpeech" metadata.
+        public enum CreateSpeech: Sendable {
+            /// Request type for "CreateSpeech".
+            public typealias Input = Grpc_Ai_V1_CreateSpeechRequest
+            /// Response type for "CreateSpeech".
+            public typealias Output = Grpc_Ai_V1_CreateSpeechResponse
+            /// Descriptor for "CreateSpeech".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiSpeechService"),
+                method: "CreateSpeech",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "grpc.ai.v1.AiSpeechService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            CreateTranscription.descriptor
+            CreateTranscription.descriptor,
+            CreateSpeech.descriptor
         ]
     }
 }
@@ -79,6 +93,25 @@ extension Grpc_Ai_V1_AiSpeechService {
             request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_CreateTranscriptionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_CreateTranscriptionResponse>
+
+        /// Handle the "CreateSpeech" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > Text to speech through the provider's speech endpoint.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_CreateSpeechRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_CreateSpeechResponse` messages.
+        func createSpeech(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_CreateSpeechResponse>
     }
 
     /// Service protocol for the "grpc.ai.v1.AiSpeechService" service.
@@ -102,6 +135,25 @@ extension Grpc_Ai_V1_AiSpeechService {
             request: GRPCCore.ServerRequest<Grpc_Ai_V1_CreateTranscriptionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_CreateTranscriptionResponse>
+
+        /// Handle the "CreateSpeech" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > Text to speech through the provider's speech endpoint.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_CreateSpeechRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_CreateSpeechResponse` message.
+        func createSpeech(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_CreateSpeechResponse>
     }
 
     /// Simple service protocol for the "grpc.ai.v1.AiSpeechService" service.
@@ -123,6 +175,25 @@ extension Grpc_Ai_V1_AiSpeechService {
             request: Grpc_Ai_V1_CreateTranscriptionRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Grpc_Ai_V1_CreateTranscriptionResponse
+
+        /// Handle the "CreateSpeech" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > Text to speech through the provider's speech endpoint.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_CreateSpeechRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_CreateSpeechResponse` to respond with.
+        func createSpeech(
+            request: Grpc_Ai_V1_CreateSpeechRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_CreateSpeechResponse
     }
 }
 
@@ -136,6 +207,17 @@ extension Grpc_Ai_V1_AiSpeechService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateTranscriptionResponse>(),
             handler: { request, context in
                 try await self.createTranscription(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiSpeechService.Method.CreateSpeech.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_CreateSpeechRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateSpeechResponse>(),
+            handler: { request, context in
+                try await self.createSpeech(
                     request: request,
                     context: context
                 )
@@ -157,6 +239,17 @@ extension Grpc_Ai_V1_AiSpeechService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func createSpeech(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_CreateSpeechResponse> {
+        let response = try await self.createSpeech(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -168,6 +261,19 @@ extension Grpc_Ai_V1_AiSpeechService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_CreateTranscriptionResponse> {
         return GRPCCore.ServerResponse<Grpc_Ai_V1_CreateTranscriptionResponse>(
             message: try await self.createTranscription(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createSpeech(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_CreateSpeechResponse> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_CreateSpeechResponse>(
+            message: try await self.createSpeech(
                 request: request.message,
                 context: context
             ),
@@ -202,6 +308,30 @@ extension Grpc_Ai_V1_AiSpeechService {
             deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_CreateTranscriptionResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_CreateTranscriptionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateSpeech" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > Text to speech through the provider's speech endpoint.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_CreateSpeechRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_CreateSpeechRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_CreateSpeechResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createSpeech<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_CreateSpeechRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_CreateSpeechResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_CreateSpeechResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -250,6 +380,41 @@ extension Grpc_Ai_V1_AiSpeechService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateSpeech" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > Text to speech through the provider's speech endpoint.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_CreateSpeechRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_CreateSpeechRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_CreateSpeechResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createSpeech<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_CreateSpeechRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_CreateSpeechResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_CreateSpeechResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiSpeechService.Method.CreateSpeech.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -276,6 +441,36 @@ extension Grpc_Ai_V1_AiSpeechService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateTranscriptionRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_CreateTranscriptionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSpeech" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > --- additions ---
+    /// > Text to speech through the provider's speech endpoint.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_CreateSpeechRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSpeech<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_CreateSpeechRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_CreateSpeechResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createSpeech(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateSpeechRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_CreateSpeechResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -308,6 +503,40 @@ extension Grpc_Ai_V1_AiSpeechService.ClientProtocol {
             metadata: metadata
         )
         return try await self.createTranscription(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSpeech" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > --- additions ---
+    /// > Text to speech through the provider's speech endpoint.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSpeech<Result>(
+        _ message: Grpc_Ai_V1_CreateSpeechRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_CreateSpeechResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_CreateSpeechRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createSpeech(
             request: request,
             options: options,
             onResponse: handleResponse
@@ -402,6 +631,19 @@ public enum Grpc_Ai_V1_AiChatModelService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "StreamChatCompletion" metadata.
+        public enum StreamChatCompletion: Sendable {
+            /// Request type for "StreamChatCompletion".
+            public typealias Input = Grpc_Ai_V1_CreateChatCompletionRequest
+            /// Response type for "StreamChatCompletion".
+            public typealias Output = Grpc_Ai_V1_ChatCompletionChunk
+            /// Descriptor for "StreamChatCompletion".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiChatModelService"),
+                method: "StreamChatCompletion",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "grpc.ai.v1.AiChatModelService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateChatModel.descriptor,
@@ -409,7 +651,8 @@ public enum Grpc_Ai_V1_AiChatModelService: Sendable {
             UpdateChatModel.descriptor,
             GetChatModelById.descriptor,
             GetChatModelList.descriptor,
-            CreateChatCompletion.descriptor
+            CreateChatCompletion.descriptor,
+            StreamChatCompletion.descriptor
         ]
     }
 }
@@ -519,6 +762,26 @@ extension Grpc_Ai_V1_AiChatModelService {
             request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_CreateChatCompletionChoicesResponse>
+
+        /// Handle the "StreamChatCompletion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+        /// > cancels the provider request.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_CreateChatCompletionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_ChatCompletionChunk` messages.
+        func streamChatCompletion(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ChatCompletionChunk>
     }
 
     /// Service protocol for the "grpc.ai.v1.AiChatModelService" service.
@@ -612,6 +875,26 @@ extension Grpc_Ai_V1_AiChatModelService {
             request: GRPCCore.ServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_CreateChatCompletionChoicesResponse>
+
+        /// Handle the "StreamChatCompletion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+        /// > cancels the provider request.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_CreateChatCompletionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_ChatCompletionChunk` messages.
+        func streamChatCompletion(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ChatCompletionChunk>
     }
 
     /// Simple service protocol for the "grpc.ai.v1.AiChatModelService" service.
@@ -703,6 +986,27 @@ extension Grpc_Ai_V1_AiChatModelService {
             request: Grpc_Ai_V1_CreateChatCompletionRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Grpc_Ai_V1_CreateChatCompletionChoicesResponse
+
+        /// Handle the "StreamChatCompletion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+        /// > cancels the provider request.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_CreateChatCompletionRequest` message.
+        ///   - response: A response stream of `Grpc_Ai_V1_ChatCompletionChunk` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func streamChatCompletion(
+            request: Grpc_Ai_V1_CreateChatCompletionRequest,
+            response: GRPCCore.RPCWriter<Grpc_Ai_V1_ChatCompletionChunk>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -771,6 +1075,17 @@ extension Grpc_Ai_V1_AiChatModelService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateChatCompletionChoicesResponse>(),
             handler: { request, context in
                 try await self.createChatCompletion(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiChatModelService.Method.StreamChatCompletion.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_CreateChatCompletionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_ChatCompletionChunk>(),
+            handler: { request, context in
+                try await self.streamChatCompletion(
                     request: request,
                     context: context
                 )
@@ -846,6 +1161,17 @@ extension Grpc_Ai_V1_AiChatModelService.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func streamChatCompletion(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ChatCompletionChunk> {
+        let response = try await self.streamChatCompletion(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 }
 
@@ -927,6 +1253,23 @@ extension Grpc_Ai_V1_AiChatModelService.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func streamChatCompletion(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ChatCompletionChunk> {
+        return GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ChatCompletionChunk>(
+            metadata: [:],
+            producer: { writer in
+                try await self.streamChatCompletion(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -1052,6 +1395,31 @@ extension Grpc_Ai_V1_AiChatModelService {
             deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_CreateChatCompletionChoicesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_CreateChatCompletionChoicesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "StreamChatCompletion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+        /// > cancels the provider request.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_CreateChatCompletionRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_CreateChatCompletionRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_ChatCompletionChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func streamChatCompletion<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_CreateChatCompletionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_ChatCompletionChunk>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_ChatCompletionChunk>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1250,6 +1618,40 @@ extension Grpc_Ai_V1_AiChatModelService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "StreamChatCompletion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > --- additions ---
+        /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+        /// > cancels the provider request.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_CreateChatCompletionRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_CreateChatCompletionRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_ChatCompletionChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func streamChatCompletion<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_CreateChatCompletionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_ChatCompletionChunk>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_ChatCompletionChunk>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiChatModelService.Method.StreamChatCompletion.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1401,6 +1803,35 @@ extension Grpc_Ai_V1_AiChatModelService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateChatCompletionRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_CreateChatCompletionChoicesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StreamChatCompletion" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > --- additions ---
+    /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+    /// > cancels the provider request.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_CreateChatCompletionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func streamChatCompletion<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_CreateChatCompletionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_ChatCompletionChunk>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.streamChatCompletion(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_CreateChatCompletionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_ChatCompletionChunk>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1578,6 +2009,747 @@ extension Grpc_Ai_V1_AiChatModelService.ClientProtocol {
             metadata: metadata
         )
         return try await self.createChatCompletion(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StreamChatCompletion" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > --- additions ---
+    /// > The same completion, relayed chunk by chunk as the provider produces it. Cancelling the call
+    /// > cancels the provider request.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func streamChatCompletion<Result>(
+        _ message: Grpc_Ai_V1_CreateChatCompletionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_ChatCompletionChunk>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_CreateChatCompletionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.streamChatCompletion(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - grpc.ai.v1.AiUsageService
+
+/// Namespace containing generated types for the "grpc.ai.v1.AiUsageService" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Grpc_Ai_V1_AiUsageService: Sendable {
+    /// Service descriptor for the "grpc.ai.v1.AiUsageService" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiUsageService")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "GetUsage" metadata.
+        public enum GetUsage: Sendable {
+            /// Request type for "GetUsage".
+            public typealias Input = Grpc_Ai_V1_UsageQuery
+            /// Response type for "GetUsage".
+            public typealias Output = Grpc_Ai_V1_UsageReport
+            /// Descriptor for "GetUsage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiUsageService"),
+                method: "GetUsage",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetQuota" metadata.
+        public enum GetQuota: Sendable {
+            /// Request type for "GetQuota".
+            public typealias Input = Grpc_Ai_V1_QueryQuotaRequest
+            /// Response type for "GetQuota".
+            public typealias Output = Grpc_Ai_V1_Quota
+            /// Descriptor for "GetQuota".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiUsageService"),
+                method: "GetQuota",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetQuota" metadata.
+        public enum SetQuota: Sendable {
+            /// Request type for "SetQuota".
+            public typealias Input = Grpc_Ai_V1_SetQuotaRequest
+            /// Response type for "SetQuota".
+            public typealias Output = Grpc_Ai_V1_Quota
+            /// Descriptor for "SetQuota".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiUsageService"),
+                method: "SetQuota",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "grpc.ai.v1.AiUsageService" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            GetUsage.descriptor,
+            GetQuota.descriptor,
+            SetQuota.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "grpc.ai.v1.AiUsageService" service.
+    public static let grpc_ai_v1_AiUsageService = GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiUsageService")
+}
+
+// MARK: grpc.ai.v1.AiUsageService (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService {
+    /// Streaming variant of the service protocol for the "grpc.ai.v1.AiUsageService" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "GetUsage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_UsageQuery` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_UsageReport` messages.
+        func getUsage(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_UsageQuery>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_UsageReport>
+
+        /// Handle the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_QueryQuotaRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_Quota` messages.
+        func getQuota(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_Quota>
+
+        /// Handle the "SetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_SetQuotaRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_Quota` messages.
+        func setQuota(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_SetQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_Quota>
+    }
+
+    /// Service protocol for the "grpc.ai.v1.AiUsageService" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    public protocol ServiceProtocol: Grpc_Ai_V1_AiUsageService.StreamingServiceProtocol {
+        /// Handle the "GetUsage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_UsageQuery` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_UsageReport` message.
+        func getUsage(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_UsageQuery>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_UsageReport>
+
+        /// Handle the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_QueryQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_Quota` message.
+        func getQuota(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_Quota>
+
+        /// Handle the "SetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_SetQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_Quota` message.
+        func setQuota(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_SetQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_Quota>
+    }
+
+    /// Simple service protocol for the "grpc.ai.v1.AiUsageService" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    public protocol SimpleServiceProtocol: Grpc_Ai_V1_AiUsageService.ServiceProtocol {
+        /// Handle the "GetUsage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_UsageQuery` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_UsageReport` to respond with.
+        func getUsage(
+            request: Grpc_Ai_V1_UsageQuery,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_UsageReport
+
+        /// Handle the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_QueryQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_Quota` to respond with.
+        func getQuota(
+            request: Grpc_Ai_V1_QueryQuotaRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_Quota
+
+        /// Handle the "SetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_SetQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_Quota` to respond with.
+        func setQuota(
+            request: Grpc_Ai_V1_SetQuotaRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_Quota
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiUsageService.Method.GetUsage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_UsageQuery>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_UsageReport>(),
+            handler: { request, context in
+                try await self.getUsage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiUsageService.Method.GetQuota.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_QueryQuotaRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_Quota>(),
+            handler: { request, context in
+                try await self.getQuota(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiUsageService.Method.SetQuota.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_SetQuotaRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_Quota>(),
+            handler: { request, context in
+                try await self.setQuota(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService.ServiceProtocol {
+    public func getUsage(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_UsageQuery>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_UsageReport> {
+        let response = try await self.getUsage(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getQuota(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_Quota> {
+        let response = try await self.getQuota(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setQuota(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_SetQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_Quota> {
+        let response = try await self.setQuota(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService.SimpleServiceProtocol {
+    public func getUsage(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_UsageQuery>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_UsageReport> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_UsageReport>(
+            message: try await self.getUsage(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getQuota(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_Quota> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_Quota>(
+            message: try await self.getQuota(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setQuota(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_SetQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_Quota> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_Quota>(
+            message: try await self.setQuota(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: grpc.ai.v1.AiUsageService (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService {
+    /// Generated client protocol for the "grpc.ai.v1.AiUsageService" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "GetUsage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_UsageQuery` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_UsageQuery` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_UsageReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getUsage<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_UsageQuery>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_UsageQuery>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_UsageReport>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_UsageReport>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_QueryQuotaRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_QueryQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_Quota` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getQuota<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_QueryQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_Quota>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_SetQuotaRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_SetQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_Quota` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setQuota<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_SetQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_SetQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_Quota>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "grpc.ai.v1.AiUsageService" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "GetUsage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_UsageQuery` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_UsageQuery` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_UsageReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getUsage<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_UsageQuery>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_UsageQuery>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_UsageReport>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_UsageReport>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiUsageService.Method.GetUsage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_QueryQuotaRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_QueryQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_Quota` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getQuota<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_QueryQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_Quota>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiUsageService.Method.GetQuota.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_SetQuotaRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_SetQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_Quota` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setQuota<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_SetQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_SetQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_Quota>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiUsageService.Method.SetQuota.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService.ClientProtocol {
+    /// Call the "GetUsage" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_UsageQuery` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getUsage<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_UsageQuery>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_UsageReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getUsage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_UsageQuery>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_UsageReport>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetQuota" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_QueryQuotaRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getQuota<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_QueryQuotaRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getQuota(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_QueryQuotaRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_Quota>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetQuota" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_SetQuotaRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setQuota<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_SetQuotaRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setQuota(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_SetQuotaRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_Quota>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiUsageService.ClientProtocol {
+    /// Call the "GetUsage" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getUsage<Result>(
+        _ message: Grpc_Ai_V1_UsageQuery,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_UsageReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_UsageQuery>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getUsage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetQuota" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getQuota<Result>(
+        _ message: Grpc_Ai_V1_QueryQuotaRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_QueryQuotaRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getQuota(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetQuota" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setQuota<Result>(
+        _ message: Grpc_Ai_V1_SetQuotaRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_Quota>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_SetQuotaRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setQuota(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -62,6 +62,44 @@ public nonisolated enum Grpc_Ai_V1_StatusEnum: SwiftProtobuf.Enum, Swift.CaseIte
 
 }
 
+public nonisolated enum Grpc_Ai_V1_UsageKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case chat // = 0
+  case stt // = 1
+  case tts // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .chat
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .chat
+    case 1: self = .stt
+    case 2: self = .tts
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .chat: return 0
+    case .stt: return 1
+    case .tts: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Grpc_Ai_V1_UsageKind] = [
+    .chat,
+    .stt,
+    .tts,
+  ]
+
+}
+
 public nonisolated struct Grpc_Ai_V1_CreateTranscriptionRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -96,6 +134,26 @@ public nonisolated struct Grpc_Ai_V1_CreateTranscriptionRequest: Sendable {
   /// Clears the value of `languageCode`. Subsequent reads from it will return its default value.
   public mutating func clearLanguageCode() {self._languageCode = nil}
 
+  /// --- additions ---
+  public var filename: String {
+    get {_filename ?? String()}
+    set {_filename = newValue}
+  }
+  /// Returns true if `filename` has been explicitly set.
+  public var hasFilename: Bool {self._filename != nil}
+  /// Clears the value of `filename`. Subsequent reads from it will return its default value.
+  public mutating func clearFilename() {self._filename = nil}
+
+  /// 0...1; preferred over the integer field 3
+  public var samplingTemperature: Double {
+    get {_samplingTemperature ?? 0}
+    set {_samplingTemperature = newValue}
+  }
+  /// Returns true if `samplingTemperature` has been explicitly set.
+  public var hasSamplingTemperature: Bool {self._samplingTemperature != nil}
+  /// Clears the value of `samplingTemperature`. Subsequent reads from it will return its default value.
+  public mutating func clearSamplingTemperature() {self._samplingTemperature = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -103,6 +161,56 @@ public nonisolated struct Grpc_Ai_V1_CreateTranscriptionRequest: Sendable {
   fileprivate var _prompt: String? = nil
   fileprivate var _temperature: Int32? = nil
   fileprivate var _languageCode: String? = nil
+  fileprivate var _filename: String? = nil
+  fileprivate var _samplingTemperature: Double? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_CreateSpeechRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var text: String = String()
+
+  public var voice: String {
+    get {_voice ?? String()}
+    set {_voice = newValue}
+  }
+  /// Returns true if `voice` has been explicitly set.
+  public var hasVoice: Bool {self._voice != nil}
+  /// Clears the value of `voice`. Subsequent reads from it will return its default value.
+  public mutating func clearVoice() {self._voice = nil}
+
+  /// mp3, opus, aac, flac, wav or pcm
+  public var format: String {
+    get {_format ?? String()}
+    set {_format = newValue}
+  }
+  /// Returns true if `format` has been explicitly set.
+  public var hasFormat: Bool {self._format != nil}
+  /// Clears the value of `format`. Subsequent reads from it will return its default value.
+  public mutating func clearFormat() {self._format = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _voice: String? = nil
+  fileprivate var _format: String? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_CreateSpeechResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var audio: Data = Data()
+
+  public var contentType: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Grpc_Ai_V1_CreateTranscriptionResponse: Sendable {
@@ -439,9 +547,424 @@ public nonisolated struct Grpc_Ai_V1_CreateChatCompletionChoicesResponse: Sendab
 
   public var choices: [Grpc_Ai_V1_CreateChatCompletionResponseChoicesInner] = []
 
+  /// --- additions ---
+  public var usage: Grpc_Ai_V1_ChatCompletionUsage {
+    get {_usage ?? Grpc_Ai_V1_ChatCompletionUsage()}
+    set {_usage = newValue}
+  }
+  /// Returns true if `usage` has been explicitly set.
+  public var hasUsage: Bool {self._usage != nil}
+  /// Clears the value of `usage`. Subsequent reads from it will return its default value.
+  public mutating func clearUsage() {self._usage = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _usage: Grpc_Ai_V1_ChatCompletionUsage? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_ChatCompletionUsage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var promptTokens: Int64 = 0
+
+  public var completionTokens: Int64 = 0
+
+  public var totalTokens: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_ChatCompletionChunkChoice: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var index: Int32 = 0
+
+  public var delta: Grpc_Ai_V1_ChatCompletionRequestMessage {
+    get {_delta ?? Grpc_Ai_V1_ChatCompletionRequestMessage()}
+    set {_delta = newValue}
+  }
+  /// Returns true if `delta` has been explicitly set.
+  public var hasDelta: Bool {self._delta != nil}
+  /// Clears the value of `delta`. Subsequent reads from it will return its default value.
+  public mutating func clearDelta() {self._delta = nil}
+
+  public var finishReason: String {
+    get {_finishReason ?? String()}
+    set {_finishReason = newValue}
+  }
+  /// Returns true if `finishReason` has been explicitly set.
+  public var hasFinishReason: Bool {self._finishReason != nil}
+  /// Clears the value of `finishReason`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishReason() {self._finishReason = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _delta: Grpc_Ai_V1_ChatCompletionRequestMessage? = nil
+  fileprivate var _finishReason: String? = nil
+}
+
+/// One server-sent chunk: new text of each choice; the last chunk carries the usage.
+public nonisolated struct Grpc_Ai_V1_ChatCompletionChunk: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var choices: [Grpc_Ai_V1_ChatCompletionChunkChoice] = []
+
+  public var usage: Grpc_Ai_V1_ChatCompletionUsage {
+    get {_usage ?? Grpc_Ai_V1_ChatCompletionUsage()}
+    set {_usage = newValue}
+  }
+  /// Returns true if `usage` has been explicitly set.
+  public var hasUsage: Bool {self._usage != nil}
+  /// Clears the value of `usage`. Subsequent reads from it will return its default value.
+  public mutating func clearUsage() {self._usage = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _usage: Grpc_Ai_V1_ChatCompletionUsage? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_UsageRecord: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var userID: String {
+    get {_storage._userID}
+    set {_uniqueStorage()._userID = newValue}
+  }
+
+  public var chatModelID: String {
+    get {_storage._chatModelID}
+    set {_uniqueStorage()._chatModelID = newValue}
+  }
+
+  public var provider: String {
+    get {_storage._provider}
+    set {_uniqueStorage()._provider = newValue}
+  }
+
+  public var model: String {
+    get {_storage._model}
+    set {_uniqueStorage()._model = newValue}
+  }
+
+  public var kind: Grpc_Ai_V1_UsageKind {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
+  public var promptTokens: Int64 {
+    get {_storage._promptTokens}
+    set {_uniqueStorage()._promptTokens = newValue}
+  }
+
+  public var completionTokens: Int64 {
+    get {_storage._completionTokens}
+    set {_uniqueStorage()._completionTokens = newValue}
+  }
+
+  public var totalTokens: Int64 {
+    get {_storage._totalTokens}
+    set {_uniqueStorage()._totalTokens = newValue}
+  }
+
+  public var audioSeconds: Double {
+    get {_storage._audioSeconds}
+    set {_uniqueStorage()._audioSeconds = newValue}
+  }
+
+  public var characters: Int64 {
+    get {_storage._characters}
+    set {_uniqueStorage()._characters = newValue}
+  }
+
+  public var cost: Double {
+    get {_storage._cost}
+    set {_uniqueStorage()._cost = newValue}
+  }
+
+  public var requestID: String {
+    get {_storage._requestID}
+    set {_uniqueStorage()._requestID = newValue}
+  }
+
+  public var latencyMs: Int64 {
+    get {_storage._latencyMs}
+    set {_uniqueStorage()._latencyMs = newValue}
+  }
+
+  /// the HTTP status the caller received
+  public var status: Int32 {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  /// why it failed; empty on success
+  public var error: String {
+    get {_storage._error}
+    set {_uniqueStorage()._error = newValue}
+  }
+
+  public var accessKey: String {
+    get {_storage._accessKey}
+    set {_uniqueStorage()._accessKey = newValue}
+  }
+
+  /// milliseconds since the epoch
+  public var createdAt: Double {
+    get {_storage._createdAt}
+    set {_uniqueStorage()._createdAt = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Grpc_Ai_V1_UsageTotals: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the day (yyyy-mm-dd, UTC) or provider/model it totals; empty for all
+  public var key: String = String()
+
+  public var requests: Int64 = 0
+
+  public var failures: Int64 = 0
+
+  public var promptTokens: Int64 = 0
+
+  public var completionTokens: Int64 = 0
+
+  public var totalTokens: Int64 = 0
+
+  public var audioSeconds: Double = 0
+
+  public var characters: Int64 = 0
+
+  public var cost: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_UsageQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// admins only; empty with all_users unset: the caller
+  public var userID: String {
+    get {_userID ?? String()}
+    set {_userID = newValue}
+  }
+  /// Returns true if `userID` has been explicitly set.
+  public var hasUserID: Bool {self._userID != nil}
+  /// Clears the value of `userID`. Subsequent reads from it will return its default value.
+  public mutating func clearUserID() {self._userID = nil}
+
+  /// admins only
+  public var allUsers: Bool = false
+
+  /// milliseconds since the epoch, inclusive
+  public var from: Double {
+    get {_from ?? 0}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  /// milliseconds since the epoch, exclusive
+  public var to: Double {
+    get {_to ?? 0}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  public var current: Int32 {
+    get {_current ?? 0}
+    set {_current = newValue}
+  }
+  /// Returns true if `current` has been explicitly set.
+  public var hasCurrent: Bool {self._current != nil}
+  /// Clears the value of `current`. Subsequent reads from it will return its default value.
+  public mutating func clearCurrent() {self._current = nil}
+
+  public var pageSize: Int32 {
+    get {_pageSize ?? 0}
+    set {_pageSize = newValue}
+  }
+  /// Returns true if `pageSize` has been explicitly set.
+  public var hasPageSize: Bool {self._pageSize != nil}
+  /// Clears the value of `pageSize`. Subsequent reads from it will return its default value.
+  public mutating func clearPageSize() {self._pageSize = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _userID: String? = nil
+  fileprivate var _from: Double? = nil
+  fileprivate var _to: Double? = nil
+  fileprivate var _current: Int32? = nil
+  fileprivate var _pageSize: Int32? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_UsageReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var total: Grpc_Ai_V1_UsageTotals {
+    get {_total ?? Grpc_Ai_V1_UsageTotals()}
+    set {_total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {self._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {self._total = nil}
+
+  public var byDay: [Grpc_Ai_V1_UsageTotals] = []
+
+  public var byModel: [Grpc_Ai_V1_UsageTotals] = []
+
+  /// newest first
+  public var records: [Grpc_Ai_V1_UsageRecord] = []
+
+  public var pagination: Grpc_Ai_V1_Pagination {
+    get {_pagination ?? Grpc_Ai_V1_Pagination()}
+    set {_pagination = newValue}
+  }
+  /// Returns true if `pagination` has been explicitly set.
+  public var hasPagination: Bool {self._pagination != nil}
+  /// Clears the value of `pagination`. Subsequent reads from it will return its default value.
+  public mutating func clearPagination() {self._pagination = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _total: Grpc_Ai_V1_UsageTotals? = nil
+  fileprivate var _pagination: Grpc_Ai_V1_Pagination? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_Quota: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  /// unset: unlimited
+  public var tokenBudget: Int64 {
+    get {_tokenBudget ?? 0}
+    set {_tokenBudget = newValue}
+  }
+  /// Returns true if `tokenBudget` has been explicitly set.
+  public var hasTokenBudget: Bool {self._tokenBudget != nil}
+  /// Clears the value of `tokenBudget`. Subsequent reads from it will return its default value.
+  public mutating func clearTokenBudget() {self._tokenBudget = nil}
+
+  /// unset: unlimited
+  public var costBudget: Double {
+    get {_costBudget ?? 0}
+    set {_costBudget = newValue}
+  }
+  /// Returns true if `costBudget` has been explicitly set.
+  public var hasCostBudget: Bool {self._costBudget != nil}
+  /// Clears the value of `costBudget`. Subsequent reads from it will return its default value.
+  public mutating func clearCostBudget() {self._costBudget = nil}
+
+  public var tokensUsed: Int64 = 0
+
+  public var costUsed: Double = 0
+
+  public var updatedAt: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _tokenBudget: Int64? = nil
+  fileprivate var _costBudget: Double? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_QueryQuotaRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_SetQuotaRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  /// unset: unlimited
+  public var tokenBudget: Int64 {
+    get {_tokenBudget ?? 0}
+    set {_tokenBudget = newValue}
+  }
+  /// Returns true if `tokenBudget` has been explicitly set.
+  public var hasTokenBudget: Bool {self._tokenBudget != nil}
+  /// Clears the value of `tokenBudget`. Subsequent reads from it will return its default value.
+  public mutating func clearTokenBudget() {self._tokenBudget = nil}
+
+  /// unset: unlimited
+  public var costBudget: Double {
+    get {_costBudget ?? 0}
+    set {_costBudget = newValue}
+  }
+  /// Returns true if `costBudget` has been explicitly set.
+  public var hasCostBudget: Bool {self._costBudget != nil}
+  /// Clears the value of `costBudget`. Subsequent reads from it will return its default value.
+  public mutating func clearCostBudget() {self._costBudget = nil}
+
+  /// start counting from zero again
+  public var resetUsage: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _tokenBudget: Int64? = nil
+  fileprivate var _costBudget: Double? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -452,9 +975,13 @@ nonisolated extension Grpc_Ai_V1_StatusEnum: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DISABLE\0\u{1}ENABLE\0")
 }
 
+nonisolated extension Grpc_Ai_V1_UsageKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0USAGE_KIND_CHAT\0\u{1}USAGE_KIND_STT\0\u{1}USAGE_KIND_TTS\0")
+}
+
 nonisolated extension Grpc_Ai_V1_CreateTranscriptionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateTranscriptionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}buffer\0\u{1}prompt\0\u{1}temperature\0\u{3}language_code\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}buffer\0\u{1}prompt\0\u{1}temperature\0\u{3}language_code\0\u{1}filename\0\u{3}sampling_temperature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -466,6 +993,8 @@ nonisolated extension Grpc_Ai_V1_CreateTranscriptionRequest: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeSingularStringField(value: &self._prompt) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self._temperature) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self._languageCode) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self._filename) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self._samplingTemperature) }()
       default: break
       }
     }
@@ -488,6 +1017,12 @@ nonisolated extension Grpc_Ai_V1_CreateTranscriptionRequest: SwiftProtobuf.Messa
     try { if let v = self._languageCode {
       try visitor.visitSingularStringField(value: v, fieldNumber: 4)
     } }()
+    try { if let v = self._filename {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._samplingTemperature {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -496,6 +1031,87 @@ nonisolated extension Grpc_Ai_V1_CreateTranscriptionRequest: SwiftProtobuf.Messa
     if lhs._prompt != rhs._prompt {return false}
     if lhs._temperature != rhs._temperature {return false}
     if lhs._languageCode != rhs._languageCode {return false}
+    if lhs._filename != rhs._filename {return false}
+    if lhs._samplingTemperature != rhs._samplingTemperature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_CreateSpeechRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateSpeechRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}text\0\u{1}voice\0\u{1}format\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.text) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._voice) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self._format) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 1)
+    }
+    try { if let v = self._voice {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._format {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_CreateSpeechRequest, rhs: Grpc_Ai_V1_CreateSpeechRequest) -> Bool {
+    if lhs.text != rhs.text {return false}
+    if lhs._voice != rhs._voice {return false}
+    if lhs._format != rhs._format {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_CreateSpeechResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateSpeechResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}audio\0\u{3}content_type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.audio) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.audio.isEmpty {
+      try visitor.visitSingularBytesField(value: self.audio, fieldNumber: 1)
+    }
+    if !self.contentType.isEmpty {
+      try visitor.visitSingularStringField(value: self.contentType, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_CreateSpeechResponse, rhs: Grpc_Ai_V1_CreateSpeechResponse) -> Bool {
+    if lhs.audio != rhs.audio {return false}
+    if lhs.contentType != rhs.contentType {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1026,7 +1642,7 @@ nonisolated extension Grpc_Ai_V1_CreateChatCompletionResponseChoicesInner: Swift
 
 nonisolated extension Grpc_Ai_V1_CreateChatCompletionChoicesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateChatCompletionChoicesResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}choices\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}choices\0\u{1}usage\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1035,20 +1651,658 @@ nonisolated extension Grpc_Ai_V1_CreateChatCompletionChoicesResponse: SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.choices) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._usage) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.choices.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.choices, fieldNumber: 1)
     }
+    try { if let v = self._usage {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Grpc_Ai_V1_CreateChatCompletionChoicesResponse, rhs: Grpc_Ai_V1_CreateChatCompletionChoicesResponse) -> Bool {
     if lhs.choices != rhs.choices {return false}
+    if lhs._usage != rhs._usage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_ChatCompletionUsage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChatCompletionUsage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}total_tokens\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.promptTokens) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.completionTokens) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.totalTokens) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.promptTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.promptTokens, fieldNumber: 1)
+    }
+    if self.completionTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.completionTokens, fieldNumber: 2)
+    }
+    if self.totalTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.totalTokens, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_ChatCompletionUsage, rhs: Grpc_Ai_V1_ChatCompletionUsage) -> Bool {
+    if lhs.promptTokens != rhs.promptTokens {return false}
+    if lhs.completionTokens != rhs.completionTokens {return false}
+    if lhs.totalTokens != rhs.totalTokens {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_ChatCompletionChunkChoice: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChatCompletionChunkChoice"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}delta\0\u{3}finish_reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._delta) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self._finishReason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.index != 0 {
+      try visitor.visitSingularInt32Field(value: self.index, fieldNumber: 1)
+    }
+    try { if let v = self._delta {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._finishReason {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_ChatCompletionChunkChoice, rhs: Grpc_Ai_V1_ChatCompletionChunkChoice) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs._delta != rhs._delta {return false}
+    if lhs._finishReason != rhs._finishReason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_ChatCompletionChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChatCompletionChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}choices\0\u{1}usage\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.choices) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._usage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.choices.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.choices, fieldNumber: 1)
+    }
+    try { if let v = self._usage {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_ChatCompletionChunk, rhs: Grpc_Ai_V1_ChatCompletionChunk) -> Bool {
+    if lhs.choices != rhs.choices {return false}
+    if lhs._usage != rhs._usage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UsageRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{3}chat_model_id\0\u{1}provider\0\u{1}model\0\u{1}kind\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}total_tokens\0\u{3}audio_seconds\0\u{1}characters\0\u{1}cost\0\u{3}request_id\0\u{3}latency_ms\0\u{1}status\0\u{1}error\0\u{3}access_key\0\u{3}created_at\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _userID: String = String()
+    var _chatModelID: String = String()
+    var _provider: String = String()
+    var _model: String = String()
+    var _kind: Grpc_Ai_V1_UsageKind = .chat
+    var _promptTokens: Int64 = 0
+    var _completionTokens: Int64 = 0
+    var _totalTokens: Int64 = 0
+    var _audioSeconds: Double = 0
+    var _characters: Int64 = 0
+    var _cost: Double = 0
+    var _requestID: String = String()
+    var _latencyMs: Int64 = 0
+    var _status: Int32 = 0
+    var _error: String = String()
+    var _accessKey: String = String()
+    var _createdAt: Double = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _userID = source._userID
+      _chatModelID = source._chatModelID
+      _provider = source._provider
+      _model = source._model
+      _kind = source._kind
+      _promptTokens = source._promptTokens
+      _completionTokens = source._completionTokens
+      _totalTokens = source._totalTokens
+      _audioSeconds = source._audioSeconds
+      _characters = source._characters
+      _cost = source._cost
+      _requestID = source._requestID
+      _latencyMs = source._latencyMs
+      _status = source._status
+      _error = source._error
+      _accessKey = source._accessKey
+      _createdAt = source._createdAt
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._userID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._chatModelID) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._provider) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._model) }()
+        case 6: try { try decoder.decodeSingularEnumField(value: &_storage._kind) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._promptTokens) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._completionTokens) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._totalTokens) }()
+        case 10: try { try decoder.decodeSingularDoubleField(value: &_storage._audioSeconds) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._characters) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._cost) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._requestID) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._latencyMs) }()
+        case 15: try { try decoder.decodeSingularInt32Field(value: &_storage._status) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._accessKey) }()
+        case 18: try { try decoder.decodeSingularDoubleField(value: &_storage._createdAt) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._userID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._userID, fieldNumber: 2)
+      }
+      if !_storage._chatModelID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._chatModelID, fieldNumber: 3)
+      }
+      if !_storage._provider.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._provider, fieldNumber: 4)
+      }
+      if !_storage._model.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._model, fieldNumber: 5)
+      }
+      if _storage._kind != .chat {
+        try visitor.visitSingularEnumField(value: _storage._kind, fieldNumber: 6)
+      }
+      if _storage._promptTokens != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._promptTokens, fieldNumber: 7)
+      }
+      if _storage._completionTokens != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._completionTokens, fieldNumber: 8)
+      }
+      if _storage._totalTokens != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._totalTokens, fieldNumber: 9)
+      }
+      if _storage._audioSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._audioSeconds, fieldNumber: 10)
+      }
+      if _storage._characters != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._characters, fieldNumber: 11)
+      }
+      if _storage._cost.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._cost, fieldNumber: 12)
+      }
+      if !_storage._requestID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._requestID, fieldNumber: 13)
+      }
+      if _storage._latencyMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._latencyMs, fieldNumber: 14)
+      }
+      if _storage._status != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._status, fieldNumber: 15)
+      }
+      if !_storage._error.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._error, fieldNumber: 16)
+      }
+      if !_storage._accessKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._accessKey, fieldNumber: 17)
+      }
+      if _storage._createdAt.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._createdAt, fieldNumber: 18)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_UsageRecord, rhs: Grpc_Ai_V1_UsageRecord) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._userID != rhs_storage._userID {return false}
+        if _storage._chatModelID != rhs_storage._chatModelID {return false}
+        if _storage._provider != rhs_storage._provider {return false}
+        if _storage._model != rhs_storage._model {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._promptTokens != rhs_storage._promptTokens {return false}
+        if _storage._completionTokens != rhs_storage._completionTokens {return false}
+        if _storage._totalTokens != rhs_storage._totalTokens {return false}
+        if _storage._audioSeconds != rhs_storage._audioSeconds {return false}
+        if _storage._characters != rhs_storage._characters {return false}
+        if _storage._cost != rhs_storage._cost {return false}
+        if _storage._requestID != rhs_storage._requestID {return false}
+        if _storage._latencyMs != rhs_storage._latencyMs {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._error != rhs_storage._error {return false}
+        if _storage._accessKey != rhs_storage._accessKey {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_UsageTotals: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UsageTotals"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}requests\0\u{1}failures\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}total_tokens\0\u{3}audio_seconds\0\u{1}characters\0\u{1}cost\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.requests) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.failures) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.promptTokens) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.completionTokens) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.totalTokens) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.audioSeconds) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.characters) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self.cost) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    if self.requests != 0 {
+      try visitor.visitSingularInt64Field(value: self.requests, fieldNumber: 2)
+    }
+    if self.failures != 0 {
+      try visitor.visitSingularInt64Field(value: self.failures, fieldNumber: 3)
+    }
+    if self.promptTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.promptTokens, fieldNumber: 4)
+    }
+    if self.completionTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.completionTokens, fieldNumber: 5)
+    }
+    if self.totalTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.totalTokens, fieldNumber: 6)
+    }
+    if self.audioSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.audioSeconds, fieldNumber: 7)
+    }
+    if self.characters != 0 {
+      try visitor.visitSingularInt64Field(value: self.characters, fieldNumber: 8)
+    }
+    if self.cost.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.cost, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_UsageTotals, rhs: Grpc_Ai_V1_UsageTotals) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.requests != rhs.requests {return false}
+    if lhs.failures != rhs.failures {return false}
+    if lhs.promptTokens != rhs.promptTokens {return false}
+    if lhs.completionTokens != rhs.completionTokens {return false}
+    if lhs.totalTokens != rhs.totalTokens {return false}
+    if lhs.audioSeconds != rhs.audioSeconds {return false}
+    if lhs.characters != rhs.characters {return false}
+    if lhs.cost != rhs.cost {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_UsageQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UsageQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}all_users\0\u{1}from\0\u{1}to\0\u{1}current\0\u{1}pageSize\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self._userID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.allUsers) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self._from) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self._to) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self._current) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self._pageSize) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._userID {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
+    } }()
+    if self.allUsers != false {
+      try visitor.visitSingularBoolField(value: self.allUsers, fieldNumber: 2)
+    }
+    try { if let v = self._from {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._current {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._pageSize {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_UsageQuery, rhs: Grpc_Ai_V1_UsageQuery) -> Bool {
+    if lhs._userID != rhs._userID {return false}
+    if lhs.allUsers != rhs.allUsers {return false}
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs._current != rhs._current {return false}
+    if lhs._pageSize != rhs._pageSize {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_UsageReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UsageReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}total\0\u{3}by_day\0\u{3}by_model\0\u{1}records\0\u{1}pagination\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.byDay) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.byModel) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._pagination) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.byDay.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.byDay, fieldNumber: 2)
+    }
+    if !self.byModel.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.byModel, fieldNumber: 3)
+    }
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 4)
+    }
+    try { if let v = self._pagination {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_UsageReport, rhs: Grpc_Ai_V1_UsageReport) -> Bool {
+    if lhs._total != rhs._total {return false}
+    if lhs.byDay != rhs.byDay {return false}
+    if lhs.byModel != rhs.byModel {return false}
+    if lhs.records != rhs.records {return false}
+    if lhs._pagination != rhs._pagination {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_Quota: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Quota"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}token_budget\0\u{3}cost_budget\0\u{3}tokens_used\0\u{3}cost_used\0\u{3}updated_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self._tokenBudget) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self._costBudget) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.tokensUsed) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.costUsed) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.updatedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    try { if let v = self._tokenBudget {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._costBudget {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 3)
+    } }()
+    if self.tokensUsed != 0 {
+      try visitor.visitSingularInt64Field(value: self.tokensUsed, fieldNumber: 4)
+    }
+    if self.costUsed.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.costUsed, fieldNumber: 5)
+    }
+    if self.updatedAt.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.updatedAt, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_Quota, rhs: Grpc_Ai_V1_Quota) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs._tokenBudget != rhs._tokenBudget {return false}
+    if lhs._costBudget != rhs._costBudget {return false}
+    if lhs.tokensUsed != rhs.tokensUsed {return false}
+    if lhs.costUsed != rhs.costUsed {return false}
+    if lhs.updatedAt != rhs.updatedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_QueryQuotaRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".QueryQuotaRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_QueryQuotaRequest, rhs: Grpc_Ai_V1_QueryQuotaRequest) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_SetQuotaRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetQuotaRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}token_budget\0\u{3}cost_budget\0\u{3}reset_usage\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self._tokenBudget) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self._costBudget) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.resetUsage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    try { if let v = self._tokenBudget {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._costBudget {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 3)
+    } }()
+    if self.resetUsage != false {
+      try visitor.visitSingularBoolField(value: self.resetUsage, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_SetQuotaRequest, rhs: Grpc_Ai_V1_SetQuotaRequest) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs._tokenBudget != rhs._tokenBudget {return false}
+    if lhs._costBudget != rhs._costBudget {return false}
+    if lhs.resetUsage != rhs.resetUsage {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

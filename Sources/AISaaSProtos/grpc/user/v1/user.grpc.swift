@@ -193,6 +193,19 @@ public enum Grpc_User_V1_UserService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "VerifySignature" metadata.
+        public enum VerifySignature: Sendable {
+            /// Request type for "VerifySignature".
+            public typealias Input = Grpc_User_V1_VerifySignatureRequest
+            /// Response type for "VerifySignature".
+            public typealias Output = Grpc_User_V1_UserModel
+            /// Descriptor for "VerifySignature".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "VerifySignature",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "grpc.user.v1.UserService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateUser.descriptor,
@@ -207,7 +220,8 @@ public enum Grpc_User_V1_UserService: Sendable {
             VerifyPassword.descriptor,
             ListUsers.descriptor,
             RevokeToken.descriptor,
-            ListRevocations.descriptor
+            ListRevocations.descriptor,
+            VerifySignature.descriptor
         ]
     }
 }
@@ -445,6 +459,27 @@ extension Grpc_User_V1_UserService {
             request: GRPCCore.StreamingServerRequest<Grpc_User_V1_ListRevocationsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_RevocationList>
+
+        /// Handle the "VerifySignature" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+        /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+        /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+        /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_VerifySignatureRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_User_V1_UserModel` messages.
+        func verifySignature(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_UserModel>
     }
 
     /// Service protocol for the "grpc.user.v1.UserService" service.
@@ -666,6 +701,27 @@ extension Grpc_User_V1_UserService {
             request: GRPCCore.ServerRequest<Grpc_User_V1_ListRevocationsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_RevocationList>
+
+        /// Handle the "VerifySignature" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+        /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+        /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+        /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_User_V1_UserModel` message.
+        func verifySignature(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_UserModel>
     }
 
     /// Simple service protocol for the "grpc.user.v1.UserService" service.
@@ -885,6 +941,27 @@ extension Grpc_User_V1_UserService {
             request: Grpc_User_V1_ListRevocationsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Grpc_User_V1_RevocationList
+
+        /// Handle the "VerifySignature" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+        /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+        /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+        /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_User_V1_UserModel` to respond with.
+        func verifySignature(
+            request: Grpc_User_V1_VerifySignatureRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_User_V1_UserModel
     }
 }
 
@@ -1035,6 +1112,17 @@ extension Grpc_User_V1_UserService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.VerifySignature.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_VerifySignatureRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_UserModel>(),
+            handler: { request, context in
+                try await self.verifySignature(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1178,6 +1266,17 @@ extension Grpc_User_V1_UserService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_RevocationList> {
         let response = try await self.listRevocations(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func verifySignature(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_UserModel> {
+        let response = try await self.verifySignature(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1350,6 +1449,19 @@ extension Grpc_User_V1_UserService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_RevocationList> {
         return GRPCCore.ServerResponse<Grpc_User_V1_RevocationList>(
             message: try await self.listRevocations(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func verifySignature(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_UserModel> {
+        return GRPCCore.ServerResponse<Grpc_User_V1_UserModel>(
+            message: try await self.verifySignature(
                 request: request.message,
                 context: context
             ),
@@ -1642,6 +1754,32 @@ extension Grpc_User_V1_UserService {
             deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_RevocationList>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_RevocationList>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "VerifySignature" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+        /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+        /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+        /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_VerifySignatureRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_UserModel` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func verifySignature<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_VerifySignatureRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_UserModel>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_UserModel>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2080,6 +2218,43 @@ extension Grpc_User_V1_UserService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "VerifySignature" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+        /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+        /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+        /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_VerifySignatureRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_UserModel` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func verifySignature<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_VerifySignatureRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_UserModel>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_UserModel>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.VerifySignature.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2436,6 +2611,38 @@ extension Grpc_User_V1_UserService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_ListRevocationsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_RevocationList>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifySignature" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+    /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+    /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+    /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifySignature<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_UserModel>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.verifySignature(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_VerifySignatureRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_UserModel>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2846,6 +3053,42 @@ extension Grpc_User_V1_UserService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listRevocations(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifySignature" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Checks a cc-auth-v1 signature with the user's secret key, which never leaves the service, and
+    /// > records the request's nonce if it has one. Answers the key's owner. Errors carry a reason in the
+    /// > x-error-reason trailer: InvalidAccessKeyId (NOT_FOUND), AccessDenied (PERMISSION_DENIED),
+    /// > SignatureDoesNotMatch (UNAUTHENTICATED), NonceReused (ALREADY_EXISTS).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifySignature<Result>(
+        _ message: Grpc_User_V1_VerifySignatureRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_UserModel>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.verifySignature(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -473,6 +473,41 @@ public nonisolated struct Grpc_User_V1_RevocationList: Sendable {
   public init() {}
 }
 
+public nonisolated struct Grpc_User_V1_VerifySignatureRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var accessKey: String = String()
+
+  /// cc-auth-v1/{ak}/{timestamp}/{expiration}
+  public var authStringPrefix: String = String()
+
+  public var canonicalRequest: String = String()
+
+  /// 64 lower-case hex characters
+  public var signature: String = String()
+
+  /// x-cc-nonce, when the request signed one
+  public var nonce: String {
+    get {_nonce ?? String()}
+    set {_nonce = newValue}
+  }
+  /// Returns true if `nonce` has been explicitly set.
+  public var hasNonce: Bool {self._nonce != nil}
+  /// Clears the value of `nonce`. Subsequent reads from it will return its default value.
+  public mutating func clearNonce() {self._nonce = nil}
+
+  /// milliseconds since the epoch: when the signature expires
+  public var nonceExpiresAt: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _nonce: String? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "grpc.user.v1"
@@ -1130,6 +1165,65 @@ nonisolated extension Grpc_User_V1_RevocationList: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Grpc_User_V1_RevocationList, rhs: Grpc_User_V1_RevocationList) -> Bool {
     if lhs.results != rhs.results {return false}
     if lhs.serverTime != rhs.serverTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_User_V1_VerifySignatureRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifySignatureRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}accessKey\0\u{1}authStringPrefix\0\u{1}canonicalRequest\0\u{1}signature\0\u{1}nonce\0\u{1}nonceExpiresAt\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.accessKey) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.authStringPrefix) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.canonicalRequest) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.signature) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self._nonce) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.nonceExpiresAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.accessKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.accessKey, fieldNumber: 1)
+    }
+    if !self.authStringPrefix.isEmpty {
+      try visitor.visitSingularStringField(value: self.authStringPrefix, fieldNumber: 2)
+    }
+    if !self.canonicalRequest.isEmpty {
+      try visitor.visitSingularStringField(value: self.canonicalRequest, fieldNumber: 3)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularStringField(value: self.signature, fieldNumber: 4)
+    }
+    try { if let v = self._nonce {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    } }()
+    if self.nonceExpiresAt.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.nonceExpiresAt, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_User_V1_VerifySignatureRequest, rhs: Grpc_User_V1_VerifySignatureRequest) -> Bool {
+    if lhs.accessKey != rhs.accessKey {return false}
+    if lhs.authStringPrefix != rhs.authStringPrefix {return false}
+    if lhs.canonicalRequest != rhs.canonicalRequest {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs._nonce != rhs._nonce {return false}
+    if lhs.nonceExpiresAt != rhs.nonceExpiresAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

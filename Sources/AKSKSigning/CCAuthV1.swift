@@ -1,0 +1,2 @@
+// Placeholder, replaced by the signer.
+public enum CCAuthV1 {}
