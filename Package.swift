@@ -122,7 +122,7 @@ let package = Package(
         .target(
             name: "AISaaSCLI",
             dependencies: [
-                "Platform", "UserService", "AIService", "Gateway", "AKSKSigning",
+                "Platform", "UserService", "AIService", "AIProviders", "Gateway", "AKSKSigning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -156,8 +156,9 @@ let package = Package(
         .testTarget(
             name: "UserServiceTests",
             dependencies: [
-                "UserService", "Platform", "AISaaSProtos", "TestSupport",
+                "UserService", "Platform", "AISaaSProtos", "TestSupport", "AKSKSigning",
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "SQLKit", package: "sql-kit"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -185,7 +186,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "UserService", "Platform", "TestSupport",
+                "Gateway", "UserService", "Platform", "TestSupport", "AKSKSigning",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ],
@@ -194,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "AISaaSCLI", "Platform", "TestSupport",
+                "AISaaSCLI", "Platform", "TestSupport", "AKSKSigning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import AIProviders
 import AIService
 import Configuration
 import Gateway
@@ -42,7 +43,11 @@ public func buildAllInOne(
     let gatewaySettings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
 
     let userProcess = try await buildUserService(settings: userSettings, logger: logger.labelled("user-service"))
-    let aiProcess = try await buildAIService(settings: aiSettings, logger: logger.labelled("ai-service"))
+    let aiLogger = logger.labelled("ai-service")
+    let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, logger: aiLogger)
+    let aiProcess = try await buildAIService(
+        settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, logger: aiLogger
+    )
     let gateway = try await buildGateway(
         settings: gatewaySettings,
         userService: ServiceEndpoints(name: userServiceApplication, describedAs: "in-process") {
@@ -57,7 +62,9 @@ public func buildAllInOne(
             await onGatewayRunning(port)
         }
     )
-    return ProcessPlan(services: userProcess.services + aiProcess.services + gateway.services, logger: logger)
+    return ProcessPlan(
+        services: userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services, logger: logger
+    )
 }
 
 /// The gateway alone, in front of user and AI services at configured addresses.
@@ -89,7 +96,16 @@ public func buildUserServiceProcess(config: ConfigReader, logger: Logger) async 
 public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
-    return ProcessPlan(services: try await buildAIService(settings: settings, logger: logger).services, logger: logger)
+    let runtime = AIProviderRuntime(settings: settings.providers, logger: logger)
+    let process = try await buildAIService(settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, logger: logger)
+    return ProcessPlan(services: [runtime.shutdownHook] + process.services, logger: logger)
+}
+
+extension AIProviderRuntime {
+    /// Listed before the AI service's own services, so it runs after they stopped.
+    var shutdownHook: ShutdownHook {
+        ShutdownHook { try? await registry.shutdown() }
+    }
 }
 
 extension Logger {

@@ -1,3 +1,4 @@
+import AIProviders
 import AISaaSProtos
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -9,6 +10,20 @@ import ServiceLifecycle
 public struct AIServiceSettings: Sendable {
     public var listen: HostPort
     public var database: DatabaseLocation
+    /// `AI_RATE_LIMIT_PER_MINUTE`: requests per minute per access key; 0 turns the limit off.
+    public var rateLimitPerMinute: Int = 600
+    /// `AI_PRICES`: the price table, JSON.
+    public var prices: PriceTable = PriceTable()
+    /// `AI_QUOTA_RESERVATION_SECONDS`: how long a quota reservation outlives a call that never
+    /// settled it (its process died) before the budget gets it back.
+    public var quotaReservationSeconds: Int = 900
+    /// `AI_PROVIDERS`, `AI_PROVIDER_<NAME>_…`, `AI_DEFAULT_PROVIDER`, `AI_FFMPEG_PATH`, `AI_FFPROBE_PATH`.
+    public var providers: ProviderSettings = ProviderSettings(providers: [])
+
+    public init(listen: HostPort, database: DatabaseLocation) {
+        self.listen = listen
+        self.database = database
+    }
 
     public static func read(_ settings: SettingsReader, common: CommonSettings, defaultPort: Int) throws -> AIServiceSettings {
         let listen = HostPort(
@@ -22,17 +37,78 @@ public struct AIServiceSettings: Sendable {
             error.problems.forEach { settings.report("AI_DATABASE_URL: \($0)") }
             database = .sqlite(path: common.dataDirectory + "/ai.sqlite")
         }
+        var result = AIServiceSettings(listen: listen, database: database)
+        result.rateLimitPerMinute = settings.int("ai.rate.limit.per.minute", default: 600, range: 0...1_000_000)
+        result.quotaReservationSeconds = settings.int("ai.quota.reservation.seconds", default: 900, range: 10...86_400)
+        if let json = settings.string("ai.prices") {
+            switch PriceTable.parse(json: json) {
+            case .success(let table): result.prices = table
+            case .failure(let error): settings.report("AI_PRICES \(error.problem)")
+            }
+        }
+        result.providers = ProviderSettings.read(settings)
         try settings.finish()
-        return AIServiceSettings(listen: listen, database: database)
+        return result
     }
 }
 
 public let aiServiceApplication = "ai-service"
 
 /// Builds the AI service: opens and migrates its database and prepares its gRPC server.
-public func buildAIService(settings: AIServiceSettings, logger: Logger) async throws -> GRPCServiceProcess {
-    try await GRPCServiceProcess.build(
+/// `transcoder` nil means ffmpeg is missing: speech to text then answers UNAVAILABLE.
+public func buildAIService(
+    settings: AIServiceSettings, providers: AIProviderDirectory = .empty, transcoder: (any AudioTranscoding)? = nil, logger: Logger
+) async throws -> GRPCServiceProcess {
+    if providers.isEmpty {
+        logger.warning("no AI provider is configured: invocations answer UNAVAILABLE until AI_PROVIDERS and AI_PROVIDER_<NAME>_BASE_URL are set")
+    }
+    if transcoder == nil {
+        logger.warning("ffmpeg was not found: speech to text answers UNAVAILABLE until the ffmpeg package is installed")
+    }
+    return try await GRPCServiceProcess.build(
         application: aiServiceApplication, listen: settings.listen, database: settings.database,
-        migrations: AIMigrations.all, logger: logger
-    ) { _ in [] }
+        migrations: AIMigrations.all, logger: logger,
+        // Speech to text uploads up to 25 MiB of audio.
+        maxRequestBytes: 32 << 20
+    ) { database in
+        makeAIServices(settings: settings, database: database, providers: providers, transcoder: transcoder, logger: logger)
+    }
+}
+
+/// The providers and the ffmpeg that configuration names. The registry owns an HTTP client:
+/// shut it down when the process stops.
+public struct AIProviderRuntime: Sendable {
+    public let registry: ProviderRegistry
+    public let directory: AIProviderDirectory
+    public let transcoder: FFmpegAudioTranscoder?
+
+    public init(settings: ProviderSettings, logger: Logger) {
+        let registry = ProviderRegistry(settings: settings, logger: logger)
+        self.registry = registry
+        let providers = registry.names.compactMap { name in registry.provider(named: name).map { (name, $0) } }
+        directory = AIProviderDirectory(providers: Dictionary(providers) { first, _ in first }, defaultName: registry.defaultName)
+        transcoder = FFmpegAudioTranscoder.locate(ffmpegPath: settings.ffmpegPath, ffprobePath: settings.ffprobePath)
+    }
+}
+
+/// The AI service's RPC services over `database`, for the process and for tests.
+public func makeAIServices(
+    settings: AIServiceSettings, database: ServiceDatabase, providers: AIProviderDirectory,
+    transcoder: (any AudioTranscoding)?, logger: Logger
+) -> [any RegistrableRPCService] {
+    let chatModels = SQLChatModelRepository(database: database)
+    let usage = SQLUsageRepository(database: database)
+    let quotas = SQLQuotaStore(database: database, reservationLifetime: Double(settings.quotaReservationSeconds))
+    let pipeline = InvocationPipeline(
+        rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
+        quotas: quotas, usage: usage, prices: settings.prices, logger: logger
+    )
+    return [
+        ChatModelGRPCService(
+            chatModels: ChatModelManager(repository: chatModels, providers: providers),
+            completions: ChatCompletionService(chatModels: chatModels, providers: providers, pipeline: pipeline)
+        ),
+        SpeechGRPCService(speech: SpeechService(providers: providers, transcoder: transcoder, pipeline: pipeline)),
+        UsageGRPCService(usage: UsageService(usage: usage, quotas: quotas)),
+    ]
 }

@@ -18,6 +18,10 @@ public struct GatewaySettings: Sendable {
     public var trustForwardedFor: Bool
     public var revocationPollInterval: Duration
     public var callTimeout: Duration
+    /// Deadline of one call to the AI service: providers are slow, streams long.
+    public var aiCallTimeout: Duration
+    /// How AK/SK-signed requests are checked.
+    public var signing: SignaturePolicy
     /// Addresses of the services; empty in the all-in-one process, which wires its own.
     public var userServiceAddresses: [HostPort]
     public var aiServiceAddresses: [HostPort]
@@ -36,6 +40,11 @@ public struct GatewaySettings: Sendable {
         let trustForwardedFor = settings.bool("trust.forwarded.for", default: false)
         let poll = settings.int("revocation.poll.milliseconds", default: 2000, range: 100...5000)
         let timeout = settings.int("grpc.timeout.milliseconds", default: 10_000, range: 100...600_000)
+        let aiTimeout = settings.int("ai.call.timeout.seconds", default: 300, range: 1...3600)
+        let signing = SignaturePolicy(
+            clockSkewSeconds: settings.int("aksk.clock.skew.seconds", default: 300, range: 0...3600),
+            requireNonce: settings.bool("aksk.require.nonce", default: false)
+        )
         let users = HostPort.list("user.service.addrs", from: settings)
         let ai = HostPort.list("ai.service.addrs", from: settings)
         let configuredSecret = settings.string("jwt.secret", isSecret: true)
@@ -51,7 +60,8 @@ public struct GatewaySettings: Sendable {
         return GatewaySettings(
             listen: listen, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
             loginLimits: limits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
-            callTimeout: .milliseconds(timeout), userServiceAddresses: users, aiServiceAddresses: ai
+            callTimeout: .milliseconds(timeout), aiCallTimeout: .seconds(aiTimeout), signing: signing,
+            userServiceAddresses: users, aiServiceAddresses: ai
         )
     }
 }
@@ -72,15 +82,23 @@ public func buildGateway(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> GatewayProcess {
-    let clientSettings = ServiceClientSettings(callTimeout: settings.callTimeout)
-    let userClient = try ServiceClientFactory.make(userService, settings: clientSettings)
-    let users = Grpc_User_V1_UserService.Client(wrapping: userClient)
+    let userClient = try ServiceClientFactory.make(userService, settings: ServiceClientSettings(callTimeout: settings.callTimeout))
+    // Audio travels to and from the AI service: 25 MiB uploads, long speech.
+    let aiClient = try ServiceClientFactory.make(
+        aiService, settings: ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
+    )
+    let clients = ServiceClients(
+        users: Grpc_User_V1_UserService.Client(wrapping: userClient),
+        chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: aiClient),
+        speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: aiClient),
+        usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: aiClient)
+    )
     let revocations = RevocationList()
-    let sync = RevocationSync(users: users, revocations: revocations)
+    let sync = RevocationSync(users: clients.users, revocations: revocations)
     let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
 
     let router = makeGatewayRouter(
-        settings: settings, users: users, tokens: tokens, revocations: revocations, sync: sync,
+        settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
         serviceEndpoints: [userService, aiService], logger: logger
     )
     let app = Application(
@@ -93,16 +111,37 @@ public func buildGateway(
         router: router,
         services: [
             GRPCClientService(userClient),
+            GRPCClientService(aiClient),
             RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
             app,
         ]
     )
 }
 
-/// The gateway's routes and middleware over any user service client (tests use an in-process one).
+/// The gRPC clients the gateway calls.
+public struct ServiceClients: Sendable {
+    public var users: any Grpc_User_V1_UserService.ClientProtocol
+    public var chatModels: any Grpc_Ai_V1_AiChatModelService.ClientProtocol
+    public var speech: any Grpc_Ai_V1_AiSpeechService.ClientProtocol
+    public var usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol
+
+    public init(
+        users: any Grpc_User_V1_UserService.ClientProtocol,
+        chatModels: any Grpc_Ai_V1_AiChatModelService.ClientProtocol,
+        speech: any Grpc_Ai_V1_AiSpeechService.ClientProtocol,
+        usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol
+    ) {
+        self.users = users
+        self.chatModels = chatModels
+        self.speech = speech
+        self.usage = usage
+    }
+}
+
+/// The gateway's routes and middleware over any service clients (tests use in-process ones).
 public func makeGatewayRouter(
     settings: GatewaySettings,
-    users: any Grpc_User_V1_UserService.ClientProtocol,
+    clients: ServiceClients,
     tokens: AccessTokens,
     revocations: RevocationList,
     sync: RevocationSync,
@@ -115,12 +154,27 @@ public func makeGatewayRouter(
         router.add(middleware: AllowListCORSMiddleware(origins: settings.corsOrigins))
     }
     router.add(middleware: RequestEnvelopeMiddleware(routes: routeTable, logger: logger))
+    // Other replicas' logouts must reach this one within 5 s; past that, fail closed.
+    let maxRevocationAge = max(.seconds(5), settings.revocationPollInterval * 3)
     AccountRoutes(
-        users: users, tokens: tokens, revocations: revocations, revocationSync: sync,
+        users: clients.users, tokens: tokens, revocations: revocations, revocationSync: sync,
         throttle: LoginThrottle(limits: settings.loginLimits), trustForwardedFor: settings.trustForwardedFor,
-        // Other replicas' logouts must reach this one within 5 s; past that, fail closed.
-        maxRevocationAge: max(.seconds(5), settings.revocationPollInterval * 3)
+        maxRevocationAge: maxRevocationAge
     ).register(on: router)
+
+    let authenticated = router.group().add(middleware: AuthenticationMiddleware(
+        tokens: tokens, revocations: revocations, sync: sync, maxRevocationAge: maxRevocationAge
+    ))
+    ChatModelRoutes(chatModels: clients.chatModels).register(on: authenticated)
+    UsageRoutes(usage: clients.usage).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
+
+    let signed = router.group().add(middleware: SignedRequestMiddleware(
+        users: clients.users, policy: settings.signing, maxBodyBytes: 1 << 20
+    ))
+    let signedUpload = router.group().add(middleware: SignedRequestMiddleware(
+        users: clients.users, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes
+    ))
+    InvokeRoutes(chatModels: clients.chatModels, speech: clients.speech).register(json: signed, upload: signedUpload)
     SystemRoutes(serviceEndpoints: serviceEndpoints, probeTimeout: .seconds(1)).register(on: router)
     routeTable.set(router.routes)
     return router

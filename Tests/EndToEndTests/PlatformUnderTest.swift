@@ -134,7 +134,7 @@ struct HTTPTestClient: Sendable {
 
     func send(
         _ method: String, _ path: String, json: String? = nil, bytes: [UInt8]? = nil,
-        token: String? = nil, headers extra: [(String, String)] = []
+        token: String? = nil, headers extra: [(String, String)] = [], contentType: String = "application/json"
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = HTTPMethod(rawValue: method)
@@ -144,7 +144,7 @@ struct HTTPTestClient: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
         } else if let bytes {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: bytes))
         }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))

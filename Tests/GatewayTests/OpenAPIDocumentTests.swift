@@ -39,20 +39,26 @@ struct OpenAPIDocumentTests {
     }
 }
 
-/// The gateway's router over a user service client that is never called.
+/// The gateway's router over service clients that are never called.
 func makeTestRouter() async throws -> Router<GatewayRequestContext> {
     let transport = InProcessTransport()
     let client = GRPCClient(transport: transport.client)
-    let users = Grpc_User_V1_UserService.Client(wrapping: client)
+    let clients = ServiceClients(
+        users: Grpc_User_V1_UserService.Client(wrapping: client),
+        chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: client),
+        speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: client),
+        usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
+    )
     let revocations = RevocationList()
     let tokens = await AccessTokens(secret: String(repeating: "s", count: 40), lifetime: 3600, revocations: revocations)
     let settings = GatewaySettings(
         listen: HostPort(host: "127.0.0.1", port: 0), jwtSecret: String(repeating: "s", count: 40), tokenLifetime: 3600,
         corsOrigins: [], loginLimits: .init(), trustForwardedFor: false, revocationPollInterval: .seconds(1),
-        callTimeout: .seconds(1), userServiceAddresses: [], aiServiceAddresses: []
+        callTimeout: .seconds(1), aiCallTimeout: .seconds(1), signing: SignaturePolicy(),
+        userServiceAddresses: [], aiServiceAddresses: []
     )
     return makeGatewayRouter(
-        settings: settings, users: users, tokens: tokens, revocations: revocations,
-        sync: RevocationSync(users: users, revocations: revocations), serviceEndpoints: [], logger: Logger(label: "test")
+        settings: settings, clients: clients, tokens: tokens, revocations: revocations,
+        sync: RevocationSync(users: clients.users, revocations: revocations), serviceEndpoints: [], logger: Logger(label: "test")
     )
 }

@@ -8,6 +8,8 @@ public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestId: String = ""
     public var identity: Identity?
+    /// For AK/SK-signed requests, once the signature is verified.
+    public var signedCaller: SignedCaller?
     public let peerAddress: String?
     /// The largest request body accepted (413 beyond it).
     public var maxUploadSize: Int { 1 << 20 }

@@ -124,6 +124,76 @@ struct JSONBody {
         return nil
     }
 
+    mutating func bool(_ name: String) -> Bool? {
+        switch fields[name] {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        case let other?:
+            violations.add(name, "\(name) must be a boolean, got \(other.typeName)")
+            return nil
+        }
+    }
+
+    mutating func number(_ name: String, range: ClosedRange<Double>) -> Double? {
+        switch fields[name] {
+        case nil, .null?: return nil
+        case .number(let value)?:
+            guard range.contains(value) else {
+                violations.add(name, "\(name) must be from \(range.lowerBound) to \(range.upperBound)")
+                return nil
+            }
+            return value
+        case let other?:
+            violations.add(name, "\(name) must be a number, got \(other.typeName)")
+            return nil
+        }
+    }
+
+    /// A whole number; JSON numbers are doubles, so the value must be integral and in range.
+    mutating func integer(_ name: String, range: ClosedRange<Int64>) -> Int64? {
+        guard let value = number(name, range: Double(range.lowerBound)...Double(range.upperBound)) else { return nil }
+        guard value.rounded() == value else {
+            violations.add(name, "\(name) must be a whole number")
+            return nil
+        }
+        return Int64(value)
+    }
+
+    /// Whether the body has the field at all (`null` included), for "set to unlimited" semantics.
+    func contains(_ name: String) -> Bool { fields[name] != nil }
+
+    /// An array of objects whose fields are all strings, such as `struct` (`key`, `value`) or
+    /// `messages` (`role`, `content`, `name`). Violations name the item: `struct[2].key`.
+    mutating func stringObjects(_ name: String, fields names: [String], maxCount: Int) -> [[String: String]]? {
+        switch fields[name] {
+        case nil, .null?:
+            return nil
+        case .array(let items)?:
+            if items.count > maxCount { violations.add(name, "\(name) must have at most \(maxCount) items") }
+            var result: [[String: String]] = []
+            for (index, item) in items.enumerated() {
+                guard case .object(let object) = item else {
+                    violations.add("\(name)[\(index)]", "\(name)[\(index)] must be an object, got \(item.typeName)")
+                    continue
+                }
+                var values: [String: String] = [:]
+                for field in names {
+                    switch object[field] {
+                    case nil, .null?: break
+                    case .string(let text)?: values[field] = text
+                    case let other?:
+                        violations.add("\(name)[\(index)].\(field)", "\(name)[\(index)].\(field) must be a string, got \(other.typeName)")
+                    }
+                }
+                result.append(values)
+            }
+            return result
+        case let other?:
+            violations.add(name, "\(name) must be an array, got \(other.typeName)")
+            return nil
+        }
+    }
+
     /// Throws 422 listing every failing field, if any failed.
     func finish() throws {
         if !violations.isEmpty { throw APIError.invalidBody(violations.items) }

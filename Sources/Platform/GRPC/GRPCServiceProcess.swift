@@ -26,6 +26,7 @@ public struct GRPCServiceProcess: Sendable {
         database location: DatabaseLocation,
         migrations: [any Migration],
         logger: Logger,
+        maxRequestBytes: Int = 4 << 20,
         makeServices: (ServiceDatabase) async throws -> [any RegistrableRPCService]
     ) async throws -> GRPCServiceProcess {
         let database = try ServiceDatabase(location: location, migrations: migrations, logger: logger)
@@ -38,7 +39,10 @@ public struct GRPCServiceProcess: Sendable {
                 if let described = service as? any DescribedService { health.set(.serving, for: described.serviceName) }
             }
             let server = GRPCServer(
-                transport: HTTP2ServerTransport.Posix(address: .ipv4(host: listen.host, port: listen.port), transportSecurity: .plaintext),
+                transport: HTTP2ServerTransport.Posix(
+                    address: .ipv4(host: listen.host, port: listen.port), transportSecurity: .plaintext,
+                    config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
+                ),
                 services: services + [HealthService(status: health)],
                 interceptors: [RequestScopeServerInterceptor(application: application, logger: logger)]
             )

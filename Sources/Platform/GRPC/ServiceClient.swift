@@ -7,9 +7,12 @@ import ServiceLifecycle
 public struct ServiceClientSettings: Sendable {
     /// Deadline of one call.
     public var callTimeout: Duration
+    /// The largest message sent or accepted (audio for speech endpoints is large).
+    public var maxMessageBytes: Int
 
-    public init(callTimeout: Duration = .seconds(10)) {
+    public init(callTimeout: Duration = .seconds(10), maxMessageBytes: Int = 4 << 20) {
         self.callTimeout = callTimeout
+        self.maxMessageBytes = maxMessageBytes
     }
 }
 
@@ -33,7 +36,11 @@ public enum ServiceClientFactory {
         )
         let serviceConfig = ServiceConfig(
             methodConfig: [
-                MethodConfig(names: [MethodConfig.Name(service: "")], timeout: settings.callTimeout, executionPolicy: .retry(retry))
+                MethodConfig(
+                    names: [MethodConfig.Name(service: "")], timeout: settings.callTimeout,
+                    maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes,
+                    executionPolicy: .retry(retry)
+                )
             ],
             loadBalancingConfig: [.roundRobin]
         )

@@ -135,4 +135,45 @@ public struct FluentUserRepository: UserRepository {
     public func deleteRevocations(expiredBefore date: Date) async throws {
         try await RevocationRecord.query(on: db).filter(\.$expiresAt < date).delete()
     }
+
+    // MARK: - Signature nonces
+
+    // The unique key on (access_key, nonce) makes the INSERT the atomic test-and-set that every
+    // replica shares; a conflict means the pair was seen, unless the row seen has expired.
+    public func recordNonce(accessKey: String, nonce: String, expiresAt: Date, now: Date) async throws -> Bool {
+        let sql = try sqlDatabase()
+        let insert: SQLQueryString = """
+            INSERT INTO signature_nonces (access_key, nonce, expires_at, created_at) \
+            VALUES (\(bind: accessKey), \(bind: nonce), \(bind: expiresAt), \(bind: now))
+            """
+        if try await Self.run(insert, on: sql) { return true }
+        let expired: SQLQueryString = """
+            DELETE FROM signature_nonces \
+            WHERE access_key = \(bind: accessKey) AND nonce = \(bind: nonce) AND expires_at < \(bind: now)
+            """
+        try await sql.raw(expired).run()
+        // If two requests race on an expired pair, one INSERT wins and the other conflicts again.
+        return try await Self.run(insert, on: sql)
+    }
+
+    public func deleteNonces(expiredBefore date: Date) async throws {
+        try await sqlDatabase().raw("DELETE FROM signature_nonces WHERE expires_at < \(bind: date)").run()
+    }
+
+    /// Runs an INSERT; false if it broke a unique constraint.
+    private static func run(_ insert: SQLQueryString, on sql: any SQLDatabase) async throws -> Bool {
+        do {
+            try await sql.raw(insert).run()
+            return true
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            return false
+        }
+    }
+
+    private func sqlDatabase() throws -> any SQLDatabase {
+        guard let sql = db as? any SQLDatabase else {
+            throw DomainError(.internal, "the user database does not speak SQL")
+        }
+        return sql
+    }
 }

@@ -1,8 +1,9 @@
 import FluentKit
+import SQLKit
 
 /// The user database's schema, in order. Never edit a shipped migration: add a new one.
 public enum UserMigrations {
-    public static var all: [any Migration] { [CreateUsers(), CreateRevocations()] }
+    public static var all: [any Migration] { [CreateUsers(), CreateRevocations(), CreateSignatureNonces()] }
 }
 
 struct CreateUsers: AsyncMigration {
@@ -48,5 +49,29 @@ struct CreateRevocations: AsyncMigration {
 
     func revert(on database: any Database) async throws {
         try await database.schema("revocations").delete()
+    }
+}
+
+/// Nonces of AK/SK-signed requests, kept until their signature expires so that a replayed
+/// request is refused by every replica.
+struct CreateSignatureNonces: AsyncMigration {
+    var name: String { "2026-11-24-create-signature-nonces" }
+
+    func prepare(on database: any Database) async throws {
+        try await database.schema("signature_nonces")
+            .field("access_key", .string, .required)
+            .field("nonce", .string, .required)
+            .field("expires_at", .datetime, .required)
+            .field("created_at", .datetime, .required)
+            .unique(on: "access_key", "nonce")
+            .create()
+        // Expired nonces are purged by expiry time.
+        if let sql = database as? any SQLDatabase {
+            try await sql.create(index: "signature_nonces_expires_at").on("signature_nonces").column("expires_at").run()
+        }
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema("signature_nonces").delete()
     }
 }

@@ -12,10 +12,11 @@ public struct UserManager: Sendable {
     /// How long a user-wide revocation is kept; no token lives longer than this.
     public static let userRevocationLifetime: TimeInterval = 400 * 86_400
 
-    private let repository: any UserRepository
+    // Not private: signature checks (UserManager+Signatures.swift) use them too.
+    let repository: any UserRepository
     private let hasher: PasswordHasher
-    private let cipher: SecretKeyCipher
-    private let now: @Sendable () -> Date
+    let cipher: SecretKeyCipher
+    let now: @Sendable () -> Date
 
     public init(repository: any UserRepository, hasher: PasswordHasher, cipher: SecretKeyCipher, now: @escaping @Sendable () -> Date = Date.init) {
         self.repository = repository

@@ -27,4 +27,10 @@ public protocol UserRepository: Sendable {
     /// Revocations created at or after `since` that have not expired at `now`.
     func revocations(since: Date, now: Date) async throws -> [Revocation]
     func deleteRevocations(expiredBefore date: Date) async throws
+
+    /// Records that `nonce` was used with `accessKey` until `expiresAt`, atomically across
+    /// replicas. Returns false if the pair is already recorded and has not expired at `now` (an
+    /// expired record of the same pair is replaced).
+    func recordNonce(accessKey: String, nonce: String, expiresAt: Date, now: Date) async throws -> Bool
+    func deleteNonces(expiredBefore date: Date) async throws
 }

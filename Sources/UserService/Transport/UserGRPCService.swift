@@ -117,7 +117,17 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     }
 
     public func verifySignature(request: Grpc_User_V1_VerifySignatureRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
-        throw RPCError(code: .unimplemented, message: "VerifySignature is not implemented yet")
+        // Like VerifyPassword: the gateway asks before it knows the caller, so there is no
+        // identity to hold it to, and the answer names the user the key belongs to.
+        let check = SignatureCheck(
+            accessKey: request.accessKey,
+            authStringPrefix: request.authStringPrefix,
+            canonicalRequest: request.canonicalRequest,
+            signature: request.signature,
+            nonce: request.hasNonce ? request.nonce : nil,
+            nonceExpiresAt: Date(millisecondsSince1970: request.nonceExpiresAt)
+        )
+        return Grpc_User_V1_UserModel(try await users.verifySignature(check))
     }
 }
 

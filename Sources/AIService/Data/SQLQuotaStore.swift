@@ -1,0 +1,143 @@
+import FluentKit
+import Foundation
+import Platform
+import SQLKit
+
+/// `QuotaStore` on the `ai_quota` row of each user, shared by every replica.
+///
+/// Each step is one statement, atomic on SQLite (one writer at a time) and on PostgreSQL (the
+/// row lock; under READ COMMITTED an UPDATE re-checks its WHERE clause against the row as the
+/// previous writer left it), so no in-process state and no multi-statement transaction is needed:
+/// - admission: one conditional UPDATE that adds an estimate to `*_reserved` only while
+///   `used + reserved < budget`. The estimate is `max_call_*` (the largest call so far) or, with
+///   no history, the whole remaining budget; `last_reserved_*` (set in the same statement from
+///   the same old row) tells the caller what it reserved.
+/// - a row in `ai_quota_reservation` then remembers the reservation with an expiry, so a process
+///   that dies mid-call leaks it only until `reservationLifetime` has passed: the next admission
+///   of that user releases expired reservations.
+/// - settlement: deleting the reservation row claims it (only one of settlement and expiry
+///   release wins), then one upsert moves the reservation to `*_used`.
+/// The remaining gap — a crash between the admission UPDATE and the reservation INSERT — can
+/// leak one estimate until an admin calls SetQuota with reset_usage.
+public struct SQLQuotaStore: QuotaStore {
+    private let database: ServiceDatabase
+    private let reservationLifetime: TimeInterval
+
+    public init(database: ServiceDatabase, reservationLifetime: TimeInterval = 900) {
+        self.database = database
+        self.reservationLifetime = reservationLifetime
+    }
+
+    public func admit(userId: String, now: Date) async throws -> QuotaTicket? {
+        let sql = try database.sql()
+        try await releaseExpired(userId: userId, now: now, on: sql)
+        let rows = try await sql.raw("""
+            UPDATE ai_quota SET \
+            last_reserved_tokens = CASE WHEN token_budget IS NULL THEN 0 WHEN max_call_tokens > 0 THEN max_call_tokens \
+              ELSE token_budget - tokens_used - tokens_reserved END, \
+            last_reserved_cost = CASE WHEN cost_budget IS NULL THEN 0 WHEN max_call_cost > 0 THEN max_call_cost \
+              ELSE cost_budget - cost_used - cost_reserved END, \
+            tokens_reserved = tokens_reserved + CASE WHEN token_budget IS NULL THEN 0 WHEN max_call_tokens > 0 THEN max_call_tokens \
+              ELSE token_budget - tokens_used - tokens_reserved END, \
+            cost_reserved = cost_reserved + CASE WHEN cost_budget IS NULL THEN 0 WHEN max_call_cost > 0 THEN max_call_cost \
+              ELSE cost_budget - cost_used - cost_reserved END \
+            WHERE user_id = \(bind: userId) \
+            AND (token_budget IS NULL OR tokens_used + tokens_reserved < token_budget) \
+            AND (cost_budget IS NULL OR cost_used + cost_reserved < cost_budget) \
+            RETURNING last_reserved_tokens, last_reserved_cost
+            """).all()
+        guard let row = rows.first else {
+            let quota = try await quota(userId: userId)
+            if quota.tokenBudget == nil && quota.costBudget == nil { return nil }  // row created meanwhile, unlimited
+            throw Self.spent(quota)
+        }
+        let ticket = QuotaTicket(
+            id: SortableID.make(at: now), userId: userId,
+            tokens: Int(try row.decode(column: "last_reserved_tokens", as: Int64.self)),
+            cost: try row.decode(column: "last_reserved_cost", as: Double.self)
+        )
+        if ticket.tokens == 0 && ticket.cost == 0 { return nil }
+        try await sql.raw("""
+            INSERT INTO ai_quota_reservation (id, user_id, tokens, cost, expires_at) VALUES (\(bind: ticket.id), \
+            \(bind: userId), \(bind: Int64(ticket.tokens)), \(bind: ticket.cost), \(bind: now.addingTimeInterval(reservationLifetime).milliseconds))
+            """).run()
+        return ticket
+    }
+
+    public func settle(userId: String, ticket: QuotaTicket?, tokens: Int, cost: Double, now: Date) async throws {
+        let sql = try database.sql()
+        var released = (tokens: Int64(0), cost: 0.0)
+        if let ticket {
+            // Whoever deletes the reservation row releases it: settlement or expiry, never both.
+            let claimed = try await sql.raw("DELETE FROM ai_quota_reservation WHERE id = \(bind: ticket.id) RETURNING tokens, cost").all()
+            if !claimed.isEmpty { released = (Int64(ticket.tokens), ticket.cost) }
+        }
+        try await book(userId: userId, tokens: Int64(tokens), cost: cost, releasing: released, now: now, on: sql)
+    }
+
+    public func quota(userId: String) async throws -> Quota {
+        let sql = try database.sql()
+        guard let row = try await sql.raw("""
+            SELECT user_id, token_budget, cost_budget, tokens_used, cost_used, updated_at FROM ai_quota WHERE user_id = \(bind: userId)
+            """).first() else { return .unlimited(userId) }
+        return Quota(
+            userId: userId,
+            tokenBudget: try row.decode(column: "token_budget", as: Int64?.self).map(Int.init),
+            costBudget: try row.decode(column: "cost_budget", as: Double?.self),
+            tokensUsed: Int(try row.decode(column: "tokens_used", as: Int64.self)),
+            costUsed: try row.decode(column: "cost_used", as: Double.self),
+            updatedAt: Date(milliseconds: try row.decode(column: "updated_at", as: Int64.self))
+        )
+    }
+
+    public func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota {
+        let sql = try database.sql()
+        let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0" : ""
+        try await sql.raw("""
+            INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
+            max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
+            VALUES (\(bind: userId), \(bind: tokenBudget.map(Int64.init)), \(bind: costBudget), 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, \(bind: now.milliseconds)) \
+            ON CONFLICT (user_id) DO UPDATE SET token_budget = excluded.token_budget, cost_budget = excluded.cost_budget, \
+            updated_at = excluded.updated_at\(reset)
+            """).run()
+        return try await quota(userId: userId)
+    }
+
+    /// Adds a call's consumption and releases what it had reserved, creating the row if needed.
+    private func book(userId: String, tokens: Int64, cost: Double, releasing released: (tokens: Int64, cost: Double), now: Date, on sql: any SQLDatabase) async throws {
+        try await sql.raw("""
+            INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
+            max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
+            VALUES (\(bind: userId), NULL, NULL, \(bind: tokens), \(bind: cost), 0, 0.0, \(bind: tokens), \(bind: cost), 0, 0.0, \(bind: now.milliseconds)) \
+            ON CONFLICT (user_id) DO UPDATE SET \
+            tokens_used = ai_quota.tokens_used + excluded.tokens_used, \
+            cost_used = ai_quota.cost_used + excluded.cost_used, \
+            tokens_reserved = CASE WHEN ai_quota.tokens_reserved > \(bind: released.tokens) THEN ai_quota.tokens_reserved - \(bind: released.tokens) ELSE 0 END, \
+            cost_reserved = CASE WHEN ai_quota.cost_reserved > \(bind: released.cost) THEN ai_quota.cost_reserved - \(bind: released.cost) ELSE 0.0 END, \
+            max_call_tokens = CASE WHEN excluded.tokens_used > ai_quota.max_call_tokens THEN excluded.tokens_used ELSE ai_quota.max_call_tokens END, \
+            max_call_cost = CASE WHEN excluded.cost_used > ai_quota.max_call_cost THEN excluded.cost_used ELSE ai_quota.max_call_cost END, \
+            updated_at = excluded.updated_at
+            """).run()
+    }
+
+    private func releaseExpired(userId: String, now: Date, on sql: any SQLDatabase) async throws {
+        let expired = try await sql.raw("""
+            DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId) AND expires_at < \(bind: now.milliseconds) RETURNING tokens, cost
+            """).all()
+        for row in expired {
+            let released = (tokens: try row.decode(column: "tokens", as: Int64.self), cost: try row.decode(column: "cost", as: Double.self))
+            try await book(userId: userId, tokens: 0, cost: 0, releasing: released, now: now, on: sql)
+        }
+    }
+
+    private static func spent(_ quota: Quota) -> DomainError {
+        var spent: [String] = []
+        if let budget = quota.tokenBudget { spent.append("\(quota.tokensUsed) of \(budget) tokens used") }
+        if let budget = quota.costBudget { spent.append("\(quota.costUsed) of \(budget) cost used") }
+        return DomainError(
+            .resourceExhausted,
+            "quota spent: \(spent.joined(separator: ", ")) (or reserved by calls in progress)",
+            reason: "QuotaExceeded"
+        )
+    }
+}

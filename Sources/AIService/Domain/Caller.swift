@@ -1,0 +1,24 @@
+import Platform
+
+/// Who is calling, from the request's `RequestScope`.
+public struct Caller: Sendable, Equatable {
+    public var userId: String
+    public var isAdmin: Bool
+    public var accessKey: String?
+    public var requestId: String
+
+    public init(userId: String, isAdmin: Bool = false, accessKey: String? = nil, requestId: String = "") {
+        self.userId = userId
+        self.isAdmin = isAdmin
+        self.accessKey = accessKey
+        self.requestId = requestId
+    }
+
+    /// The caller of the current request; `.unauthenticated` without a user id.
+    public static func current() throws(DomainError) -> Caller {
+        guard let scope = RequestScope.current, let userId = scope.userId, !userId.isEmpty else {
+            throw DomainError(.unauthenticated, "this call needs a signed-in caller")
+        }
+        return Caller(userId: userId, isAdmin: scope.role == "admin", accessKey: scope.accessKey, requestId: scope.requestId)
+    }
+}

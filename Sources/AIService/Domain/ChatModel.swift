@@ -1,0 +1,117 @@
+import Foundation
+import Platform
+
+/// One example turn of a chat model: a chat role and its text.
+public struct ChatTurn: Sendable, Equatable, Codable {
+    public var key: String
+    public var value: String
+
+    public init(key: String, value: String) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A chat persona a user designed: provider and model, example turns and a question template.
+public struct ChatModel: Sendable, Equatable {
+    public var id: String
+    public var userId: String
+    public var provider: String
+    public var model: String
+    public var name: String
+    public var turns: [ChatTurn]
+    public var questionTemplate: String
+    public var enabled: Bool
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// What a caller may set when creating a chat model; nil means "use the default".
+public struct ChatModelDraft: Sendable {
+    public var provider: String?
+    public var model: String?
+    public var name: String
+    public var turns: [ChatTurn]
+    public var questionTemplate: String?
+
+    public init(provider: String? = nil, model: String? = nil, name: String, turns: [ChatTurn] = [], questionTemplate: String? = nil) {
+        self.provider = provider
+        self.model = model
+        self.name = name
+        self.turns = turns
+        self.questionTemplate = questionTemplate
+    }
+}
+
+/// Fields an update replaces; nil leaves a field as it is. `turns` nil keeps the turns.
+public struct ChatModelChanges: Sendable {
+    public var name: String?
+    public var turns: [ChatTurn]?
+    public var questionTemplate: String?
+
+    public init(name: String? = nil, turns: [ChatTurn]? = nil, questionTemplate: String? = nil) {
+        self.name = name
+        self.turns = turns
+        self.questionTemplate = questionTemplate
+    }
+}
+
+/// The rules a chat model obeys, shared by create and update.
+enum ChatModelRules {
+    static let nameLength = 1...50
+    static let maxTurns = 50
+    static let maxTemplateLength = 4_000
+    static let roles: Set<String> = ["system", "user", "assistant"]
+
+    static func checkName(_ name: String, into violations: inout Violations) {
+        violations.checkLength("name", name, nameLength)
+    }
+
+    static func checkTurns(_ turns: [ChatTurn], into violations: inout Violations) {
+        if turns.count > maxTurns {
+            violations.add("struct", "struct must have at most \(maxTurns) items")
+        }
+        for (index, turn) in turns.enumerated() {
+            if !roles.contains(turn.key) {
+                violations.add("struct[\(index)].key", "struct[\(index)].key must be one of system, user, assistant")
+            }
+            if turn.value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                violations.add("struct[\(index)].value", "struct[\(index)].value must not be empty")
+            }
+        }
+    }
+
+    static func checkTemplate(_ template: String?, into violations: inout Violations) {
+        if let template, template.unicodeScalars.count > maxTemplateLength {
+            violations.add("questionTpl", "questionTpl must be at most \(maxTemplateLength) characters long")
+        }
+    }
+}
+
+/// A page of a list and where it sits.
+public struct Page<Item: Sendable>: Sendable {
+    public var items: [Item]
+    public var current: Int
+    public var pageSize: Int
+    public var total: Int
+}
+
+/// `current` (1-based, default 1) and `pageSize` (1…100, default 50), checked together.
+struct PageRequest: Sendable {
+    var current: Int
+    var pageSize: Int
+    var offset: Int { (current - 1) * pageSize }
+
+    static let defaultSize = 50
+    static let maxSize = 100
+
+    static func check(current: Int?, pageSize: Int?) throws(DomainError) -> PageRequest {
+        var violations = Violations()
+        if let current, current < 1 { violations.add("current", "current must be at least 1") }
+        if let pageSize, !(1...maxSize).contains(pageSize) {
+            violations.add("pageSize", "pageSize must be 1 to \(maxSize)")
+        }
+        try violations.throwIfAny()
+        return PageRequest(current: current ?? 1, pageSize: pageSize ?? defaultSize)
+    }
+}

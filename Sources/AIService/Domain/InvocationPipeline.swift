@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import Platform
+
+/// What an invocation is about to call.
+struct InvocationTarget: Sendable {
+    var kind: InvocationKind
+    var provider: String
+    var model: String
+    var chatModelId: String
+}
+
+/// An invocation that passed the rate limit and the quota, and must be finished exactly once.
+struct Admission: Sendable {
+    var caller: Caller
+    var target: InvocationTarget
+    var ticket: QuotaTicket?
+    var started: ContinuousClock.Instant
+}
+
+/// Every invocation runs: rate limit → quota admission → provider → usage record + quota
+/// settlement. The last step also runs when the provider failed or the call was cancelled.
+struct InvocationPipeline: Sendable {
+    let rateLimiter: (any RateLimiter)?
+    let quotas: any QuotaStore
+    let usage: any UsageRepository
+    let prices: PriceTable
+    let logger: Logger
+
+    /// Rate limit and quota; a refusal is recorded, then thrown.
+    func admit(_ target: InvocationTarget, caller: Caller) async throws -> Admission {
+        let started = ContinuousClock.now
+        do {
+            if let rateLimiter {
+                try await rateLimiter.acquire(subject: caller.accessKey ?? "user:\(caller.userId)", now: Date())
+            }
+            let ticket = try await quotas.admit(userId: caller.userId, now: Date())
+            return Admission(caller: caller, target: target, ticket: ticket, started: started)
+        } catch {
+            await finish(Admission(caller: caller, target: target, ticket: nil, started: started), consumed: Consumption(), error: error)
+            throw error
+        }
+    }
+
+    /// Records the invocation and settles its reservation. Runs in a task of its own, so a
+    /// cancelled caller cannot cut the bookkeeping short; failures are logged, not thrown, so
+    /// they never hide the call's own outcome.
+    func finish(_ admission: Admission, consumed: Consumption, error: (any Error)?, cancelled: Bool = false) async {
+        let latency = ContinuousClock.now - admission.started
+        let cost = prices.cost(provider: admission.target.provider, model: admission.target.model, of: consumed)
+        let now = Date()
+        let record = UsageRecord(
+            id: SortableID.make(at: now), userId: admission.caller.userId, accessKey: admission.caller.accessKey ?? "",
+            chatModelId: admission.target.chatModelId, provider: admission.target.provider, model: admission.target.model,
+            kind: admission.target.kind, consumption: consumed, cost: cost, requestId: admission.caller.requestId,
+            latencyMs: Int(latency.components.seconds * 1000 + latency.components.attoseconds / 1_000_000_000_000_000),
+            status: cancelled ? Self.clientClosedRequest : error.map(Self.httpStatus) ?? 200,
+            error: cancelled ? "cancelled: the client went away" : error.map(Self.describe) ?? "",
+            createdAt: now
+        )
+        let quotas = self.quotas, usage = self.usage, logger = self.logger
+        let settlesQuota = admission.ticket != nil || consumed.totalTokens > 0 || cost > 0
+        await Task {
+            do {
+                if settlesQuota {
+                    try await quotas.settle(userId: record.userId, ticket: admission.ticket, tokens: consumed.totalTokens, cost: cost, now: now)
+                }
+            } catch {
+                logger.error("quota settlement failed", metadata: ["error": "\(String(reflecting: error))", "user-id": "\(record.userId)"])
+            }
+            do {
+                try await usage.insert(record)
+            } catch {
+                logger.error("usage record failed", metadata: ["error": "\(String(reflecting: error))", "user-id": "\(record.userId)"])
+            }
+        }.value
+    }
+
+    /// Admits, runs `call`, finishes. `call` answers its result and what it consumed.
+    func run<Result: Sendable>(
+        _ target: InvocationTarget, caller: Caller, _ call: () async throws -> (Result, Consumption)
+    ) async throws -> Result {
+        let admission = try await admit(target, caller: caller)
+        do {
+            let (result, consumed) = try await call()
+            await finish(admission, consumed: consumed, error: nil)
+            return result
+        } catch {
+            await finish(admission, consumed: Consumption(), error: error, cancelled: error is CancellationError || Task.isCancelled)
+            throw error
+        }
+    }
+
+    /// nginx's "client closed request", which the gateway also uses for CANCELLED.
+    static let clientClosedRequest = 499
+
+    /// The HTTP status the gateway gives the client for `error`.
+    static func httpStatus(_ error: any Error) -> Int {
+        guard let domain = error as? DomainError else { return error is CancellationError ? clientClosedRequest : 500 }
+        switch domain.kind {
+        case .invalidArgument:
+            return ["UnsupportedAudioFormat", "UndecodableAudio"].contains(domain.reason ?? "") ? 400 : 422
+        case .notFound: return 404
+        case .alreadyExists: return 409
+        case .permissionDenied: return 403
+        case .unauthenticated: return 401
+        case .failedPrecondition: return 412
+        case .resourceExhausted: return domain.reason == "QuotaExceeded" ? 402 : 429
+        case .unavailable: return 503
+        case .upstreamFailure: return 502
+        case .deadlineExceeded: return 504
+        case .internal: return 500
+        }
+    }
+
+    /// Domain messages are written for clients and never carry secrets; anything else stays in the log.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let domain as DomainError: return domain.message
+        case is CancellationError: return "cancelled"
+        default: return "internal error"
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// A user's budgets (nil: unlimited) and what has been spent against them.
+public struct Quota: Sendable, Equatable {
+    public var userId: String
+    public var tokenBudget: Int?
+    public var costBudget: Double?
+    public var tokensUsed: Int
+    public var costUsed: Double
+    public var updatedAt: Date
+
+    public static func unlimited(_ userId: String) -> Quota {
+        Quota(userId: userId, tokenBudget: nil, costBudget: nil, tokensUsed: 0, costUsed: 0, updatedAt: Date(timeIntervalSince1970: 0))
+    }
+}
+
+/// A reservation against a budget, held while one call runs; settled once it ends.
+public struct QuotaTicket: Sendable, Equatable {
+    public var id: String
+    public var userId: String
+    public var tokens: Int
+    public var cost: Double
+}
+
+/// Budgets shared by every replica through the database.
+///
+/// Guarantee (see `SQLQuotaStore` for the statements): a call is admitted only while
+/// `used + reserved < budget`, and admission reserves an estimate in the same atomic statement,
+/// so concurrent admissions — in any process — see each other's reservations. The estimate is the
+/// largest call the user has made so far; with no history it is the whole remaining budget, so
+/// the first calls run one at a time. Hence the budget is overspent by at most one call, as long
+/// as no call is larger than the largest before it: a call that sets a new record may add its
+/// excess over that record. A reservation whose call never settles (the process died) expires
+/// after the store's reservation lifetime and is released by the next admission of that user.
+public protocol QuotaStore: Sendable {
+    /// Reserves room for one call, or nil when the user has no budget (nothing to reserve).
+    /// Throws `.resourceExhausted` reason `QuotaExceeded` when the budget is spent.
+    func admit(userId: String, now: Date) async throws -> QuotaTicket?
+    /// Books what a call consumed and releases its reservation. Runs for failed calls too.
+    func settle(userId: String, ticket: QuotaTicket?, tokens: Int, cost: Double, now: Date) async throws
+    func quota(userId: String) async throws -> Quota
+    func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota
+}
+
+/// Requests per minute per access key, counted in the database so that replicas share it.
+public protocol RateLimiter: Sendable {
+    /// Counts one request; throws `.resourceExhausted` reason `RateLimited` (with
+    /// `retryAfterSeconds`) when the subject is over its limit.
+    func acquire(subject: String, now: Date) async throws
+}

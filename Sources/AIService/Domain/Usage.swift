@@ -1,0 +1,65 @@
+import Foundation
+
+public enum InvocationKind: String, Sendable, Equatable, CaseIterable {
+    case chat, stt, tts
+}
+
+/// One row of usage: every invocation, successful or not.
+public struct UsageRecord: Sendable, Equatable {
+    public var id: String
+    public var userId: String
+    public var accessKey: String
+    public var chatModelId: String
+    public var provider: String
+    public var model: String
+    public var kind: InvocationKind
+    public var consumption: Consumption
+    public var cost: Double
+    public var requestId: String
+    public var latencyMs: Int
+    /// The HTTP status the client received.
+    public var status: Int
+    /// Why it failed; empty on success. Never contains a secret (only DomainError messages).
+    public var error: String
+    public var createdAt: Date
+}
+
+/// Sums over a set of usage records.
+public struct UsageTotals: Sendable, Equatable {
+    /// The day (`yyyy-mm-dd`, UTC), `provider/model`, or empty for everything.
+    public var key: String
+    public var requests = 0
+    public var failures = 0
+    public var promptTokens = 0
+    public var completionTokens = 0
+    public var totalTokens = 0
+    public var audioSeconds = 0.0
+    public var characters = 0
+    public var cost = 0.0
+
+    public init(key: String) { self.key = key }
+}
+
+/// Which records a usage query covers. `userId` nil: every user.
+public struct UsageFilter: Sendable, Equatable {
+    public var userId: String?
+    public var from: Date?
+    public var to: Date?
+}
+
+public struct UsageReport: Sendable {
+    public var total: UsageTotals
+    public var byDay: [UsageTotals]
+    public var byModel: [UsageTotals]
+    public var records: Page<UsageRecord>
+}
+
+public protocol UsageRepository: Sendable {
+    func insert(_ record: UsageRecord) async throws
+    func totals(_ filter: UsageFilter) async throws -> UsageTotals
+    /// Oldest day first.
+    func totalsByDay(_ filter: UsageFilter) async throws -> [UsageTotals]
+    func totalsByModel(_ filter: UsageFilter) async throws -> [UsageTotals]
+    /// Newest first.
+    func records(_ filter: UsageFilter, offset: Int, limit: Int) async throws -> (records: [UsageRecord], total: Int)
+}

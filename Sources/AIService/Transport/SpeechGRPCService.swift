@@ -1,0 +1,41 @@
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import NIOCore
+import Platform
+
+/// `grpc.ai.v1.AiSpeechService`: speech to text and text to speech.
+public struct SpeechGRPCService: Grpc_Ai_V1_AiSpeechService.SimpleServiceProtocol, DescribedService {
+    let speech: SpeechService
+    public var serviceName: String { Grpc_Ai_V1_AiSpeechService.descriptor.fullyQualifiedService }
+
+    public func createTranscription(request: Grpc_Ai_V1_CreateTranscriptionRequest, context: ServerContext) async throws -> Grpc_Ai_V1_CreateTranscriptionResponse {
+        let caller = try Caller.current()
+        let temperature: Double? = request.hasSamplingTemperature
+            ? request.samplingTemperature
+            : request.hasTemperature ? Double(request.temperature) : nil
+        let text = try await speech.transcribe(
+            TranscriptionInput(
+                audio: ByteBuffer(bytes: request.buffer),
+                filename: request.hasFilename ? request.filename : "",
+                prompt: request.hasPrompt && !request.prompt.isEmpty ? request.prompt : nil,
+                language: request.hasLanguageCode && !request.languageCode.isEmpty ? request.languageCode : nil,
+                temperature: temperature
+            ),
+            caller: caller
+        )
+        return .with { $0.text = text }
+    }
+
+    public func createSpeech(request: Grpc_Ai_V1_CreateSpeechRequest, context: ServerContext) async throws -> Grpc_Ai_V1_CreateSpeechResponse {
+        let caller = try Caller.current()
+        let audio = try await speech.speak(
+            SpeechInput(text: request.text, voice: request.hasVoice ? request.voice : nil, format: request.hasFormat ? request.format : nil),
+            caller: caller
+        )
+        return .with {
+            $0.audio = Data(audio.audio.readableBytesView)
+            $0.contentType = audio.contentType
+        }
+    }
+}

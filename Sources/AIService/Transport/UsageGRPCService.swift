@@ -1,0 +1,43 @@
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import Platform
+
+/// `grpc.ai.v1.AiUsageService`: usage reports and quotas.
+public struct UsageGRPCService: Grpc_Ai_V1_AiUsageService.SimpleServiceProtocol, DescribedService {
+    let usage: UsageService
+    public var serviceName: String { Grpc_Ai_V1_AiUsageService.descriptor.fullyQualifiedService }
+
+    public func getUsage(request: Grpc_Ai_V1_UsageQuery, context: ServerContext) async throws -> Grpc_Ai_V1_UsageReport {
+        let report = try await usage.report(
+            userId: request.hasUserID ? request.userID : nil,
+            allUsers: request.allUsers,
+            from: request.hasFrom ? Date(millisecondsSince1970: request.from) : nil,
+            to: request.hasTo ? Date(millisecondsSince1970: request.to) : nil,
+            current: request.hasCurrent ? Int(request.current) : nil,
+            pageSize: request.hasPageSize ? Int(request.pageSize) : nil,
+            caller: try Caller.current()
+        )
+        return .with {
+            $0.total = Grpc_Ai_V1_UsageTotals(report.total)
+            $0.byDay = report.byDay.map(Grpc_Ai_V1_UsageTotals.init)
+            $0.byModel = report.byModel.map(Grpc_Ai_V1_UsageTotals.init)
+            $0.records = report.records.items.map(Grpc_Ai_V1_UsageRecord.init)
+            $0.pagination = Grpc_Ai_V1_Pagination(report.records)
+        }
+    }
+
+    public func getQuota(request: Grpc_Ai_V1_QueryQuotaRequest, context: ServerContext) async throws -> Grpc_Ai_V1_Quota {
+        Grpc_Ai_V1_Quota(try await usage.quota(userId: request.userID, caller: try Caller.current()))
+    }
+
+    public func setQuota(request: Grpc_Ai_V1_SetQuotaRequest, context: ServerContext) async throws -> Grpc_Ai_V1_Quota {
+        Grpc_Ai_V1_Quota(try await usage.setQuota(
+            userId: request.userID,
+            tokenBudget: request.hasTokenBudget ? Int(request.tokenBudget) : nil,
+            costBudget: request.hasCostBudget ? request.costBudget : nil,
+            resetUsage: request.resetUsage,
+            caller: try Caller.current()
+        ))
+    }
+}

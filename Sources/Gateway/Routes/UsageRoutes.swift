@@ -1,0 +1,87 @@
+import AISaaSProtos
+import Foundation
+import Hummingbird
+import Platform
+
+/// `/ai/usage` and `/ai/quota`: what callers spent, and the budgets admins set.
+struct UsageRoutes {
+    let usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol
+
+    func register(on authenticated: RouterGroup<GatewayRequestContext>, admin: RouterGroup<GatewayRequestContext>) {
+        authenticated.get("/ai/usage", use: report)
+        authenticated.get("/ai/quota", use: ownQuota)
+        admin.get("/ai/quota/{userId}", use: quota)
+        admin.put("/ai/quota/{userId}", use: setQuota)
+    }
+
+    /// `from`/`to` (milliseconds since the epoch or `yyyy-mm-dd`, UTC; `to` exclusive), paging,
+    /// and for admins `userId` (one user) or `allUsers=true`. The AI service decides who may see what.
+    @Sendable func report(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let page = try PageQuery(request)
+        let query = request.uri.queryParameters
+        var violations = Violations()
+        let from = Self.instant(query["from"].map(String.init), name: "from", violations: &violations)
+        let to = Self.instant(query["to"].map(String.init), name: "to", violations: &violations)
+        var allUsers = false
+        if let text = query["allUsers"].map(String.init) {
+            switch text.lowercased() {
+            case "true", "1": allUsers = true
+            case "false", "0": allUsers = false
+            default: violations.add("allUsers", "allUsers must be true or false")
+            }
+        }
+        let userId = query["userId"].map(String.init)
+        if let from, let to, from >= to { violations.add("to", "to must be after from") }
+        if !violations.isEmpty { throw APIError.invalidBody(violations.items) }
+
+        let report = try await usage.getUsage(.with {
+            if let userId, !userId.isEmpty { $0.userID = userId }
+            $0.allUsers = allUsers
+            if let from { $0.from = from }
+            if let to { $0.to = to }
+            $0.current = Int32(page.current)
+            $0.pageSize = Int32(page.pageSize)
+        })
+        return try ResponseBody.success(UsageReportView(report))
+    }
+
+    @Sendable func ownQuota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        return try ResponseBody.success(QuotaView(try await usage.getQuota(.with { $0.userID = identity.userId })))
+    }
+
+    @Sendable func quota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let userId = try context.parameters.require("userId")
+        return try ResponseBody.success(QuotaView(try await usage.getQuota(.with { $0.userID = userId })))
+    }
+
+    /// `{tokenBudget, costBudget, resetUsage}`: a budget that is absent or `null` is unlimited.
+    @Sendable func setQuota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let userId = try context.parameters.require("userId")
+        var body = try await JSONBody.read(request, context: context)
+        let tokens = body.integer("tokenBudget", range: 0...Int64(1e15))
+        let cost = body.number("costBudget", range: 0...1e12)
+        let reset = body.bool("resetUsage")
+        try body.finish()
+        let quota = try await usage.setQuota(.with {
+            $0.userID = userId
+            if let tokens { $0.tokenBudget = tokens }
+            if let cost { $0.costBudget = cost }
+            $0.resetUsage = reset ?? false
+        })
+        return try ResponseBody.success(QuotaView(quota))
+    }
+
+    /// Milliseconds since the epoch, or a UTC day.
+    static func instant(_ text: String?, name: String, violations: inout Violations) -> Double? {
+        guard let text, !text.isEmpty else { return nil }
+        if let milliseconds = Double(text), milliseconds >= 0, milliseconds < 1e15 { return milliseconds.rounded(.down) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd"
+        if text.count == 10, let date = formatter.date(from: text) { return date.timeIntervalSince1970 * 1000 }
+        violations.add(name, "\(name) must be milliseconds since the epoch or a date yyyy-mm-dd")
+        return nil
+    }
+}

@@ -1,0 +1,88 @@
+import AKSKSigning
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Platform
+
+/// Lets a request through only with a valid cc-auth-v1 signature (aksk-v1.md). The gateway checks
+/// everything that needs no secret, then asks the user service, which alone can decrypt the
+/// secret key, to check the signature and record the nonce. The handler then runs as the key's
+/// owner, with the access key in the request scope (rate limits are per key).
+///
+/// The body is read here, up to `maxBodyBytes`, so its digest can be checked; handlers read the
+/// same bytes again.
+struct SignedRequestMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+    let users: any Grpc_User_V1_UserService.ClientProtocol
+    let policy: SignaturePolicy
+    let maxBodyBytes: Int
+    var logger: Logger = Logger(label: "gateway.aksk")
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(maxBodyBytes) bytes")
+        }
+        let verification: SignatureVerification
+        do {
+            verification = try SignedRequestCheck.check(
+                method: request.method.rawValue,
+                path: request.uri.path,
+                rawQuery: request.uri.query,
+                headers: Self.headers(of: request),
+                bodySHA256: { CCAuthV1.sha256Hex(body.readableBytesView) },
+                now: Date(),
+                policy: policy
+            )
+        } catch {
+            logger.debug("signed request refused", metadata: ["reason": "\(error.description)"])
+            throw APIError(HTTPResponse.Status(code: error.status), message: error.message)
+        }
+
+        let user: Grpc_User_V1_UserModel
+        do {
+            user = try await users.verifySignature(verification.request)
+        } catch let error as RPCError {
+            let reason = error.metadata[stringValues: MetadataKey.errorReason].first(where: { _ in true })
+            if let reason, let status = SignedRequestRejection.status(forServiceReason: reason) {
+                throw APIError(HTTPResponse.Status(code: status), message: reason, application: userServiceName(error))
+            }
+            throw APIError(error)
+        }
+
+        var context = context
+        context.signedCaller = SignedCaller(userId: user.id, role: user.role.name, accessKey: verification.accessKey)
+        let scope = RequestScope(requestId: context.requestId, userId: user.id, role: user.role.name, accessKey: verification.accessKey)
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+
+    private func userServiceName(_ error: RPCError) -> String {
+        error.metadata[stringValues: MetadataKey.errorApplication].first(where: { _ in true }) ?? gatewayApplication
+    }
+
+    /// Every header as received. HTTP/1.1's `Host` arrives as the request's authority, so it is
+    /// put back under its name: signers always sign it.
+    static func headers(of request: Request) -> [(name: String, value: String)] {
+        var headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
+        if let authority = request.head.authority, !headers.contains(where: { $0.name == "host" }) {
+            headers.append((name: "host", value: authority))
+        }
+        return headers
+    }
+}
+
+/// The owner of the access key that signed a request.
+public struct SignedCaller: Sendable, Equatable {
+    public var userId: String
+    public var role: String
+    public var accessKey: String
+}

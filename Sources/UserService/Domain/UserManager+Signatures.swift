@@ -1,0 +1,75 @@
+import AKSKSigning
+import Foundation
+import Platform
+
+/// What the gateway sends to have a cc-auth-v1 signature checked: everything but the secret key,
+/// which only this service can open.
+public struct SignatureCheck: Sendable, Equatable {
+    public var accessKey: String
+    /// `cc-auth-v1/{accessKey}/{timestamp}/{expiration}`.
+    public var authStringPrefix: String
+    public var canonicalRequest: String
+    public var signature: String
+    /// The signed `x-cc-nonce`, if the request had one.
+    public var nonce: String?
+    /// When the signature expires: the nonce is remembered until then.
+    public var nonceExpiresAt: Date
+
+    public init(accessKey: String, authStringPrefix: String, canonicalRequest: String, signature: String, nonce: String?, nonceExpiresAt: Date) {
+        self.accessKey = accessKey
+        self.authStringPrefix = authStringPrefix
+        self.canonicalRequest = canonicalRequest
+        self.signature = signature
+        self.nonce = nonce
+        self.nonceExpiresAt = nonceExpiresAt
+    }
+}
+
+extension UserManager {
+    /// Longest nonce stored; the gateway allows 8 to 64 characters.
+    public static let nonceMaxLength = 64
+    /// About one successful nonce record in this many also deletes every expired nonce, which
+    /// keeps the table to the nonces in force without a background job on each replica.
+    static let noncePurgeOdds = 32
+
+    /// Checks a signature made with the secret key of `check.accessKey` and returns its owner.
+    /// Then, if the request carries a nonce, records it so that a second use is refused by every
+    /// replica. The reasons are the `message`s of aksk-v1.md, for the gateway to map.
+    ///
+    /// Like `verifyPassword`, an account's status is told only to a caller who proved the key:
+    /// the signature is checked before "disabled" is reported, and a nonce is recorded only once
+    /// both passed.
+    public func verifySignature(_ check: SignatureCheck) async throws -> User {
+        guard CCAuthV1.isAccessKey(check.accessKey), let stored = try await repository.find(accessKey: check.accessKey) else {
+            throw DomainError(.notFound, "InvalidAccessKeyId", reason: "InvalidAccessKeyId")
+        }
+        // The prefix is the signing key's message: it must name the key whose secret signs it.
+        guard check.authStringPrefix.hasPrefix(CCAuthV1.version + "/" + check.accessKey + "/") else {
+            throw DomainError(.invalidArgument, "authStringPrefix does not belong to accessKey")
+        }
+        if let nonce = check.nonce, nonce.isEmpty || nonce.utf8.count > Self.nonceMaxLength {
+            throw DomainError(.invalidArgument, "InvalidNonce", reason: "InvalidNonce")
+        }
+        let secretKey = try cipher.open(stored.sealedSecretKey, userId: stored.user.id)
+        guard CCAuthV1.verify(
+            secretKey: secretKey, authStringPrefix: check.authStringPrefix,
+            canonicalRequest: check.canonicalRequest, signature: check.signature
+        ) else {
+            throw DomainError(.unauthenticated, "SignatureDoesNotMatch", reason: "SignatureDoesNotMatch")
+        }
+        guard stored.user.status == .enabled else {
+            throw DomainError(.permissionDenied, "AccessDenied", reason: "AccessDenied")
+        }
+        if let nonce = check.nonce {
+            let date = now()
+            guard try await repository.recordNonce(accessKey: check.accessKey, nonce: nonce, expiresAt: check.nonceExpiresAt, now: date) else {
+                throw DomainError(.alreadyExists, "NonceReused", reason: "NonceReused")
+            }
+            if Int.random(in: 0..<Self.noncePurgeOdds) == 0 {
+                // Housekeeping only: the request has been verified and must not fail for it.
+                try? await repository.deleteNonces(expiredBefore: date)
+            }
+        }
+        return stored.user
+    }
+}

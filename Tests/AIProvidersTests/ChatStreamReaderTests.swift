@@ -1,0 +1,54 @@
+import Logging
+import NIOCore
+import Platform
+import Testing
+
+@testable import AIProviders
+
+@Suite struct ChatStreamReaderTests {
+    private func read(_ text: String) async throws -> [ChatCompletionDelta] {
+        let reader = StreamReader(failures: ProviderFailures(provider: "p", apiKey: "k", logger: Logger(label: "test")), maxEventBytes: 1 << 20)
+        let body = AsyncStream<ByteBuffer> { continuation in
+            continuation.yield(ByteBuffer(string: text))
+            continuation.finish()
+        }
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ChatCompletionDelta.self)
+        try await reader.read(body, into: continuation)
+        continuation.finish()
+        var deltas: [ChatCompletionDelta] = []
+        for try await delta in stream { deltas.append(delta) }
+        return deltas
+    }
+
+    private let hello = #"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"# + "\n\n"
+    private let stop = #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
+
+    @Test func providerWithoutDoneButWithFinishReasonIsComplete() async throws {
+        let deltas = try await read(hello + stop)
+        #expect(deltas.count == 2)
+        #expect(deltas.first?.choices.first?.content == "Hi")
+    }
+
+    @Test func cutOffStreamIsAFailure() async {
+        let error = await domainError { _ = try await read(hello) }
+        #expect(error?.kind == .upstreamFailure)
+    }
+
+    @Test func errorEventIsAFailure() async {
+        let error = await domainError {
+            _ = try await read(hello + #"data: {"error":{"message":"overloaded sk-secret","type":"server_error"}}"# + "\n\n")
+        }
+        #expect(error?.kind == .upstreamFailure)
+        #expect(error?.message.contains("sk-secret") == false)
+    }
+
+    @Test func garbageEventIsAFailure() async {
+        let error = await domainError { _ = try await read("data: {not json\n\n") }
+        #expect(error?.kind == .upstreamFailure)
+    }
+
+    @Test func nothingAfterDoneIsRead() async throws {
+        let deltas = try await read(hello + "data: [DONE]\n\n" + "data: {not json\n\n")
+        #expect(deltas.count == 1)
+    }
+}

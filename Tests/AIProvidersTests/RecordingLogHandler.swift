@@ -1,0 +1,36 @@
+import Logging
+import Synchronization
+
+/// Keeps every log line (message and metadata as text) so a test can look for leaks.
+final class LogRecorder: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var all: [String] { lines.withLock { $0 } }
+
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    func logger() -> Logger {
+        var logger = Logger(label: "recorded") { _ in Handler(recorder: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    private struct Handler: LogHandler {
+        let recorder: LogRecorder
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(
+            level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String,
+            line: UInt
+        ) {
+            let merged = self.metadata.merging(metadata ?? [:]) { $1 }
+            recorder.append("\(level) \(message) \(merged)")
+        }
+    }
+}

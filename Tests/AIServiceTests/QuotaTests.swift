@@ -1,0 +1,133 @@
+import AIProviders
+import AIService
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import Platform
+import SQLKit
+import Testing
+import TestSupport
+
+@Suite("Quotas")
+struct QuotaTests {
+    @Test(arguments: TestDatabaseKind.enabled)
+    func onlyAdminsSetQuotasAndUsersReadTheirOwn(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()])) { h in
+            let denied = await rpcError { try await asUser("alice") { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1 }) } }
+            #expect(denied?.code == .permissionDenied)
+            let set = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 500 }) }
+            #expect(set.tokenBudget == 500 && !set.hasCostBudget)
+            let own = try await asUser("alice") { try await h.b.usage.getQuota(.with { $0.userID = "alice" }) }
+            #expect(own.tokenBudget == 500 && own.tokensUsed == 0)
+            let others = await rpcError { try await asUser("bob") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) } }
+            #expect(others?.code == .permissionDenied)
+            let unlimited = try await asUser("root", admin: true) { try await h.a.usage.getQuota(.with { $0.userID = "bob" }) }
+            #expect(!unlimited.hasTokenBudget && !unlimited.hasCostBudget)
+            let negative = await rpcError { try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "bob"; $0.tokenBudget = -1; $0.costBudget = -2 }) } }
+            #expect(Set(negative?.violatedProperties ?? []) == ["token_budget", "cost_budget"])
+        }
+    }
+
+    @Test(arguments: TestDatabaseKind.enabled)
+    func spentQuotaRefusesBeforeTheProviderAndResetRestores(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: {
+            $0.prices = PriceTable(["openai/*": .init(promptPerMillionTokens: 1_000_000)])  // 1 per prompt token
+        }) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 30 }) }
+            _ = try await h.a.ask("alice", "1")  // 15 tokens each
+            _ = try await h.b.ask("alice", "2")
+            let refused = await rpcError { try await h.b.ask("alice", "3") }
+            #expect(refused?.code == .resourceExhausted && refused?.reason == "QuotaExceeded")
+            #expect(refused?.message.hasPrefix("quota spent: ") == true)
+            #expect(provider.snapshot.chatRequests.count == 2)
+            let quota = try await asUser("alice") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) }
+            #expect(quota.tokensUsed == 30 && quota.costUsed == 20)
+            #expect(try await h.a.usageReport("alice").records.first?.status == 402)
+
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.costBudget = 25; $0.resetUsage = true }) }
+            _ = try await h.a.ask("alice", "5")
+            _ = try await h.a.ask("alice", "6")
+            _ = try await h.a.ask("alice", "7")
+            let costRefused = await rpcError { try await h.a.ask("alice", "8") }
+            #expect(costRefused?.reason == "QuotaExceeded")
+            _ = try await h.a.ask("bob", "unlimited")
+        }
+    }
+
+    /// Many concurrent calls through two replicas sharing the database: the budget is overspent
+    /// by at most one call (here no call is bigger than the first, the documented condition).
+    @Test(arguments: TestDatabaseKind.enabled)
+    func concurrentCallsOnTwoReplicasOverspendAtMostOneCall(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        provider.update {
+            $0.delay = .milliseconds(15)
+            $0.tokens = { request in request.messages.last?.content == "first" ? (40, 10) : (Int.random(in: 5...30), Int.random(in: 0...20)) }
+        }
+        let budget = 600
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider])) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = Int64(budget) }) }
+            _ = try await h.a.ask("alice", "first")
+            // Eight workers per replica call until the budget refuses them five times in a row.
+            let outcomes = try await withThrowingTaskGroup(of: [String].self) { group in
+                for worker in 0..<16 {
+                    let instance = worker.isMultiple(of: 2) ? h.a : h.b
+                    group.addTask {
+                        var outcomes: [String] = [], refusalsInARow = 0
+                        while refusalsInARow < 5 && outcomes.count < 60 {
+                            let error = await rpcError { try await instance.ask("alice", "call \(worker)") }
+                            outcomes.append(error?.reason ?? (error == nil ? "ok" : "\(error?.code.description ?? "")"))
+                            refusalsInARow = error == nil ? 0 : refusalsInARow + 1
+                            if error != nil { try await Task.sleep(for: .milliseconds(3)) }
+                        }
+                        return outcomes
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0 += $1 }
+            }
+            #expect(Set(outcomes).isSubset(of: ["ok", "QuotaExceeded"]))
+            #expect(outcomes.contains("QuotaExceeded"))
+            let quota = try await asUser("alice") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) }
+            #expect(quota.tokensUsed <= Int64(budget + 50))
+            #expect(quota.tokensUsed > Int64(budget / 2))
+            // Every reservation was released: nothing stays held once the calls are over.
+            let sql = try #require(h.database.database() as? any SQLDatabase)
+            let reserved = try await sql.raw("SELECT tokens_reserved FROM ai_quota WHERE user_id = 'alice'").first()
+            #expect(try reserved?.decode(column: "tokens_reserved", as: Int64.self) == 0)
+            let report = try await h.a.usageReport("alice") { $0.pageSize = 100 }
+            #expect(report.total.requests == Int64(outcomes.count + 1))
+            #expect(report.total.totalTokens == quota.tokensUsed)
+            #expect(provider.snapshot.chatRequests.count == outcomes.filter { $0 == "ok" }.count + 1)
+            #expect(report.total.failures == Int64(outcomes.filter { $0 == "QuotaExceeded" }.count))
+        }
+    }
+}
+
+@Suite("Rate limits")
+struct RateLimitTests {
+    @Test(arguments: TestDatabaseKind.enabled)
+    func limitIsSharedByReplicasPerAccessKey(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.rateLimitPerMinute = 3 }) { h in
+            // Keep the four calls inside one minute window.
+            let second = Int(Date().timeIntervalSince1970) % 60
+            if second >= 55 { try await Task.sleep(for: .seconds(61 - second)) }
+            _ = try await h.a.ask("alice", "1")
+            _ = try await h.b.ask("alice", "2")
+            _ = try await h.a.ask("alice", "3")
+            let limited = await rpcError { try await h.b.ask("alice", "4") }
+            #expect(limited?.code == .resourceExhausted && limited?.reason == "RateLimited")
+            #expect((1...60).contains(limited?.retryAfter ?? 0))
+            _ = try await h.b.ask("bob", "other key")
+            #expect(provider.snapshot.chatRequests.count == 4)
+            #expect(try await h.a.usageReport("alice").records.first?.status == 429)
+        }
+    }
+
+    @Test(arguments: TestDatabaseKind.enabled)
+    func zeroTurnsTheLimitOff(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()]), configure: { $0.rateLimitPerMinute = 0 }) { h in
+            for index in 0..<5 { _ = try await h.a.ask("alice", "\(index)") }
+        }
+    }
+}

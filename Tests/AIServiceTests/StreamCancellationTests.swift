@@ -1,0 +1,66 @@
+import AIProviders
+import AIService
+import AISaaSProtos
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Platform
+import Testing
+import TestSupport
+
+/// The in-process transport never reports a client that went away, so this suite serves the AI
+/// service the way production does: a real HTTP/2 server from `buildAIService`.
+@Suite("Stream cancellation")
+struct StreamCancellationTests {
+    @Test(arguments: TestDatabaseKind.enabled)
+    func clientGoneStopsTheProviderAndRecords499(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        provider.update {
+            $0.streamChunks = [
+                ChatCompletionDelta(choices: [ChatDeltaChoice(index: 0, content: "first")]),
+                ChatCompletionDelta(choices: [ChatDeltaChoice(index: 0, content: "never")]),
+            ]
+            $0.hangAfter = 1
+        }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let settings = AIServiceSettings(listen: HostPort(host: "127.0.0.1", port: 0), database: try await kind.makeLocation(in: directory))
+        let process = try await buildAIService(settings: settings, providers: AIProviderDirectory([provider]), transcoder: nil, logger: Logger(label: "ai-service-test"))
+        do {
+            try await withThrowingTaskGroup { group in
+                group.addTask { try await process.server.serve() }
+                let port = try #require(try await process.listeningAddress().ipv4?.port)
+                let transport = try HTTP2ClientTransport.Posix(target: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext)
+                try await withGRPCClient(transport: transport, interceptors: [RequestScopeClientInterceptor()]) { client in
+                    let chat = Grpc_Ai_V1_AiChatModelService.Client(wrapping: client)
+                    let usage = Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
+                    let (firstChunk, continuation) = AsyncStream<String>.makeStream()
+                    let call = Task {
+                        try await asUser("alice") {
+                            try await chat.streamChatCompletion(.with { $0.question = "hi" }) { response in
+                                for try await chunk in response.messages { continuation.yield(chunk.choices.first?.delta.content ?? "") }
+                            }
+                        }
+                    }
+                    var iterator = firstChunk.makeAsyncIterator()
+                    #expect(await iterator.next() == "first")
+                    call.cancel()
+                    _ = await call.result
+                    #expect(try await eventually { provider.snapshot.streamsCancelled == 1 })
+                    let recorded = try await eventually {
+                        try await asUser("alice") { try await usage.getUsage(.init()) }.records.first?.status == 499
+                    }
+                    #expect(recorded)
+                    let record = try await asUser("alice") { try await usage.getUsage(.init()) }.records.first
+                    #expect(record?.error.contains("cancelled") == true)
+                }
+                process.server.beginGracefulShutdown()
+                try await group.waitForAll()
+            }
+        } catch {
+            await process.database.shutdown()
+            throw error
+        }
+        await process.database.shutdown()
+    }
+}

@@ -1,0 +1,322 @@
+import AKSKSigning
+import Foundation
+import Testing
+import TestSupport
+
+/// The AI endpoints driven over HTTP like a channel customer's devices, against a fake
+/// OpenAI-compatible provider on loopback.
+@Suite("AI flows over HTTP", .serialized)
+struct AIFlowTests {
+    static let providerKey = "sk-test-provider-key-0123456789"
+
+    /// The platform with the fake provider configured as `openai`.
+    static func withPlatform(
+        _ kind: TestDatabaseKind, settings extra: [String: String] = [:],
+        _ body: (PlatformUnderTest, FakeProvider) async throws -> Void
+    ) async throws {
+        let provider = try await FakeProvider.start()
+        provider.requireAPIKey(providerKey)
+        var settings = [
+            "AI_PROVIDERS": "openai",
+            "AI_PROVIDER_OPENAI_BASE_URL": provider.baseURL,
+            "AI_PROVIDER_OPENAI_API_KEY": providerKey,
+            "AI_PROVIDER_OPENAI_CHAT_MODEL": "gpt-test",
+            "AI_PRICES": #"{"openai/gpt-test": {"promptPerMillionTokens": 1000000, "completionPerMillionTokens": 2000000}}"#,
+        ]
+        settings.merge(extra) { _, new in new }
+        do {
+            try await PlatformUnderTest.with(kind, settings: settings) { platform in try await body(platform, provider) }
+        } catch {
+            await provider.stop()
+            throw error
+        }
+        await provider.stop()
+    }
+
+    /// Registers a user; answers its token and a client signing with its keys.
+    static func customer(_ platform: PlatformUnderTest, _ username: String) async throws -> (token: String, client: SignedClient) {
+        let registered = try await platform.register(username)
+        let accessKey = try #require(registered.data["accessKey"] as? String)
+        let secretKey = try #require(registered.data["secretKey"] as? String)
+        return (try await platform.token(username), SignedClient(port: platform.port, accessKey: accessKey, secretKey: secretKey))
+    }
+
+    @Test("chat models: create, list, read, update, delete; another user's is 404", arguments: TestDatabaseKind.enabled)
+    func chatModelsAndIsolation(kind: TestDatabaseKind) async throws {
+        try await Self.withPlatform(kind) { platform, _ in
+            let (alice, _) = try await Self.customer(platform, "alice")
+            let (bob, _) = try await Self.customer(platform, "bob")
+            let created = try await platform.request(.POST, "/ai/chat/model", json: """
+                {"name":"Pirate","struct":[{"key":"system","value":"You are a pirate."}],"questionTpl":"Answer as a pirate: %question%"}
+                """, token: alice)
+            #expect(created.status == 200)
+            let id = try #require(created.data["id"] as? String)
+            #expect(created.data["provider"] as? String == "openai")
+            #expect(created.data["model"] as? String == "gpt-test")
+
+            let duplicate = try await platform.request(.POST, "/ai/chat/model", json: #"{"name":"Pirate"}"#, token: alice)
+            #expect(duplicate.status == 409)
+            let invalid = try await platform.request(.POST, "/ai/chat/model", json: """
+                {"name":"","struct":[{"key":"robot","value":""}],"provider":"nowhere"}
+                """, token: alice)
+            #expect(invalid.status == 422)
+            #expect(invalid.metaProperties.isSuperset(of: ["name", "struct[0].key", "struct[0].value", "provider"]))
+
+            #expect(try await platform.request(.GET, "/ai/chat/model/\(id)", token: alice).status == 200)
+            for (method, body) in [("GET", nil), ("PATCH", #"{"name":"Mine now"}"#), ("DELETE", nil)] as [(String, String?)] {
+                let reply = try await HTTPTestClient(port: platform.port).send(method, "/ai/chat/model/\(id)", json: body, token: bob)
+                #expect(reply.status == 404, "\(method) of another user's chat model")
+            }
+            let bobList = try await platform.request(.GET, "/ai/chat/model", token: bob)
+            #expect((bobList.data["results"] as? [Any])?.isEmpty == true)
+
+            let renamed = try await platform.request(.PATCH, "/ai/chat/model/\(id)", json: #"{"name":"Captain"}"#, token: alice)
+            #expect(renamed.status == 200 && renamed.data["name"] as? String == "Captain")
+            let list = try await platform.request(.GET, "/ai/chat/model?current=1&pageSize=10", token: alice)
+            #expect((list.data["pagination"] as? [String: Any])?["total"] as? Int == 1)
+            #expect(try await platform.request(.DELETE, "/ai/chat/model/\(id)", token: alice).status == 200)
+            #expect(try await platform.request(.GET, "/ai/chat/model/\(id)", token: alice).status == 404)
+            #expect(try await platform.request(.GET, "/ai/chat/model", token: nil).status == 401)
+        }
+    }
+
+    @Test("a signed completion assembles the chat model's messages, answers choices and is billed", arguments: TestDatabaseKind.enabled)
+    func signedCompletion(kind: TestDatabaseKind) async throws {
+        try await Self.withPlatform(kind) { platform, provider in
+            let (token, client) = try await Self.customer(platform, "carol")
+            let created = try await platform.request(.POST, "/ai/chat/model", json: """
+                {"name":"Tutor","struct":[{"key":"system","value":"Be brief."},{"key":"assistant","value":"Ask away."}],"questionTpl":"Q: %question%"}
+                """, token: token)
+            let id = try #require(created.data["id"] as? String)
+
+            let reply = try await client.json("/ai/invoke/chat_completion", """
+                {"chatModelId":"\(id)","question":"what is two plus two","messages":[{"role":"user","content":"hi"}]}
+                """)
+            #expect(reply.status == 200, "\(reply.message)")
+            let choices = try #require(reply.data["choices"] as? [[String: Any]])
+            let message = try #require(choices.first?["message"] as? [String: Any])
+            #expect(message["role"] as? String == "assistant")
+            #expect((message["content"] as? String)?.contains("what is two plus two") == true)
+
+            let sent = try #require(provider.requests(to: .chat).last?.json)
+            let messages = try #require(sent["messages"] as? [[String: Any]])
+            #expect(messages.map { $0["role"] as? String } == ["system", "assistant", "user", "user"])
+            #expect(messages.map { $0["content"] as? String } == ["Be brief.", "Ask away.", "hi", "Q: what is two plus two"])
+            #expect(sent["model"] as? String == "gpt-test")
+            #expect(provider.requests(to: .chat).last?.header("authorization") == "Bearer \(Self.providerKey)")
+
+            let usage = try await platform.request(.GET, "/ai/usage", token: token)
+            #expect(usage.status == 200)
+            let records = try #require(usage.data["results"] as? [[String: Any]])
+            #expect(records.count == 1)
+            let record = try #require(records.first)
+            #expect(record["kind"] as? String == "chat" && record["status"] as? Int == 200)
+            #expect((record["totalTokens"] as? Int ?? 0) > 0)
+            #expect((record["cost"] as? Double ?? 0) > 0)
+            #expect(record["accessKey"] as? String == client.accessKey)
+        }
+    }
+
+    @Test("stream: true relays Server-Sent Events ending with [DONE]", arguments: TestDatabaseKind.enabled)
+    func streamedCompletion(kind: TestDatabaseKind) async throws {
+        try await Self.withPlatform(kind) { platform, provider in
+            provider.setStreaming(.init(chunks: 4, interval: .milliseconds(20)))
+            let (_, client) = try await Self.customer(platform, "dave")
+            let stream = try await client.stream("/ai/invoke/chat_completion", #"{"question":"tell me a story","stream":true}"#)
+            #expect(stream.status == 200)
+            #expect(stream.contentType?.hasPrefix("text/event-stream") == true)
+            #expect(stream.events.last == "data: [DONE]")
+            let chunks = stream.events.dropLast().compactMap { event -> [String: Any]? in
+                guard event.hasPrefix("data: ") else { return nil }
+                return try? JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8)) as? [String: Any]
+            }
+            #expect(chunks.count >= 4)
+            let text = chunks.compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }.joined()
+            #expect(text.contains("tell me a story"))
+            #expect(chunks.contains { $0["usage"] != nil })
+            let sent = try #require(provider.requests(to: .chat).last?.json)
+            #expect(sent["stream"] as? Bool == true)
+        }
+    }
+
+    @Test("every AK/SK error of the protocol, over HTTP", arguments: TestDatabaseKind.enabled)
+    func signatureErrors(kind: TestDatabaseKind) async throws {
+        try await Self.withPlatform(kind) { platform, _ in
+            let (token, client) = try await Self.customer(platform, "erin")
+            let body = #"{"question":"hello"}"#
+            let http = HTTPTestClient(port: platform.port)
+
+            let missing = try await http.send("POST", "/ai/invoke/chat_completion", json: body)
+            #expect(missing.status == 400 && missing.message == "InvalidHTTPAuthHeader")
+
+            #expect(try await client.json("/ai/invoke/chat_completion", body, nonce: nil).status == 200)
+            let wrongVersion = try await client.send("POST", "/ai/invoke/chat_completion", body: Array(body.utf8)) { headers in
+                headers = headers.map { $0.0 == "x-authorization" ? ($0.0, $0.1.replacingOccurrences(of: "cc-auth-v1/", with: "cc-auth-v2/")) : $0 }
+            }
+            #expect(wrongVersion.status == 404 && wrongVersion.message == "InvalidVersion")
+
+            let stranger = SignedClient(port: platform.port, accessKey: "ZZZZZZZZZZZZZZZZZZZZ", secretKey: client.secretKey)
+            let unknownKey = try await stranger.json("/ai/invoke/chat_completion", body)
+            #expect(unknownKey.status == 403 && unknownKey.message == "InvalidAccessKeyId")
+
+            let forged = SignedClient(port: platform.port, accessKey: client.accessKey, secretKey: String(repeating: "x", count: 40))
+            let mismatch = try await forged.json("/ai/invoke/chat_completion", body)
+            #expect(mismatch.status == 400 && mismatch.message == "SignatureDoesNotMatch")
+
+            let expired = try await client.send("POST", "/ai/invoke/chat_completion", body: Array(body.utf8), date: Date().addingTimeInterval(-600), expirationSeconds: 60)
+            #expect(expired.status == 400 && expired.message == "RequestExpired")
+            let future = try await client.send("POST", "/ai/invoke/chat_completion", body: Array(body.utf8), date: Date().addingTimeInterval(3600))
+            #expect(future.status == 400 && future.message == "RequestExpired")
+
+            let badTimestamp = try await client.send("POST", "/ai/invoke/chat_completion", body: Array(body.utf8)) { headers in
+                headers = headers.map { name, value in
+                    guard name == "x-authorization" else { return (name, value) }
+                    var parts = value.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+                    parts[2] = "yesterday"
+                    return (name, parts.joined(separator: "/"))
+                }
+            }
+            #expect(badTimestamp.status == 400 && badTimestamp.message == "InvalidTimestamp")
+
+            let digest = try await client.send("POST", "/ai/invoke/chat_completion", body: Array(body.utf8)) { headers in
+                headers = headers.map { $0.0 == "x-cc-content-sha256" ? ($0.0, String(repeating: "0", count: 64)) : $0 }
+            }
+            // The digest header is signed: changing it breaks the signature before the body check.
+            #expect(digest.status == 400)
+
+            let nonce = Signer.makeNonce()
+            #expect(try await client.json("/ai/invoke/chat_completion", body, nonce: nonce).status == 200)
+            let replay = try await client.json("/ai/invoke/chat_completion", body, nonce: nonce)
+            #expect(replay.status == 409 && replay.message == "NonceReused")
+
+            // The signature may travel in the query string instead of a header.
+            let signed = try Signer(accessKey: client.accessKey, secretKey: client.secretKey).sign(
+                method: "POST", url: "http://127.0.0.1:\(platform.port)/ai/invoke/chat_completion", headers: [("content-type", "application/json")]
+            )
+            let encoded = signed.authorization.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            let viaQuery = try await http.send("POST", "/ai/invoke/chat_completion?x-authorization=\(encoded)", json: body)
+            #expect(viaQuery.status == 200, "\(viaQuery.message)")
+
+            // A disabled owner's key is refused.
+            let admin = try await platform.adminToken()
+            let profile = try await platform.request(.GET, "/user/current", token: token)
+            let userId = try #require(profile.data["id"] as? String)
+            let disable = try await platform.request(.PATCH, "/user/update_security", json: #"{"id":"\#(userId)","status":0}"#, token: admin)
+            #expect(disable.status == 200)
+            let denied = try await client.json("/ai/invoke/chat_completion", body)
+            #expect(denied.status == 403 && denied.message == "AccessDenied")
+        }
+    }
+
+    @Test("provider failures are mapped, never passed through, and the provider's key never shows")
+    func providerFailures() async throws {
+        try await Self.withPlatform(.sqlite, settings: ["AI_PROVIDER_OPENAI_TIMEOUT_SECONDS": "1"]) { platform, provider in
+            let (_, client) = try await Self.customer(platform, "frank")
+            let body = #"{"question":"hello"}"#
+            let cases: [(FakeProvider.Behavior, Int)] = [
+                (.fail(status: 401), 502), (.fail(status: 500), 502), (.rateLimit(retryAfterSeconds: 7), 429), (.hang, 504),
+            ]
+            for (behavior, status) in cases {
+                provider.setBehavior(behavior)
+                let reply = try await client.json("/ai/invoke/chat_completion", body)
+                #expect(reply.status == status, "\(behavior) → \(reply.status) \(reply.message)")
+                #expect(!String(decoding: reply.body, as: UTF8.self).contains(Self.providerKey))
+                if case .rateLimit = behavior { #expect(reply.headers.first(name: "Retry-After") == "7") }
+                if case .fail(401) = behavior { #expect(reply.message.contains("refused the platform's API key")) }
+            }
+        }
+    }
+
+    @Test("speech to text transcodes real audio with ffmpeg; bad files are 400; text to speech answers audio")
+    func speech() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let wav = directory.path + "/tone.wav"
+        let ffmpeg = Process()
+        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        ffmpeg.arguments = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-ac", "2", wav]
+        try ffmpeg.run()
+        ffmpeg.waitUntilExit()
+        #expect(ffmpeg.terminationStatus == 0, "ffmpeg must be installed (Debian package ffmpeg)")
+        let audio = try [UInt8](Data(contentsOf: URL(fileURLWithPath: wav)))
+
+        try await Self.withPlatform(.sqlite) { platform, provider in
+            provider.setTranscriptionText("a clear tone")
+            let (token, client) = try await Self.customer(platform, "grace")
+            let form = SignedClient.multipart(file: audio, filename: "tone.wav", fields: ["language": "en", "prompt": "tones"])
+            let reply = try await client.send("POST", "/ai/invoke/stt", body: form.body, contentType: form.contentType)
+            #expect(reply.status == 200, "\(reply.message)")
+            #expect(reply.data["text"] as? String == "a clear tone")
+            let upload = try #require(provider.requests(to: .transcription).last?.form)
+            #expect(upload.fields["language"] == "en" && upload.fields["prompt"] == "tones")
+            let sentFile = try #require(upload.files["file"])
+            #expect(sentFile.data.count < audio.count / 4, "transcoded to 64 kbit/s mono MP3")
+            #expect(sentFile.data.starts(with: [0x49, 0x44, 0x33]) || sentFile.data.first == 0xFF, "an MP3 stream")
+
+            let text = SignedClient.multipart(file: audio, filename: "tone.txt")
+            let unsupported = try await client.send("POST", "/ai/invoke/stt", body: text.body, contentType: text.contentType)
+            #expect(unsupported.status == 400 && unsupported.message.contains("mp3, mp4, mpeg, mpga, m4a, wav, webm"))
+            let garbage = SignedClient.multipart(file: Array(repeating: 7, count: 4096), filename: "noise.mp3")
+            let undecodable = try await client.send("POST", "/ai/invoke/stt", body: garbage.body, contentType: garbage.contentType)
+            #expect(undecodable.status == 400, "\(undecodable.message)")
+
+            let speech = try await client.json("/ai/invoke/tts", #"{"text":"hello there","format":"wav"}"#)
+            #expect(speech.status == 200)
+            #expect(speech.headers.first(name: "Content-Type") == "audio/wav")
+            #expect(!speech.body.isEmpty)
+            let tooLong = try await client.json("/ai/invoke/tts", #"{"text":"\#(String(repeating: "a", count: 4097))"}"#)
+            #expect(tooLong.status == 422)
+
+            let usage = try await platform.request(.GET, "/ai/usage", token: token)
+            let records = try #require(usage.data["results"] as? [[String: Any]])
+            let stt = try #require(records.first { $0["kind"] as? String == "stt" && $0["status"] as? Int == 200 })
+            #expect(abs((stt["audioSeconds"] as? Double ?? 0) - 2) < 0.3)
+            let tts = try #require(records.first { $0["kind"] as? String == "tts" && $0["status"] as? Int == 200 })
+            #expect(tts["characters"] as? Int == 11)
+        }
+    }
+
+    @Test("a spent quota is 402 before the provider is called; the rate limit is 429 with Retry-After", arguments: TestDatabaseKind.enabled)
+    func quotaAndRateLimit(kind: TestDatabaseKind) async throws {
+        try await Self.withPlatform(kind, settings: ["AI_RATE_LIMIT_PER_MINUTE": "4"]) { platform, provider in
+            let (token, client) = try await Self.customer(platform, "heidi")
+            let admin = try await platform.adminToken()
+            let userId = try #require(try await platform.request(.GET, "/user/current", token: token).data["id"] as? String)
+            let set = try await platform.request(.PUT, "/ai/quota/\(userId)", json: #"{"tokenBudget":1}"#, token: admin)
+            #expect(set.status == 200 && set.data["tokenBudget"] as? Int == 1)
+            #expect(try await platform.request(.PUT, "/ai/quota/\(userId)", json: #"{"tokenBudget":1}"#, token: token).status == 403)
+
+            #expect(try await client.json("/ai/invoke/chat_completion", #"{"question":"first"}"#).status == 200)
+            let calls = provider.requests(to: .chat).count
+            let refused = try await client.json("/ai/invoke/chat_completion", #"{"question":"second"}"#)
+            #expect(refused.status == 402, "\(refused.message)")
+            #expect(refused.message.contains("quota"))
+            #expect(provider.requests(to: .chat).count == calls, "refused before reaching the provider")
+
+            let own = try await platform.request(.GET, "/ai/quota", token: token)
+            #expect((own.data["tokensUsed"] as? Int ?? 0) > 1)
+
+            #expect(try await platform.request(.PUT, "/ai/quota/\(userId)", json: #"{"tokenBudget":null}"#, token: admin).status == 200)
+            #expect(try await client.json("/ai/invoke/chat_completion", #"{"question":"third"}"#).status == 200)
+            // Four a minute: nine calls meet the limit even if a minute boundary falls among them.
+            var limited: HTTPTestClient.Reply?
+            for attempt in 0..<9 where limited == nil {
+                let reply = try await client.json("/ai/invoke/chat_completion", #"{"question":"call \#(attempt)"}"#)
+                if reply.status == 429 { limited = reply } else { #expect(reply.status == 200) }
+            }
+            let refusal = try #require(limited)
+            #expect(refusal.json["code"] as? Int == 701)
+            #expect(Int(refusal.headers.first(name: "Retry-After") ?? "").map { (1...60).contains($0) } == true)
+        }
+    }
+
+    @Test("with no provider configured the invoke routes answer 503 saying how to configure one")
+    func noProvider() async throws {
+        try await PlatformUnderTest.with(.sqlite) { platform in
+            let (_, client) = try await Self.customer(platform, "ivan")
+            let reply = try await client.json("/ai/invoke/chat_completion", #"{"question":"hello"}"#)
+            #expect(reply.status == 503)
+            #expect(reply.message.contains("AI_PROVIDERS"))
+        }
+    }
+}
