@@ -144,8 +144,16 @@ let package = Package(
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        // The fake OpenAI-compatible provider as a process of its own, for bench/run-ai.sh.
+        .executableTarget(
+            name: "fake-provider",
+            dependencies: ["TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "bench/FakeProviderServer",
             swiftSettings: swiftSettings
         ),
         .testTarget(

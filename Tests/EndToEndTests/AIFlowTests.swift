@@ -139,6 +139,29 @@ struct AIFlowTests {
         }
     }
 
+    @Test("a client that leaves a stream cancels the provider's request; the call is still recorded")
+    func streamClientDisconnect() async throws {
+        try await Self.withPlatform(.sqlite) { platform, provider in
+            provider.setStreaming(.init(chunks: 50, interval: .milliseconds(100)))
+            let (token, client) = try await Self.customer(platform, "dora")
+            let reading = Task { try await client.readFirstEvent("/ai/invoke/chat_completion", #"{"question":"a long story","stream":true}"#) }
+            let first = try await reading.value
+            #expect(first.hasPrefix("data: {"))
+            // The client hung up after one event: the provider must see its request cancelled.
+            let cancelled = await provider.waitUntil(timeout: .seconds(5)) { $0.streamsAbandoned >= 1 }
+            #expect(cancelled)
+            #expect(provider.counters.streamsCompleted == 0)
+
+            var recorded: [String: Any]?
+            for _ in 0..<50 where recorded == nil {
+                let usage = try await platform.request(.GET, "/ai/usage", token: token)
+                recorded = (usage.data["results"] as? [[String: Any]])?.first
+                if recorded == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(recorded?["status"] as? Int == 499)
+        }
+    }
+
     @Test("every AK/SK error of the protocol, over HTTP", arguments: TestDatabaseKind.enabled)
     func signatureErrors(kind: TestDatabaseKind) async throws {
         try await Self.withPlatform(kind) { platform, _ in

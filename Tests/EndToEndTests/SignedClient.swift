@@ -52,6 +52,38 @@ struct SignedClient: Sendable {
         return (Int(response.status.code), response.headers.first(name: "Content-Type"), events)
     }
 
+    /// Starts a signed streamed request, reads until the first complete event, then hangs up.
+    func readFirstEvent(_ path: String, _ json: String) async throws -> String {
+        let body = Array(json.utf8)
+        let signed = try Signer(accessKey: accessKey, secretKey: secretKey).sign(
+            method: "POST", url: "http://127.0.0.1:\(port)\(path)", headers: [("content-type", "application/json")],
+            body: body, contentSHA256: true, nonce: Signer.makeNonce()
+        )
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        for header in signed.headersToAdd where header.name != "host" { request.headers.add(name: header.name, value: header.value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        // A client of its own, shut down at once: its connection closes rather than returning to a pool.
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let response = try await httpClient.execute(request, timeout: .seconds(30))
+            var text = ""
+            for try await part in response.body {
+                text += String(buffer: part)
+                if let end = text.range(of: "\n\n") {
+                    try await httpClient.shutdown()
+                    return String(text[..<end.lowerBound])
+                }
+            }
+            try await httpClient.shutdown()
+            return text
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+    }
+
     /// `multipart/form-data` with the audio as `file` and the other fields as text.
     static func multipart(file: [UInt8], filename: String, fields: [String: String] = [:]) -> (body: [UInt8], contentType: String) {
         let boundary = "----aisaas-test-\(UUID().uuidString)"

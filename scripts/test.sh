@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test suite on a fresh machine: installs what the tests need from the Debian packages
+# (PostgreSQL, ffmpeg), starts a throwaway PostgreSQL cluster on a free loopback port, and runs
+# `swift test` against SQLite and PostgreSQL. Extra arguments go to `swift test` (e.g. --filter X).
+# AISAAS_BUILD_CACHE=DIR keeps the build outside the clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v swift >/dev/null || { echo "swift toolchain not found on PATH" >&2; exit 1; }
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v python3 >/dev/null || need+=(python3)
+# Speech to text transcodes with ffmpeg; its tests use the real program.
+{ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || need+=(ffmpeg)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"
+    else sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}"; fi
+fi
+
+work=$(mktemp -d /tmp/aisaas-test.XXXXXX)
+chmod 755 "$work"
+cleanup() {
+    scripts/test-postgres.sh stop "$work/pg" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+eval "$(scripts/test-postgres.sh start "$work/pg")"
+echo "PostgreSQL for tests: $TEST_POSTGRES_URL"
+
+scratch=()
+if [ -n "${AISAAS_BUILD_CACHE:-}" ]; then
+    mkdir -p "$AISAAS_BUILD_CACHE"
+    scratch=(--scratch-path "$AISAAS_BUILD_CACHE")
+fi
+
+swift test "${scratch[@]}" "$@"
