@@ -28,7 +28,7 @@ struct ProviderFailures: Sendable {
         case 429:
             return DomainError(
                 .resourceExhausted, "the AI provider '\(provider)' is rate limiting the platform; try again later",
-                reason: "ProviderRateLimited", retryAfterSeconds: Self.retryAfter(headers))
+                reason: "ProviderRateLimited", retryAfterSeconds: Self.retryAfter(headers) ?? Self.defaultRetryAfterSeconds)
         case 408:
             return DomainError(.deadlineExceeded, "the AI provider '\(provider)' did not answer in time")
         case 400, 404, 409, 413, 415, 422:
@@ -74,6 +74,10 @@ struct ProviderFailures: Sendable {
         logger.debug("AI provider answer unreadable", metadata: ["provider": "\(provider)", "operation": "\(operation)"])
         return DomainError(.upstreamFailure, "the AI provider '\(provider)' sent an answer that could not be read")
     }
+
+    /// What callers are told to wait when a rate-limiting provider does not say: clients are
+    /// always given a `Retry-After`, and a short wait is what providers' own advice usually is.
+    static let defaultRetryAfterSeconds = 5
 
     /// `Retry-After` as seconds or an HTTP date; at least 1 so a client never retries at once.
     static func retryAfter(_ headers: [(String, String)]) -> Int? {

@@ -17,6 +17,14 @@ public struct AIServiceSettings: Sendable {
     /// `AI_QUOTA_RESERVATION_SECONDS`: how long a quota reservation outlives a call that never
     /// settled it (its process died) before the budget gets it back.
     public var quotaReservationSeconds: Int = 900
+    /// `AI_QUOTA_MIN_CALL_TOKENS`: the least a settled call counts as when admission estimates
+    /// the next one, so calls that use no tokens (speech) still reserve something.
+    public var quotaMinimumCallTokens: Int = 1
+    /// `AI_QUOTA_MIN_CALL_COST`: the same floor for cost (an unpriced model costs 0); above 0.
+    public var quotaMinimumCallCost: Double = 0.000_001
+    /// `AI_QUOTA_FIRST_CALL_WAIT_SECONDS`: how long a call waits while the user's first budgeted
+    /// call (size unknown, holding the whole budget) runs, before it answers 429 + Retry-After.
+    public var quotaFirstCallWaitSeconds: Int = 10
     /// `AI_PROVIDERS`, `AI_PROVIDER_<NAME>_…`, `AI_DEFAULT_PROVIDER`, `AI_FFMPEG_PATH`, `AI_FFPROBE_PATH`.
     public var providers: ProviderSettings = ProviderSettings(providers: [])
 
@@ -40,6 +48,15 @@ public struct AIServiceSettings: Sendable {
         var result = AIServiceSettings(listen: listen, database: database)
         result.rateLimitPerMinute = settings.int("ai.rate.limit.per.minute", default: 600, range: 0...1_000_000)
         result.quotaReservationSeconds = settings.int("ai.quota.reservation.seconds", default: 900, range: 10...86_400)
+        result.quotaMinimumCallTokens = settings.int("ai.quota.min.call.tokens", default: 1, range: 1...1_000_000_000)
+        result.quotaFirstCallWaitSeconds = settings.int("ai.quota.first.call.wait.seconds", default: 10, range: 0...600)
+        if let text = settings.string("ai.quota.min.call.cost") {
+            if let cost = Double(text), cost.isFinite, cost > 0 {
+                result.quotaMinimumCallCost = cost
+            } else {
+                settings.report("AI_QUOTA_MIN_CALL_COST must be a number above 0")
+            }
+        }
         if let json = settings.string("ai.prices") {
             switch PriceTable.parse(json: json) {
             case .success(let table): result.prices = table
@@ -98,7 +115,11 @@ public func makeAIServices(
 ) -> [any RegistrableRPCService] {
     let chatModels = SQLChatModelRepository(database: database)
     let usage = SQLUsageRepository(database: database)
-    let quotas = SQLQuotaStore(database: database, reservationLifetime: Double(settings.quotaReservationSeconds))
+    let quotas = SQLQuotaStore(
+        database: database, reservationLifetime: Double(settings.quotaReservationSeconds),
+        minimumCallTokens: settings.quotaMinimumCallTokens, minimumCallCost: settings.quotaMinimumCallCost,
+        firstCallWait: .seconds(settings.quotaFirstCallWaitSeconds)
+    )
     let pipeline = InvocationPipeline(
         rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
         quotas: quotas, usage: usage, prices: settings.prices, logger: logger

@@ -84,8 +84,18 @@ public func buildGateway(
 ) async throws -> GatewayProcess {
     let userClient = try ServiceClientFactory.make(userService, settings: ServiceClientSettings(callTimeout: settings.callTimeout))
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
+    // Invocations reach a paid provider: never retried, lest one call be billed twice.
     let aiClient = try ServiceClientFactory.make(
-        aiService, settings: ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
+        aiService,
+        settings: ServiceClientSettings(
+            callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20,
+            nonIdempotentMethods: [
+                Grpc_Ai_V1_AiChatModelService.Method.CreateChatCompletion.descriptor,
+                Grpc_Ai_V1_AiChatModelService.Method.StreamChatCompletion.descriptor,
+                Grpc_Ai_V1_AiSpeechService.Method.CreateTranscription.descriptor,
+                Grpc_Ai_V1_AiSpeechService.Method.CreateSpeech.descriptor,
+            ]
+        )
     )
     let clients = ServiceClients(
         users: Grpc_User_V1_UserService.Client(wrapping: userClient),

@@ -50,6 +50,15 @@ import Testing
         }
     }
 
+    @Test func rateLimitWithoutRetryAfterStillTellsCallersToWait() async throws {
+        try await ProviderHarness.run { harness in
+            harness.fake.setBehavior(.fail(status: 429))
+            let error = await domainError { _ = try await harness.provider.complete(.hello()) }
+            #expect(error?.reason == "ProviderRateLimited")
+            #expect(error?.retryAfterSeconds == 5)
+        }
+    }
+
     @Test(arguments: [500, 502, 503])
     func serverErrorIsUpstreamFailure(status: Int) async throws {
         try await ProviderHarness.run { harness in

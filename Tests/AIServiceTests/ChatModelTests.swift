@@ -150,4 +150,23 @@ struct ChatModelTests {
             #expect(defaults.pagination.pageSize == 50 && defaults.results.count == 5)
         }
     }
+
+    /// `replace_struct` lets a client clear the turns; without it an empty `struct` keeps them.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func replaceStructClearsTheTurnsOldClientsKeepThem(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()])) { h in
+            let model = try await h.a.createModel("alice", name: "Turns") { $0.struct = [.with { $0.key = "system"; $0.value = "s" }] }
+            try await asUser("alice") { _ = try await h.a.chat.updateChatModel(.with { $0.id = model.id; $0.name = "Kept" }) }
+            let kept = try await asUser("alice") { try await h.b.chat.getChatModelById(.with { $0.id = model.id }) }
+            #expect(kept.struct.map(\.value) == ["s"] && kept.name == "Kept")
+            try await asUser("alice") {
+                _ = try await h.a.chat.updateChatModel(.with { $0.id = model.id; $0.replaceStruct = true; $0.struct = [.with { $0.key = "user"; $0.value = "u" }] })
+            }
+            let replaced = try await asUser("alice") { try await h.b.chat.getChatModelById(.with { $0.id = model.id }) }
+            #expect(replaced.struct.map(\.key) == ["user"])
+            try await asUser("alice") { _ = try await h.a.chat.updateChatModel(.with { $0.id = model.id; $0.replaceStruct = true }) }
+            let cleared = try await asUser("alice") { try await h.b.chat.getChatModelById(.with { $0.id = model.id }) }
+            #expect(cleared.struct.isEmpty && cleared.name == "Kept")
+        }
+    }
 }

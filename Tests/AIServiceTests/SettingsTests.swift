@@ -23,6 +23,16 @@ struct SettingsTests {
         }
     }
 
+    @Test func readsQuotaAdmissionSettings() throws {
+        let defaults = try Self.read([:])
+        #expect(defaults.quotaMinimumCallTokens == 1 && defaults.quotaMinimumCallCost == 0.000_001 && defaults.quotaFirstCallWaitSeconds == 10)
+        let set = try Self.read(["AI_QUOTA_MIN_CALL_TOKENS": "5", "AI_QUOTA_MIN_CALL_COST": "0.01", "AI_QUOTA_FIRST_CALL_WAIT_SECONDS": "0"])
+        #expect(set.quotaMinimumCallTokens == 5 && set.quotaMinimumCallCost == 0.01 && set.quotaFirstCallWaitSeconds == 0)
+        for bad in [["AI_QUOTA_MIN_CALL_COST": "0"], ["AI_QUOTA_MIN_CALL_COST": "nan"], ["AI_QUOTA_MIN_CALL_TOKENS": "0"], ["AI_QUOTA_FIRST_CALL_WAIT_SECONDS": "-1"]] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try Self.read(bad) }
+        }
+    }
+
     @Test func readsPricesAndLimits() throws {
         let prices = #"{"openai/gpt-4o-mini": {"promptPerMillionTokens": 0.15, "completionPerMillionTokens": 0.6}, "openai/*": {"perAudioMinute": 0.006}}"#
         let table = try PriceTable.parse(json: prices).get()

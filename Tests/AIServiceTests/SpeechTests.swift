@@ -80,7 +80,9 @@ struct SpeechTests {
             }
             #expect(Set(bad?.violatedProperties ?? []) == ["text", "format"])
             let records = try await h.a.usageReport("alice").records
-            #expect(records.map(\.characters) == [1, 11] && records.allSatisfy { $0.kind == .tts })
+            // Newest first: the refused call is recorded too, with nothing consumed.
+            #expect(records.map(\.status) == [422, 200, 200])
+            #expect(records.map(\.characters) == [0, 1, 11] && records.allSatisfy { $0.kind == .tts })
             #expect(abs((records.last?.cost ?? 0) - 11 * 15 / 1_000_000) < 1e-12)
         }
     }

@@ -34,6 +34,7 @@ struct StreamCancellationTests {
                 try await withGRPCClient(transport: transport, interceptors: [RequestScopeClientInterceptor()]) { client in
                     let chat = Grpc_Ai_V1_AiChatModelService.Client(wrapping: client)
                     let usage = Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
+                    _ = try await asUser("root", admin: true) { try await usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
                     let (firstChunk, continuation) = AsyncStream<String>.makeStream()
                     let call = Task {
                         try await asUser("alice") {
@@ -53,6 +54,12 @@ struct StreamCancellationTests {
                     #expect(recorded)
                     let record = try await asUser("alice") { try await usage.getUsage(.init()) }.records.first
                     #expect(record?.error.contains("cancelled") == true)
+                    // Cut short before the provider's usage chunk: the prompt ("hi") and the relayed
+                    // "first" are booked as an estimate, not for free.
+                    #expect(record?.error.contains("usage estimated: stream ended early") == true)
+                    #expect(record?.promptTokens == 1 && record?.completionTokens == 2 && record?.totalTokens == 3)
+                    let quota = try await asUser("alice") { try await usage.getQuota(.with { $0.userID = "alice" }) }
+                    #expect(quota.tokensUsed == 3)
                 }
                 process.server.beginGracefulShutdown()
                 try await group.waitForAll()

@@ -72,6 +72,9 @@ struct AIFlowTests {
 
             let renamed = try await platform.request(.PATCH, "/ai/chat/model/\(id)", json: #"{"name":"Captain"}"#, token: alice)
             #expect(renamed.status == 200 && renamed.data["name"] as? String == "Captain")
+            #expect((renamed.data["struct"] as? [Any])?.count == 1, "a PATCH without struct keeps it")
+            let cleared = try await platform.request(.PATCH, "/ai/chat/model/\(id)", json: #"{"struct":[]}"#, token: alice)
+            #expect(cleared.status == 200 && (cleared.data["struct"] as? [Any])?.isEmpty == true)
             let list = try await platform.request(.GET, "/ai/chat/model?current=1&pageSize=10", token: alice)
             #expect((list.data["pagination"] as? [String: Any])?["total"] as? Int == 1)
             #expect(try await platform.request(.DELETE, "/ai/chat/model/\(id)", token: alice).status == 200)
@@ -162,6 +165,19 @@ struct AIFlowTests {
         }
     }
 
+    @Test("a client that leaves before the first chunk cancels the provider's request at once")
+    func streamClientLeavesEarly() async throws {
+        try await Self.withPlatform(.sqlite) { platform, provider in
+            provider.setBehavior(.hang)
+            let (_, client) = try await Self.customer(platform, "doris")
+            let reading = Task { try await client.readFirstEvent("/ai/invoke/chat_completion", #"{"question":"hello?","stream":true}"#) }
+            #expect(await provider.waitUntil(timeout: .seconds(5)) { _ in !provider.requests(to: .chat).isEmpty })
+            reading.cancel()
+            _ = try? await reading.value
+            #expect(await provider.waitUntil(timeout: .seconds(5)) { $0.requestsAbandoned >= 1 || $0.streamsAbandoned >= 1 })
+        }
+    }
+
     @Test("every AK/SK error of the protocol, over HTTP", arguments: TestDatabaseKind.enabled)
     func signatureErrors(kind: TestDatabaseKind) async throws {
         try await Self.withPlatform(kind) { platform, _ in
@@ -206,6 +222,17 @@ struct AIFlowTests {
             }
             // The digest header is signed: changing it breaks the signature before the body check.
             #expect(digest.status == 400)
+
+            // A body changed on the way no longer matches the signed digest.
+            let signedBody = try Signer(accessKey: client.accessKey, secretKey: client.secretKey).sign(
+                method: "POST", url: "http://127.0.0.1:\(platform.port)/ai/invoke/chat_completion",
+                headers: [("content-type", "application/json")], body: Array(body.utf8), contentSHA256: true
+            )
+            let swapped = try await http.send(
+                "POST", "/ai/invoke/chat_completion", json: #"{"question":"something else"}"#,
+                headers: signedBody.headersToAdd.filter { $0.name != "host" }.map { ($0.name, $0.value) }
+            )
+            #expect(swapped.status == 400 && swapped.message == "ContentDigestMismatch")
 
             let nonce = Signer.makeNonce()
             #expect(try await client.json("/ai/invoke/chat_completion", body, nonce: nonce).status == 200)

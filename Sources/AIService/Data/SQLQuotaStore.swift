@@ -9,9 +9,17 @@ import SQLKit
 /// row lock; under READ COMMITTED an UPDATE re-checks its WHERE clause against the row as the
 /// previous writer left it), so no in-process state and no multi-statement transaction is needed:
 /// - admission: one conditional UPDATE that adds an estimate to `*_reserved` only while
-///   `used + reserved < budget`. The estimate is `max_call_*` (the largest call so far) or, with
-///   no history, the whole remaining budget; `last_reserved_*` (set in the same statement from
-///   the same old row) tells the caller what it reserved.
+///   `used + reserved < budget` in every budgeted dimension. The estimate is `max_call_*`, the
+///   largest call settled so far, which settlement never leaves below a positive floor
+///   (`minimumCallTokens`, `minimumCallCost`): a dimension whose calls all cost 0 (an unpriced
+///   model, tokens of speech calls) still admits concurrent calls, each holding the floor.
+///   Before any call of the user has settled (`max_call_*` = 0) the estimate is the whole
+///   remaining budget, so that first call runs alone; `last_reserved_*` (set in the same
+///   statement from the same old row) tells the caller what it reserved.
+/// - a refusal is 402 only when the budget is spent: `used >= budget`, or `used + reserved >=
+///   budget` with a known call size (the calls in flight are about to spend it). While only a
+///   first call's whole-budget reservation is in the way, admission waits for it to settle (up
+///   to `firstCallWait`) and then answers 429 with Retry-After, never 402.
 /// - a row in `ai_quota_reservation` then remembers the reservation with an expiry, so a process
 ///   that dies mid-call leaks it only until `reservationLifetime` has passed: the next admission
 ///   of that user releases expired reservations.
@@ -22,14 +30,47 @@ import SQLKit
 public struct SQLQuotaStore: QuotaStore {
     private let database: ServiceDatabase
     private let reservationLifetime: TimeInterval
+    private let minimumCallTokens: Int64
+    private let minimumCallCost: Double
+    private let firstCallWait: Duration
 
-    public init(database: ServiceDatabase, reservationLifetime: TimeInterval = 900) {
+    public init(
+        database: ServiceDatabase, reservationLifetime: TimeInterval = 900,
+        minimumCallTokens: Int = 1, minimumCallCost: Double = 0.000_001, firstCallWait: Duration = .seconds(10)
+    ) {
         self.database = database
         self.reservationLifetime = reservationLifetime
+        self.minimumCallTokens = Int64(max(1, minimumCallTokens))
+        self.minimumCallCost = minimumCallCost.isFinite && minimumCallCost > 0 ? minimumCallCost : 0.000_001
+        self.firstCallWait = firstCallWait
     }
 
     public func admit(userId: String, now: Date) async throws -> QuotaTicket? {
         let sql = try database.sql()
+        let deadline = ContinuousClock.now + firstCallWait
+        var pause = Duration.milliseconds(10)
+        var attemptTime = now
+        while true {
+            if case .admitted(let ticket) = try await reserve(userId: userId, now: attemptTime, on: sql) { return ticket }
+            guard let state = try await state(userId: userId, on: sql) else { return nil }
+            if state.tokens.isSpent || state.cost.isSpent { throw Self.spent(state.quota) }
+            if !state.tokens.isLimited && !state.cost.isLimited { return nil }  // budgets removed meanwhile
+            // Budget left, but a first call holds all of it (or the row moved under us): wait for it.
+            guard ContinuousClock.now + pause < deadline else { throw Self.busy }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(200))
+            attemptTime = Date()
+        }
+    }
+
+    private enum Reservation {
+        case refused
+        /// nil: admitted with nothing to reserve (no budget).
+        case admitted(QuotaTicket?)
+    }
+
+    /// The admission UPDATE and, when it reserved something, the reservation row.
+    private func reserve(userId: String, now: Date, on sql: any SQLDatabase) async throws -> Reservation {
         try await releaseExpired(userId: userId, now: now, on: sql)
         let rows = try await sql.raw("""
             UPDATE ai_quota SET \
@@ -46,22 +87,58 @@ public struct SQLQuotaStore: QuotaStore {
             AND (cost_budget IS NULL OR cost_used + cost_reserved < cost_budget) \
             RETURNING last_reserved_tokens, last_reserved_cost
             """).all()
-        guard let row = rows.first else {
-            let quota = try await quota(userId: userId)
-            if quota.tokenBudget == nil && quota.costBudget == nil { return nil }  // row created meanwhile, unlimited
-            throw Self.spent(quota)
-        }
+        guard let row = rows.first else { return .refused }
         let ticket = QuotaTicket(
             id: SortableID.make(at: now), userId: userId,
             tokens: Int(try row.decode(column: "last_reserved_tokens", as: Int64.self)),
             cost: try row.decode(column: "last_reserved_cost", as: Double.self)
         )
-        if ticket.tokens == 0 && ticket.cost == 0 { return nil }
+        if ticket.tokens == 0 && ticket.cost == 0 { return .admitted(nil) }
         try await sql.raw("""
             INSERT INTO ai_quota_reservation (id, user_id, tokens, cost, expires_at) VALUES (\(bind: ticket.id), \
             \(bind: userId), \(bind: Int64(ticket.tokens)), \(bind: ticket.cost), \(bind: now.addingTimeInterval(reservationLifetime).milliseconds))
             """).run()
-        return ticket
+        return .admitted(ticket)
+    }
+
+    /// One budgeted dimension of the row, as a refused admission saw it.
+    private struct Dimension {
+        var budget: Double?
+        var used: Double
+        var reserved: Double
+        var maxCall: Double
+        var isLimited: Bool { budget != nil }
+        /// Spent, or about to be by calls in flight whose size is known from history.
+        var isSpent: Bool {
+            guard let budget else { return false }
+            return used >= budget || (used + reserved >= budget && maxCall > 0)
+        }
+    }
+
+    private func state(userId: String, on sql: any SQLDatabase) async throws -> (quota: Quota, tokens: Dimension, cost: Dimension)? {
+        guard let row = try await sql.raw("""
+            SELECT token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, max_call_tokens, max_call_cost, \
+            updated_at FROM ai_quota WHERE user_id = \(bind: userId)
+            """).first() else { return nil }
+        let quota = Quota(
+            userId: userId,
+            tokenBudget: try row.decode(column: "token_budget", as: Int64?.self).map(Int.init),
+            costBudget: try row.decode(column: "cost_budget", as: Double?.self),
+            tokensUsed: Int(try row.decode(column: "tokens_used", as: Int64.self)),
+            costUsed: try row.decode(column: "cost_used", as: Double.self),
+            updatedAt: Date(milliseconds: try row.decode(column: "updated_at", as: Int64.self))
+        )
+        let tokens = Dimension(
+            budget: quota.tokenBudget.map(Double.init), used: Double(quota.tokensUsed),
+            reserved: Double(try row.decode(column: "tokens_reserved", as: Int64.self)),
+            maxCall: Double(try row.decode(column: "max_call_tokens", as: Int64.self))
+        )
+        let cost = Dimension(
+            budget: quota.costBudget, used: quota.costUsed,
+            reserved: try row.decode(column: "cost_reserved", as: Double.self),
+            maxCall: try row.decode(column: "max_call_cost", as: Double.self)
+        )
+        return (quota, tokens, cost)
     }
 
     public func settle(userId: String, ticket: QuotaTicket?, tokens: Int, cost: Double, now: Date) async throws {
@@ -72,7 +149,7 @@ public struct SQLQuotaStore: QuotaStore {
             let claimed = try await sql.raw("DELETE FROM ai_quota_reservation WHERE id = \(bind: ticket.id) RETURNING tokens, cost").all()
             if !claimed.isEmpty { released = (Int64(ticket.tokens), ticket.cost) }
         }
-        try await book(userId: userId, tokens: Int64(tokens), cost: cost, releasing: released, now: now, on: sql)
+        try await book(userId: userId, tokens: Int64(tokens), cost: cost, releasing: released, settlesCall: true, now: now, on: sql)
     }
 
     public func quota(userId: String) async throws -> Quota {
@@ -104,18 +181,28 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     /// Adds a call's consumption and releases what it had reserved, creating the row if needed.
-    private func book(userId: String, tokens: Int64, cost: Double, releasing released: (tokens: Int64, cost: Double), now: Date, on sql: any SQLDatabase) async throws {
+    /// A settled call raises `max_call_*` to its size, and at least to the floors: a call that
+    /// consumed 0 still tells admission that calls of this user are small, not unknown.
+    private func book(
+        userId: String, tokens: Int64, cost: Double, releasing released: (tokens: Int64, cost: Double),
+        settlesCall: Bool, now: Date, on sql: any SQLDatabase
+    ) async throws {
+        let callTokens = settlesCall ? max(tokens, minimumCallTokens) : tokens
+        let callCost = settlesCall ? max(cost, minimumCallCost) : cost
+        // Adding and subtracting floating-point reservations leaves crumbs; far below any call's
+        // floor they mean nothing is reserved.
+        let costResidue = minimumCallCost / 1_000
         try await sql.raw("""
             INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
             max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
-            VALUES (\(bind: userId), NULL, NULL, \(bind: tokens), \(bind: cost), 0, 0.0, \(bind: tokens), \(bind: cost), 0, 0.0, \(bind: now.milliseconds)) \
+            VALUES (\(bind: userId), NULL, NULL, \(bind: tokens), \(bind: cost), 0, 0.0, \(bind: callTokens), \(bind: callCost), 0, 0.0, \(bind: now.milliseconds)) \
             ON CONFLICT (user_id) DO UPDATE SET \
             tokens_used = ai_quota.tokens_used + excluded.tokens_used, \
             cost_used = ai_quota.cost_used + excluded.cost_used, \
             tokens_reserved = CASE WHEN ai_quota.tokens_reserved > \(bind: released.tokens) THEN ai_quota.tokens_reserved - \(bind: released.tokens) ELSE 0 END, \
-            cost_reserved = CASE WHEN ai_quota.cost_reserved > \(bind: released.cost) THEN ai_quota.cost_reserved - \(bind: released.cost) ELSE 0.0 END, \
-            max_call_tokens = CASE WHEN excluded.tokens_used > ai_quota.max_call_tokens THEN excluded.tokens_used ELSE ai_quota.max_call_tokens END, \
-            max_call_cost = CASE WHEN excluded.cost_used > ai_quota.max_call_cost THEN excluded.cost_used ELSE ai_quota.max_call_cost END, \
+            cost_reserved = CASE WHEN ai_quota.cost_reserved - \(bind: released.cost) > \(bind: costResidue) THEN ai_quota.cost_reserved - \(bind: released.cost) ELSE 0.0 END, \
+            max_call_tokens = CASE WHEN excluded.max_call_tokens > ai_quota.max_call_tokens THEN excluded.max_call_tokens ELSE ai_quota.max_call_tokens END, \
+            max_call_cost = CASE WHEN excluded.max_call_cost > ai_quota.max_call_cost THEN excluded.max_call_cost ELSE ai_quota.max_call_cost END, \
             updated_at = excluded.updated_at
             """).run()
     }
@@ -126,9 +213,16 @@ public struct SQLQuotaStore: QuotaStore {
             """).all()
         for row in expired {
             let released = (tokens: try row.decode(column: "tokens", as: Int64.self), cost: try row.decode(column: "cost", as: Double.self))
-            try await book(userId: userId, tokens: 0, cost: 0, releasing: released, now: now, on: sql)
+            try await book(userId: userId, tokens: 0, cost: 0, releasing: released, settlesCall: false, now: now, on: sql)
         }
     }
+
+    /// Only a first call's whole-budget reservation stands in the way, and it outlasted the wait.
+    static let busy = DomainError(
+        .resourceExhausted,
+        "the first call against this quota is still running and holds the remaining budget; retry shortly",
+        reason: "QuotaBusy", retryAfterSeconds: 1
+    )
 
     private static func spent(_ quota: Quota) -> DomainError {
         var spent: [String] = []

@@ -22,7 +22,13 @@ public struct ChatCompletionService: Sendable {
     let pipeline: InvocationPipeline
 
     /// The provider, model and messages for `input`: the chat model's, or the defaults.
-    func prepare(_ input: CompletionInput, caller: Caller) async throws -> (any AIProvider, ChatCompletionRequest, InvocationTarget) {
+    /// `target` learns provider, model and chat model as they become known, so that a refusal
+    /// is recorded with as much as was known.
+    func prepare(_ input: CompletionInput, caller: Caller, target: inout InvocationTarget) async throws -> (any AIProvider, ChatCompletionRequest) {
+        target.chatModelId = input.chatModelId ?? ""
+        if let name = providers.effectiveDefaultName, let provider = providers.providers[name] {
+            (target.provider, target.model) = (name, provider.defaults.chat)
+        }
         try ChatPrompt.check(question: input.question, history: input.messages)
         if providers.isEmpty { throw AIProviderDirectory.notConfigured }
         var turns: [ChatTurn] = [], template = "", providerName: String?, model: String?
@@ -31,6 +37,7 @@ public struct ChatCompletionService: Sendable {
                 throw ChatModelManager.notFound(id)
             }
             (turns, template, providerName, model) = (chatModel.turns, chatModel.questionTemplate, chatModel.provider, chatModel.model)
+            (target.provider, target.model) = (chatModel.provider, chatModel.model)
         }
         if let providerName, providers.providers[providerName] == nil {
             // The chat model names a provider that was configured once and is not any more.
@@ -41,12 +48,25 @@ public struct ChatCompletionService: Sendable {
             model: model ?? provider.defaults.chat,
             messages: ChatPrompt.messages(turns: turns, template: template, history: input.messages, question: input.question)
         )
-        let target = InvocationTarget(kind: .chat, provider: provider.name, model: request.model, chatModelId: input.chatModelId ?? "")
-        return (provider, request, target)
+        (target.provider, target.model) = (provider.name, request.model)
+        return (provider, request)
+    }
+
+    /// `prepare`, recording a refusal before it is thrown.
+    private func prepareRecorded(_ input: CompletionInput, caller: Caller) async throws -> (any AIProvider, ChatCompletionRequest, InvocationTarget) {
+        let started = ContinuousClock.now
+        var target = InvocationTarget(kind: .chat, provider: "", model: "", chatModelId: "")
+        do {
+            let (provider, request) = try await prepare(input, caller: caller, target: &target)
+            return (provider, request, target)
+        } catch {
+            await pipeline.recordRejected(target, caller: caller, error: error, started: started)
+            throw error
+        }
     }
 
     public func complete(_ input: CompletionInput, caller: Caller) async throws -> ChatCompletion {
-        let (provider, request, target) = try await prepare(input, caller: caller)
+        let (provider, request, target) = try await prepareRecorded(input, caller: caller)
         return try await pipeline.run(target, caller: caller) {
             let completion = try await provider.complete(request)
             return (completion, Consumption(completion.usage))
@@ -54,49 +74,18 @@ public struct ChatCompletionService: Sendable {
     }
 
     /// Admits the call and opens the provider's stream; the caller then relays it with
-    /// `ChatStream.relay`, which finishes the invocation whatever happens.
+    /// `ChatStream.relay`. The invocation is finished exactly once whatever happens, even when
+    /// the stream is never relayed (see `ChatStream`).
     public func openStream(_ input: CompletionInput, caller: Caller) async throws -> ChatStream {
-        let (provider, request, target) = try await prepare(input, caller: caller)
+        let (provider, request, target) = try await prepareRecorded(input, caller: caller)
         let admission = try await pipeline.admit(target, caller: caller)
         do {
             let chunks = try await provider.stream(request)
-            return ChatStream(chunks: chunks, admission: admission, pipeline: pipeline)
+            return ChatStream(chunks: chunks, finisher: StreamFinisher(admission: admission, pipeline: pipeline, prompt: request.messages))
         } catch {
             await pipeline.finish(admission, consumed: Consumption(), error: error, cancelled: error is CancellationError)
             throw error
         }
-    }
-}
-
-/// An admitted, opened completion stream.
-public struct ChatStream: Sendable {
-    let chunks: AsyncThrowingStream<ChatCompletionDelta, any Error>
-    let admission: Admission
-    let pipeline: InvocationPipeline
-
-    /// Thrown by `relay` when the client went away.
-    public struct ClientGone: Error {}
-
-    /// Hands each chunk to `write` as it arrives. Cancelling the task (or `write` failing, which
-    /// happens when the client is gone) stops the provider's stream; the usage record then says 499.
-    public func relay(_ write: (ChatCompletionDelta) async throws -> Void) async throws {
-        var consumed = Consumption()
-        do {
-            for try await chunk in chunks {
-                if let usage = chunk.usage { consumed = Consumption(usage) }
-                do {
-                    try await write(chunk)
-                } catch {
-                    throw ClientGone()
-                }
-            }
-            try Task.checkCancellation()
-        } catch {
-            let cancelled = Task.isCancelled || error is CancellationError || error is ClientGone
-            await pipeline.finish(admission, consumed: consumed, error: error, cancelled: cancelled)
-            throw error
-        }
-        await pipeline.finish(admission, consumed: consumed, error: nil)
     }
 }
 

@@ -104,10 +104,12 @@ struct PageRequest: Sendable {
 
     static let defaultSize = 50
     static let maxSize = 100
+    /// Keeps `offset` far from overflow whatever the caller sends (the wire carries int32).
+    static let maxCurrent = Int(Int32.max)
 
     static func check(current: Int?, pageSize: Int?) throws(DomainError) -> PageRequest {
         var violations = Violations()
-        if let current, current < 1 { violations.add("current", "current must be at least 1") }
+        if let current, !(1...maxCurrent).contains(current) { violations.add("current", "current must be 1 to \(maxCurrent)") }
         if let pageSize, !(1...maxSize).contains(pageSize) {
             violations.add("pageSize", "pageSize must be 1 to \(maxSize)")
         }

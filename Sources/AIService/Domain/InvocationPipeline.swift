@@ -45,7 +45,8 @@ struct InvocationPipeline: Sendable {
     /// Records the invocation and settles its reservation. Runs in a task of its own, so a
     /// cancelled caller cannot cut the bookkeeping short; failures are logged, not thrown, so
     /// they never hide the call's own outcome.
-    func finish(_ admission: Admission, consumed: Consumption, error: (any Error)?, cancelled: Bool = false) async {
+    /// `note` is appended to the record's error text (e.g. that the usage is an estimate).
+    func finish(_ admission: Admission, consumed: Consumption, error: (any Error)?, cancelled: Bool = false, note: String? = nil) async {
         let latency = ContinuousClock.now - admission.started
         let cost = prices.cost(provider: admission.target.provider, model: admission.target.model, of: consumed)
         let now = Date()
@@ -55,7 +56,8 @@ struct InvocationPipeline: Sendable {
             kind: admission.target.kind, consumption: consumed, cost: cost, requestId: admission.caller.requestId,
             latencyMs: Int(latency.components.seconds * 1000 + latency.components.attoseconds / 1_000_000_000_000_000),
             status: cancelled ? Self.clientClosedRequest : error.map(Self.httpStatus) ?? 200,
-            error: cancelled ? "cancelled: the client went away" : error.map(Self.describe) ?? "",
+            error: [cancelled ? "cancelled: the client went away" : error.map(Self.describe) ?? "", note ?? ""]
+                .filter { !$0.isEmpty }.joined(separator: "; "),
             createdAt: now
         )
         let quotas = self.quotas, usage = self.usage, logger = self.logger
@@ -74,6 +76,12 @@ struct InvocationPipeline: Sendable {
                 logger.error("usage record failed", metadata: ["error": "\(String(reflecting: error))", "user-id": "\(record.userId)"])
             }
         }.value
+    }
+
+    /// Records an invocation refused before admission (invalid input, unknown chat model, no
+    /// provider, no ffmpeg): one usage row with zero amounts; the quota is not touched.
+    func recordRejected(_ target: InvocationTarget, caller: Caller, error: any Error, started: ContinuousClock.Instant) async {
+        await finish(Admission(caller: caller, target: target, ticket: nil, started: started), consumed: Consumption(), error: error)
     }
 
     /// Admits, runs `call`, finishes. `call` answers its result and what it consumed.

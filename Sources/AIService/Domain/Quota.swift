@@ -27,11 +27,15 @@ public struct QuotaTicket: Sendable, Equatable {
 /// Guarantee (see `SQLQuotaStore` for the statements): a call is admitted only while
 /// `used + reserved < budget`, and admission reserves an estimate in the same atomic statement,
 /// so concurrent admissions — in any process — see each other's reservations. The estimate is the
-/// largest call the user has made so far; with no history it is the whole remaining budget, so
-/// the first calls run one at a time. Hence the budget is overspent by at most one call, as long
-/// as no call is larger than the largest before it: a call that sets a new record may add its
-/// excess over that record. A reservation whose call never settles (the process died) expires
-/// after the store's reservation lifetime and is released by the next admission of that user.
+/// largest call the user has settled so far, never below a small positive floor (so calls that
+/// cost 0 in a dimension still count as small, known calls); before the first call settles it is
+/// the whole remaining budget, so that first call runs alone and concurrent ones wait for it.
+/// Hence the budget is overspent by at most one call, as long as no call is larger than the
+/// largest before it: a call that sets a new record may add its excess over that record.
+/// `QuotaExceeded` (402) means the budget is spent or about to be spent by the calls in flight;
+/// it is never the answer while `used < budget` and no call is in flight. A reservation whose call
+/// never settles (the process died) expires after the store's reservation lifetime and is
+/// released by the next admission of that user.
 public protocol QuotaStore: Sendable {
     /// Reserves room for one call, or nil when the user has no budget (nothing to reserve).
     /// Throws `.resourceExhausted` reason `QuotaExceeded` when the budget is spent.

@@ -45,7 +45,29 @@ public struct SpeechService: Sendable {
     static let transcoderMissing = DomainError(.unavailable, "speech to text needs ffmpeg: install the ffmpeg package")
 
     public func transcribe(_ input: TranscriptionInput, caller: Caller) async throws -> String {
+        let started = ContinuousClock.now
+        var target = defaultTarget(.stt) { $0.transcription }
         let fileExtension = (input.filename as NSString).pathExtension.lowercased()
+        let transcoder: any AudioTranscoding, provider: any AIProvider
+        do {
+            (transcoder, provider) = try checkTranscription(input, fileExtension: fileExtension)
+        } catch {
+            await pipeline.recordRejected(target, caller: caller, error: error, started: started)
+            throw error
+        }
+        let model = provider.defaults.transcription
+        target = InvocationTarget(kind: .stt, provider: provider.name, model: model, chatModelId: "")
+        return try await pipeline.run(target, caller: caller) {
+            let audio = try await transcoder.transcodeForTranscription(input.audio, fileExtension: fileExtension)
+            let text = try await provider.transcribe(TranscriptionRequest(
+                audio: audio.mp3, filename: "audio.mp3", model: model,
+                prompt: input.prompt, language: input.language, temperature: input.temperature
+            ))
+            return (text, Consumption(audioSeconds: audio.durationSeconds))
+        }
+    }
+
+    private func checkTranscription(_ input: TranscriptionInput, fileExtension: String) throws(DomainError) -> (any AudioTranscoding, any AIProvider) {
         guard Self.audioExtensions.contains(fileExtension) else {
             throw DomainError(
                 .invalidArgument,
@@ -63,20 +85,32 @@ public struct SpeechService: Sendable {
         try violations.throwIfAny()
         if providers.isEmpty { throw AIProviderDirectory.notConfigured }
         guard let transcoder else { throw Self.transcoderMissing }
-        let provider = try providers.provider(named: nil)
-        let model = provider.defaults.transcription
-        let target = InvocationTarget(kind: .stt, provider: provider.name, model: model, chatModelId: "")
-        return try await pipeline.run(target, caller: caller) {
-            let audio = try await transcoder.transcodeForTranscription(input.audio, fileExtension: fileExtension)
-            let text = try await provider.transcribe(TranscriptionRequest(
-                audio: audio.mp3, filename: "audio.mp3", model: model,
-                prompt: input.prompt, language: input.language, temperature: input.temperature
-            ))
-            return (text, Consumption(audioSeconds: audio.durationSeconds))
-        }
+        return (transcoder, try providers.provider(named: nil))
+    }
+
+    /// What a refused call is recorded against: the default provider and its model, if any.
+    private func defaultTarget(_ kind: InvocationKind, _ model: (ProviderModels) -> String) -> InvocationTarget {
+        let provider = providers.effectiveDefaultName.flatMap { providers.providers[$0] }
+        return InvocationTarget(kind: kind, provider: provider?.name ?? "", model: provider.map { model($0.defaults) } ?? "", chatModelId: "")
     }
 
     public func speak(_ input: SpeechInput, caller: Caller) async throws -> SpeechAudio {
+        let started = ContinuousClock.now
+        let request: SpeechRequest, provider: any AIProvider
+        do {
+            (request, provider) = try checkSpeech(input)
+        } catch {
+            await pipeline.recordRejected(defaultTarget(.tts) { $0.speech }, caller: caller, error: error, started: started)
+            throw error
+        }
+        let target = InvocationTarget(kind: .tts, provider: provider.name, model: request.model, chatModelId: "")
+        return try await pipeline.run(target, caller: caller) {
+            let audio = try await provider.speak(request)
+            return (audio, Consumption(characters: input.text.count))
+        }
+    }
+
+    private func checkSpeech(_ input: SpeechInput) throws(DomainError) -> (SpeechRequest, any AIProvider) {
         var violations = Violations()
         violations.checkLength("text", input.text, 1...Self.maxSpeechText)
         if let format = input.format, !Self.speechFormats.contains(format) {
@@ -91,10 +125,6 @@ public struct SpeechService: Sendable {
             text: input.text, model: provider.defaults.speech,
             voice: input.voice ?? provider.defaults.voice, format: input.format ?? "mp3"
         )
-        let target = InvocationTarget(kind: .tts, provider: provider.name, model: request.model, chatModelId: "")
-        return try await pipeline.run(target, caller: caller) {
-            let audio = try await provider.speak(request)
-            return (audio, Consumption(characters: input.text.count))
-        }
+        return (request, provider)
     }
 }

@@ -11,18 +11,20 @@ public struct UsageService: Sendable {
         self.quotas = quotas
     }
 
-    /// `userId` nil and `allUsers` false: the caller's own usage.
+    /// Admins: `userId` given → that user's usage; omitted (or `allUsers`) → every user's.
+    /// Others: their own only; another user's id or `allUsers` → permission denied.
     public func report(
         userId: String?, allUsers: Bool, from: Date?, to: Date?, current: Int?, pageSize: Int?, caller: Caller
     ) async throws -> UsageReport {
         let page = try PageRequest.check(current: current, pageSize: pageSize)
+        let named = userId.flatMap { $0.isEmpty ? nil : $0 }
         let subject: String?
-        if allUsers {
-            guard caller.isAdmin else { throw DomainError(.permissionDenied, "only an admin may see every user's usage") }
-            subject = nil
-        } else if let userId, !userId.isEmpty, userId != caller.userId {
-            guard caller.isAdmin else { throw DomainError(.permissionDenied, "only an admin may see another user's usage") }
-            subject = userId
+        if caller.isAdmin {
+            subject = allUsers ? nil : named
+        } else if allUsers {
+            throw DomainError(.permissionDenied, "only an admin may see every user's usage")
+        } else if let named, named != caller.userId {
+            throw DomainError(.permissionDenied, "only an admin may see another user's usage")
         } else {
             subject = caller.userId
         }

@@ -29,12 +29,13 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
         return Google_Protobuf_Empty()
     }
 
-    /// A repeated field cannot say "not sent": an empty `struct` keeps the model's turns.
+    /// A repeated field cannot say "not sent": an empty `struct` keeps the model's turns unless
+    /// `replace_struct` is set (newer clients), which replaces them with whatever was sent.
     public func updateChatModel(request: Grpc_Ai_V1_UpdateChatModelRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
         let caller = try Caller.current()
         let changes = ChatModelChanges(
             name: request.hasName ? request.name : nil,
-            turns: request.struct.isEmpty ? nil : request.struct.map { ChatTurn(key: $0.key, value: $0.value) },
+            turns: request.struct.isEmpty && !request.replaceStruct ? nil : request.struct.map { ChatTurn(key: $0.key, value: $0.value) },
             questionTemplate: request.hasQuestionTpl ? request.questionTpl : nil
         )
         try await chatModels.update(id: request.id, userId: caller.userId, changes)
@@ -58,7 +59,11 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
     }
 
     public func createChatCompletion(request: Grpc_Ai_V1_CreateChatCompletionRequest, context: ServerContext) async throws -> Grpc_Ai_V1_CreateChatCompletionChoicesResponse {
-        Grpc_Ai_V1_CreateChatCompletionChoicesResponse(try await completions.complete(CompletionInput(request), caller: try Caller.current()))
+        let (input, caller) = (CompletionInput(request), try Caller.current())
+        let completions = self.completions
+        return Grpc_Ai_V1_CreateChatCompletionChoicesResponse(try await Self.untilRPCCancelled {
+            try await completions.complete(input, caller: caller)
+        })
     }
 
     /// Validation, admission and opening the provider's stream happen before the response starts,
@@ -69,7 +74,10 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
         request: ServerRequest<Grpc_Ai_V1_CreateChatCompletionRequest>, context: ServerContext
     ) async throws -> StreamingServerResponse<Grpc_Ai_V1_ChatCompletionChunk> {
         let scope = RequestScope.current
-        let stream = try await completions.openStream(CompletionInput(request.message), caller: try Caller.current())
+        let (input, caller) = (CompletionInput(request.message), try Caller.current())
+        let completions = self.completions
+        // A client may leave while the provider has not started answering yet.
+        let stream = try await Self.untilRPCCancelled { try await completions.openStream(input, caller: caller) }
         return StreamingServerResponse { writer in
             try await RequestScope.$current.withValue(scope) {
                 do {
@@ -89,21 +97,27 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
         try await Self.relay(stream, to: response)
     }
 
+    /// Runs `operation` in a task that a cancelled RPC (client gone, deadline passed) cancels, so a
+    /// provider request does not outlive its caller.
+    private static func untilRPCCancelled<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let task = Task { try await operation() }
+        return try await withTaskCancellationHandler {
+            try await withRPCCancellationHandler {
+                try await task.value
+            } onCancelRPC: {
+                task.cancel()
+            }
+        } onCancel: {
+            task.cancel()
+        }
+    }
+
     /// gRPC reports a cancelled call through its cancellation handle, not by cancelling the
     /// handler's task: the relay runs in a task of its own that the handle cancels, so the
     /// provider's stream stops as soon as the client goes.
     private static func relay(_ stream: ChatStream, to writer: RPCWriter<Grpc_Ai_V1_ChatCompletionChunk>) async throws {
-        let relay = Task {
+        try await untilRPCCancelled {
             try await stream.relay { delta in try await writer.write(Grpc_Ai_V1_ChatCompletionChunk(delta)) }
-        }
-        try await withTaskCancellationHandler {
-            try await withRPCCancellationHandler {
-                try await relay.value
-            } onCancelRPC: {
-                relay.cancel()
-            }
-        } onCancel: {
-            relay.cancel()
         }
     }
 }

@@ -55,7 +55,7 @@ struct ChatModelRoutes {
         return try ResponseBody.success(ChatModelView(model))
     }
 
-    /// Changes the fields given; `struct`, when given, replaces the whole list.
+    /// Changes the fields given; `struct`, when given, replaces the whole list (`[]` clears it).
     @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         var body = try await JSONBody.read(request, context: context)
@@ -63,10 +63,12 @@ struct ChatModelRoutes {
         let items = body.stringObjects("struct", fields: ["key", "value"], maxCount: Self.maxStructItems)
         let template = body.string("questionTpl", required: false)
         try body.finish()
+        let replacesStruct = body.contains("struct")
         _ = try await chatModels.updateChatModel(.with {
             $0.id = id
             if let name { $0.name = name }
             $0.struct = Self.structItems(items)
+            $0.replaceStruct = replacesStruct
             if let template { $0.questionTpl = template }
         })
         let updated = try await chatModels.getChatModelById(.with { $0.id = id })

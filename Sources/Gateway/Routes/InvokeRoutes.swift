@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Platform
+import Synchronization
 
 /// `/ai/invoke/*`: chat completion (plain or Server-Sent Events), speech to text and text to
 /// speech, for callers that signed the request with their access key (see `SignedRequestMiddleware`).
@@ -45,64 +46,96 @@ struct InvokeRoutes {
                 }
             }
         }
-        if stream { return try await streamedCompletion(call) }
+        if stream { return try await streamedCompletion(call, request: request) }
         return try ResponseBody.success(CompletionView(try await chatModels.createChatCompletion(call)))
     }
 
     /// Relays the service's chunks as Server-Sent Events: `data: {chunk}` … `data: [DONE]`.
     /// Errors before the first chunk answer with the usual status and error body; later ones end
     /// the stream with an `event: error`. A client that goes away cancels the call, and with it
-    /// the provider's request.
-    private func streamedCompletion(_ call: Grpc_Ai_V1_CreateChatCompletionRequest) async throws -> Response {
-        let (chunks, chunkSink) = AsyncThrowingStream.makeStream(of: Grpc_Ai_V1_ChatCompletionChunk.self)
+    /// the provider's request: before the first chunk the closed connection is noticed at once;
+    /// afterwards at the next write, which a keep-alive comment forces every
+    /// `keepAliveInterval` while the provider is silent.
+    private func streamedCompletion(_ call: Grpc_Ai_V1_CreateChatCompletionRequest, request: Request) async throws -> Response {
+        let (events, eventSink) = AsyncThrowingStream.makeStream(of: StreamEvent.self)
         let (firstChunk, firstChunkSink) = AsyncThrowingStream.makeStream(of: Void.self)
         let chatModels = self.chatModels
-        // A child of no one on purpose: it outlives this handler and feeds the response body.
+        // Unstructured on purpose: the call outlives this handler and feeds the response body.
         let relay = Task {
             do {
                 try await chatModels.streamChatCompletion(call) { response in
                     for try await chunk in response.messages {
-                        chunkSink.yield(chunk)
+                        eventSink.yield(.chunk(chunk))
                         firstChunkSink.finish()
                     }
                 }
-                chunkSink.finish()
+                eventSink.finish()
                 firstChunkSink.finish()
             } catch {
                 firstChunkSink.finish(throwing: error)
-                chunkSink.finish(throwing: error)
+                eventSink.finish(throwing: error)
             }
         }
-        try await withTaskCancellationHandler {
-            for try await _ in firstChunk {}
-        } onCancel: {
-            relay.cancel()
+        // Hummingbird also reports "inbound closed" when it stops watching the connection after
+        // the wait below; only a close during the wait means the client left.
+        let waiting = Mutex(true)
+        try await request.body.consumeWithInboundCloseHandler { _ in
+            try await withTaskCancellationHandler {
+                for try await _ in firstChunk {}
+            } onCancel: {
+                relay.cancel()
+            }
+            waiting.withLock { $0 = false }
+        } onInboundClosed: {
+            if waiting.withLock({ $0 }) { relay.cancel() }
         }
-        try Task.checkCancellation()
 
+        let keepAlive = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: Self.keepAliveInterval)
+                // Ends with the stream, even if no body writer ever runs.
+                if case .terminated = eventSink.yield(.keepAlive) { return }
+            }
+        }
+        let requestId = RequestScope.current?.requestId ?? ""
         var headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
         headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
         let body = Hummingbird.ResponseBody { writer in
-            defer { relay.cancel() }
-            var iterator = chunks.makeAsyncIterator()
+            defer {
+                relay.cancel()
+                keepAlive.cancel()
+            }
+            var iterator = events.makeAsyncIterator()
             while true {
-                let chunk: Grpc_Ai_V1_ChatCompletionChunk?
+                let event: StreamEvent?
                 do {
-                    chunk = try await iterator.next()
+                    event = try await iterator.next()
                 } catch {
-                    try await writer.write(Self.errorEvent(error))
+                    try await writer.write(Self.errorEvent(error, requestId: requestId))
                     break
                 }
-                guard let chunk else {
+                switch event {
+                case .chunk(let chunk)?: try await writer.write(try Self.event(CompletionChunkView(chunk)))
+                case .keepAlive?: try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                case nil:
                     try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                    break
+                    try await writer.finish(nil)
+                    return
                 }
-                try await writer.write(try Self.event(CompletionChunkView(chunk)))
             }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)
     }
+
+    private enum StreamEvent: Sendable {
+        case chunk(Grpc_Ai_V1_ChatCompletionChunk)
+        case keepAlive
+    }
+
+    /// Proxies close idle connections after about a minute; a comment line keeps the stream
+    /// open and reveals a departed client.
+    static let keepAliveInterval: Duration = .seconds(10)
 
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -118,12 +151,12 @@ struct InvokeRoutes {
     }
 
     /// The error body of the contract, as the stream's last event.
-    static func errorEvent(_ error: any Error) -> ByteBuffer {
+    static func errorEvent(_ error: any Error, requestId: String) -> ByteBuffer {
         let apiError = (error as? RPCError).map(APIError.init) ?? APIError(.badGateway, message: "the stream ended unexpectedly")
         let body = ErrorBody(
             statusCode: apiError.status.code, code: apiError.code, message: apiError.message,
             application: apiError.application, hostname: ResponseBody.hostname,
-            requestId: RequestScope.current?.requestId ?? "", meta: apiError.meta
+            requestId: requestId, meta: apiError.meta
         )
         var buffer = ByteBuffer(string: "event: error\ndata: ")
         buffer.writeBytes((try? encoder.encode(body)) ?? Data("{}".utf8))

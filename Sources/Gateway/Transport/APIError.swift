@@ -86,6 +86,7 @@ public struct APIError: Error, Sendable, Equatable {
         "RateLimited": (.tooManyRequests, 701),
         "QuotaExceeded": (HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"), 702),
         "ProviderRateLimited": (.tooManyRequests, 703),
+        "QuotaBusy": (.tooManyRequests, 704),
         "UnsupportedAudioFormat": (.badRequest, 600),
         "UndecodableAudio": (.badRequest, 601),
     ]

@@ -56,7 +56,10 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
                 if apiError.status.code >= 500 {
                     // Unexpected failures are errors; a service being down is the health check's news.
                     let level: Logger.Level = error is APIError || error is RPCError ? .warning : .error
-                    logger.log(level: level, "request failed", metadata: ["path": "\(request.uri.path)", "status": "\(apiError.status.code)", "message": "\(apiError.message)"])
+                    var metadata: Logger.Metadata = ["path": "\(request.uri.path)", "status": "\(apiError.status.code)", "message": "\(apiError.message)"]
+                    // What went wrong stays in the log, never in the answer.
+                    if level == .error { metadata["error"] = "\(String(reflecting: error))" }
+                    logger.log(level: level, "request failed", metadata: metadata)
                 }
                 return ResponseBody.error(apiError, requestId: requestId)
             }

@@ -13,8 +13,8 @@ import Platform
 /// secret key, to check the signature and record the nonce. The handler then runs as the key's
 /// owner, with the access key in the request scope (rate limits are per key).
 ///
-/// The body is read here, up to `maxBodyBytes`, so its digest can be checked; handlers read the
-/// same bytes again.
+/// The body is read here once the signature is known good, up to `maxBodyBytes`, so its digest can
+/// be checked; handlers read the same bytes again.
 struct SignedRequestMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let users: any Grpc_User_V1_UserService.ClientProtocol
@@ -24,20 +24,19 @@ struct SignedRequestMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(maxBodyBytes) bytes")
-        }
+        let headers = Self.headers(of: request)
+        // The digest header is signed, so the signature can be checked before the body is read:
+        // no unauthenticated caller makes the gateway hold a large body. The body is compared
+        // with the digest afterwards.
+        let claimedDigest = headers.first { $0.name == CCAuthV1.contentSHA256Header }?.value.trimmingCharacters(in: .whitespaces)
         let verification: SignatureVerification
         do {
             verification = try SignedRequestCheck.check(
                 method: request.method.rawValue,
                 path: request.uri.path,
                 rawQuery: request.uri.query,
-                headers: Self.headers(of: request),
-                bodySHA256: { CCAuthV1.sha256Hex(body.readableBytesView) },
+                headers: headers,
+                bodySHA256: { claimedDigest ?? "" },
                 now: Date(),
                 policy: policy
             )
@@ -55,6 +54,16 @@ struct SignedRequestMiddleware: RouterMiddleware {
                 throw APIError(HTTPResponse.Status(code: status), message: reason, application: userServiceName(error))
             }
             throw APIError(error)
+        }
+
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(maxBodyBytes) bytes")
+        }
+        if let claimedDigest, CCAuthV1.sha256Hex(body.readableBytesView) != claimedDigest.lowercased() {
+            throw APIError(.badRequest, message: "ContentDigestMismatch")
         }
 
         var context = context

@@ -9,10 +9,14 @@ public struct ServiceClientSettings: Sendable {
     public var callTimeout: Duration
     /// The largest message sent or accepted (audio for speech endpoints is large).
     public var maxMessageBytes: Int
+    /// Methods never retried, because a call that failed on the way back may already have had its
+    /// effect (an AI provider called and billed).
+    public var nonIdempotentMethods: [MethodDescriptor]
 
-    public init(callTimeout: Duration = .seconds(10), maxMessageBytes: Int = 4 << 20) {
+    public init(callTimeout: Duration = .seconds(10), maxMessageBytes: Int = 4 << 20, nonIdempotentMethods: [MethodDescriptor] = []) {
         self.callTimeout = callTimeout
         self.maxMessageBytes = maxMessageBytes
+        self.nonIdempotentMethods = nonIdempotentMethods
     }
 }
 
@@ -34,16 +38,22 @@ public enum ServiceClientFactory {
             backoffMultiplier: 2,
             retryableStatusCodes: [.unavailable]
         )
-        let serviceConfig = ServiceConfig(
-            methodConfig: [
-                MethodConfig(
-                    names: [MethodConfig.Name(service: "")], timeout: settings.callTimeout,
-                    maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes,
-                    executionPolicy: .retry(retry)
-                )
-            ],
-            loadBalancingConfig: [.roundRobin]
-        )
+        var methodConfigs = [
+            MethodConfig(
+                names: [MethodConfig.Name(service: "")], timeout: settings.callTimeout,
+                maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes,
+                executionPolicy: .retry(retry)
+            )
+        ]
+        if !settings.nonIdempotentMethods.isEmpty {
+            // The most specific name wins, so these override the service-wide entry above.
+            methodConfigs.append(MethodConfig(
+                names: settings.nonIdempotentMethods.map { MethodConfig.Name(service: $0.service.fullyQualifiedService, method: $0.method) },
+                timeout: settings.callTimeout,
+                maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes
+            ))
+        }
+        let serviceConfig = ServiceConfig(methodConfig: methodConfigs, loadBalancingConfig: [.roundRobin])
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
         let transport = try HTTP2ClientTransport.Posix(

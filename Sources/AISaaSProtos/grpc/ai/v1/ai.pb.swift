@@ -358,6 +358,11 @@ public nonisolated struct Grpc_Ai_V1_UpdateChatModelRequest: Sendable {
   /// Clears the value of `questionTpl`. Subsequent reads from it will return its default value.
   public mutating func clearQuestionTpl() {self._questionTpl = nil}
 
+  /// --- additions ---
+  /// A repeated field cannot say "not sent": true means `struct` replaces the list even when empty.
+  /// Without it an empty `struct` leaves the list as it was (the original clients' behaviour).
+  public var replaceStruct: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1353,7 +1358,7 @@ nonisolated extension Grpc_Ai_V1_CreateChatModelRequest: SwiftProtobuf.Message, 
 
 nonisolated extension Grpc_Ai_V1_UpdateChatModelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateChatModelRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}name\0\u{1}struct\0\u{1}questionTpl\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}name\0\u{1}struct\0\u{1}questionTpl\0\u{3}replace_struct\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1365,6 +1370,7 @@ nonisolated extension Grpc_Ai_V1_UpdateChatModelRequest: SwiftProtobuf.Message, 
       case 4: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.`struct`) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self._questionTpl) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.replaceStruct) }()
       default: break
       }
     }
@@ -1387,6 +1393,9 @@ nonisolated extension Grpc_Ai_V1_UpdateChatModelRequest: SwiftProtobuf.Message, 
     try { if let v = self._questionTpl {
       try visitor.visitSingularStringField(value: v, fieldNumber: 6)
     } }()
+    if self.replaceStruct != false {
+      try visitor.visitSingularBoolField(value: self.replaceStruct, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1395,6 +1404,7 @@ nonisolated extension Grpc_Ai_V1_UpdateChatModelRequest: SwiftProtobuf.Message, 
     if lhs._name != rhs._name {return false}
     if lhs.`struct` != rhs.`struct` {return false}
     if lhs._questionTpl != rhs._questionTpl {return false}
+    if lhs.replaceStruct != rhs.replaceStruct {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,97 @@
+import AIProviders
+import AIService
+import AISaaSProtos
+import Foundation
+import GRPCCore
+import Platform
+import SQLKit
+import Testing
+import TestSupport
+
+/// Admission refuses with 402 only when the budget is (about to be) spent.
+@Suite("Quota admission")
+struct QuotaAdmissionTests {
+    static func concurrentAsks(_ h: AIServiceHarness, _ count: Int) async -> [RPCError?] {
+        await withTaskGroup(of: RPCError?.self) { group in
+            for index in 0..<count {
+                let instance = index.isMultiple(of: 2) ? h.a : h.b
+                group.addTask { await rpcError { try await instance.ask("alice", "concurrent \(index)") } }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    static func reserved(_ h: AIServiceHarness) async throws -> (tokens: Int64, cost: Double) {
+        let sql = try #require(h.database.database() as? any SQLDatabase)
+        let row = try #require(try await sql.raw("SELECT tokens_reserved, cost_reserved FROM ai_quota WHERE user_id = 'alice'").first())
+        return (try row.decode(column: "tokens_reserved", as: Int64.self), try row.decode(column: "cost_reserved", as: Double.self))
+    }
+
+    /// No history: the first call holds the budget, a concurrent one waits for it instead of
+    /// hearing "quota spent" with nothing spent.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func concurrentFirstCallsAreNotRefused(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        provider.update { $0.delay = .milliseconds(150) }
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider])) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
+            let errors = await Self.concurrentAsks(h, 3)
+            #expect(errors.allSatisfy { $0 == nil }, "\(errors)")
+            #expect(try await Self.reserved(h).tokens == 0)
+        }
+    }
+
+    /// A cost budget on an unpriced model: every call costs 0, yet after the first one concurrent
+    /// calls are admitted (each reserves the floor) and nothing stays reserved.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func zeroCostCallsStayConcurrentUnderACostBudget(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.costBudget = 1 }) }
+            _ = try await h.a.ask("alice", "first")
+            provider.update { $0.delay = .milliseconds(150) }
+            let errors = await Self.concurrentAsks(h, 4)
+            #expect(errors.allSatisfy { $0 == nil }, "\(errors)")
+            let reserved = try await Self.reserved(h)
+            #expect(reserved.cost == 0 && reserved.tokens == 0)
+            let quota = try await asUser("alice") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) }
+            #expect(quota.costUsed == 0)
+        }
+    }
+
+    /// Without waiting, a call next to a first call in flight hears 429 + Retry-After, not 402;
+    /// alone it is admitted.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func busyFirstCallIsNotAQuotaRefusal(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        provider.update { $0.delay = .milliseconds(400) }
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
+            async let first = rpcError { try await h.a.ask("alice", "first") }
+            try await Task.sleep(for: .milliseconds(150))
+            let second = await rpcError { try await h.b.ask("alice", "second") }
+            #expect(await first == nil)
+            #expect(second?.code == .resourceExhausted && second?.reason == "QuotaBusy" && second?.retryAfter == 1)
+            provider.update { $0.delay = .zero }
+            #expect(await rpcError { try await h.b.ask("alice", "alone") } == nil)
+        }
+    }
+
+    /// Speech uses no tokens: a token budget still admits call after call (the floor) and is
+    /// refused only once it is really spent.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func zeroTokenSpeechKeepsWorkingUnderATokenBudget(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 20 }) }
+            for index in 0..<3 {
+                _ = try await asUser("alice") { try await (index.isMultiple(of: 2) ? h.a : h.b).speech.createSpeech(.with { $0.text = "hi" }) }
+            }
+            #expect(try await Self.reserved(h).tokens == 0)
+            _ = try await h.a.ask("alice", "15 tokens")
+            _ = try await h.a.ask("alice", "another 15")
+            let refused = await rpcError { try await asUser("alice") { try await h.a.speech.createSpeech(.with { $0.text = "hi" }) } }
+            #expect(refused?.reason == "QuotaExceeded")
+        }
+    }
+}
