@@ -23,6 +23,9 @@ public final class ProviderRegistry: Sendable {
         let read = settings.providers.map(\.requestTimeout).max() ?? .seconds(60)
         configuration.timeout = HTTPClient.Configuration.Timeout(
             connect: OpenAICompatibleProvider.timeAmount(connect), read: OpenAICompatibleProvider.timeAmount(read))
+        // HTTP/1.1 allows one call per connection, so this bounds the calls in flight per provider
+        // (the client's default of 8 would queue every call behind eight slow answers).
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.maxConnectionsPerHost
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 
         var providers: [String: any AIProvider] = [:]

@@ -67,8 +67,15 @@ public struct ProviderSettings: Sendable, Equatable {
     /// nil: look for `ffmpeg` / `ffprobe` on `PATH`.
     public var ffmpegPath: String?
     public var ffprobePath: String?
+    /// Connections kept open to each provider host (`AI_MAX_PROVIDER_CONNECTIONS`): every call in
+    /// flight holds one for as long as the provider takes to answer.
+    public var maxConnectionsPerHost: Int
 
-    public init(providers: [ProviderConfiguration], defaultProvider: String? = nil, ffmpegPath: String? = nil, ffprobePath: String? = nil) {
+    public init(
+        providers: [ProviderConfiguration], defaultProvider: String? = nil, ffmpegPath: String? = nil, ffprobePath: String? = nil,
+        maxConnectionsPerHost: Int = 512
+    ) {
+        self.maxConnectionsPerHost = maxConnectionsPerHost
         self.providers = providers
         self.defaultProvider = defaultProvider
             ?? (providers.contains { $0.name == "openai" } ? "openai" : providers.first?.name)
@@ -107,7 +114,8 @@ public struct ProviderSettings: Sendable, Equatable {
             providers: providers,
             defaultProvider: defaultProvider,
             ffmpegPath: readExecutable("ai.ffmpeg.path", "AI_FFMPEG_PATH", settings),
-            ffprobePath: readExecutable("ai.ffprobe.path", "AI_FFPROBE_PATH", settings)
+            ffprobePath: readExecutable("ai.ffprobe.path", "AI_FFPROBE_PATH", settings),
+            maxConnectionsPerHost: settings.int("ai.max.provider.connections", default: 512, range: 1...100_000)
         )
     }
 

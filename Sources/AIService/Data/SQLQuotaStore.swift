@@ -52,6 +52,9 @@ public struct SQLQuotaStore: QuotaStore {
         var attemptTime = now
         while true {
             if case .admitted(let ticket) = try await reserve(userId: userId, now: attemptTime, on: sql) { return ticket }
+            // Reservations left by calls whose process died may be what holds the budget: they
+            // are released here, when they matter, not on every call.
+            if try await releaseExpired(userId: userId, now: attemptTime, on: sql) { continue }
             guard let state = try await state(userId: userId, on: sql) else { return nil }
             if state.tokens.isSpent || state.cost.isSpent { throw Self.spent(state.quota) }
             if !state.tokens.isLimited && !state.cost.isLimited { return nil }  // budgets removed meanwhile
@@ -71,7 +74,6 @@ public struct SQLQuotaStore: QuotaStore {
 
     /// The admission UPDATE and, when it reserved something, the reservation row.
     private func reserve(userId: String, now: Date, on sql: any SQLDatabase) async throws -> Reservation {
-        try await releaseExpired(userId: userId, now: now, on: sql)
         let rows = try await sql.raw("""
             UPDATE ai_quota SET \
             last_reserved_tokens = CASE WHEN token_budget IS NULL THEN 0 WHEN max_call_tokens > 0 THEN max_call_tokens \
@@ -207,7 +209,8 @@ public struct SQLQuotaStore: QuotaStore {
             """).run()
     }
 
-    private func releaseExpired(userId: String, now: Date, on sql: any SQLDatabase) async throws {
+    /// Whether it released anything.
+    private func releaseExpired(userId: String, now: Date, on sql: any SQLDatabase) async throws -> Bool {
         let expired = try await sql.raw("""
             DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId) AND expires_at < \(bind: now.milliseconds) RETURNING tokens, cost
             """).all()
@@ -215,6 +218,7 @@ public struct SQLQuotaStore: QuotaStore {
             let released = (tokens: try row.decode(column: "tokens", as: Int64.self), cost: try row.decode(column: "cost", as: Double.self))
             try await book(userId: userId, tokens: 0, cost: 0, releasing: released, settlesCall: false, now: now, on: sql)
         }
+        return !expired.isEmpty
     }
 
     /// Only a first call's whole-budget reservation stands in the way, and it outlasted the wait.
