@@ -176,7 +176,7 @@ public func makeGatewayRouter(
         tokens: tokens, revocations: revocations, sync: sync, maxRevocationAge: maxRevocationAge
     ))
     ChatModelRoutes(chatModels: clients.chatModels).register(on: authenticated)
-    UsageRoutes(usage: clients.usage).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
+    UsageRoutes(usage: clients.usage, users: clients.users).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
 
     let signed = router.group().add(middleware: SignedRequestMiddleware(
         users: clients.users, policy: settings.signing, maxBodyBytes: 1 << 20

@@ -335,6 +335,8 @@ struct AIFlowTests {
             let set = try await platform.request(.PUT, "/ai/quota/\(userId)", json: #"{"tokenBudget":1}"#, token: admin)
             #expect(set.status == 200 && set.data["tokenBudget"] as? Int == 1)
             #expect(try await platform.request(.PUT, "/ai/quota/\(userId)", json: #"{"tokenBudget":1}"#, token: token).status == 403)
+            let nobody = try await platform.request(.PUT, "/ai/quota/01NOSUCHUSER0000000000000", json: #"{"tokenBudget":1}"#, token: admin)
+            #expect(nobody.status == 404)
 
             #expect(try await client.json("/ai/invoke/chat_completion", #"{"question":"first"}"#).status == 200)
             let calls = provider.requests(to: .chat).count

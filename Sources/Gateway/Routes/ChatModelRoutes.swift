@@ -50,14 +50,14 @@ struct ChatModelRoutes {
     }
 
     @Sendable func get(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try Self.chatModelId(context)
         let model = try await chatModels.getChatModelById(.with { $0.id = id })
         return try ResponseBody.success(ChatModelView(model))
     }
 
     /// Changes the fields given; `struct`, when given, replaces the whole list (`[]` clears it).
     @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try Self.chatModelId(context)
         var body = try await JSONBody.read(request, context: context)
         let name = body.string("name", required: false)
         let items = body.stringObjects("struct", fields: ["key", "value"], maxCount: Self.maxStructItems)
@@ -76,9 +76,17 @@ struct ChatModelRoutes {
     }
 
     @Sendable func delete(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try Self.chatModelId(context)
         _ = try await chatModels.deleteChatModel(.with { $0.id = id })
         return try ResponseBody.empty()
+    }
+
+    /// Ids are 26-character sortable ids; anything far longer cannot name a chat model and is not
+    /// worth a call (nor worth echoing back).
+    private static func chatModelId(_ context: GatewayRequestContext) throws -> String {
+        let id = try context.parameters.require("id")
+        guard id.utf8.count <= 64 else { throw APIError(.notFound, message: "no such chat model") }
+        return id
     }
 
     private static func structItems(_ items: [[String: String]]?) -> [Grpc_Ai_V1_ChatModelStructItem] {

@@ -6,6 +6,7 @@ import Platform
 /// `/ai/usage` and `/ai/quota`: what callers spent, and the budgets admins set.
 struct UsageRoutes {
     let usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol
+    let users: any Grpc_User_V1_UserService.ClientProtocol
 
     func register(on authenticated: RouterGroup<GatewayRequestContext>, admin: RouterGroup<GatewayRequestContext>) {
         authenticated.get("/ai/usage", use: report)
@@ -51,13 +52,13 @@ struct UsageRoutes {
     }
 
     @Sendable func quota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let userId = try context.parameters.require("userId")
+        let userId = try await existingUser(context)
         return try ResponseBody.success(QuotaView(try await usage.getQuota(.with { $0.userID = userId })))
     }
 
     /// `{tokenBudget, costBudget, resetUsage}`: a budget that is absent or `null` is unlimited.
     @Sendable func setQuota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let userId = try context.parameters.require("userId")
+        let userId = try await existingUser(context)
         var body = try await JSONBody.read(request, context: context)
         let tokens = body.integer("tokenBudget", range: 0...Int64(1e15))
         let cost = body.number("costBudget", range: 0...1e12)
@@ -70,6 +71,13 @@ struct UsageRoutes {
             $0.resetUsage = reset ?? false
         })
         return try ResponseBody.success(QuotaView(quota))
+    }
+
+    /// The path's user, who must exist: the AI service does not know users and would keep a budget
+    /// for a mistyped id. 404 from the user service otherwise.
+    private func existingUser(_ context: GatewayRequestContext) async throws -> String {
+        let userId = try context.parameters.require("userId")
+        return try await users.getUserById(.with { $0.id = userId }).id
     }
 
     /// Milliseconds since the epoch, or a UTC day.
