@@ -91,6 +91,76 @@ struct ProcessTopologyTests {
         #expect(gateways[0].terminationReason == .exit && gateways[0].terminationStatus == 0)
     }
 
+    @Test("signed AI calls through two gateways and two AI service replicas sharing one database", arguments: TestDatabaseKind.enabled)
+    func replicatedAIServices(kind: TestDatabaseKind) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let provider = try await FakeProvider.start()
+        let userPort = try freePort()
+        let aiPorts = [try freePort(), try freePort()]
+        let gatewayPorts = [try freePort(), try freePort()]
+        var environment = [
+            "DATA_DIR": directory.path,
+            "JWT_SECRET": PlatformUnderTest.jwtSecret,
+            "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "BCRYPT_COST": "4",
+            "USER_SERVICE_PORT": "\(userPort)",
+            "USER_SERVICE_ADDRS": "127.0.0.1:\(userPort)",
+            "AI_SERVICE_ADDRS": aiPorts.map { "127.0.0.1:\($0)" }.joined(separator: ","),
+            "AI_PROVIDERS": "openai",
+            "AI_PROVIDER_OPENAI_BASE_URL": provider.baseURL,
+            "AI_RATE_LIMIT_PER_MINUTE": "6",
+            "LOG_LEVEL": "debug",
+        ]
+        environment["USER_DATABASE_URL"] = try await kind.makeLocation(in: directory, name: "user").url
+        environment["AI_DATABASE_URL"] = try await kind.makeLocation(in: directory, name: "ai").url
+
+        let processes = ProcessSet(directory: directory.path)
+        defer {
+            processes.killAll()
+        }
+        let migrate = try processes.start("migrate", ["migrate"], environment: environment)
+        migrate.waitUntilExit()
+        #expect(migrate.terminationStatus == 0, "migrate failed: \(processes.log("migrate"))")
+        _ = try processes.start("user", ["user-service"], environment: environment)
+        for (index, port) in aiPorts.enumerated() {
+            _ = try processes.start("ai-\(index)", ["ai-service"], environment: environment.merging(["AI_SERVICE_PORT": "\(port)"]) { $1 })
+        }
+        for (index, port) in gatewayPorts.enumerated() {
+            _ = try processes.start("gateway-\(index)", ["gateway"], environment: environment.merging(["HTTP_PORT": "\(port)"]) { $1 })
+        }
+        try await waitUntil("gateways healthy; logs: \(processes.allLogs())") {
+            let a = try? await HTTPTestClient(port: gatewayPorts[0]).get("/health").status
+            let b = try? await HTTPTestClient(port: gatewayPorts[1]).get("/health").status
+            return a == 200 && b == 200
+        }
+
+        let registered = try await HTTPTestClient(port: gatewayPorts[0]).send("POST", "/user/register", json: #"{"username":"device-owner","password":"password123"}"#)
+        let accessKey = try #require(registered.data["accessKey"] as? String)
+        let secretKey = try #require(registered.data["secretKey"] as? String)
+        let devices = gatewayPorts.map { SignedClient(port: $0, accessKey: accessKey, secretKey: secretKey) }
+
+        // A nonce used through one gateway is refused through the other.
+        let nonce = "nonce-\(UUID().uuidString)"
+        #expect(try await devices[0].json("/ai/invoke/chat_completion", #"{"question":"hello"}"#, nonce: nonce).status == 200)
+        let replay = try await devices[1].json("/ai/invoke/chat_completion", #"{"question":"hello"}"#, nonce: nonce)
+        #expect(replay.status == 409 && replay.message == "NonceReused")
+
+        // Six calls a minute per key, counted in the shared database whichever replica serves them:
+        // thirteen calls meet the limit even if a minute boundary falls among them.
+        var statuses: [Int] = []
+        for index in 0..<13 where !statuses.contains(429) {
+            statuses.append(try await devices[index % 2].json("/ai/invoke/chat_completion", #"{"question":"call \#(index)"}"#).status)
+        }
+        #expect(statuses.contains(429), "\(statuses)")
+        #expect(statuses.filter { $0 != 429 }.allSatisfy { $0 == 200 }, "\(statuses)")
+        // Both replicas served calls.
+        for index in aiPorts.indices {
+            #expect(processes.log("ai-\(index)").contains("CreateChatCompletion"), "replica \(index) served no call")
+        }
+        await provider.stop()
+    }
+
     @Test("one request's id is on the log lines of the gateway and the user service, and is sent back")
     func requestIdInLogs() async throws {
         let directory = try TemporaryDirectory()
