@@ -14,7 +14,10 @@ struct AllowListCORSMiddleware: RouterMiddleware {
         allowAll = origins.contains("*")
         cors = CORSMiddleware(
             allowOrigin: allowAll ? .all : .originBased,
-            allowHeaders: [.authorization, .contentType, HTTPField.Name("x-request-id")!, HTTPField.Name("x-authorization")!],
+            allowHeaders: [
+                .authorization, .contentType, HTTPField.Name("x-request-id")!, HTTPField.Name("x-authorization")!,
+                HTTPField.Name("x-cc-content-sha256")!, HTTPField.Name("x-cc-nonce")!,
+            ],
             allowMethods: [.get, .post, .put, .patch, .delete, .options],
             exposedHeaders: ["x-request-id", "retry-after"],
             maxAge: .seconds(600)
