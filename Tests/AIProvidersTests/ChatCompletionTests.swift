@@ -121,7 +121,8 @@ import Testing
             let started = ContinuousClock.now
             call.cancel()
             let result = await call.result
-            #expect(ContinuousClock.now - started < .seconds(2))
+            // Ended by the cancellation, not by the 10 s answer.
+            #expect(ContinuousClock.now - started < .seconds(8))
             #expect(throws: CancellationError.self) { try result.get() }
             #expect(await harness.fake.waitUntil(timeout: .seconds(3)) { $0.requestsAbandoned == 1 })
         }

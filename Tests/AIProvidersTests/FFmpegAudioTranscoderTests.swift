@@ -99,7 +99,8 @@ import Testing
         let started = ContinuousClock.now
         let error = await domainError { _ = try await stuck.transcodeForTranscription(ByteBuffer(bytes: [1, 2, 3]), fileExtension: "mp3") }
         #expect(error?.kind == .deadlineExceeded)
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Behaviour, not speed: the child was stopped rather than left to run its 30 s.
+        #expect(ContinuousClock.now - started < .seconds(25))
     }
 
     @Test func locateWithBogusPathsIsNil() throws {

@@ -106,7 +106,8 @@ import Testing
                 let started = ContinuousClock.now
                 let error = await domainError(call)
                 #expect(error?.kind == .deadlineExceeded)
-                #expect(ContinuousClock.now - started < .seconds(3))
+                // It gave up rather than waiting for an answer that never comes.
+                #expect(ContinuousClock.now - started < .seconds(20))
                 expectClean(error)
             }
             // The client gave up by closing its connections, which the fake notices.

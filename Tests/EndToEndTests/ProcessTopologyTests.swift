@@ -40,6 +40,7 @@ struct ProcessTopologyTests {
             try processes.start("user-\(index)", ["user-service"], environment: environment.merging(["USER_SERVICE_PORT": "\(port)"]) { $1 })
         }
         _ = try processes.start("ai", ["ai-service"], environment: environment)
+        try await waitUntilListening(userPorts + [aiPort], processes)
         let gateways = try gatewayPorts.enumerated().map { index, port in
             try processes.start("gateway-\(index)", ["gateway"], environment: environment.merging(["HTTP_PORT": "\(port)"]) { $1 })
         }
@@ -52,7 +53,10 @@ struct ProcessTopologyTests {
         }
 
         // One account, used through both gateways.
-        #expect(try await clientA.send("POST", "/user/register", json: #"{"username":"alice","password":"password123"}"#).status == 200)
+        let aliceRegistered = try await firstCall(processes) {
+            try await clientA.send("POST", "/user/register", json: #"{"username":"alice","password":"password123"}"#)
+        }
+        #expect(aliceRegistered.status == 200, "\(aliceRegistered.status) \(String(decoding: aliceRegistered.body, as: UTF8.self)); logs: \(processes.allLogs())")
         let login = try await clientA.send("PUT", "/auth/login", json: #"{"username":"alice","password":"password123"}"#)
         let token = try #require(login.data["accessToken"] as? String)
         #expect(try await clientB.get("/user/current", token: token).status == 200)
@@ -126,6 +130,7 @@ struct ProcessTopologyTests {
         for (index, port) in aiPorts.enumerated() {
             _ = try processes.start("ai-\(index)", ["ai-service"], environment: environment.merging(["AI_SERVICE_PORT": "\(port)"]) { $1 })
         }
+        try await waitUntilListening([userPort] + aiPorts, processes)
         for (index, port) in gatewayPorts.enumerated() {
             _ = try processes.start("gateway-\(index)", ["gateway"], environment: environment.merging(["HTTP_PORT": "\(port)"]) { $1 })
         }
@@ -135,7 +140,10 @@ struct ProcessTopologyTests {
             return a == 200 && b == 200
         }
 
-        let registered = try await HTTPTestClient(port: gatewayPorts[0]).send("POST", "/user/register", json: #"{"username":"device-owner","password":"password123"}"#)
+        let registered = try await firstCall(processes) {
+            try await HTTPTestClient(port: gatewayPorts[0]).send("POST", "/user/register", json: #"{"username":"device-owner","password":"password123"}"#)
+        }
+        #expect(registered.status == 200, "\(registered.status) \(String(decoding: registered.body, as: UTF8.self)); logs: \(processes.allLogs())")
         let accessKey = try #require(registered.data["accessKey"] as? String)
         let secretKey = try #require(registered.data["secretKey"] as? String)
         let devices = gatewayPorts.map { SignedClient(port: $0, accessKey: accessKey, secretKey: secretKey) }
@@ -233,6 +241,37 @@ struct ProcessTopologyTests {
         let log = processes.log("bad")
         #expect(log.contains("LOG_LEVEL"))
     }
+}
+
+/// Services first, then gateways, as a deployment would: a gateway that starts before a service
+/// listens waits out a reconnect backoff before its calls go through.
+func waitUntilListening(_ ports: [Int], _ processes: ProcessSet) async throws {
+    for port in ports {
+        try await waitUntil("a service listening on \(port); logs: \(processes.allLogs())", timeout: .seconds(30)) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } } == 0
+        }
+    }
+}
+
+/// The first call through freshly started gateways. `/health` probes each instance on a fresh
+/// connection, so it can pass while a gateway's own connection to a service that started after it
+/// is still waiting out its reconnect backoff (answering 503 meanwhile): retry until it is not.
+func firstCall(_ processes: ProcessSet, _ call: () async throws -> HTTPTestClient.Reply) async throws -> HTTPTestClient.Reply {
+    var reply: HTTPTestClient.Reply?
+    try await waitUntil("a first call that is not 503; logs: \(processes.allLogs())", timeout: .seconds(10)) {
+        reply = try? await call()
+        return reply != nil && reply?.status != 503
+    }
+    guard let reply else { throw TestFailure("no reply") }
+    return reply
 }
 
 /// Child processes of the built `aisaas` binary, each logging to a file.
