@@ -251,12 +251,7 @@ func waitUntilListening(_ ports: [Int], _ processes: ProcessSet) async throws {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return false }
             defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } } == 0
+            return withLoopbackAddress(port) { connect(fd, $0, $1) } == 0
         }
     }
 }
@@ -325,6 +320,16 @@ final class ProcessSet: @unchecked Sendable {
     }
 }
 
+/// Calls `body` with 127.0.0.1:`port` as a socket address (for bind or connect).
+func withLoopbackAddress(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
+}
+
 /// A loopback port that was free a moment ago. Picked below Linux's ephemeral range
 /// (32768–60999), so outgoing connections of other tests cannot take it before the child binds.
 func freePort() throws -> Int {
@@ -333,12 +338,7 @@ func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed") }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        let bound = withLoopbackAddress(port) { bind(fd, $0, $1) }
         if bound == 0 { return port }
     }
     throw TestFailure("no free port found")

@@ -33,8 +33,8 @@ struct SignedClient: Sendable {
         try await send("POST", path, body: Array(json.utf8), nonce: nonce)
     }
 
-    /// A signed request whose answer is read as it arrives: the raw Server-Sent Events text.
-    func stream(_ path: String, _ json: String) async throws -> (status: Int, contentType: String?, events: [String]) {
+    /// A JSON POST signed with a body digest and a nonce, for reading its answer as it arrives.
+    private func signedPost(_ path: String, _ json: String) throws -> HTTPClientRequest {
         let body = Array(json.utf8)
         let signed = try Signer(accessKey: accessKey, secretKey: secretKey).sign(
             method: "POST", url: "http://127.0.0.1:\(port)\(path)", headers: [("content-type", "application/json")],
@@ -45,6 +45,12 @@ struct SignedClient: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         for header in signed.headersToAdd where header.name != "host" { request.headers.add(name: header.name, value: header.value) }
         request.body = .bytes(ByteBuffer(bytes: body))
+        return request
+    }
+
+    /// A signed request whose answer is read as it arrives: the raw Server-Sent Events text.
+    func stream(_ path: String, _ json: String) async throws -> (status: Int, contentType: String?, events: [String]) {
+        let request = try signedPost(path, json)
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         var text = ""
         for try await part in response.body { text += String(buffer: part) }
@@ -54,16 +60,7 @@ struct SignedClient: Sendable {
 
     /// Starts a signed streamed request, reads until the first complete event, then hangs up.
     func readFirstEvent(_ path: String, _ json: String) async throws -> String {
-        let body = Array(json.utf8)
-        let signed = try Signer(accessKey: accessKey, secretKey: secretKey).sign(
-            method: "POST", url: "http://127.0.0.1:\(port)\(path)", headers: [("content-type", "application/json")],
-            body: body, contentSHA256: true, nonce: Signer.makeNonce()
-        )
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        for header in signed.headersToAdd where header.name != "host" { request.headers.add(name: header.name, value: header.value) }
-        request.body = .bytes(ByteBuffer(bytes: body))
+        let request = try signedPost(path, json)
         // A client of its own, shut down at once: its connection closes rather than returning to a pool.
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
         do {

@@ -122,14 +122,7 @@ public struct SQLQuotaStore: QuotaStore {
             SELECT token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, max_call_tokens, max_call_cost, \
             updated_at FROM ai_quota WHERE user_id = \(bind: userId)
             """).first() else { return nil }
-        let quota = Quota(
-            userId: userId,
-            tokenBudget: try row.decode(column: "token_budget", as: Int64?.self).map(Int.init),
-            costBudget: try row.decode(column: "cost_budget", as: Double?.self),
-            tokensUsed: Int(try row.decode(column: "tokens_used", as: Int64.self)),
-            costUsed: try row.decode(column: "cost_used", as: Double.self),
-            updatedAt: Date(milliseconds: try row.decode(column: "updated_at", as: Int64.self))
-        )
+        let quota = try Self.quota(row, userId: userId)
         let tokens = Dimension(
             budget: quota.tokenBudget.map(Double.init), used: Double(quota.tokensUsed),
             reserved: Double(try row.decode(column: "tokens_reserved", as: Int64.self)),
@@ -159,7 +152,12 @@ public struct SQLQuotaStore: QuotaStore {
         guard let row = try await sql.raw("""
             SELECT user_id, token_budget, cost_budget, tokens_used, cost_used, updated_at FROM ai_quota WHERE user_id = \(bind: userId)
             """).first() else { return .unlimited(userId) }
-        return Quota(
+        return try Self.quota(row, userId: userId)
+    }
+
+    /// The budget columns of an `ai_quota` row.
+    private static func quota(_ row: any SQLRow, userId: String) throws -> Quota {
+        Quota(
             userId: userId,
             tokenBudget: try row.decode(column: "token_budget", as: Int64?.self).map(Int.init),
             costBudget: try row.decode(column: "cost_budget", as: Double?.self),

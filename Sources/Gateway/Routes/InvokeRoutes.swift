@@ -137,15 +137,9 @@ struct InvokeRoutes {
     /// open and reveals a departed client.
     static let keepAliveInterval: Duration = .seconds(10)
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-
     static func event(_ payload: some Encodable) throws -> ByteBuffer {
         var buffer = ByteBuffer(string: "data: ")
-        buffer.writeBytes(try encoder.encode(payload))
+        buffer.writeBytes(try ResponseBody.encoder.encode(payload))
         buffer.writeString("\n\n")
         return buffer
     }
@@ -153,13 +147,8 @@ struct InvokeRoutes {
     /// The error body of the contract, as the stream's last event.
     static func errorEvent(_ error: any Error, requestId: String) -> ByteBuffer {
         let apiError = (error as? RPCError).map(APIError.init) ?? APIError(.badGateway, message: "the stream ended unexpectedly")
-        let body = ErrorBody(
-            statusCode: apiError.status.code, code: apiError.code, message: apiError.message,
-            application: apiError.application, hostname: ResponseBody.hostname,
-            requestId: requestId, meta: apiError.meta
-        )
         var buffer = ByteBuffer(string: "event: error\ndata: ")
-        buffer.writeBytes((try? encoder.encode(body)) ?? Data("{}".utf8))
+        buffer.writeBytes(ResponseBody.errorJSON(apiError, requestId: requestId))
         buffer.writeString("\n\n")
         return buffer
     }

@@ -34,7 +34,7 @@ struct ErrorBody: Encodable {
 enum ResponseBody {
     static let hostname = ProcessInfo.processInfo.hostName
 
-    private static let encoder: JSONEncoder = {
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
@@ -49,15 +49,19 @@ enum ResponseBody {
     }
 
     static func error(_ error: APIError, requestId: String) -> Response {
+        var response = json(errorJSON(error, requestId: requestId), status: error.status)
+        for field in error.headers { response.headers.append(field) }
+        return response
+    }
+
+    /// The error body as JSON, for answers and for the last event of a stream.
+    static func errorJSON(_ error: APIError, requestId: String) -> Data {
         let body = ErrorBody(
             statusCode: error.status.code, code: error.code, message: error.message, application: error.application,
             hostname: hostname, requestId: requestId, meta: error.meta
         )
         // Encoding plain strings and numbers cannot fail; the fallback keeps the contract anyway.
-        let data = (try? encoder.encode(body)) ?? Data(#"{"statusCode":500,"code":-1,"message":"internal error"}"#.utf8)
-        var response = json(data, status: error.status)
-        for field in error.headers { response.headers.append(field) }
-        return response
+        return (try? encoder.encode(body)) ?? Data(#"{"statusCode":500,"code":-1,"message":"internal error"}"#.utf8)
     }
 
     static func json(_ data: Data, status: HTTPResponse.Status) -> Response {

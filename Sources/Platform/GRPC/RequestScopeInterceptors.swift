@@ -64,6 +64,19 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
     }
 
     private func rpcError(for error: any Error, method: String) -> RPCError {
+        if !(error is DomainError || error is RPCError) {
+            // Details of unexpected failures (SQL, I/O) stay in this service's log.
+            logger.error("unexpected failure", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])
+        }
+        return RPCError(mapping: error, application: application)
+    }
+}
+
+extension RPCError {
+    /// The status a service answers for `error`: a `DomainError` with its code, message, field
+    /// violations, reason and retry-after as trailers; an `RPCError` as it is; anything else as
+    /// INTERNAL without details. Every status names `application`.
+    public init(mapping error: any Error, application: String) {
         var metadata: Metadata = [:]
         metadata.addString(application, forKey: MetadataKey.errorApplication)
         switch error {
@@ -76,16 +89,14 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
             if let retryAfter = domain.retryAfterSeconds {
                 metadata.addString(String(retryAfter), forKey: MetadataKey.errorRetryAfter)
             }
-            return RPCError(code: domain.kind.rpcCode, message: domain.message, metadata: metadata)
+            self.init(code: domain.kind.rpcCode, message: domain.message, metadata: metadata)
         case var rpc as RPCError:
             if rpc.metadata[stringValues: MetadataKey.errorApplication].first(where: { _ in true }) == nil {
                 rpc.metadata.addString(application, forKey: MetadataKey.errorApplication)
             }
-            return rpc
+            self = rpc
         default:
-            // Details of unexpected failures (SQL, I/O) stay in this service's log.
-            logger.error("unexpected failure", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])
-            return RPCError(code: .internalError, message: "internal error in \(application)", metadata: metadata)
+            self.init(code: .internalError, message: "internal error in \(application)", metadata: metadata)
         }
     }
 }
