@@ -156,6 +156,20 @@ let package = Package(
             path: "bench/FakeProviderServer",
             swiftSettings: swiftSettings
         ),
+        // Unary gRPC calls over loopback, to tell the RPC plumbing's cost from the services' work.
+        .executableTarget(
+            name: "grpc-unary-bench",
+            dependencies: [
+                "Platform", "AISaaSProtos",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "bench/GRPCUnaryBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlatformTests",
             dependencies: ["Platform", "TestSupport"],

@@ -122,7 +122,7 @@ public func makeAIServices(
     )
     let pipeline = InvocationPipeline(
         rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
-        quotas: quotas, usage: usage, prices: settings.prices, logger: logger
+        quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger
     )
     return [
         ChatModelGRPCService(

@@ -124,6 +124,31 @@ struct RateLimitTests {
         }
     }
 
+    /// Concurrent calls are counted together (one upsert per key for a batch), each in its own
+    /// place: exactly the limit gets through, on both replicas together.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func concurrentCallsGetThroughUpToTheLimitExactly(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        provider.update { $0.delay = .milliseconds(5) }
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.rateLimitPerMinute = 10 }) { h in
+            let second = Int(Date().timeIntervalSince1970) % 60
+            if second >= 50 { try await Task.sleep(for: .seconds(61 - second)) }
+            let outcomes = await withTaskGroup(of: String.self) { group in
+                for call in 0..<30 {
+                    let instance = call.isMultiple(of: 2) ? h.a : h.b
+                    group.addTask {
+                        let error = await rpcError { try await instance.ask("alice", "call \(call)") }
+                        return error?.reason ?? (error == nil ? "ok" : "\(error?.code.description ?? "")")
+                    }
+                }
+                return await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == "ok" }.count == 10)
+            #expect(outcomes.filter { $0 == "RateLimited" }.count == 20)
+            #expect(provider.snapshot.chatRequests.count == 10)
+        }
+    }
+
     @Test(arguments: TestDatabaseKind.enabled)
     func zeroTurnsTheLimitOff(kind: TestDatabaseKind) async throws {
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()]), configure: { $0.rateLimitPerMinute = 0 }) { h in

@@ -8,6 +8,7 @@ import SQLKit
 /// Each step is one statement, atomic on SQLite (one writer at a time) and on PostgreSQL (the
 /// row lock; under READ COMMITTED an UPDATE re-checks its WHERE clause against the row as the
 /// previous writer left it), so no in-process state and no multi-statement transaction is needed:
+/// - admission of a user without a budget: one read, nothing reserved.
 /// - admission: one conditional UPDATE that adds an estimate to `*_reserved` only while
 ///   `used + reserved < budget` in every budgeted dimension. The estimate is `max_call_*`, the
 ///   largest call settled so far, which settlement never leaves below a positive floor
@@ -24,7 +25,8 @@ import SQLKit
 ///   that dies mid-call leaks it only until `reservationLifetime` has passed: the next admission
 ///   of that user releases expired reservations.
 /// - settlement: deleting the reservation row claims it (only one of settlement and expiry
-///   release wins), then one upsert moves the reservation to `*_used`.
+///   release wins), then one upsert moves the reservation to `*_used`; calls that finish together
+///   settle together, one claim statement and one upsert per user (`SQLInvocationLedger`).
 /// The remaining gap — a crash between the admission UPDATE and the reservation INSERT — can
 /// leak one estimate until an admin calls SetQuota with reset_usage.
 public struct SQLQuotaStore: QuotaStore {
@@ -47,6 +49,12 @@ public struct SQLQuotaStore: QuotaStore {
 
     public func admit(userId: String, now: Date) async throws -> QuotaTicket? {
         let sql = try database.sql()
+        // Most users have no budget: a read tells, and spares them a write per call. A budget set
+        // meanwhile applies from the next call, as if this one had been admitted a moment earlier.
+        let budgeted = try await sql.raw("""
+            SELECT user_id FROM ai_quota WHERE user_id = \(bind: userId) AND (token_budget IS NOT NULL OR cost_budget IS NOT NULL)
+            """).first()
+        if budgeted == nil { return nil }
         let deadline = ContinuousClock.now + firstCallWait
         var pause = Duration.milliseconds(10)
         var attemptTime = now
@@ -136,15 +144,38 @@ public struct SQLQuotaStore: QuotaStore {
         return (quota, tokens, cost)
     }
 
-    public func settle(userId: String, ticket: QuotaTicket?, tokens: Int, cost: Double, now: Date) async throws {
-        let sql = try database.sql()
-        var released = (tokens: Int64(0), cost: 0.0)
-        if let ticket {
-            // Whoever deletes the reservation row releases it: settlement or expiry, never both.
-            let claimed = try await sql.raw("DELETE FROM ai_quota_reservation WHERE id = \(bind: ticket.id) RETURNING tokens, cost").all()
-            if !claimed.isEmpty { released = (Int64(ticket.tokens), ticket.cost) }
+    /// Settles finished calls inside the caller's transaction (see `SQLInvocationLedger`): one
+    /// statement claims their reservations, then one upsert per user books that user's calls.
+    func settle(_ settlements: [QuotaSettlement], now: Date, on sql: any SQLDatabase) async throws {
+        guard !settlements.isEmpty else { return }
+        let ticketIds = settlements.compactMap { $0.ticket?.id }
+        var claimed: Set<String> = []
+        if !ticketIds.isEmpty {
+            // Whoever deletes a reservation row releases it: settlement or expiry, never both.
+            let rows = try await sql.raw("DELETE FROM ai_quota_reservation WHERE id IN (\(binds: ticketIds)) RETURNING id").all()
+            claimed = Set(try rows.map { try $0.decode(column: "id", as: String.self) })
         }
-        try await book(userId: userId, tokens: Int64(tokens), cost: cost, releasing: released, settlesCall: true, now: now, on: sql)
+        var byUser: [String: Booking] = [:]
+        var users: [String] = []
+        for settlement in settlements {
+            if byUser[settlement.userId] == nil { users.append(settlement.userId) }
+            var booking = byUser[settlement.userId] ?? Booking()
+            booking.tokens += Int64(settlement.tokens)
+            booking.cost += settlement.cost
+            if let ticket = settlement.ticket, claimed.contains(ticket.id) {
+                booking.releasedTokens += Int64(ticket.tokens)
+                booking.releasedCost += ticket.cost
+            }
+            // A settled call raises `max_call_*` to its size, and at least to the floors: a call
+            // that consumed 0 still tells admission that calls of this user are small, not unknown.
+            booking.largestCallTokens = max(booking.largestCallTokens, Int64(settlement.tokens), minimumCallTokens)
+            booking.largestCallCost = max(booking.largestCallCost, settlement.cost, minimumCallCost)
+            byUser[settlement.userId] = booking
+        }
+        // Rows are locked in one order by every replica's batches, so two batches never deadlock.
+        for userId in users.sorted() {
+            if let booking = byUser[userId] { try await book(userId: userId, booking, now: now, on: sql) }
+        }
     }
 
     public func quota(userId: String) async throws -> Quota {
@@ -180,27 +211,34 @@ public struct SQLQuotaStore: QuotaStore {
         return try await quota(userId: userId)
     }
 
-    /// Adds a call's consumption and releases what it had reserved, creating the row if needed.
-    /// A settled call raises `max_call_*` to its size, and at least to the floors: a call that
-    /// consumed 0 still tells admission that calls of this user are small, not unknown.
-    private func book(
-        userId: String, tokens: Int64, cost: Double, releasing released: (tokens: Int64, cost: Double),
-        settlesCall: Bool, now: Date, on sql: any SQLDatabase
-    ) async throws {
-        let callTokens = settlesCall ? max(tokens, minimumCallTokens) : tokens
-        let callCost = settlesCall ? max(cost, minimumCallCost) : cost
+    /// What to add to one user's row: consumption, released reservations, and the largest call
+    /// among those booked (0 when none is a settled call).
+    private struct Booking {
+        var tokens: Int64 = 0
+        var cost = 0.0
+        var releasedTokens: Int64 = 0
+        var releasedCost = 0.0
+        var largestCallTokens: Int64 = 0
+        var largestCallCost = 0.0
+    }
+
+    /// Adds consumption and releases reservations on a user's row, creating it if needed.
+    private func book(userId: String, _ booking: Booking, now: Date, on sql: any SQLDatabase) async throws {
         // Adding and subtracting floating-point reservations leaves crumbs; far below any call's
         // floor they mean nothing is reserved.
         let costResidue = minimumCallCost / 1_000
         try await sql.raw("""
             INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
             max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
-            VALUES (\(bind: userId), NULL, NULL, \(bind: tokens), \(bind: cost), 0, 0.0, \(bind: callTokens), \(bind: callCost), 0, 0.0, \(bind: now.milliseconds)) \
+            VALUES (\(bind: userId), NULL, NULL, \(bind: booking.tokens), \(bind: booking.cost), 0, 0.0, \(bind: booking.largestCallTokens), \
+            \(bind: booking.largestCallCost), 0, 0.0, \(bind: now.milliseconds)) \
             ON CONFLICT (user_id) DO UPDATE SET \
             tokens_used = ai_quota.tokens_used + excluded.tokens_used, \
             cost_used = ai_quota.cost_used + excluded.cost_used, \
-            tokens_reserved = CASE WHEN ai_quota.tokens_reserved > \(bind: released.tokens) THEN ai_quota.tokens_reserved - \(bind: released.tokens) ELSE 0 END, \
-            cost_reserved = CASE WHEN ai_quota.cost_reserved - \(bind: released.cost) > \(bind: costResidue) THEN ai_quota.cost_reserved - \(bind: released.cost) ELSE 0.0 END, \
+            tokens_reserved = CASE WHEN ai_quota.tokens_reserved > \(bind: booking.releasedTokens) \
+              THEN ai_quota.tokens_reserved - \(bind: booking.releasedTokens) ELSE 0 END, \
+            cost_reserved = CASE WHEN ai_quota.cost_reserved - \(bind: booking.releasedCost) > \(bind: costResidue) \
+              THEN ai_quota.cost_reserved - \(bind: booking.releasedCost) ELSE 0.0 END, \
             max_call_tokens = CASE WHEN excluded.max_call_tokens > ai_quota.max_call_tokens THEN excluded.max_call_tokens ELSE ai_quota.max_call_tokens END, \
             max_call_cost = CASE WHEN excluded.max_call_cost > ai_quota.max_call_cost THEN excluded.max_call_cost ELSE ai_quota.max_call_cost END, \
             updated_at = excluded.updated_at
@@ -213,8 +251,10 @@ public struct SQLQuotaStore: QuotaStore {
             DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId) AND expires_at < \(bind: now.milliseconds) RETURNING tokens, cost
             """).all()
         for row in expired {
-            let released = (tokens: try row.decode(column: "tokens", as: Int64.self), cost: try row.decode(column: "cost", as: Double.self))
-            try await book(userId: userId, tokens: 0, cost: 0, releasing: released, settlesCall: false, now: now, on: sql)
+            var released = Booking()
+            released.releasedTokens = try row.decode(column: "tokens", as: Int64.self)
+            released.releasedCost = try row.decode(column: "cost", as: Double.self)
+            try await book(userId: userId, released, now: now, on: sql)
         }
         return !expired.isEmpty
     }

@@ -11,19 +11,33 @@ public struct SQLUsageRepository: UsageRepository {
         self.database = database
     }
 
-    public func insert(_ record: UsageRecord) async throws {
-        let sql = try database.sql()
-        let used = record.consumption
-        try await sql.raw("""
-            INSERT INTO usage_record (id, user_id, access_key, chat_model_id, provider, model, kind, prompt_tokens, \
-            completion_tokens, total_tokens, audio_seconds, characters, cost, request_id, latency_ms, status, error, created_at) \
-            VALUES (\(bind: record.id), \(bind: record.userId), \(bind: record.accessKey), \(bind: record.chatModelId), \
-            \(bind: record.provider), \(bind: record.model), \(bind: record.kind.rawValue), \(bind: Int64(used.promptTokens)), \
-            \(bind: Int64(used.completionTokens)), \(bind: Int64(used.totalTokens)), \(bind: used.audioSeconds), \
-            \(bind: Int64(used.characters)), \(bind: record.cost), \(bind: record.requestId), \(bind: Int64(record.latencyMs)), \
-            \(bind: record.status), \(bind: record.error), \(bind: record.createdAt.milliseconds))
-            """).run()
+    /// Inserts the records with one statement per `insertChunk` rows (inside the caller's
+    /// transaction: see `SQLInvocationLedger`).
+    static func insert(_ records: [UsageRecord], on sql: any SQLDatabase) async throws {
+        var start = records.startIndex
+        while start < records.endIndex {
+            let end = min(start + insertChunk, records.endIndex)
+            let rows: [SQLQueryString] = records[start..<end].map { record in
+                let used = record.consumption
+                return """
+                    (\(bind: record.id), \(bind: record.userId), \(bind: record.accessKey), \(bind: record.chatModelId), \
+                    \(bind: record.provider), \(bind: record.model), \(bind: record.kind.rawValue), \(bind: Int64(used.promptTokens)), \
+                    \(bind: Int64(used.completionTokens)), \(bind: Int64(used.totalTokens)), \(bind: used.audioSeconds), \
+                    \(bind: Int64(used.characters)), \(bind: record.cost), \(bind: record.requestId), \(bind: Int64(record.latencyMs)), \
+                    \(bind: record.status), \(bind: record.error), \(bind: record.createdAt.milliseconds))
+                    """
+            }
+            try await sql.raw("""
+                INSERT INTO usage_record (id, user_id, access_key, chat_model_id, provider, model, kind, prompt_tokens, \
+                completion_tokens, total_tokens, audio_seconds, characters, cost, request_id, latency_ms, status, error, created_at) \
+                VALUES \(rows.joined(separator: ", "))
+                """).run()
+            start = end
+        }
     }
+
+    /// 18 parameters a row: 100 rows stay far below SQLite's limit of 32,766 parameters.
+    private static let insertChunk = 100
 
     // Sums are cast so both databases answer plain integers and doubles (PostgreSQL's SUM of a
     // BIGINT is NUMERIC; an empty SUM is NULL everywhere).

@@ -23,9 +23,18 @@ struct Admission: Sendable {
 struct InvocationPipeline: Sendable {
     let rateLimiter: (any RateLimiter)?
     let quotas: any QuotaStore
-    let usage: any UsageRepository
     let prices: PriceTable
     let logger: Logger
+    /// Concurrent invocations' bookings go to the ledger together.
+    private let bookings: WriteBatcher<InvocationBooking, (any Error)?>
+
+    init(rateLimiter: (any RateLimiter)?, quotas: any QuotaStore, ledger: any InvocationLedger, prices: PriceTable, logger: Logger) {
+        self.rateLimiter = rateLimiter
+        self.quotas = quotas
+        self.prices = prices
+        self.logger = logger
+        bookings = WriteBatcher { await ledger.book($0) }
+    }
 
     /// Rate limit and quota; a refusal is recorded, then thrown.
     func admit(_ target: InvocationTarget, caller: Caller) async throws -> Admission {
@@ -42,9 +51,10 @@ struct InvocationPipeline: Sendable {
         }
     }
 
-    /// Records the invocation and settles its reservation. Runs in a task of its own, so a
-    /// cancelled caller cannot cut the bookkeeping short; failures are logged, not thrown, so
-    /// they never hide the call's own outcome.
+    /// Records the invocation and settles its reservation, together with whatever other
+    /// invocations finish meanwhile (one transaction). A cancelled caller cannot cut the
+    /// bookkeeping short; failures are logged, not thrown, so they never hide the call's own
+    /// outcome.
     /// `note` is appended to the record's error text (e.g. that the usage is an estimate).
     func finish(_ admission: Admission, consumed: Consumption, error: (any Error)?, cancelled: Bool = false, note: String? = nil) async {
         let latency = ContinuousClock.now - admission.started
@@ -60,22 +70,16 @@ struct InvocationPipeline: Sendable {
                 .filter { !$0.isEmpty }.joined(separator: "; "),
             createdAt: now
         )
-        let quotas = self.quotas, usage = self.usage, logger = self.logger
         let settlesQuota = admission.ticket != nil || consumed.totalTokens > 0 || cost > 0
-        await Task {
-            do {
-                if settlesQuota {
-                    try await quotas.settle(userId: record.userId, ticket: admission.ticket, tokens: consumed.totalTokens, cost: cost, now: now)
-                }
-            } catch {
-                logger.error("quota settlement failed", metadata: ["error": "\(String(reflecting: error))", "user-id": "\(record.userId)"])
-            }
-            do {
-                try await usage.insert(record)
-            } catch {
-                logger.error("usage record failed", metadata: ["error": "\(String(reflecting: error))", "user-id": "\(record.userId)"])
-            }
-        }.value
+        let settlement = settlesQuota
+            ? QuotaSettlement(userId: record.userId, ticket: admission.ticket, tokens: consumed.totalTokens, cost: cost)
+            : nil
+        // The batcher writes in a task of its own, so a cancelled caller cannot cut it short.
+        if let error = await bookings.submit(InvocationBooking(record: record, settlement: settlement)) {
+            logger.error("usage record and quota settlement failed", metadata: [
+                "error": "\(String(reflecting: error))", "user-id": "\(record.userId)", "request-id": "\(record.requestId)",
+            ])
+        }
     }
 
     /// Records an invocation refused before admission (invalid input, unknown chat model, no

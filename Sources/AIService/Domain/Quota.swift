@@ -40,10 +40,17 @@ public protocol QuotaStore: Sendable {
     /// Reserves room for one call, or nil when the user has no budget (nothing to reserve).
     /// Throws `.resourceExhausted` reason `QuotaExceeded` when the budget is spent.
     func admit(userId: String, now: Date) async throws -> QuotaTicket?
-    /// Books what a call consumed and releases its reservation. Runs for failed calls too.
-    func settle(userId: String, ticket: QuotaTicket?, tokens: Int, cost: Double, now: Date) async throws
     func quota(userId: String) async throws -> Quota
     func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota
+}
+
+/// What one finished call books against its user's quota: what it consumed, and the release
+/// of its reservation if it held one. Booked for failed calls too.
+public struct QuotaSettlement: Sendable, Equatable {
+    public var userId: String
+    public var ticket: QuotaTicket?
+    public var tokens: Int
+    public var cost: Double
 }
 
 /// Requests per minute per access key, counted in the database so that replicas share it.

@@ -55,11 +55,26 @@ public struct UsageReport: Sendable {
 }
 
 public protocol UsageRepository: Sendable {
-    func insert(_ record: UsageRecord) async throws
     func totals(_ filter: UsageFilter) async throws -> UsageTotals
     /// Oldest day first.
     func totalsByDay(_ filter: UsageFilter) async throws -> [UsageTotals]
     func totalsByModel(_ filter: UsageFilter) async throws -> [UsageTotals]
     /// Newest first.
     func records(_ filter: UsageFilter, offset: Int, limit: Int) async throws -> (records: [UsageRecord], total: Int)
+}
+
+/// A finished invocation's bookkeeping: its usage record and, if it touches the quota, its
+/// settlement.
+public struct InvocationBooking: Sendable {
+    public var record: UsageRecord
+    public var settlement: QuotaSettlement?
+}
+
+/// Books finished invocations. Concurrent invocations are booked together (see
+/// `InvocationPipeline`), so one database round trip and one commit serve many calls.
+public protocol InvocationLedger: Sendable {
+    /// Books every booking, atomically where the store allows; one that cannot be booked must
+    /// not keep the others from it. Answers, per booking and in order, the error that kept it
+    /// out (nil: booked).
+    func book(_ bookings: [InvocationBooking]) async -> [(any Error)?]
 }
