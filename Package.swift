@@ -172,7 +172,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PlatformTests",
-            dependencies: ["Platform", "TestSupport"],
+            dependencies: [
+                "Platform", "TestSupport", "AISaaSProtos",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

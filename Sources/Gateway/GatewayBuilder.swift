@@ -82,7 +82,15 @@ public func buildGateway(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> GatewayProcess {
-    let userClient = try ServiceClientFactory.make(userService, settings: ServiceClientSettings(callTimeout: settings.callTimeout))
+    // A signature check records its nonce: retried after the first attempt got through, it would
+    // find its own nonce and refuse the caller's request as a replay.
+    let userClient = try ServiceClientFactory.make(
+        userService,
+        settings: ServiceClientSettings(
+            callTimeout: settings.callTimeout,
+            nonIdempotentMethods: [Grpc_User_V1_UserService.Method.VerifySignature.descriptor]
+        )
+    )
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
     // Invocations reach a paid provider: never retried, lest one call be billed twice.
     let aiClient = try ServiceClientFactory.make(

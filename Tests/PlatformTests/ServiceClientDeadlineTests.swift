@@ -1,0 +1,109 @@
+import AISaaSProtos
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Platform
+import Synchronization
+import Testing
+
+/// What the hanging service saw.
+private final class Seen: Sendable {
+    struct State {
+        var timeoutHeaders: [String] = []
+        var calls = 0
+        var cancelled = 0
+    }
+
+    private let state = Mutex(State())
+
+    func withLock<R>(_ body: (inout State) -> R) -> R { state.withLock { body(&$0) } }
+}
+
+/// A health service whose `Check` hangs until its RPC is cancelled.
+private struct HangingHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
+    let seen: Seen
+
+    func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        // As the platform's handlers do: an RPC's cancellation (its deadline, or the client
+        // resetting the stream) cancels the work.
+        let work = Task { try await Task.sleep(for: .seconds(60)) }
+        do {
+            try await withRPCCancellationHandler {
+                try await work.value
+            } onCancelRPC: {
+                work.cancel()
+            }
+        } catch {
+            seen.withLock { $0.cancelled += 1 }
+            throw error
+        }
+        return .with { $0.status = .serving }
+    }
+
+    func watch(request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>, context: ServerContext) async throws {}
+}
+
+/// Records the metadata of every call.
+private struct RecordingInterceptor: ServerInterceptor {
+    let seen: Seen
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        if context.descriptor.method == "Check" {
+            seen.withLock {
+                $0.calls += 1
+                $0.timeoutHeaders += request.metadata[stringValues: "grpc-timeout"]
+            }
+        }
+        return try await next(request, context)
+    }
+}
+
+@Suite("service client deadlines")
+struct ServiceClientDeadlineTests {
+    /// The client keeps the deadline to itself: when it passes, the call fails with
+    /// DEADLINE_EXCEEDED and the server's handler is cancelled, though the server was never told.
+    @Test func aHungCallEndsAtTheDeadlineAndTheServerStops() async throws {
+        let seen = Seen()
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            services: [HangingHealthService(seen: seen)],
+            interceptors: [RecordingInterceptor(seen: seen)]
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            let address = try #require(try await server.listeningAddress?.ipv4)
+            let client = try ServiceClientFactory.make(
+                .fixed(name: "hanging", [HostPort(host: address.host, port: address.port)]),
+                settings: ServiceClientSettings(callTimeout: .seconds(1))
+            )
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            // Connected first (Watch answers at once here), so the deadline is all the call's.
+            try await health.watch(.with { $0.service = "" }) { _ in }
+
+            let started = ContinuousClock.now
+            do {
+                _ = try await health.check(.with { $0.service = "" })
+                Issue.record("a hung call returned")
+            } catch let error as RPCError {
+                #expect(error.code == .deadlineExceeded)
+            }
+            // Behaviour, not speed: far sooner than the handler's own 60 s.
+            #expect(ContinuousClock.now - started < .seconds(30))
+            var cancelled = false
+            for _ in 0..<400 where !cancelled {
+                try await Task.sleep(for: .milliseconds(25))
+                cancelled = seen.withLock { $0.cancelled == 1 }
+            }
+            #expect(cancelled)
+            #expect(seen.withLock { $0.calls } == 1)
+            #expect(seen.withLock { $0.timeoutHeaders }.isEmpty)
+            client.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
+    }
+}
