@@ -38,9 +38,16 @@ public struct GRPCServiceProcess: Sendable {
             for service in services {
                 if let described = service as? any DescribedService { health.set(.serving, for: described.serviceName) }
             }
+            let address: GRPCNIOTransportCore.SocketAddress
+            do {
+                // A host name or an IPv6 address ("::", "::1") as well as IPv4.
+                address = try await .resolving(listen)
+            } catch {
+                throw ConfigurationError(problems: ["\(application) cannot listen on \(listen): \(error)"])
+            }
             let server = GRPCServer(
                 transport: HTTP2ServerTransport.Posix(
-                    address: .ipv4(host: listen.host, port: listen.port), transportSecurity: .plaintext,
+                    address: address, transportSecurity: .plaintext,
                     config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
                 ),
                 services: services + [HealthService(status: health)],

@@ -45,6 +45,13 @@ public struct ServiceEndpoints: Sendable, CustomStringConvertible {
     }
 
     private static func lookUp(_ address: HostPort) async throws -> GRPCNIOTransportCore.SocketAddress {
+        try await GRPCNIOTransportCore.SocketAddress.resolving(address)
+    }
+}
+
+extension GRPCNIOTransportCore.SocketAddress {
+    /// The IPv4 or IPv6 address of `address`, its host name looked up (IP literals as they are).
+    public static func resolving(_ address: HostPort) async throws -> GRPCNIOTransportCore.SocketAddress {
         // getaddrinfo blocks, so it runs on NIO's thread pool rather than a cooperative thread.
         let resolved = try await NIOThreadPool.singleton.runIfActive {
             try NIOCore.SocketAddress.makeAddressResolvingHost(address.host, port: address.port)
