@@ -174,6 +174,8 @@ let package = Package(
             name: "PlatformTests",
             dependencies: [
                 "Platform", "TestSupport", "AISaaSProtos",
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -46,26 +46,35 @@ public final class ServiceDatabase: Sendable {
     /// lets one writer in at a time, and connections of one process waiting for each other spin
     /// in SQLite's busy handler, burning CPU for nothing.
     private let sqliteEventLoop: (any EventLoop)?
+    private let sqliteThreadPool: NIOThreadPool?
     private let migrations: Migrations
     private let logger: Logger
 
     public init(location: DatabaseLocation, migrations: [any Migration], logger: Logger) throws {
         self.location = location
         self.logger = logger
-        let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
         switch location {
         case .sqlite(let path):
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            // SQLite's calls block their thread, and SQLiteNIO's busy handler spins until the
+            // lock is free: one thread of its own per database, so that a connection waiting
+            // for another's transaction never holds up that transaction's next statement
+            // (several databases of one process on one file, as replicas in the tests are).
+            let pool = NIOThreadPool(numberOfThreads: 1)
+            pool.start()
+            sqliteThreadPool = pool
+            databases = Databases(threadPool: pool, on: MultiThreadedEventLoopGroup.singleton)
             databases.use(.sqlite(.file(path), maxConnectionsPerEventLoop: 1, sqlLogLevel: .trace), as: .sqlite)
             sqliteEventLoop = MultiThreadedEventLoopGroup.singleton.next()
         case .postgres(let url):
             var configuration = try SQLPostgresConfiguration(url: url)
             configuration.searchPath = nil
+            sqliteThreadPool = nil
+            databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
             databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 8, sqlLogLevel: .trace), as: .psql)
             sqliteEventLoop = nil
         }
-        self.databases = databases
         let registry = Migrations()
         registry.add(migrations)
         self.migrations = registry
@@ -93,6 +102,10 @@ public final class ServiceDatabase: Sendable {
                 // dies; a power cut may undo the last commits. It spares an fsync per commit.
                 // The setting belongs to the connection: the pool's only connection.
                 try await sql.raw("PRAGMA synchronous=NORMAL").run()
+                // Another process's (or database's) transaction holds the file's write lock:
+                // wait for it, sleeping between tries, at most 10 s (SQLiteNIO's own handler
+                // spins forever).
+                try await sql.raw("PRAGMA busy_timeout=10000").run()
             }
             try await migrator.setupIfNeeded().get()
             try await migrator.prepareBatch().get()
@@ -117,5 +130,6 @@ public final class ServiceDatabase: Sendable {
 
     public func shutdown() async {
         await databases.shutdownAsync()
+        try? await sqliteThreadPool?.shutdownGracefully()
     }
 }
