@@ -64,11 +64,15 @@ struct QuotaAdmissionTests {
     @Test(arguments: TestDatabaseKind.enabled)
     func busyFirstCallIsNotAQuotaRefusal(kind: TestDatabaseKind) async throws {
         let provider = ScriptedProvider()
-        provider.update { $0.delay = .milliseconds(400) }
+        provider.update { $0.delay = .seconds(1) }
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
             _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
             async let first = rpcError { try await h.a.ask("alice", "first") }
-            try await Task.sleep(for: .milliseconds(150))
+            // The second call goes once the first holds its reservation (and waits on the provider).
+            let sql = try #require(h.database.database() as? any SQLDatabase)
+            #expect(try await eventually {
+                try await sql.raw("SELECT id FROM ai_quota_reservation WHERE user_id = 'alice'").first() != nil
+            })
             let second = await rpcError { try await h.b.ask("alice", "second") }
             #expect(await first == nil)
             #expect(second?.code == .resourceExhausted && second?.reason == "QuotaBusy" && second?.retryAfter == 1)
