@@ -156,9 +156,7 @@ public struct SQLQuotaStore: QuotaStore {
             claimed = Set(try rows.map { try $0.decode(column: "id", as: String.self) })
         }
         var byUser: [String: Booking] = [:]
-        var users: [String] = []
         for settlement in settlements {
-            if byUser[settlement.userId] == nil { users.append(settlement.userId) }
             var booking = byUser[settlement.userId] ?? Booking()
             booking.tokens += Int64(settlement.tokens)
             booking.cost += settlement.cost
@@ -173,8 +171,8 @@ public struct SQLQuotaStore: QuotaStore {
             byUser[settlement.userId] = booking
         }
         // Rows are locked in one order by every replica's batches, so two batches never deadlock.
-        for userId in users.sorted() {
-            if let booking = byUser[userId] { try await book(userId: userId, booking, now: now, on: sql) }
+        for (userId, booking) in byUser.sorted(by: { $0.key < $1.key }) {
+            try await book(userId: userId, booking, now: now, on: sql)
         }
     }
 

@@ -38,16 +38,10 @@ public struct SQLRateLimiter: RateLimiter {
 
     /// Each hit's place in its window (1 for the window's first request).
     private static func count(_ hits: [Hit], in database: ServiceDatabase) async -> [Result<Int64, any Error>] {
-        var groups: [Hit: [Int]] = [:]
-        var order: [Hit] = []
-        for (index, hit) in hits.enumerated() {
-            if groups[hit] == nil { order.append(hit) }
-            groups[hit, default: []].append(index)
-        }
+        let groups = Dictionary(grouping: hits.indices) { hits[$0] }
         var places = [Result<Int64, any Error>](repeating: .success(0), count: hits.count)
         var newestFreshWindow: Int64?
-        for hit in order {
-            let indices = groups[hit] ?? []
+        for (hit, indices) in groups {
             do {
                 let sql = try database.sql()
                 let added = Int64(indices.count)

@@ -27,7 +27,7 @@ public struct ServiceEndpoints: Sendable, CustomStringConvertible {
             let results = await withTaskGroup(of: Result<GRPCNIOTransportCore.SocketAddress, any Error>.self) { group in
                 for address in addresses {
                     group.addTask {
-                        do { return .success(try await Self.lookUp(address)) } catch { return .failure(error) }
+                        do { return .success(try await .resolving(address)) } catch { return .failure(error) }
                     }
                 }
                 return await group.reduce(into: []) { $0.append($1) }
@@ -44,9 +44,6 @@ public struct ServiceEndpoints: Sendable, CustomStringConvertible {
         try await resolve()
     }
 
-    private static func lookUp(_ address: HostPort) async throws -> GRPCNIOTransportCore.SocketAddress {
-        try await GRPCNIOTransportCore.SocketAddress.resolving(address)
-    }
 }
 
 extension GRPCNIOTransportCore.SocketAddress {
