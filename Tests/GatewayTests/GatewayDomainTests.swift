@@ -65,6 +65,42 @@ struct GatewayDomainTests {
         #expect(await tokens.verify(stale) == nil)
     }
 
+    @Test("a token verified before is still checked for expiry, revocation and its exact signature")
+    func verifiedTokensAreRecheckedOnEveryUse() async throws {
+        let list = RevocationList()
+        let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
+        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: "user")
+        // Twice: the second answer comes from the cache of verified tokens.
+        for _ in 0..<2 {
+            let verified = await tokens.verify(token)
+            #expect(verified?.tokenId == identity.tokenId && verified?.userId == "u1")
+        }
+        // Another signature on the same header and claims is not the token that was verified.
+        let parts = token.split(separator: ".")
+        let forged = [parts[0], parts[1], Substring(String(parts[2].reversed()))].joined(separator: ".")
+        #expect(await tokens.verify(forged) == nil)
+        #expect(await tokens.verify(token, now: identity.expiresAt + 1) == nil)
+        list.add([.token(id: identity.tokenId, expiresAt: identity.expiresAt)])
+        #expect(await tokens.verify(token) == nil)
+    }
+
+    @Test("the cache of verified tokens keeps the ones in use and stays within its size")
+    func verifiedTokenCacheIsBounded() {
+        let cache = VerifiedTokenCache(capacity: 4)
+        let now = Date()
+        func identity(_ id: String) -> Identity {
+            Identity(userId: id, username: id, role: "user", tokenId: id, issuedAt: now, expiresAt: now + 60)
+        }
+        for index in 0..<10 {
+            cache.remember("token-\(index)", as: identity("\(index)"))
+            // token-0 is in use all along.
+            #expect(cache.identity(for: "token-0")?.userId == "0")
+            #expect(cache.count <= 4)
+        }
+        #expect(cache.identity(for: "token-1") == nil)
+        #expect(cache.identity(for: "token-9")?.userId == "9")
+    }
+
     @Test("gRPC statuses map to the contract's HTTP statuses", arguments: [
         (RPCError.Code.cancelled, 499), (.unknown, 502), (.invalidArgument, 422), (.deadlineExceeded, 504),
         (.notFound, 404), (.alreadyExists, 409), (.permissionDenied, 403), (.resourceExhausted, 429),

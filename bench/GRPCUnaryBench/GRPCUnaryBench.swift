@@ -38,6 +38,9 @@ struct GRPCUnaryBench: AsyncParsableCommand {
     @Flag(help: "Run Swift concurrency's global executor on NIO's event loops.")
     var nioExecutor = false
 
+    @Flag(help: "The platform's client settings without the retry policy.")
+    var noRetry = false
+
     func run() async throws {
         if nioExecutor { _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() }
         let logger = Logger(label: "grpc-unary-bench")
@@ -51,29 +54,33 @@ struct GRPCUnaryBench: AsyncParsableCommand {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
             guard let address = try await server.listeningAddress?.ipv4 else { throw ValidationError("no listening address") }
-            let client: GRPCClient<HTTP2ClientTransport.Posix>
+            let target = HostPort(host: address.host, port: address.port)
             if bare {
-                client = GRPCClient(transport: try .http2NIOPosix(target: .ipv4(address: address.host, port: address.port), transportSecurity: .plaintext))
+                let client = GRPCClient(transport: try .http2NIOPosix(target: .ipv4(address: address.host, port: address.port), transportSecurity: .plaintext))
+                try await measure(client, in: &group)
             } else {
-                client = try ServiceClientFactory.make(.fixed(name: "bench", [HostPort(host: address.host, port: address.port)]), interceptors: noClientInterceptor ? [] : [RequestScopeClientInterceptor()])
+                let client = try ServiceClientFactory.make(.fixed(name: "bench", [target]), settings: ServiceClientSettings(nonIdempotentMethods: noRetry ? [Grpc_Health_V1_Health.Method.Check.descriptor] : []), interceptors: noClientInterceptor ? [] : [RequestScopeClientInterceptor()])
+                try await measure(client, in: &group)
             }
-            group.addTask { try await client.runConnections() }
-            let health = Grpc_Health_V1_Health.Client(wrapping: client)
-
-            _ = try await measure(health, for: .seconds(1))
-            let cpuBefore = Self.processCPUSeconds()
-            let (calls, latencies) = try await measure(health, for: .seconds(seconds))
-            let cpuPerCall = (Self.processCPUSeconds() - cpuBefore) / Double(max(calls, 1)) * 1e6
-            let sorted = latencies.sorted()
-            func percentile(_ p: Double) -> String {
-                guard !sorted.isEmpty else { return "-" }
-                let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-                return String(format: "%.2f ms", Double(value.components.attoseconds) / 1e15 + Double(value.components.seconds) * 1000)
-            }
-            print("\(bare ? "bare grpc-swift" : "platform client"): \(calls / seconds) calls/s, p50 \(percentile(0.5)), p99 \(percentile(0.99)), \(Int(cpuPerCall)) µs CPU per call, concurrency \(concurrency)")
-            client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }
+    }
+
+    private func measure<Transport: ClientTransport>(_ client: GRPCClient<Transport>, in group: inout ThrowingDiscardingTaskGroup<any Error>) async throws {
+        group.addTask { try await client.runConnections() }
+        let health = Grpc_Health_V1_Health.Client(wrapping: client)
+        _ = try await measure(health, for: .seconds(1))
+        let cpuBefore = Self.processCPUSeconds()
+        let (calls, latencies) = try await measure(health, for: .seconds(seconds))
+        let cpuPerCall = (Self.processCPUSeconds() - cpuBefore) / Double(max(calls, 1)) * 1e6
+        let sorted = latencies.sorted()
+        func percentile(_ p: Double) -> String {
+            guard !sorted.isEmpty else { return "-" }
+            let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+            return String(format: "%.2f ms", Double(value.components.attoseconds) / 1e15 + Double(value.components.seconds) * 1000)
+        }
+        print("\(bare ? "bare grpc-swift" : "platform client"): \(calls / seconds) calls/s, p50 \(percentile(0.5)), p99 \(percentile(0.99)), \(Int(cpuPerCall)) µs CPU per call, concurrency \(concurrency)")
+        client.beginGracefulShutdown()
     }
 
     /// User and system CPU time of this process so far.
@@ -84,18 +91,21 @@ struct GRPCUnaryBench: AsyncParsableCommand {
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
-    private func measure(_ health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix>, for duration: Duration) async throws -> (Int, [Duration]) {
+    private func measure<Transport: ClientTransport>(_ health: Grpc_Health_V1_Health.Client<Transport>, for duration: Duration) async throws -> (Int, [Duration]) {
         let end = ContinuousClock.now + duration
         return try await withThrowingTaskGroup(of: [Duration].self) { group in
             for _ in 0..<concurrency {
                 group.addTask {
-                    var latencies: [Duration] = []
-                    while ContinuousClock.now < end {
-                        let started = ContinuousClock.now
-                        _ = try await health.check(.with { $0.service = "" })
-                        latencies.append(ContinuousClock.now - started)
+                    // As the gateway's calls do, each sends a request id (and the server adopts it).
+                    try await RequestScope.$current.withValue(RequestScope(requestId: SortableID.make())) {
+                        var latencies: [Duration] = []
+                        while ContinuousClock.now < end {
+                            let started = ContinuousClock.now
+                            _ = try await health.check(.with { $0.service = "" })
+                            latencies.append(ContinuousClock.now - started)
+                        }
+                        return latencies
                     }
-                    return latencies
                 }
             }
             var all: [Duration] = []

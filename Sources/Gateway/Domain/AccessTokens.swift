@@ -34,6 +34,7 @@ public struct AccessTokens: Sendable {
     public let lifetime: TimeInterval
     private let keys: JWTKeyCollection
     private let revocations: RevocationList
+    private let verified = VerifiedTokenCache()
 
     public init(secret: String, lifetime: TimeInterval, revocations: RevocationList) async {
         let keys = JWTKeyCollection()
@@ -54,12 +55,19 @@ public struct AccessTokens: Sendable {
     }
 
     /// The identity of a valid token, or nil.
-    public func verify(_ token: String) async -> Identity? {
-        // JWTKit picks the key without looking at `alg`; a token must say what it is.
-        guard Self.headerAlgorithm(of: token) == "HS256" else { return nil }
-        guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self) else { return nil }
-        let identity = Identity(claims)
-        guard !revocations.isRevoked(identity) else { return nil }
+    public func verify(_ token: String, now: Date = Date()) async -> Identity? {
+        let identity: Identity
+        if let known = verified.identity(for: token) {
+            identity = known
+        } else {
+            // JWTKit picks the key without looking at `alg`; a token must say what it is.
+            guard Self.headerAlgorithm(of: token) == "HS256" else { return nil }
+            guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self) else { return nil }
+            identity = Identity(claims)
+            verified.remember(token, as: identity)
+        }
+        // Checked on every use, cached or not: the token may have expired or been revoked since.
+        guard identity.expiresAt > now, !revocations.isRevoked(identity) else { return nil }
         return identity
     }
 }

@@ -134,7 +134,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw APIError.unauthenticated("malformed Authorization header: expected Bearer <token>")
         }
-        guard let identity = await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces)) else {
+        var token = parts[1].drop(while: \.isWhitespace)
+        while token.last?.isWhitespace == true { token.removeLast() }
+        guard let identity = await tokens.verify(String(token)) else {
             throw APIError.unauthenticated("invalid, expired or revoked access token")
         }
         var context = context

@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Settings shared by every gRPC client of the platform.
 public struct ServiceClientSettings: Sendable {
-    /// Deadline of one call.
+    /// Deadline of one call (kept by `ServiceClientTransport`).
     public var callTimeout: Duration
     /// The largest message sent or accepted (audio for speech endpoints is large).
     public var maxMessageBytes: Int
@@ -28,7 +28,7 @@ public enum ServiceClientFactory {
         _ endpoints: ServiceEndpoints,
         settings: ServiceClientSettings = ServiceClientSettings(),
         interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()]
-    ) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+    ) throws -> GRPCClient<ServiceClientTransport> {
         var resolvers = NameResolverRegistry.defaults
         resolvers.registerFactory(ServiceEndpointsResolverFactory())
         let retry = RetryPolicy(
@@ -40,7 +40,7 @@ public enum ServiceClientFactory {
         )
         var methodConfigs = [
             MethodConfig(
-                names: [MethodConfig.Name(service: "")], timeout: settings.callTimeout,
+                names: [MethodConfig.Name(service: "")],
                 maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes,
                 executionPolicy: .retry(retry)
             )
@@ -49,21 +49,20 @@ public enum ServiceClientFactory {
             // The most specific name wins, so these override the service-wide entry above.
             methodConfigs.append(MethodConfig(
                 names: settings.nonIdempotentMethods.map { MethodConfig.Name(service: $0.service.fullyQualifiedService, method: $0.method) },
-                timeout: settings.callTimeout,
                 maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes
             ))
         }
         let serviceConfig = ServiceConfig(methodConfig: methodConfigs, loadBalancingConfig: [.roundRobin])
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
-        let transport = try HTTP2ClientTransport.Posix(
+        let http2 = try HTTP2ClientTransport.Posix(
             target: ServiceEndpointsTarget(endpoints),
             transportSecurity: .plaintext,
             config: config,
             resolverRegistry: resolvers,
             serviceConfig: serviceConfig
         )
-        return GRPCClient(transport: transport, interceptors: interceptors)
+        return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout), interceptors: interceptors)
     }
 }
 
