@@ -82,28 +82,13 @@ public func buildGateway(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> GatewayProcess {
-    // A signature check records its nonce: retried after the first attempt got through, it would
-    // find its own nonce and refuse the caller's request as a replay.
-    let userClient = try ServiceClientFactory.make(
-        userService,
-        settings: ServiceClientSettings(
-            callTimeout: settings.callTimeout,
-            nonIdempotentMethods: [Grpc_User_V1_UserService.Method.VerifySignature.descriptor]
-        )
-    )
+    // Which calls may run again after an instance went away is decided at each call site
+    // (`retryingWhenUnavailable`): reads yes; invocations (a paid provider, billed twice) and
+    // signature checks (a second attempt finds its own nonce: a replay) never.
+    let userClient = try ServiceClientFactory.make(userService, settings: ServiceClientSettings(callTimeout: settings.callTimeout))
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
-    // Invocations reach a paid provider: never retried, lest one call be billed twice.
     let aiClient = try ServiceClientFactory.make(
-        aiService,
-        settings: ServiceClientSettings(
-            callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20,
-            nonIdempotentMethods: [
-                Grpc_Ai_V1_AiChatModelService.Method.CreateChatCompletion.descriptor,
-                Grpc_Ai_V1_AiChatModelService.Method.StreamChatCompletion.descriptor,
-                Grpc_Ai_V1_AiSpeechService.Method.CreateTranscription.descriptor,
-                Grpc_Ai_V1_AiSpeechService.Method.CreateSpeech.descriptor,
-            ]
-        )
+        aiService, settings: ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
     )
     let clients = ServiceClients(
         users: Grpc_User_V1_UserService.Client(wrapping: userClient),

@@ -68,6 +68,28 @@ struct PlatformTests {
         #expect(earlier < SortableID.make(at: Date(timeIntervalSince1970: 2_000)))
     }
 
+    @Test("a sortable id starts with its millisecond timestamp in Crockford base 32, as a ULID does")
+    func sortableIdTimestamp() {
+        // A time later than any other test's: ids never go back in time within a process.
+        // 5,000,000,000,123 ms in Crockford base 32 (as ULIDs write it; the specification's
+        // example 1,469,918,176,385 ms is 01ARYZ6S41).
+        let id = SortableID.make(at: Date(timeIntervalSince1970: 5_000_000_000.123))
+        #expect(id.hasPrefix("04HGKKJM3V"))
+        // Within one millisecond the random part counts up from the last identifier.
+        let date = Date(timeIntervalSince1970: 5_000_000_001)
+        let (first, second) = (SortableID.make(at: date), SortableID.make(at: date))
+        #expect(first < second && first.prefix(10) == second.prefix(10))
+    }
+
+    @Test("random bytes come in the number asked for and differ between draws")
+    func randomBytes() {
+        for count in [0, 1, 7, 8, 9, 32, 48] {
+            #expect(RandomText.bytes(count).count == count)
+        }
+        #expect(RandomText.bytes(32) != RandomText.bytes(32))
+        #expect(Set(RandomText.bytes(4096)).count > 200)
+    }
+
     @Test("random text uses only [A-Za-z0-9]")
     func randomText() {
         let text = RandomText.alphanumeric(4000)

@@ -38,9 +38,6 @@ struct GRPCUnaryBench: AsyncParsableCommand {
     @Flag(help: "Run Swift concurrency's global executor on NIO's event loops.")
     var nioExecutor = false
 
-    @Flag(help: "The platform's client settings without the retry policy.")
-    var noRetry = false
-
     func run() async throws {
         if nioExecutor { _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() }
         let logger = Logger(label: "grpc-unary-bench")
@@ -59,7 +56,7 @@ struct GRPCUnaryBench: AsyncParsableCommand {
                 let client = GRPCClient(transport: try .http2NIOPosix(target: .ipv4(address: address.host, port: address.port), transportSecurity: .plaintext))
                 try await measure(client, in: &group)
             } else {
-                let client = try ServiceClientFactory.make(.fixed(name: "bench", [target]), settings: ServiceClientSettings(nonIdempotentMethods: noRetry ? [Grpc_Health_V1_Health.Method.Check.descriptor] : []), interceptors: noClientInterceptor ? [] : [RequestScopeClientInterceptor()])
+                let client = try ServiceClientFactory.make(.fixed(name: "bench", [target]), interceptors: noClientInterceptor ? [] : [RequestScopeClientInterceptor()])
                 try await measure(client, in: &group)
             }
             server.beginGracefulShutdown()

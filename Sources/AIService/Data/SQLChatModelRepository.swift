@@ -29,7 +29,7 @@ public struct SQLChatModelRepository: ChatModelRepository {
     }
 
     public func find(id: String, userId: String) async throws -> ChatModel? {
-        let sql = try database.sql()
+        let sql = try await database.reads()
         guard let row = try await sql.raw("""
             SELECT \(Self.columns) FROM chat_model \
             WHERE id = \(bind: id) AND user_id = \(bind: userId) AND deleted_at IS NULL
@@ -65,7 +65,7 @@ public struct SQLChatModelRepository: ChatModelRepository {
     }
 
     public func list(userId: String, offset: Int, limit: Int) async throws -> (models: [ChatModel], total: Int) {
-        let sql = try database.sql()
+        let sql = try await database.reads()
         let count = try await sql.raw("""
             SELECT COUNT(*) AS n FROM chat_model WHERE user_id = \(bind: userId) AND deleted_at IS NULL
             """).first()

@@ -48,13 +48,13 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     public func admit(userId: String, now: Date) async throws -> QuotaTicket? {
-        let sql = try database.sql()
         // Most users have no budget: a read tells, and spares them a write per call. A budget set
         // meanwhile applies from the next call, as if this one had been admitted a moment earlier.
-        let budgeted = try await sql.raw("""
+        let budgeted = try await database.reads().raw("""
             SELECT user_id FROM ai_quota WHERE user_id = \(bind: userId) AND (token_budget IS NOT NULL OR cost_budget IS NOT NULL)
             """).first()
         if budgeted == nil { return nil }
+        let sql = try database.sql()
         let deadline = ContinuousClock.now + firstCallWait
         var pause = Duration.milliseconds(10)
         var attemptTime = now
@@ -177,7 +177,7 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     public func quota(userId: String) async throws -> Quota {
-        let sql = try database.sql()
+        let sql = try await database.reads()
         guard let row = try await sql.raw("""
             SELECT user_id, token_budget, cost_budget, tokens_used, cost_used, updated_at FROM ai_quota WHERE user_id = \(bind: userId)
             """).first() else { return .unlimited(userId) }

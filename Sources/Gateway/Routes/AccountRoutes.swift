@@ -67,10 +67,12 @@ struct AccountRoutes {
         }
         let user: Grpc_User_V1_UserModel
         do {
-            user = try await users.verifyPassword(.with {
-                $0.username = username
-                $0.password = password
-            })
+            user = try await retryingWhenUnavailable {
+                try await users.verifyPassword(.with {
+                    $0.username = username
+                    $0.password = password
+                })
+            }
         } catch let error as RPCError where error.code == .unauthenticated {
             throw APIError.unauthenticated("invalid username or password")
         }
@@ -136,10 +138,12 @@ struct AccountRoutes {
 
     @Sendable func list(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let page = try PageQuery(request)
-        let result = try await users.listUsers(.with {
-            $0.current = Int32(page.current)
-            $0.pageSize = Int32(page.pageSize)
-        })
+        let result = try await retryingWhenUnavailable {
+            try await users.listUsers(.with {
+                $0.current = Int32(page.current)
+                $0.pageSize = Int32(page.pageSize)
+            })
+        }
         return try ResponseBody.success(ListPage(
             results: result.results.map(UserProfile.init),
             pagination: PageInfo(current: Int(result.pagination.current), pageSize: Int(result.pagination.pageSize), total: Int(result.pagination.total))
@@ -148,7 +152,7 @@ struct AccountRoutes {
 
     @Sendable func user(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return try ResponseBody.success(UserProfile(try await users.getUserById(.with { $0.id = id })))
+        return try ResponseBody.success(UserProfile(try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = id }) }))
     }
 
     @Sendable func delete(_ request: Request, context: GatewayRequestContext) async throws -> Response {
@@ -178,7 +182,7 @@ struct AccountRoutes {
         })
         // The change revoked the user's tokens in the user service; take that in before answering.
         await revocationSync.refreshAfterChange()
-        return try ResponseBody.success(UserProfile(try await users.getUserById(.with { $0.id = id })))
+        return try ResponseBody.success(UserProfile(try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = id }) }))
     }
 
     // MARK: - Helpers
@@ -186,7 +190,7 @@ struct AccountRoutes {
     /// The caller's own record; a token whose account is gone is no longer valid (401).
     private func ownAccount(_ identity: Identity) async throws -> Grpc_User_V1_UserModel {
         do {
-            return try await users.getUserById(.with { $0.id = identity.userId })
+            return try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = identity.userId }) }
         } catch let error as RPCError where error.code == .notFound {
             throw APIError.unauthenticated("the account of this token no longer exists")
         }

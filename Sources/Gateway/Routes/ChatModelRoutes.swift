@@ -39,10 +39,12 @@ struct ChatModelRoutes {
 
     @Sendable func list(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let page = try PageQuery(request)
-        let result = try await chatModels.getChatModelList(.with {
-            $0.current = Int32(page.current)
-            $0.pageSize = Int32(page.pageSize)
-        })
+        let result = try await retryingWhenUnavailable {
+            try await chatModels.getChatModelList(.with {
+                $0.current = Int32(page.current)
+                $0.pageSize = Int32(page.pageSize)
+            })
+        }
         return try ResponseBody.success(ListPage(
             results: result.results.map(ChatModelView.init),
             pagination: PageInfo(current: Int(result.pagination.current), pageSize: Int(result.pagination.pageSize), total: Int(result.pagination.total))
@@ -51,7 +53,7 @@ struct ChatModelRoutes {
 
     @Sendable func get(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = try Self.chatModelId(context)
-        let model = try await chatModels.getChatModelById(.with { $0.id = id })
+        let model = try await retryingWhenUnavailable { try await chatModels.getChatModelById(.with { $0.id = id }) }
         return try ResponseBody.success(ChatModelView(model))
     }
 
@@ -71,7 +73,7 @@ struct ChatModelRoutes {
             $0.replaceStruct = replacesStruct
             if let template { $0.questionTpl = template }
         })
-        let updated = try await chatModels.getChatModelById(.with { $0.id = id })
+        let updated = try await retryingWhenUnavailable { try await chatModels.getChatModelById(.with { $0.id = id }) }
         return try ResponseBody.success(ChatModelView(updated))
     }
 

@@ -35,25 +35,27 @@ struct UsageRoutes {
         if let from, let to, from >= to { violations.add("to", "to must be after from") }
         if !violations.isEmpty { throw APIError.invalidBody(violations.items) }
 
-        let report = try await usage.getUsage(.with {
-            if let userId, !userId.isEmpty { $0.userID = userId }
-            $0.allUsers = allUsers
-            if let from { $0.from = from }
-            if let to { $0.to = to }
-            $0.current = Int32(page.current)
-            $0.pageSize = Int32(page.pageSize)
-        })
+        let report = try await retryingWhenUnavailable {
+            try await usage.getUsage(.with {
+                if let userId, !userId.isEmpty { $0.userID = userId }
+                $0.allUsers = allUsers
+                if let from { $0.from = from }
+                if let to { $0.to = to }
+                $0.current = Int32(page.current)
+                $0.pageSize = Int32(page.pageSize)
+            })
+        }
         return try ResponseBody.success(UsageReportView(report))
     }
 
     @Sendable func ownQuota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        return try ResponseBody.success(QuotaView(try await usage.getQuota(.with { $0.userID = identity.userId })))
+        return try ResponseBody.success(QuotaView(try await retryingWhenUnavailable { try await usage.getQuota(.with { $0.userID = identity.userId }) }))
     }
 
     @Sendable func quota(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let userId = try await existingUser(context)
-        return try ResponseBody.success(QuotaView(try await usage.getQuota(.with { $0.userID = userId })))
+        return try ResponseBody.success(QuotaView(try await retryingWhenUnavailable { try await usage.getQuota(.with { $0.userID = userId }) }))
     }
 
     /// `{tokenBudget, costBudget, resetUsage}`: a budget that is absent or `null` is unlimited.
@@ -77,7 +79,7 @@ struct UsageRoutes {
     /// for a mistyped id. 404 from the user service otherwise.
     private func existingUser(_ context: GatewayRequestContext) async throws -> String {
         let userId = try context.parameters.require("userId")
-        return try await users.getUserById(.with { $0.id = userId }).id
+        return try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = userId }) }.id
     }
 
     /// Milliseconds since the epoch, or a UTC day.

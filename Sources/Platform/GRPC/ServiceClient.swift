@@ -9,21 +9,21 @@ public struct ServiceClientSettings: Sendable {
     public var callTimeout: Duration
     /// The largest message sent or accepted (audio for speech endpoints is large).
     public var maxMessageBytes: Int
-    /// Methods never retried, because a call that failed on the way back may already have had its
-    /// effect (an AI provider called and billed).
-    public var nonIdempotentMethods: [MethodDescriptor]
 
-    public init(callTimeout: Duration = .seconds(10), maxMessageBytes: Int = 4 << 20, nonIdempotentMethods: [MethodDescriptor] = []) {
+    public init(callTimeout: Duration = .seconds(10), maxMessageBytes: Int = 4 << 20) {
         self.callTimeout = callTimeout
         self.maxMessageBytes = maxMessageBytes
-        self.nonIdempotentMethods = nonIdempotentMethods
     }
 }
 
 public enum ServiceClientFactory {
     /// A client that spreads calls round-robin over the service's instances. An instance whose
-    /// connection fails leaves the rotation until it reconnects; a call that could not reach an
-    /// instance is retried on another.
+    /// connection fails leaves the rotation until it reconnects, and a call that could not open
+    /// a stream on an instance tries another (the transport does this for every call, before
+    /// anything is sent). A call that was sent and then lost with its instance fails UNAVAILABLE;
+    /// callers run the idempotent ones again with `retryingWhenUnavailable`. There is no
+    /// retry policy in the service config: grpc-swift's retry executor buffers every request
+    /// for a replay that almost never happens, about 0.05 ms of CPU per call (bench/README.md).
     public static func make(
         _ endpoints: ServiceEndpoints,
         settings: ServiceClientSettings = ServiceClientSettings(),
@@ -31,28 +31,11 @@ public enum ServiceClientFactory {
     ) throws -> GRPCClient<ServiceClientTransport> {
         var resolvers = NameResolverRegistry.defaults
         resolvers.registerFactory(ServiceEndpointsResolverFactory())
-        let retry = RetryPolicy(
-            maxAttempts: 3,
-            initialBackoff: .milliseconds(20),
-            maxBackoff: .milliseconds(200),
-            backoffMultiplier: 2,
-            retryableStatusCodes: [.unavailable]
+        let methodConfig = MethodConfig(
+            names: [MethodConfig.Name(service: "")],
+            maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes
         )
-        var methodConfigs = [
-            MethodConfig(
-                names: [MethodConfig.Name(service: "")],
-                maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes,
-                executionPolicy: .retry(retry)
-            )
-        ]
-        if !settings.nonIdempotentMethods.isEmpty {
-            // The most specific name wins, so these override the service-wide entry above.
-            methodConfigs.append(MethodConfig(
-                names: settings.nonIdempotentMethods.map { MethodConfig.Name(service: $0.service.fullyQualifiedService, method: $0.method) },
-                maxRequestMessageBytes: settings.maxMessageBytes, maxResponseMessageBytes: settings.maxMessageBytes
-            ))
-        }
-        let serviceConfig = ServiceConfig(methodConfig: methodConfigs, loadBalancingConfig: [.roundRobin])
+        let serviceConfig = ServiceConfig(methodConfig: [methodConfig], loadBalancingConfig: [.roundRobin])
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
         let http2 = try HTTP2ClientTransport.Posix(

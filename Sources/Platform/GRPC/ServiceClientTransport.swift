@@ -94,7 +94,7 @@ private final class StreamDeadline: Sendable {
 }
 
 /// A stream's responses, where the failure its deadline caused reads as DEADLINE_EXCEEDED (the
-/// transport reports a stream failed from this side as UNAVAILABLE, which would be retried).
+/// transport reports a stream failed from this side as UNAVAILABLE, which callers may retry).
 private struct DeadlineInbound: AsyncSequence, Sendable {
     typealias Element = RPCResponsePart<GRPCNIOTransportBytes>
     typealias Failure = any Error

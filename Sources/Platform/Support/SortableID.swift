@@ -6,36 +6,32 @@ import Synchronization
 public enum SortableID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 
-    /// The last identifier's bytes: within one millisecond, the next one is that plus one, so
+    /// The last identifier's 128 bits: within one millisecond, the next one is that plus one, so
     /// identifiers made by this process are strictly increasing.
-    private static let last = Mutex<[UInt8]>([])
+    private static let last = Mutex<(high: UInt64, low: UInt64)>((0, 0))
 
     public static func make(at date: Date = Date()) -> String {
         let millis = UInt64(max(0, date.timeIntervalSince1970 * 1000)) & 0xFFFF_FFFF_FFFF
-        var bytes = (0..<6).map { UInt8(truncatingIfNeeded: millis >> (8 * (5 - UInt64($0)))) }
-        bytes += RandomText.bytes(10)
-        bytes = last.withLock { last in
-            if last.count == 16, last.lexicographicallyPrecedes(bytes) == false {
-                var next = last
-                for index in next.indices.reversed() {
-                    next[index] &+= 1
-                    if next[index] != 0 { break }
-                }
-                last = next
+        // Two draws from the system generator (each one a system call), not one per byte: this
+        // runs for every request that comes without an id of its own.
+        var generator = SystemRandomNumberGenerator()
+        let drawn = (high: millis << 16 | generator.next() & 0xFFFF, low: generator.next() as UInt64)
+        let bits = last.withLock { last in
+            if drawn.high > last.high || (drawn.high == last.high && drawn.low > last.low) {
+                last = drawn
             } else {
-                last = bytes
+                let (low, carry) = last.low.addingReportingOverflow(1)
+                last = (last.high &+ (carry ? 1 : 0), low)
             }
             return last
         }
         // 128 bits in 26 groups of 5, the first group padded with two leading zero bits.
-        var out = [UInt8]()
-        out.reserveCapacity(26)
-        for group in 0..<26 {
-            var value = 0
-            for bit in (group * 5 - 2)..<(group * 5 + 3) where bit >= 0 {
-                value = (value << 1) | Int((bytes[bit / 8] >> (7 - UInt8(bit % 8))) & 1)
-            }
-            out.append(alphabet[value])
+        var out = [UInt8](repeating: 0, count: 26)
+        var (high, low) = bits
+        for index in stride(from: 25, through: 0, by: -1) {
+            out[index] = alphabet[Int(low & 0x1F)]
+            low = low >> 5 | high << 59
+            high >>= 5
         }
         return String(decoding: out, as: UTF8.self)
     }
@@ -60,7 +56,12 @@ public enum RandomText {
     /// `count` random bytes.
     public static func bytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count + 7)
+        while bytes.count < count {
+            withUnsafeBytes(of: generator.next() as UInt64) { bytes += $0 }
+        }
+        return Array(bytes.prefix(count))
     }
 }
 

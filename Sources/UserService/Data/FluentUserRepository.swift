@@ -58,9 +58,7 @@ public struct FluentUserRepository: UserRepository {
     }
 
     private func findUndeleted(where column: String, equals value: String) async throws -> StoredUser? {
-        guard let sql = db as? any SQLDatabase else {
-            throw DomainError(.internal, "the user database does not speak SQL")
-        }
+        let sql = try await database.reads()
         let query: SQLQueryString = """
             SELECT id, username, avatar, password_hash, status, role, access_key, secret_key, created_at, updated_at \
             FROM users WHERE \(ident: column) = \(bind: value) AND deleted_at IS NULL LIMIT 1
