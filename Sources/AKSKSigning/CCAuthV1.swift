@@ -99,7 +99,7 @@ public enum CCAuthV1 {
     /// The canonical headers of the headers to sign: each as `encodeURIComponent(lower-cased name)
     /// + ":" + encodeURIComponent(trimmed value)`, sorted by byte order of the whole line, joined by `\n`.
     public static func canonicalHeaders(_ headers: [(name: String, value: String)]) -> String {
-        let lines = headers.map { encodeURIComponent($0.name.lowercased()) + ":" + encodeURIComponent(trimmed($0.value)) }
+        let lines = headers.map { encodeURIComponent(lowercasedName($0.name)) + ":" + encodeURIComponent(trimmed($0.value)) }
         return sortedByBytes(lines).joined(separator: "\n")
     }
 
@@ -117,7 +117,7 @@ public enum CCAuthV1 {
     ) throws(CCAuthV1Error) -> [(name: String, value: String)] {
         try signedHeaders.map { (signed) throws(CCAuthV1Error) -> (name: String, value: String) in
             let name = signed.lowercased()
-            let matches = headers.filter { $0.name.lowercased() == name }
+            let matches = headers.filter { headerName($0.name, is: name) }
             guard let first = matches.first else { throw .missingSignedHeader(name) }
             guard matches.count == 1 else { throw .repeatedHeader(name) }
             return (name, first.value)
@@ -199,8 +199,27 @@ public enum CCAuthV1 {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
     }
 
-    static func trimmed(_ text: String) -> String {
-        String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    /// Whether header name `name` is `lowercased` (a lower-case name) in any case. Header names
+    /// are ASCII tokens, so this compares bytes and lower-cases ASCII letters only.
+    public static func headerName(_ name: String, is lowercased: String) -> Bool {
+        name.utf8.count == lowercased.utf8.count
+            && zip(name.utf8, lowercased.utf8).allSatisfy { $0 == $1 || (0x41...0x5A).contains($0) && $0 | 0x20 == $1 }
+    }
+
+    /// A header value without its leading and trailing white space (as the canonical form has it).
+    public static func trimmed(_ text: String) -> String {
+        let scalars = text.unicodeScalars
+        // Most values have no surrounding white space: no copy then.
+        guard let first = scalars.first, let last = scalars.last,
+              first.properties.isWhitespace || last.properties.isWhitespace else { return text }
+        let start = scalars.firstIndex { !$0.properties.isWhitespace } ?? scalars.endIndex
+        let end = scalars[start...].lastIndex { !$0.properties.isWhitespace }.map(scalars.index(after:)) ?? start
+        return String(scalars[start..<end])
+    }
+
+    /// `text.lowercased()`, without the copy for the usual header name: lower-case ASCII already.
+    static func lowercasedName(_ text: String) -> String {
+        text.utf8.allSatisfy({ $0 < 0x80 && !(0x41...0x5A).contains($0) }) ? text : text.lowercased()
     }
 
     static func sortedByBytes(_ strings: [String]) -> [String] {
@@ -226,10 +245,25 @@ public enum CCAuthV1 {
         }
     }
 
-    private static let componentSafe: Set<UInt8> = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()".utf8)
-    private static let uriSafe: Set<UInt8> = componentSafe.union(";,/?:@&=+$#".utf8)
+    private static let componentSafe = ByteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()".utf8)
+    private static let uriSafe = ByteSet(componentSafe.bytes + Array(";,/?:@&=+$#".utf8))
 
-    private static func percentEncode(_ bytes: [UInt8], keeping safe: Set<UInt8>) -> String {
+    /// A set of bytes as a 256-entry table: a lookup per byte of every canonical form, no hashing.
+    struct ByteSet: Sendable {
+        let bytes: [UInt8]
+        private let table: [Bool]
+
+        init(_ bytes: some Sequence<UInt8>) {
+            self.bytes = Array(bytes)
+            var table = [Bool](repeating: false, count: 256)
+            for byte in self.bytes { table[Int(byte)] = true }
+            self.table = table
+        }
+
+        func contains(_ byte: UInt8) -> Bool { table[Int(byte)] }
+    }
+
+    private static func percentEncode(_ bytes: [UInt8], keeping safe: ByteSet) -> String {
         let digits = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)

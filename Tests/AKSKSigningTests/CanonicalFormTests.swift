@@ -63,6 +63,27 @@ struct CanonicalFormTests {
         #expect(CCAuthV1.canonicalHeaders([]) == "")
     }
 
+    @Test("header values lose surrounding white space only, and are not copied when they have none")
+    func trimming() {
+        #expect(CCAuthV1.trimmed("  a b  ") == "a b")
+        #expect(CCAuthV1.trimmed("\t\r\n v \u{3000}") == "v")
+        #expect(CCAuthV1.trimmed("plain") == "plain")
+        #expect(CCAuthV1.trimmed(" \t ") == "")
+        #expect(CCAuthV1.trimmed("") == "")
+        #expect(CCAuthV1.trimmed(" 测试 ") == "测试")
+    }
+
+    @Test("header names match in any ASCII case and nothing else")
+    func headerNames() {
+        #expect(CCAuthV1.headerName("X-CC-Nonce", is: "x-cc-nonce"))
+        #expect(CCAuthV1.headerName("x-cc-nonce", is: "x-cc-nonce"))
+        #expect(!CCAuthV1.headerName("x-cc-nonc", is: "x-cc-nonce"))
+        #expect(!CCAuthV1.headerName("x-cc-nonce2", is: "x-cc-nonce"))
+        #expect(!CCAuthV1.headerName("x_cc_nonce", is: "x-cc-nonce"))
+        // '[' is 'Z' + 1 and '{' is 'z' + 1: no letters, no match.
+        #expect(!CCAuthV1.headerName("[", is: "{"))
+    }
+
     @Test("signed headers are picked case-insensitively; absent or repeated ones are refused")
     func selection() throws {
         let request: [(name: String, value: String)] = [("Host", "h"), ("X-Two", "1"), ("x-two", "2"), ("Accept", "*/*")]

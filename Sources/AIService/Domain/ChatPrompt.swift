@@ -25,7 +25,7 @@ enum ChatPrompt {
 
     static func check(question: String, history: [ChatMessage]) throws(DomainError) {
         var violations = Violations()
-        if question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if question.unicodeScalars.allSatisfy(\.properties.isWhitespace) {
             violations.add("question", "question must not be empty")
         } else if question.unicodeScalars.count > maxQuestionLength {
             violations.add("question", "question must be at most \(maxQuestionLength) characters long")

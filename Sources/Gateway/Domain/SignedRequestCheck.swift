@@ -188,7 +188,7 @@ public enum SignedRequestCheck {
     private static func checkNonce(
         signed: [(name: String, value: String)], headers: [(name: String, value: String)], required: Bool
     ) throws(SignedRequestRejection) -> String? {
-        guard let nonce = signed.first(where: { $0.name == CCAuthV1.nonceHeader }).map({ trimmed($0.value) }) else {
+        guard let nonce = signed.first(where: { $0.name == CCAuthV1.nonceHeader }).map({ CCAuthV1.trimmed($0.value) }) else {
             if !values(of: CCAuthV1.nonceHeader, in: headers).isEmpty { throw .invalidNonce("x-cc-nonce must be signed") }
             if required { throw .invalidNonce("a signed x-cc-nonce is required") }
             return nil
@@ -201,10 +201,6 @@ public enum SignedRequestCheck {
 
     /// The trimmed values of every header with this (lower-case) name.
     private static func values(of name: String, in headers: [(name: String, value: String)]) -> [String] {
-        headers.filter { $0.name.lowercased() == name }.map { trimmed($0.value) }
-    }
-
-    private static func trimmed(_ text: String) -> String {
-        String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+        headers.filter { CCAuthV1.headerName($0.name, is: name) }.map { CCAuthV1.trimmed($0.value) }
     }
 }
