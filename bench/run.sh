@@ -4,11 +4,14 @@
 #   2. a trivial gateway route (GET /api, no service call) in the same run, for comparison;
 #   3. idle resident memory of the process;
 #   4. time from start until /health answers 200.
+# Both routes are measured in ROUNDS rounds (default 3), one after the other within each round,
+# and the report gives every round and the median: on a shared machine one run can be 15% off.
 # Writes a Markdown report to bench/results/ with the machine it ran on.
 # Usage: bench/run.sh [duration-seconds]   (needs wrk and curl; installs wrk from Debian if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-20}
+rounds=${ROUNDS:-3}
 connections=64
 threads=2
 
@@ -40,11 +43,13 @@ token=$(curl -s -X PUT "$base/auth/login" -d '{"username":"bench-user","password
 
 # Warm up, then measure.
 wrk -t$threads -c$connections -d3s -H "Authorization: Bearer $token" "$base/user/current" >/dev/null
-wrk -t$threads -c$connections -d"${duration}s" --latency -H "Authorization: Bearer $token" "$base/user/current" >"$work/current.txt"
-wrk -t$threads -c$connections -d"${duration}s" --latency "$base/api" >"$work/trivial.txt"
+for round in $(seq "$rounds"); do
+    wrk -t$threads -c$connections -d"${duration}s" --latency -H "Authorization: Bearer $token" "$base/user/current" >"$work/current-$round.txt"
+    wrk -t$threads -c$connections -d"${duration}s" --latency "$base/api" >"$work/trivial-$round.txt"
+done
 loaded_rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 
-summary() {  # file -> "rps p50 p99 errors"
+summary() {  # file -> "rps|p50|p99|errors"
     awk '
         /Requests\/sec/ {rps=$2}
         /^ +50%/ {p50=$2}
@@ -52,8 +57,29 @@ summary() {  # file -> "rps p50 p99 errors"
         /Non-2xx/ {errors=$NF}
         END {printf "%s|%s|%s|%s", rps, p50, p99, (errors == "" ? 0 : errors)}' "$1"
 }
-IFS='|' read -r cur_rps cur_p50 cur_p99 cur_err <<<"$(summary "$work/current.txt")"
-IFS='|' read -r tri_rps tri_p50 tri_p99 tri_err <<<"$(summary "$work/trivial.txt")"
+rows=""
+for round in $(seq "$rounds"); do
+    IFS='|' read -r cur_rps cur_p50 cur_p99 cur_err <<<"$(summary "$work/current-$round.txt")"
+    IFS='|' read -r tri_rps tri_p50 tri_p99 tri_err <<<"$(summary "$work/trivial-$round.txt")"
+    rows+="| $round | $cur_rps | $cur_p50 | $cur_p99 | $cur_err | $tri_rps | $tri_p50 | $tri_p99 | $tri_err |"$'\n'
+done
+# The median of each column over the rounds (latencies compared in ms).
+median_row=$(printf '%s' "$rows" | python3 -c '
+import statistics, sys
+def ms(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit): return float(text[:-len(unit)]) * factor
+    return float(text)
+rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in sys.stdin if line.strip()]
+cells = []
+for column in range(1, 9):
+    values = [row[column] for row in rows]
+    if column in (2, 3, 6, 7):
+        cells.append("%.2fms" % statistics.median(ms(value) for value in values))
+    else:
+        cells.append("%.0f" % statistics.median(float(value) for value in values))
+print("| median | " + " | ".join(cells) + " |")
+')
 
 mkdir -p bench/results
 report="bench/results/$(date -u +%Y-%m-%d)-all-sqlite.md"
@@ -61,18 +87,20 @@ report="bench/results/$(date -u +%Y-%m-%d)-all-sqlite.md"
     echo "# aisaas all (SQLite), $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); $(swift --version 2>/dev/null | head -n 1)"
-    echo "Load: wrk, $threads threads, $connections connections, ${duration} s per route, on the same machine as the server."
+    echo "Load: wrk, $threads threads, $connections connections, ${duration} s per route and round, $rounds rounds, on the same machine as the server."
     echo
-    echo "| route | requests/s | p50 | p99 | non-2xx |"
-    echo "|---|---|---|---|---|"
-    echo "| GET /user/current (JWT → gRPC → SQLite) | $cur_rps | $cur_p50 | $cur_p99 | $cur_err |"
-    echo "| GET /api (gateway only) | $tri_rps | $tri_p50 | $tri_p99 | $tri_err |"
+    echo "| round | /user/current requests/s | p50 | p99 | non-2xx | /api requests/s | p50 | p99 | non-2xx |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    printf '%s' "$rows"
+    echo "$median_row"
+    echo
+    echo "GET /user/current: JWT → gRPC → user service → SQLite. GET /api: the gateway alone (Swagger UI page)."
     echo
     echo "- /health answered 200 after ${ready_ms} ms from process start"
     echo "- idle resident memory: $((idle_rss_kb / 1024)) MB; after the load: $((loaded_rss_kb / 1024)) MB"
     echo
     echo '```'
-    cat "$work/current.txt"
+    cat "$work/current-1.txt"
     echo '```'
 } >"$report"
 cat "$report"

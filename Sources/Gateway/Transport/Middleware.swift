@@ -9,6 +9,9 @@ import Synchronization
 
 extension HTTPField.Name {
     static let requestId = HTTPField.Name("x-request-id")!
+    static let xFrameOptions = HTTPField.Name("X-Frame-Options")!
+    static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
+    static let crossOriginOpenerPolicy = HTTPField.Name("Cross-Origin-Opener-Policy")!
 }
 
 /// The methods served on each path, to tell an unknown path (404) from a wrong method (405).
@@ -78,9 +81,9 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
 
     static func addSecurityHeaders(_ headers: inout HTTPFields, path: String) {
         headers[.xContentTypeOptions] = "nosniff"
-        headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
-        headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
-        headers[HTTPField.Name("Cross-Origin-Opener-Policy")!] = "same-origin"
+        headers[.xFrameOptions] = "DENY"
+        headers[.referrerPolicy] = "no-referrer"
+        headers[.crossOriginOpenerPolicy] = "same-origin"
         if headers[.cacheControl] == nil { headers[.cacheControl] = "no-store" }
         if headers[.contentSecurityPolicy] == nil {
             headers[.contentSecurityPolicy] = "default-src 'none'; frame-ancestors 'none'"
