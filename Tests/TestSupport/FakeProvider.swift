@@ -328,43 +328,37 @@ public final class FakeProvider: Sendable {
     }
 
     private func chat(_ request: RecordedRequest, _ settings: Settings, _ context: FakeProviderContext) -> Response {
-        let json = request.json ?? [:]
-        let messages = (json["messages"] as? [[String: Any]]) ?? []
-        let texts = messages.map { Self.text(of: $0["content"]) }
-        let lastUser = messages.last { ($0["role"] as? String) == "user" }.map { Self.text(of: $0["content"]) } ?? ""
+        // Codable, not JSONSerialization: a benchmark's load generator, the platform and this fake
+        // share the machine, and Foundation's object graphs took half of the fake's time.
+        let wire = (try? JSONDecoder().decode(ChatWire.Request.self, from: Data(request.body))) ?? ChatWire.Request()
+        let messages = wire.messages ?? []
+        let lastUser = messages.last { $0.role == "user" }?.content?.text ?? ""
         let reply = settings.chatReply ?? "echo: \(lastUser)"
-        let promptTokens = texts.reduce(0) { $0 + Self.wordCount($1) }
+        let promptTokens = messages.reduce(0) { $0 + Self.wordCount($1.content?.text ?? "") }
         let completionTokens = Self.wordCount(reply)
-        let usage: [String: Any] = [
-            "prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens,
-        ]
-        let model = (json["model"] as? String) ?? "unknown"
+        let usage = ChatWire.Usage(
+            promptTokens: promptTokens, completionTokens: completionTokens, totalTokens: promptTokens + completionTokens
+        )
+        let model = wire.model ?? "unknown"
 
-        guard (json["stream"] as? Bool) == true else {
-            return Self.json([
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [["index": 0, "message": ["role": "assistant", "content": reply], "finish_reason": "stop"]],
-                "usage": usage,
-            ])
+        guard wire.stream == true else {
+            return Self.json(ChatWire.Completion(
+                model: model, choices: [.init(message: .init(role: "assistant", content: reply))], usage: usage
+            ))
         }
 
-        let includeUsage = ((json["stream_options"] as? [String: Any])?["include_usage"] as? Bool) == true
-        var events: [[String: Any]] = []
+        var events: [ChatWire.Chunk] = []
         for (index, piece) in Self.split(reply, into: settings.streaming.chunks).enumerated() {
-            var delta: [String: Any] = ["content": piece]
-            if index == 0 { delta["role"] = "assistant" }
-            events.append(Self.chunk(model, choices: [["index": 0, "delta": delta, "finish_reason": NSNull()]]))
+            events.append(ChatWire.Chunk(model: model, choices: [.init(delta: .init(role: index == 0 ? "assistant" : nil, content: piece))]))
         }
-        events.append(Self.chunk(model, choices: [["index": 0, "delta": [String: Any](), "finish_reason": "stop"]]))
-        if includeUsage {
-            var last = Self.chunk(model, choices: [])
-            last["usage"] = usage
-            events.append(last)
+        events.append(ChatWire.Chunk(model: model, choices: [.init(delta: .init(), finishReason: "stop")]))
+        if wire.streamOptions?.includeUsage == true {
+            events.append(ChatWire.Chunk(model: model, choices: [], usage: usage))
         }
         let streaming = settings.streaming
         let newline = streaming.crlf ? "\r\n" : "\n"
         let encodedEvents = events.compactMap { event -> String? in
-            guard let data = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]) else { return nil }
+            guard let data = try? ChatWire.encoder.encode(event) else { return nil }
             return "data: " + String(decoding: data, as: UTF8.self) + newline + newline
         } + ["data: [DONE]" + newline + newline]
 
@@ -442,15 +436,6 @@ public final class FakeProvider: Sendable {
 
     // MARK: - Helpers
 
-    private static func chunk(_ model: String, choices: [[String: Any]]) -> [String: Any] {
-        ["id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": choices]
-    }
-
-    private static func text(of content: Any?) -> String {
-        if let text = content as? String { return text }
-        if let parts = content as? [[String: Any]] { return parts.compactMap { $0["text"] as? String }.joined(separator: " ") }
-        return ""
-    }
 
     private static func wordCount(_ text: String) -> Int {
         text.split(whereSeparator: { $0.isWhitespace }).count
@@ -462,6 +447,11 @@ public final class FakeProvider: Sendable {
         return (0..<pieces).map { index in
             String(characters[(characters.count * index / pieces)..<(characters.count * (index + 1) / pieces)])
         }
+    }
+
+    private static func json(_ value: some Encodable) -> Response {
+        let data = (try? ChatWire.encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     private static func json(_ object: [String: Any], status: Int = 200) -> Response {
@@ -539,6 +529,113 @@ public final class FakeProvider: Sendable {
             index += 1
         }
         return nil
+    }
+}
+
+/// The chat completion bodies the fake reads and writes (OpenAI's wire format).
+enum ChatWire {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
+    }()
+
+    struct Request: Decodable {
+        var model: String?
+        var messages: [Message]?
+        var stream: Bool?
+        var streamOptions: StreamOptions?
+
+        enum CodingKeys: String, CodingKey {
+            case model, messages, stream
+            case streamOptions = "stream_options"
+        }
+    }
+
+    struct StreamOptions: Decodable {
+        var includeUsage: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case includeUsage = "include_usage"
+        }
+    }
+
+    struct Message: Decodable {
+        var role: String?
+        var content: Content?
+    }
+
+    /// A message's content: text, or parts of which the text ones count.
+    struct Content: Decodable {
+        var text: String
+
+        private struct Part: Decodable {
+            var text: String?
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                self.text = text
+            } else {
+                let parts = (try? container.decode([Part].self)) ?? []
+                self.text = parts.compactMap(\.text).joined(separator: " ")
+            }
+        }
+    }
+
+    struct Usage: Encodable {
+        var promptTokens: Int
+        var completionTokens: Int
+        var totalTokens: Int
+    }
+
+    struct Completion: Encodable {
+        struct Choice: Encodable {
+            var index = 0
+            var message: Reply
+            var finishReason = "stop"
+        }
+
+        var id = "chatcmpl-fake"
+        var object = "chat.completion"
+        var created = 0
+        var model: String
+        var choices: [Choice]
+        var usage: Usage
+    }
+
+    struct Reply: Encodable {
+        var role: String?
+        var content: String?
+    }
+
+    struct Chunk: Encodable {
+        struct Choice: Encodable {
+            var index = 0
+            var delta: Reply
+            /// `null` until the last chunk, as OpenAI sends it.
+            var finishReason: String?
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(index, forKey: .index)
+                try container.encode(delta, forKey: .delta)
+                try container.encode(finishReason, forKey: .finishReason)
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case index, delta, finishReason
+            }
+        }
+
+        var id = "chatcmpl-fake"
+        var object = "chat.completion.chunk"
+        var created = 0
+        var model: String
+        var choices: [Choice]
+        var usage: Usage?
     }
 }
 
