@@ -25,12 +25,10 @@ final class LogRecorder: Sendable {
             set { metadata[key] = newValue }
         }
 
-        func log(
-            level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String,
-            line: UInt
-        ) {
-            let merged = self.metadata.merging(metadata ?? [:]) { $1 }
-            recorder.append("\(level) \(message) \(merged)")
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            let error = event.error.map { " \(String(reflecting: $0))" } ?? ""
+            recorder.append("\(event.level) \(event.message) \(merged)\(error)")
         }
     }
 }
