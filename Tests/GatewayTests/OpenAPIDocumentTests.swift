@@ -41,24 +41,32 @@ struct OpenAPIDocumentTests {
 
 /// The gateway's router over service clients that are never called.
 func makeTestRouter() async throws -> Router<GatewayRequestContext> {
-    let transport = InProcessTransport()
-    let client = GRPCClient(transport: transport.client)
+    let revocations = RevocationList()
+    let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: revocations)
+    return makeTestRouter(over: GRPCClient(transport: InProcessTransport().client), tokens: tokens, revocations: revocations)
+}
+
+let testJWTSecret = String(repeating: "s", count: 40)
+
+/// The gateway's router with every service client on `client`, and test settings.
+func makeTestRouter<Transport: ClientTransport>(
+    over client: GRPCClient<Transport>, tokens: AccessTokens, revocations: RevocationList, logger: Logger = Logger(label: "test")
+) -> Router<GatewayRequestContext> {
+    let users = Grpc_User_V1_UserService.Client(wrapping: client)
     let clients = ServiceClients(
-        users: Grpc_User_V1_UserService.Client(wrapping: client),
+        users: users,
         chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: client),
         speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: client),
         usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
     )
-    let revocations = RevocationList()
-    let tokens = await AccessTokens(secret: String(repeating: "s", count: 40), lifetime: 3600, revocations: revocations)
     let settings = GatewaySettings(
-        listen: HostPort(host: "127.0.0.1", port: 0), jwtSecret: String(repeating: "s", count: 40), tokenLifetime: 3600,
-        corsOrigins: [], loginLimits: .init(), trustForwardedFor: false, revocationPollInterval: .seconds(1),
-        callTimeout: .seconds(1), aiCallTimeout: .seconds(1), signing: SignaturePolicy(),
+        listen: HostPort(host: "127.0.0.1", port: 0), jwtSecret: testJWTSecret, tokenLifetime: 3600,
+        corsOrigins: [], loginLimits: .init(), trustForwardedFor: false, revocationPollInterval: .seconds(60),
+        callTimeout: .seconds(5), aiCallTimeout: .seconds(5), signing: SignaturePolicy(),
         userServiceAddresses: [], aiServiceAddresses: []
     )
     return makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations,
-        sync: RevocationSync(users: clients.users, revocations: revocations), serviceEndpoints: [], logger: Logger(label: "test")
+        sync: RevocationSync(users: users, revocations: revocations), serviceEndpoints: [], logger: logger
     )
 }

@@ -79,25 +79,10 @@ struct ServiceCallRetryTests {
             interceptors: [flaky, RequestScopeServerInterceptor(application: "user-service", logger: logger)]
         ) { _ in
             try await withGRPCClient(transport: transport.client, interceptors: [RequestScopeClientInterceptor()]) { client in
-                let users = Grpc_User_V1_UserService.Client(wrapping: client)
                 let revocations = RevocationList()
                 revocations.markSynced()
-                let tokens = await AccessTokens(secret: String(repeating: "s", count: 40), lifetime: 3600, revocations: revocations)
-                let settings = GatewaySettings(
-                    listen: HostPort(host: "127.0.0.1", port: 0), jwtSecret: String(repeating: "s", count: 40), tokenLifetime: 3600,
-                    corsOrigins: [], loginLimits: .init(), trustForwardedFor: false, revocationPollInterval: .seconds(60),
-                    callTimeout: .seconds(5), aiCallTimeout: .seconds(5), signing: SignaturePolicy(),
-                    userServiceAddresses: [], aiServiceAddresses: []
-                )
-                let router = makeGatewayRouter(
-                    settings: settings,
-                    clients: ServiceClients(
-                        users: users, chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: client),
-                        speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: client), usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
-                    ),
-                    tokens: tokens, revocations: revocations, sync: RevocationSync(users: users, revocations: revocations),
-                    serviceEndpoints: [], logger: logger
-                )
+                let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: revocations)
+                let router = makeTestRouter(over: client, tokens: tokens, revocations: revocations, logger: logger)
                 let (token, _) = try await tokens.issue(userId: registered.user.id, username: "alice", role: "user")
 
                 try await Application(router: router).test(.router) { http in

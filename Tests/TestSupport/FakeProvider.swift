@@ -450,15 +450,17 @@ public final class FakeProvider: Sendable {
     }
 
     private static func json(_ value: some Encodable) -> Response {
-        let data = (try? ChatWire.encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        jsonResponse((try? ChatWire.encoder.encode(value)) ?? Data("{}".utf8), status: 200)
     }
 
     private static func json(_ object: [String: Any], status: Int = 200) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return Response(
+        jsonResponse((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8), status: status)
+    }
+
+    private static func jsonResponse(_ data: Data, status: Int) -> Response {
+        Response(
             status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(data))))
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     private static func error(status: Int, message: String, code: String) -> Response {

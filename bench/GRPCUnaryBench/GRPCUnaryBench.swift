@@ -26,7 +26,7 @@ struct GRPCUnaryBench: AsyncParsableCommand {
     @Option(help: "Seconds to measure (after one second of warm-up).")
     var seconds = 10
 
-    @Flag(help: "Bare grpc-swift: no interceptors, no retry policy, no deadline.")
+    @Flag(help: "Bare grpc-swift: no interceptors, no deadline, no service config.")
     var bare = false
 
     @Flag(help: "The platform's client settings without its request-scope interceptor.")

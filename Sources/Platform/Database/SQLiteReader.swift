@@ -4,14 +4,6 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-struct DatabaseConfigurationError: Error, CustomStringConvertible {
-    let description: String
-
-    init(_ description: String) {
-        self.description = description
-    }
-}
-
 /// A read-only SQLite connection, opened on first use, with a thread of its own (SQLite's calls
 /// block) so that reads never queue behind the writer's transactions.
 final class SQLiteReader: Sendable {
