@@ -32,7 +32,6 @@ let package = Package(
         .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
         .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
-        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
     ],
     targets: [
@@ -65,6 +64,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Parsers and writers of the formats untrusted peers send (JSON, multipart/form-data,
+        // Server-Sent Events): strict, bounded, and free of traps; depends on nothing, so the
+        // fuzzers (fuzz/) build it alone.
+        .target(name: "WireFormats", swiftSettings: swiftSettings),
         // cc-auth-v1 canonical requests and signatures; depends on nothing of the platform so that
         // clients can use it alone.
         .target(
@@ -88,7 +91,7 @@ let package = Package(
         .target(
             name: "AIProviders",
             dependencies: [
-                "Platform",
+                "Platform", "WireFormats",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -111,9 +114,10 @@ let package = Package(
                 "Platform",
                 "AISaaSProtos",
                 "AKSKSigning",
+                "WireFormats",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "MultipartKit", package: "multipart-kit"),
             ],
             resources: [.copy("Resources/openapi.json")],
             swiftSettings: swiftSettings
@@ -145,6 +149,7 @@ let package = Package(
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
@@ -188,6 +193,11 @@ let package = Package(
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WireFormatsTests",
+            dependencies: ["WireFormats"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import Platform
+import WireFormats
 
 /// Reads a streamed chat completion (Server-Sent Events of `chat.completion.chunk`s ending with
 /// `data: [DONE]`) and yields its deltas.
@@ -16,7 +17,7 @@ struct StreamReader: Sendable {
         var finished = false
         do {
             for try await buffer in body {
-                for event in try parser.feed(buffer) {
+                for event in try parser.feed(buffer.readableBytesView) {
                     if try handle(event, continuation, &finished) { return }
                 }
             }

@@ -11,6 +11,8 @@ import ServiceLifecycle
 /// Everything the gateway needs, read from configuration.
 public struct GatewaySettings: Sendable {
     public var listen: HostPort
+    /// Connection timeouts and the connection cap of the HTTP server.
+    public var httpLimits: HTTPServerLimits = HTTPServerLimits()
     public var jwtSecret: String
     public var tokenLifetime: TimeInterval
     public var corsOrigins: [String]
@@ -30,6 +32,12 @@ public struct GatewaySettings: Sendable {
         let listen = HostPort(
             host: settings.string("http.host", default: "127.0.0.1"),
             port: settings.int("http.port", default: 9000, range: 0...65535)
+        )
+        let httpLimits = HTTPServerLimits(
+            headerTimeout: .seconds(settings.int("http.header.timeout.seconds", default: 10, range: 1...600)),
+            bodyReadTimeout: .seconds(settings.int("http.read.timeout.seconds", default: 30, range: 1...3600)),
+            idleTimeout: .seconds(settings.int("http.idle.timeout.seconds", default: 75, range: 1...3600)),
+            maxConnections: settings.int("http.max.connections", default: 4096, range: 1...1_000_000)
         )
         let lifetime = settings.int("jwt.expires.in", default: 7 * 86_400, range: 60...(365 * 86_400))
         let limits = LoginThrottle.Limits(
@@ -58,7 +66,7 @@ public struct GatewaySettings: Sendable {
             byteCount: 48, dataDirectory: common.dataDirectory, logger: logger
         )
         return GatewaySettings(
-            listen: listen, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
+            listen: listen, httpLimits: httpLimits, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
             loginLimits: limits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
             callTimeout: .milliseconds(timeout), aiCallTimeout: .seconds(aiTimeout), signing: signing,
             userServiceAddresses: users, aiServiceAddresses: ai
@@ -106,7 +114,11 @@ public func buildGateway(
     )
     let app = Application(
         router: router,
-        configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: nil),
+        server: .gateway(limits: settings.httpLimits),
+        configuration: .init(
+            address: .hostname(settings.listen.host, port: settings.listen.port), serverName: nil, backlog: 1024,
+            availableConnectionsDelegate: .maximum(settings.httpLimits.maxConnections, logger: logger)
+        ),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? settings.listen.port) },
         logger: logger
     )

@@ -326,6 +326,27 @@ struct AIFlowTests {
         }
     }
 
+    @Test("malformed multipart uploads are 400 and the platform keeps serving (a part-header byte ≥ 0x80 used to stop the process)")
+    func malformedUploads() async throws {
+        try await Self.withPlatform(.sqlite) { platform, provider in
+            let (token, client) = try await Self.customer(platform, "mallory")
+            let bodies: [[UInt8]] = [
+                Array("--B\r\n".utf8) + [0xFF] + Array(": 1\r\n\r\nabc\r\n--B--\r\n".utf8),
+                Array("--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nno end".utf8),
+                Array("--B\r\nContent-Disposition: form-data; name=\"file\r\n\r\nx\r\n--B--".utf8),
+                Array("not multipart at all".utf8),
+            ]
+            for body in bodies {
+                let reply = try await client.send("POST", "/ai/invoke/stt", body: body, contentType: "multipart/form-data; boundary=B")
+                #expect(reply.status == 400, "\(reply.status) \(reply.message)")
+                #expect(reply.json["statusCode"] as? Int == 400 && reply.message.contains("multipart"), "\(reply.message)")
+            }
+            #expect(provider.requests(to: .transcription).isEmpty)
+            #expect(try await platform.request(.GET, "/health").status == 200)
+            #expect(try await platform.request(.GET, "/user/current", token: token).status == 200)
+        }
+    }
+
     @Test("a spent quota is 402 before the provider is called; the rate limit is 429 with Retry-After", arguments: TestDatabaseKind.enabled)
     func quotaAndRateLimit(kind: TestDatabaseKind) async throws {
         try await Self.withPlatform(kind, settings: ["AI_RATE_LIMIT_PER_MINUTE": "4"]) { platform, provider in

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOHTTP1
 import Testing
 import TestSupport
 
@@ -9,7 +10,9 @@ import TestSupport
 struct BadInputTests {
     @Test("rejected bodies and routes answer 4xx error bodies and change nothing", arguments: TestDatabaseKind.enabled)
     func rejectedRequests(kind: TestDatabaseKind) async throws {
-        try await PlatformUnderTest.with(kind) { platform in
+        // A provider that is never called: chat models need one to exist.
+        let settings = ["AI_PROVIDERS": "openai", "AI_PROVIDER_OPENAI_BASE_URL": "http://127.0.0.1:9/v1"]
+        try await PlatformUnderTest.with(kind, settings: settings) { platform in
             _ = try await platform.register("alice")
             let token = try await platform.token("alice")
             let admin = try await platform.adminToken()
@@ -44,7 +47,28 @@ struct BadInputTests {
             expectError(try await platform.request(.GET, "/no/such/route"), 404, "unknown route")
             let wrongMethod = try await platform.request(.POST, "/user/current")
             expectError(wrongMethod, 405, "wrong method")
-            #expect(wrongMethod.headers.first(name: "allow")?.contains("GET") == true)
+            // /user/{id} has DELETE too, but the literal route wins: only what is served here.
+            #expect(wrongMethod.headers.first(name: "allow") == "GET", "\(wrongMethod.headers)")
+            let wrongOnParameter = try await platform.request(.POST, "/user/01JDQ70B3Y8G7H2K9M4N6P8R0S", token: admin)
+            #expect(wrongOnParameter.headers.first(name: "allow") == "DELETE, GET", "\(wrongOnParameter.headers)")
+
+            // Bodies that are not one JSON object, on every route that takes one.
+            let modelId = try #require(try await platform.request(.POST, "/ai/chat/model", json: #"{"name": "m"}"#, token: token).data["id"] as? String)
+            let aliceId = try #require(try await platform.request(.GET, "/user/current", token: token).data["id"] as? String)
+            for (method, path, bearer) in [
+                (HTTPMethod.PATCH, "/user/update", token), (.PATCH, "/ai/chat/model/\(modelId)", token), (.PUT, "/ai/quota/\(aliceId)", admin),
+                (.POST, "/ai/chat/model", token), (.PATCH, "/user/update_security", admin), (.POST, "/user/register", nil),
+            ] {
+                expectError(try await platform.request(method, path, bytes: [], token: bearer), 400, code: 600, "empty body on \(method) \(path)")
+                expectError(try await platform.request(method, path, json: #"{"a":1,}"#, token: bearer), 400, code: 600, "trailing comma on \(path)")
+                expectError(try await platform.request(method, path, json: #"{"name":"x","name":"y"}"#, token: bearer), 400, code: 600, "repeated member on \(path)")
+                expectError(try await platform.request(method, path, json: "{} {}", token: bearer), 400, code: 600, "two values on \(path)")
+            }
+            for bad in ["1e3", "-5", "0x10", "2026-02-30", "2026-1-01", "1.5", " 1"] {
+                let encoded = bad.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? bad
+                expectError(try await platform.request(.GET, "/ai/usage?to=\(encoded)", token: token), 422, code: 600, fields: ["to"], "to=\(bad)")
+            }
+            #expect(try await platform.request(.GET, "/ai/usage?from=2026-02-28&to=1893456000000", token: token).status == 200)
             expectError(try await platform.register("alice"), 409, "duplicate username")
             expectError(
                 try await platform.request(.PATCH, "/user/update", json: #"{"avatar": 5, "password": "x"}"#, token: token), 422, code: 600,

@@ -82,16 +82,37 @@ struct UsageRoutes {
         return try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = userId }) }.id
     }
 
-    /// Milliseconds since the epoch, or a UTC day.
+    /// Milliseconds since the epoch (digits only: `1e3` and `-0` are not instants), or a UTC day.
     static func instant(_ text: String?, name: String, violations: inout Violations) -> Double? {
         guard let text, !text.isEmpty else { return nil }
-        if let milliseconds = Double(text), milliseconds >= 0, milliseconds < 1e15 { return milliseconds.rounded(.down) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd"
-        if text.count == 10, let date = formatter.date(from: text) { return date.timeIntervalSince1970 * 1000 }
+        if text.utf8.count <= 15, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let milliseconds = Double(text) {
+            return milliseconds
+        }
+        if let day = utcDay(text) { return day }
         violations.add(name, "\(name) must be milliseconds since the epoch or a date yyyy-mm-dd")
         return nil
+    }
+
+    /// `yyyy-mm-dd` as the milliseconds of that day's start in UTC; nil unless it is exactly that
+    /// form and a real day (no `2026-02-30`, no `2026-1-1`).
+    static func utcDay(_ text: String) -> Double? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-") else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            var value = 0
+            for byte in bytes[range] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), year >= 1970, (1...12).contains(month) else {
+            return nil
+        }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        guard let date = calendar.date(from: DateComponents(year: year, month: month, day: day)),
+              calendar.component(.day, from: date) == day, calendar.component(.month, from: date) == month else { return nil }
+        return date.timeIntervalSince1970 * 1000
     }
 }

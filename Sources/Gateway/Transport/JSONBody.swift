@@ -2,54 +2,16 @@ import Foundation
 import Hummingbird
 import NIOCore
 import Platform
-
-/// Any JSON value, so a body can be checked field by field and every problem reported at once
-/// (a `Decodable` model stops at the first).
-enum JSONValue: Decodable, Equatable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    var typeName: String {
-        switch self {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .number: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
-        }
-    }
-}
+import WireFormats
 
 /// A request's JSON object body, read with a size limit, and checked field by field.
 /// Fields the route does not know are ignored: they never take effect.
 struct JSONBody {
-    private let fields: [String: JSONValue]
+    private let fields: JSONObject
     private(set) var violations = Violations()
 
-    /// Reads the body: 413 beyond the context's limit, 400 if it is not a JSON object in UTF-8.
-    /// An empty body counts as `{}`.
+    /// Reads the body: 413 beyond the context's limit, 400 unless it is one JSON object (strict
+    /// RFC 8259, UTF-8; an empty body is not one).
     static func read(_ request: Request, context: GatewayRequestContext) async throws -> JSONBody {
         let buffer: ByteBuffer
         do {
@@ -57,24 +19,25 @@ struct JSONBody {
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(context.maxUploadSize) bytes")
         }
-        if buffer.readableBytes == 0 { return JSONBody(fields: [:]) }
-        let data = Data(buffer.readableBytesView)
-        guard String(validating: data, as: UTF8.self) != nil else {
-            throw APIError.badRequest("request body is not valid UTF-8")
-        }
+        return JSONBody(fields: try parseObject(buffer))
+    }
+
+    /// The body as a JSON object, or 400 saying why it is not one (never echoing it).
+    static func parseObject(_ buffer: ByteBuffer) throws -> JSONObject {
+        guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body must be a JSON object, got an empty body") }
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw APIError.badRequest("request body is not valid JSON")
+            value = try buffer.withUnsafeReadableBytes { try JSONParser.parse($0) }
+        } catch let error as JSONSyntaxError {
+            throw APIError.badRequest("request body is not valid JSON: \(error.description)")
         }
         guard case .object(let fields) = value else {
             throw APIError.badRequest("request body must be a JSON object, got \(value.typeName)")
         }
-        return JSONBody(fields: fields)
+        return fields
     }
 
-    init(fields: [String: JSONValue]) {
+    init(fields: JSONObject) {
         self.fields = fields
     }
 
@@ -115,8 +78,8 @@ struct JSONBody {
             return nil
         case .string(let text)?:
             if let match = options.first(where: { $0.name.caseInsensitiveCompare(text) == .orderedSame }) { return match.value }
-        case .number(let number)?:
-            if let match = options.first(where: { Double($0.number) == number }) { return match.value }
+        case .number(let text)?:
+            if let match = options.first(where: { Double($0.number) == Double(text) }) { return match.value }
         default:
             break
         }
@@ -137,8 +100,8 @@ struct JSONBody {
     mutating func number(_ name: String, range: ClosedRange<Double>) -> Double? {
         switch fields[name] {
         case nil, .null?: return nil
-        case .number(let value)?:
-            guard range.contains(value) else {
+        case .number(let text)?:
+            guard let value = Double(text), range.contains(value) else {
                 violations.add(name, "\(name) must be from \(range.lowerBound) to \(range.upperBound)")
                 return nil
             }

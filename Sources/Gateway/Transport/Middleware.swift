@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import Platform
 import Synchronization
 
@@ -15,22 +16,54 @@ extension HTTPField.Name {
 }
 
 /// The methods served on each path, to tell an unknown path (404) from a wrong method (405).
+/// Paths resolve as Hummingbird's router resolves them: at each segment a literal beats a
+/// parameter, and a parameter is tried only when the literal leads nowhere; the methods are
+/// those of the one route the path lands on.
 final class RouteTable: Sendable {
-    private let routes = Mutex<[(segments: [Substring], method: HTTPRequest.Method)]>([])
+    private final class Node: Sendable {
+        let literals: [Substring: Node]
+        let parameter: Node?
+        let methods: Set<HTTPRequest.Method>
 
-    func set(_ descriptions: [Router<GatewayRequestContext>.RouteDescription]) {
-        let parsed = descriptions.map { ($0.path.description.split(separator: "/"), $0.method) }
-        routes.withLock { $0 = parsed }
+        init(_ routes: [(segments: ArraySlice<Substring>, method: HTTPRequest.Method)]) {
+            var literalRoutes: [Substring: [(segments: ArraySlice<Substring>, method: HTTPRequest.Method)]] = [:]
+            var parameterRoutes: [(segments: ArraySlice<Substring>, method: HTTPRequest.Method)] = []
+            var methods: Set<HTTPRequest.Method> = []
+            for route in routes {
+                guard let first = route.segments.first else {
+                    methods.insert(route.method)
+                    continue
+                }
+                let rest = (segments: route.segments.dropFirst(), method: route.method)
+                if first.hasPrefix("{") { parameterRoutes.append(rest) } else { literalRoutes[first, default: []].append(rest) }
+            }
+            literals = literalRoutes.mapValues(Node.init)
+            parameter = parameterRoutes.isEmpty ? nil : Node(parameterRoutes)
+            self.methods = methods
+        }
+
+        func resolve(_ segments: ArraySlice<Substring>) -> Node? {
+            guard let first = segments.first else { return self }
+            for child in [literals[first], parameter].compactMap({ $0 }) {
+                if segments.count == 1 { return child }
+                if let found = child.resolve(segments.dropFirst()) { return found }
+            }
+            return nil
+        }
     }
 
+    private let root = Mutex<Node>(Node([]))
+
+    func set(_ descriptions: [Router<GatewayRequestContext>.RouteDescription]) {
+        let parsed = descriptions.map { (segments: ArraySlice($0.path.description.split(separator: "/")), method: $0.method) }
+        root.withLock { $0 = Node(parsed) }
+    }
+
+    /// The methods of the route `path` lands on, in alphabetical order; empty if none.
     func methods(forPath path: String) -> [HTTPRequest.Method] {
-        let segments = path.split(separator: "/")
-        return routes.withLock { routes in
-            routes.filter { route in
-                route.segments.count == segments.count
-                    && zip(route.segments, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
-            }.map(\.method)
-        }
+        let node = root.withLock { $0 }
+        let methods = node.resolve(ArraySlice(path.split(separator: "/")))?.methods ?? []
+        return methods.sorted { $0.rawValue < $1.rawValue }
     }
 }
 
@@ -101,12 +134,17 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
             if allowed.isEmpty {
                 return APIError(.notFound, message: "no route for \(request.method) \(request.uri.path)")
             }
-            let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+            let names = allowed.map(\.rawValue).joined(separator: ", ")
             return APIError(.methodNotAllowed, message: "\(request.method) is not allowed on \(request.uri.path); allowed: \(names)", headers: [.allow: names])
         case let error as HTTPError:
             return APIError(error.status, message: error.body ?? error.status.reasonPhrase)
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(context.maxUploadSize) bytes")
+        case let error as HTTPParserError:
+            // The body's framing (chunk sizes, length) is broken: the connection cannot go on.
+            var apiError = GatewayHTTPChannel.apiError(error)
+            apiError.headers[.connection] = "close"
+            return apiError
         default:
             return APIError(.internalServerError, message: "internal error")
         }

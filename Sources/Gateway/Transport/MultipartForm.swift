@@ -1,6 +1,5 @@
-import Foundation
-import MultipartKit
 import NIOCore
+import WireFormats
 
 /// A `multipart/form-data` body, parsed completely: its parts by field name.
 struct MultipartForm {
@@ -25,65 +24,22 @@ struct MultipartForm {
     }
 
     /// Parses `buffer` as the body of a request with `contentType`. 400 for anything that is not a
-    /// complete multipart/form-data body.
-    init(contentType: String?, buffer: ByteBuffer) throws {
-        guard let contentType, let boundary = Self.boundary(contentType) else {
+    /// complete, well-formed multipart/form-data body.
+    init(contentType: String?, buffer: ByteBuffer, parser: MultipartFormParser = MultipartFormParser()) throws {
+        guard let contentType, let boundary = MultipartFormParser.boundary(ofContentType: contentType) else {
             throw APIError.badRequest("the body must be multipart/form-data with a boundary")
         }
-        var current: (headers: [(String, String)], body: ByteBuffer) = ([], ByteBuffer())
-        var completed: [Part] = []
-        var malformed = false
-        let parser = MultipartParser(boundary: boundary)
-        parser.onHeader = { name, value in current.headers.append((name, value)) }
-        parser.onBody = { chunk in current.body.writeBuffer(&chunk) }
-        parser.onPartComplete = {
-            let disposition = current.headers.first { $0.0.lowercased() == "content-disposition" }?.1
-            let parameters = disposition.map(Self.dispositionParameters) ?? [:]
-            if let name = parameters["name"] {
-                completed.append(Part(
-                    name: name, filename: parameters["filename"],
-                    contentType: current.headers.first { $0.0.lowercased() == "content-type" }?.1,
-                    body: current.body
-                ))
-            } else {
-                malformed = true
-            }
-            current = ([], ByteBuffer())
-        }
+        let parsed: [MultipartPart]
         do {
-            try parser.execute(buffer)
-        } catch {
-            throw APIError.badRequest("the multipart body is malformed")
+            parsed = try buffer.withUnsafeReadableBytes { try parser.parse($0, boundary: boundary) }
+        } catch let error as MultipartSyntaxError {
+            throw APIError.badRequest("the multipart body is malformed: \(error.reason)")
         }
-        if malformed || completed.isEmpty {
-            throw APIError.badRequest("the multipart body is malformed: every part needs a Content-Disposition name")
+        parts = parsed.map { part in
+            Part(
+                name: part.name, filename: part.filename, contentType: part.contentType,
+                body: buffer.getSlice(at: buffer.readerIndex + part.content.lowerBound, length: part.content.count) ?? ByteBuffer()
+            )
         }
-        parts = completed
-    }
-
-    static func boundary(_ contentType: String) -> String? {
-        let pieces = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-        guard pieces.first?.lowercased() == "multipart/form-data" else { return nil }
-        for piece in pieces.dropFirst() {
-            let pair = piece.split(separator: "=", maxSplits: 1).map(String.init)
-            if pair.count == 2, pair[0].lowercased() == "boundary" {
-                let value = pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-                return (1...70).contains(value.utf8.count) ? value : nil
-            }
-        }
-        return nil
-    }
-
-    /// `form-data; name="file"; filename="a.wav"` → ["name": "file", "filename": "a.wav"].
-    static func dispositionParameters(_ value: String) -> [String: String] {
-        var result: [String: String] = [:]
-        for piece in value.split(separator: ";").dropFirst() {
-            let pair = piece.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard pair.count == 2 else { continue }
-            var text = pair[1]
-            if text.count >= 2, text.hasPrefix("\""), text.hasSuffix("\"") { text = String(text.dropFirst().dropLast()) }
-            result[pair[0].lowercased()] = text
-        }
-        return result
     }
 }

@@ -1,15 +1,18 @@
-import NIOCore
-
 /// One Server-Sent Event: its `event` name (nil for the default) and its data lines joined by `\n`.
-struct ServerSentEvent: Sendable, Equatable {
-    var event: String?
-    var data: String
+public struct ServerSentEvent: Sendable, Equatable {
+    public var event: String?
+    public var data: String
+
+    public init(event: String? = nil, data: String) {
+        self.event = event
+        self.data = data
+    }
 }
 
 /// Incremental Server-Sent Events parser (WHATWG rules): network chunks may end anywhere, even
 /// inside a `\r\n` pair or a UTF-8 sequence, so bytes are kept until a line is complete.
-struct ServerSentEventParser {
-    struct EventTooLarge: Error {}
+public struct ServerSentEventParser: Sendable {
+    public struct EventTooLarge: Error {}
 
     private var line: [UInt8] = []
     private var dataLines: [String] = []
@@ -17,17 +20,13 @@ struct ServerSentEventParser {
     private var eventName: String?
     /// A `\r` ended the previous chunk: a `\n` opening the next one belongs to it.
     private var skipLeadingLineFeed = false
-    let maxEventBytes: Int
+    public let maxEventBytes: Int
 
-    init(maxEventBytes: Int = 10 * 1024 * 1024) {
+    public init(maxEventBytes: Int = 10 * 1024 * 1024) {
         self.maxEventBytes = maxEventBytes
     }
 
-    mutating func feed(_ buffer: ByteBuffer) throws -> [ServerSentEvent] {
-        try feed(buffer.readableBytesView)
-    }
-
-    mutating func feed(_ bytes: some Sequence<UInt8>) throws -> [ServerSentEvent] {
+    public mutating func feed(_ bytes: some Sequence<UInt8>) throws -> [ServerSentEvent] {
         var events: [ServerSentEvent] = []
         for byte in bytes {
             if skipLeadingLineFeed {
@@ -49,7 +48,7 @@ struct ServerSentEventParser {
     }
 
     /// The stream ended: an event missing its closing blank line is still delivered.
-    mutating func finish() -> ServerSentEvent? {
+    public mutating func finish() -> ServerSentEvent? {
         let pending = line.isEmpty ? nil : endLine()
         return pending ?? dispatch()
     }

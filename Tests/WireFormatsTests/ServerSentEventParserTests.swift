@@ -1,13 +1,11 @@
-import NIOCore
 import Testing
-
-@testable import AIProviders
+import WireFormats
 
 @Suite struct ServerSentEventParserTests {
     private func parse(_ chunks: [[UInt8]]) throws -> [ServerSentEvent] {
         var parser = ServerSentEventParser()
         var events: [ServerSentEvent] = []
-        for chunk in chunks { events += try parser.feed(ByteBuffer(bytes: chunk)) }
+        for chunk in chunks { events += try parser.feed(chunk) }
         if let last = parser.finish() { events.append(last) }
         return events
     }
@@ -45,7 +43,7 @@ import Testing
     @Test func oversizedEventIsRefused() {
         var parser = ServerSentEventParser(maxEventBytes: 16)
         #expect(throws: ServerSentEventParser.EventTooLarge.self) {
-            _ = try parser.feed(ByteBuffer(string: "data: " + String(repeating: "x", count: 64)))
+            _ = try parser.feed(Array(("data: " + String(repeating: "x", count: 64)).utf8))
         }
     }
 }

@@ -1,0 +1,246 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import Platform
+
+/// How long the gateway waits for a client, and how many clients it serves at once.
+public struct HTTPServerLimits: Sendable, Equatable {
+    /// From the first byte of a request (or the connection's opening) until its head is complete
+    /// (`HTTP_HEADER_TIMEOUT_SECONDS`): a client that sends half a request line is dropped.
+    public var headerTimeout: Duration
+    /// The longest pause while a request body arrives (`HTTP_READ_TIMEOUT_SECONDS`).
+    public var bodyReadTimeout: Duration
+    /// How long a keep-alive connection may wait for its next request (`HTTP_IDLE_TIMEOUT_SECONDS`).
+    public var idleTimeout: Duration
+    /// Connections served at once (`HTTP_MAX_CONNECTIONS`); beyond it new ones wait in the
+    /// listen backlog until one closes.
+    public var maxConnections: Int
+
+    public init(headerTimeout: Duration = .seconds(10), bodyReadTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(75), maxConnections: Int = 4096) {
+        self.headerTimeout = headerTimeout
+        self.bodyReadTimeout = bodyReadTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
+    }
+}
+
+/// The timers of one connection. Owned by its two handlers (`RawBytesWatch` before the HTTP
+/// decoder, `RequestPartsWatch` after it) and used on the connection's event loop only.
+final class ConnectionTimeouts {
+    private enum Phase {
+        /// Between requests, nothing received yet: the idle timer runs.
+        case idle
+        /// Bytes of a request have come, its head is not complete: the header timer runs.
+        case readingHead
+        /// The head is in, the body is arriving: the read timer runs from the last part.
+        case readingBody
+        /// The request is in (or was abandoned by the handler): no timer until the response ends.
+        case responding
+    }
+
+    private let limits: HTTPServerLimits
+    private var phase = Phase.idle
+    /// Requests whose head arrived and whose response has not ended (pipelined ones included).
+    private(set) var openRequests = 0
+    /// A request's head arrived and its end has not.
+    private(set) var requestInputOpen = false
+    private var responseStarted = false
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(limits: HTTPServerLimits) {
+        self.limits = limits
+    }
+
+    /// The raw-bytes handler's context: timeouts write and close from the front of the pipeline.
+    func attach(_ context: ChannelHandlerContext) {
+        self.context = context
+        arm(.idle)
+    }
+
+    func detach() {
+        timer?.cancel()
+        timer = nil
+        context = nil
+    }
+
+    func bytesArrived() {
+        if phase == .idle { arm(.readingHead) }
+    }
+
+    func headArrived() {
+        openRequests += 1
+        requestInputOpen = true
+        if openRequests == 1 { responseStarted = false }
+        arm(.readingBody)
+    }
+
+    func bodyPartArrived() {
+        if phase == .readingBody { arm(.readingBody) }
+    }
+
+    func endArrived() {
+        requestInputOpen = false
+        if phase == .readingBody { arm(.responding) }
+    }
+
+    func responseHeadSent() {
+        responseStarted = true
+    }
+
+    func responseEnded() {
+        openRequests = max(0, openRequests - 1)
+        responseStarted = false
+        if openRequests == 0, phase == .responding { arm(.idle) }
+    }
+
+    private func arm(_ next: Phase) {
+        phase = next
+        timer?.cancel()
+        timer = nil
+        guard let context else { return }
+        let delay: Duration
+        switch next {
+        case .idle: delay = limits.idleTimeout
+        case .readingHead: delay = limits.headerTimeout
+        case .readingBody: delay = limits.bodyReadTimeout
+        case .responding: return
+        }
+        let phaseAtArming = next
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
+            expire(phaseAtArming)
+        }
+    }
+
+    private func expire(_ expired: Phase) {
+        timer = nil
+        guard let context, phase == expired else { return }
+        switch expired {
+        case .idle, .responding:
+            context.close(promise: nil)
+        case .readingHead:
+            Self.answerTimeout(context, message: "the request head did not arrive within \(limits.headerTimeout)")
+        case .readingBody:
+            if responseStarted {
+                context.close(promise: nil)
+            } else {
+                Self.answerTimeout(context, message: "the request body stalled for more than \(limits.bodyReadTimeout)")
+            }
+        }
+    }
+
+    /// 408 with the error body, written as raw bytes (the HTTP encoder may be mid-message), then close.
+    private static func answerTimeout(_ context: ChannelHandlerContext, message: String) {
+        let response = RawErrorResponse.bytes(APIError(.requestTimeout, message: message), requestId: SortableID.make())
+        context.writeAndFlush(NIOAny(ByteBuffer(bytes: response))).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+/// First in the pipeline: notices bytes before the decoder turns them into request parts.
+final class RawBytesWatch: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let timeouts: ConnectionTimeouts
+
+    init(_ timeouts: ConnectionTimeouts) {
+        self.timeouts = timeouts
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { timeouts.attach(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        timeouts.attach(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeouts.detach()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeouts.detach()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        timeouts.bytesArrived()
+        context.fireChannelRead(data)
+    }
+}
+
+/// After the HTTP codec: follows requests and responses part by part, and stands in for the
+/// answer Hummingbird's request loop gives to input it cannot parse (a bare 400 with no body):
+/// a response head written while no request is open can only be that one.
+final class RequestPartsWatch: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+    private let timeouts: ConnectionTimeouts
+    private var parserError: HTTPParserError?
+    private enum Replacement { case none, answering, silent }
+    private var replacement = Replacement.none
+
+    init(_ timeouts: ConnectionTimeouts) {
+        self.timeouts = timeouts
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: timeouts.headArrived()
+        case .body: timeouts.bodyPartArrived()
+        case .end: timeouts.endArrived()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? HTTPParserError { parserError = error }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let part = unwrapOutboundIn(data)
+        switch (part, replacement) {
+        case (.head(let head), .none) where timeouts.openRequests == 0 && head.status.kind != .informational:
+            // The request loop's answer to unparsable input. Mid-body of a request that was
+            // already answered, a second answer would be a lie: say nothing and let it close.
+            if timeouts.requestInputOpen {
+                replacement = .silent
+            } else {
+                replacement = .answering
+                let error = parserError.map(GatewayHTTPChannel.apiError)
+                    ?? APIError(.badRequest, code: APIError.gatewayValidationCode, message: "malformed HTTP request")
+                let parts = RawErrorResponse.parts(error, requestId: SortableID.make())
+                for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
+            }
+            promise?.succeed(())
+        case (.body, .answering), (.body, .silent), (.head, .answering), (.head, .silent):
+            promise?.succeed(())
+        case (.end, .answering):
+            replacement = .none
+            context.write(data, promise: promise)
+        case (.end, .silent):
+            replacement = .none
+            promise?.succeed(())
+        default:
+            switch part {
+            case .head(let head) where head.status.kind != .informational: timeouts.responseHeadSent()
+            case .end: timeouts.responseEnded()
+            default: break
+            }
+            context.write(data, promise: promise)
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
