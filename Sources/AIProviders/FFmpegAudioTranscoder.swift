@@ -56,7 +56,7 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
         let format = fileExtension.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "."))
         guard Self.supportedExtensions.contains(format) else {
             throw DomainError(
-                .invalidArgument, "audio format '\(format)' is not supported; use one of \(Self.supportedExtensions.sorted().joined(separator: ", "))",
+                .invalidArgument, "audio format \(format.quotedForMessage) is not supported; use one of \(Self.supportedExtensions.sorted().joined(separator: ", "))",
                 reason: "UnsupportedAudioFormat")
         }
         guard audio.readableBytes > 0 else { throw Self.undecodable }

@@ -33,7 +33,7 @@ struct ProviderFailures: Sendable {
             return DomainError(.deadlineExceeded, "the AI provider '\(provider)' did not answer in time")
         case 400, 404, 409, 413, 415, 422:
             return DomainError(
-                .failedPrecondition, "the AI provider '\(provider)' rejected the \(operation) request for model '\(model)'",
+                .failedPrecondition, "the AI provider '\(provider)' rejected the \(operation) request for model \(model.quotedForMessage)",
                 reason: "ProviderRejectedRequest")
         default:
             return DomainError(.upstreamFailure, "the AI provider '\(provider)' failed (HTTP \(status))")

@@ -1,5 +1,6 @@
 import AKSKSigning
 import Foundation
+import NIOHTTP1
 import Testing
 import TestSupport
 
@@ -344,6 +345,42 @@ struct AIFlowTests {
             #expect(provider.requests(to: .transcription).isEmpty)
             #expect(try await platform.request(.GET, "/health").status == 200)
             #expect(try await platform.request(.GET, "/user/current", token: token).status == 200)
+        }
+    }
+
+    @Test("over-long ids are 404 without echoing them, and other tenants' calls in flight go on")
+    func overLongIdentifiers() async throws {
+        try await Self.withPlatform(.sqlite) { platform, provider in
+            provider.setBehavior(.delay(.milliseconds(1200)), for: .chat)
+            let (_, alice) = try await Self.customer(platform, "alice")
+            let (bobToken, bob) = try await Self.customer(platform, "bob")
+            let admin = try await platform.adminToken()
+            // Within the 16 KiB a request line may have; longer ones are 431 at the HTTP layer.
+            let long = String(repeating: "x", count: 10_000)
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<6 {
+                    group.addTask { try await alice.json("/ai/invoke/chat_completion", #"{"question": "slow \#(index)"}"#).status }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let invoke = try await bob.json("/ai/invoke/chat_completion", #"{"question": "hi", "chatModelId": "\#(String(repeating: "x", count: 16_500))"}"#)
+                var replies = [("invoke", invoke)]
+                for (method, path, token) in [
+                    (HTTPMethod.GET, "/user/\(long)", admin), (.DELETE, "/user/\(long)", admin), (.GET, "/ai/quota/\(long)", admin),
+                    (.GET, "/ai/chat/model/\(long)", bobToken),
+                ] {
+                    replies.append(("\(method) \(path.prefix(20))", try await platform.request(method, path, token: token)))
+                }
+                replies.append(("put quota", try await platform.request(.PUT, "/ai/quota/\(long)", json: #"{"tokenBudget": 5}"#, token: admin)))
+                for (name, reply) in replies {
+                    #expect(reply.status == 404, "\(name): \(reply.status) \(reply.message)")
+                    #expect(reply.body.count < 1000, "\(name) echoed the id")
+                }
+                let usage = try await platform.request(.GET, "/ai/usage?userId=\(long)", token: admin)
+                #expect(usage.status == 422 && usage.body.count < 1000)
+                let tooLong = try await platform.request(.GET, "/user/\(String(repeating: "x", count: 20_000))", token: admin)
+                #expect(tooLong.status == 431 && tooLong.body.count < 1000)
+                for try await status in group { #expect(status == 200) }
+            }
         }
     }
 

@@ -78,7 +78,7 @@ public struct SQLChatModelRepository: ChatModelRepository {
 
     private static func nameTaken(_ name: String) -> DomainError {
         DomainError(
-            .alreadyExists, "you already have a chat model named '\(name)'",
+            .alreadyExists, "you already have a chat model named \(name.quotedForMessage)",
             violations: [FieldViolation(property: "name", constraints: ["name must be unique among your chat models"])]
         )
     }

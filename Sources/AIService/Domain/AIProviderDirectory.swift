@@ -40,7 +40,7 @@ public struct AIProviderDirectory: Sendable {
         guard let fallback = effectiveDefaultName else { throw Self.notConfigured }
         let wanted = name ?? fallback
         guard let provider = providers[wanted] else {
-            throw DomainError(.notFound, "the AI provider '\(wanted)' is not configured")
+            throw DomainError(.notFound, "the AI provider \(wanted.quotedForMessage) is not configured")
         }
         return provider
     }

@@ -41,7 +41,7 @@ public struct ChatCompletionService: Sendable {
         }
         if let providerName, providers.providers[providerName] == nil {
             // The chat model names a provider that was configured once and is not any more.
-            throw DomainError(.failedPrecondition, "the chat model's provider '\(providerName)' is not configured any more")
+            throw DomainError(.failedPrecondition, "the chat model's provider \(providerName.quotedForMessage) is not configured any more")
         }
         let provider = try providers.provider(named: providerName)
         let request = ChatCompletionRequest(

@@ -61,6 +61,8 @@ enum ChatModelRules {
     static let nameLength = 1...50
     static let maxTurns = 50
     static let maxTemplateLength = 4_000
+    static let maxTurnLength = 32_000
+    static let modelLength = 1...200
     static let roles: Set<String> = ["system", "user", "assistant"]
 
     static func checkName(_ name: String, into violations: inout Violations) {
@@ -77,6 +79,8 @@ enum ChatModelRules {
             }
             if turn.value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 violations.add("struct[\(index)].value", "struct[\(index)].value must not be empty")
+            } else if turn.value.unicodeScalars.count > maxTurnLength {
+                violations.add("struct[\(index)].value", "struct[\(index)].value must be at most \(maxTurnLength) characters long")
             }
         }
     }

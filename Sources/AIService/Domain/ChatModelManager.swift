@@ -30,6 +30,8 @@ public struct ChatModelManager: Sendable {
         }
         if let model, model.trimmingCharacters(in: .whitespaces).isEmpty {
             violations.add("model", "model must not be empty")
+        } else if let model {
+            violations.checkLength("model", model, ChatModelRules.modelLength)
         }
         try violations.throwIfAny()
         let now = Date()
@@ -66,5 +68,5 @@ public struct ChatModelManager: Sendable {
         return Page(items: models, current: page.current, pageSize: page.pageSize, total: total)
     }
 
-    static func notFound(_ id: String) -> DomainError { .notFound("chat model '\(id)' not found") }
+    static func notFound(_ id: String) -> DomainError { .notFound("chat model \(id.quotedForMessage) not found") }
 }

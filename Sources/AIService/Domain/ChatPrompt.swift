@@ -8,6 +8,7 @@ enum ChatPrompt {
     static let maxQuestionLength = 32_000
     static let maxMessages = 100
     static let maxMessageLength = 32_000
+    static let maxNameLength = 64
     static let roles: Set<String> = ["system", "user", "assistant"]
 
     /// The chat model's turns, then the caller's messages, then the question in its template.
@@ -36,6 +37,9 @@ enum ChatPrompt {
         for (index, message) in history.enumerated() {
             if !roles.contains(message.role) {
                 violations.add("messages[\(index)].role", "messages[\(index)].role must be one of system, user, assistant")
+            }
+            if let name = message.name, name.unicodeScalars.count > maxNameLength {
+                violations.add("messages[\(index)].name", "messages[\(index)].name must be at most \(maxNameLength) characters long")
             }
             if message.content.unicodeScalars.count > maxMessageLength {
                 violations.add("messages[\(index)].content", "messages[\(index)].content must be at most \(maxMessageLength) characters long")

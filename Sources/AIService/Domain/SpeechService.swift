@@ -71,7 +71,7 @@ public struct SpeechService: Sendable {
         guard Self.audioExtensions.contains(fileExtension) else {
             throw DomainError(
                 .invalidArgument,
-                "unsupported audio format '\(fileExtension)': use one of \(Self.audioExtensions.joined(separator: ", "))",
+                "unsupported audio format \(fileExtension.quotedForMessage): use one of \(Self.audioExtensions.joined(separator: ", "))",
                 violations: [FieldViolation(property: "file", constraints: ["file must be one of \(Self.audioExtensions.joined(separator: ", "))"])],
                 reason: "UnsupportedAudioFormat"
             )

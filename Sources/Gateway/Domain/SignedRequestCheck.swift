@@ -145,7 +145,7 @@ public enum SignedRequestCheck {
         do {
             signed = try CCAuthV1.selectSignedHeaders(signedHeaders, from: headers)
         } catch .missingSignedHeader(let name) {
-            throw .mismatch("signed header '\(name)' is not in the request")
+            throw .mismatch("signed header \(name.quotedForMessage) is not in the request")
         } catch {
             throw .invalidHeader("\(error)")
         }

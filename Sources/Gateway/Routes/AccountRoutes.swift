@@ -151,13 +151,13 @@ struct AccountRoutes {
     }
 
     @Sendable func user(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try Identifier.path("id", context, notFound: "user")
         return try ResponseBody.success(UserProfile(try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = id }) }))
     }
 
     @Sendable func delete(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        let id = try context.parameters.require("id")
+        let id = try Identifier.path("id", context, notFound: "user")
         if id == identity.userId { throw APIError.forbidden("admins cannot delete their own account") }
         _ = try await users.deleteUser(.with { $0.id = id })
         await revocationSync.refreshAfterChange()

@@ -83,12 +83,8 @@ struct ChatModelRoutes {
         return try ResponseBody.empty()
     }
 
-    /// Ids are 26-character sortable ids; anything far longer cannot name a chat model and is not
-    /// worth a call (nor worth echoing back).
     private static func chatModelId(_ context: GatewayRequestContext) throws -> String {
-        let id = try context.parameters.require("id")
-        guard id.utf8.count <= 64 else { throw APIError(.notFound, message: "no such chat model") }
-        return id
+        try Identifier.path("id", context, notFound: "chat model")
     }
 
     private static func structItems(_ items: [[String: String]]?) -> [Grpc_Ai_V1_ChatModelStructItem] {

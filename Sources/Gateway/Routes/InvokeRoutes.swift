@@ -34,6 +34,7 @@ struct InvokeRoutes {
         let messages = body.stringObjects("messages", fields: ["role", "content", "name"], maxCount: 100)
         let stream = body.bool("stream") ?? false
         try body.finish()
+        if let chatModelId, !chatModelId.isEmpty { _ = try Identifier.require(chatModelId, notFound: "chat model") }
 
         let call = Grpc_Ai_V1_CreateChatCompletionRequest.with {
             if let chatModelId { $0.chaModelID = chatModelId }
@@ -172,11 +173,12 @@ struct InvokeRoutes {
             throw APIError.invalidBody(violations.items)
         }
         let filename = file.filename ?? ""
+        if filename.utf8.count > 255 { violations.add("file", "the file name must be at most 255 bytes long") }
         let fileExtension = filename.split(separator: ".").count > 1 ? (filename.split(separator: ".").last.map { $0.lowercased() } ?? "") : ""
         guard Self.audioExtensions.contains(fileExtension) else {
             throw APIError(
                 .badRequest, code: APIError.gatewayValidationCode,
-                message: "unsupported audio file '\(filename)': supported types are \(Self.audioExtensions.joined(separator: ", "))",
+                message: "unsupported audio file \(filename.quotedForMessage): supported types are \(Self.audioExtensions.joined(separator: ", "))",
                 meta: [FieldViolation(property: "file", constraints: ["file must have one of the extensions \(Self.audioExtensions.joined(separator: ", "))"])]
             )
         }

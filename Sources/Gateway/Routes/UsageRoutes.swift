@@ -32,6 +32,9 @@ struct UsageRoutes {
             }
         }
         let userId = query["userId"].map(String.init)
+        if let userId, userId.utf8.count > Identifier.maxLength {
+            violations.add("userId", "userId must be at most \(Identifier.maxLength) characters long")
+        }
         if let from, let to, from >= to { violations.add("to", "to must be after from") }
         if !violations.isEmpty { throw APIError.invalidBody(violations.items) }
 
@@ -78,7 +81,7 @@ struct UsageRoutes {
     /// The path's user, who must exist: the AI service does not know users and would keep a budget
     /// for a mistyped id. 404 from the user service otherwise.
     private func existingUser(_ context: GatewayRequestContext) async throws -> String {
-        let userId = try context.parameters.require("userId")
+        let userId = try Identifier.path("userId", context, notFound: "user")
         return try await retryingWhenUnavailable { try await users.getUserById(.with { $0.id = userId }) }.id
     }
 

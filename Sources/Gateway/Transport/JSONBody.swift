@@ -163,6 +163,23 @@ struct JSONBody {
     }
 }
 
+/// Identifiers the services make are 26 characters (`SortableID`); nothing far longer can name
+/// anything, so it is refused at the gateway without a service call and without being echoed.
+enum Identifier {
+    static let maxLength = 64
+
+    /// `value` if it could be an identifier; otherwise 404 saying `what` does not exist.
+    static func require(_ value: String, notFound what: String) throws -> String {
+        guard !value.isEmpty, value.utf8.count <= maxLength else { throw APIError(.notFound, message: "no such \(what)") }
+        return value
+    }
+
+    /// The path parameter `name`, checked the same way.
+    static func path(_ name: String, _ context: GatewayRequestContext, notFound what: String) throws -> String {
+        try require(try context.parameters.require(name), notFound: what)
+    }
+}
+
 /// Pagination from the query string: `current` ≥ 1 (default 1), `pageSize` 1–100 (default 50).
 struct PageQuery {
     var current: Int

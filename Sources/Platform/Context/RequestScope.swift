@@ -27,6 +27,10 @@ public enum MetadataKey {
     public static let userRole = "x-user-role"
     public static let accessKey = "x-access-key"
     public static let traceparent = "traceparent"
+    /// The original system's gateway named them so (`ai.proto`'s clients still do).
+    public static let legacyRequestId = "requestid"
+    public static let legacyUserId = "userid"
+    public static let legacyTenantId = "tenantid"
     /// The service that raised an error (trailing metadata).
     public static let errorApplication = "x-error-application"
     /// JSON list of `FieldViolation`s for a rejected request (trailing metadata).

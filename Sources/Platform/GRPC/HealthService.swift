@@ -64,7 +64,7 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Grpc_Health_V1_HealthCheckResponse {
         guard let current = status.status(of: request.service) else {
-            throw RPCError(code: .notFound, message: "unknown service '\(request.service)'")
+            throw RPCError(code: .notFound, message: "unknown service \(request.service.quotedForMessage)")
         }
         return .with { $0.status = current }
     }

@@ -42,13 +42,13 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        let metadata = request.metadata
-        let scope = RequestScope(
-            requestId: metadata[stringValues: MetadataKey.requestId].first(where: { _ in true }) ?? SortableID.make(),
-            userId: metadata[stringValues: MetadataKey.userId].first(where: { _ in true }),
-            role: metadata[stringValues: MetadataKey.userRole].first(where: { _ in true }),
-            accessKey: metadata[stringValues: MetadataKey.accessKey].first(where: { _ in true })
-        )
+        let scope: RequestScope
+        do {
+            scope = try RequestScope(metadata: request.metadata)
+        } catch {
+            logger.info("rpc refused", metadata: ["rpc": "\(context.descriptor.fullyQualifiedMethod)", "message": "\(error.message)"])
+            throw RPCError(mapping: error, application: application)
+        }
         let started = ContinuousClock.now
         return try await RequestScope.$current.withValue(scope) {
             do {
@@ -76,32 +76,90 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
     }
 }
 
+extension RequestScope {
+    /// The scope a caller's metadata describes: `x-request-id`, `x-user-id`, `x-user-role` and
+    /// `x-access-key`, or the original gateway's `requestid`, `userid` and `tenantid` (no role:
+    /// `userid` alone is a caller with the user role; the tenant is the user). A request id that
+    /// is not 1–128 visible ASCII characters is replaced; an identity that is not 1–128 of them is
+    /// refused, so nothing unbounded reaches a log line or a record.
+    init(metadata: Metadata) throws(DomainError) {
+        func first(_ key: String) -> String? { metadata[stringValues: key].first(where: { _ in true }) }
+        func isSane(_ value: String) -> Bool {
+            (1...128).contains(value.utf8.count) && value.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        }
+        let requestId = (first(MetadataKey.requestId) ?? first(MetadataKey.legacyRequestId)).flatMap { isSane($0) ? $0 : nil }
+        let legacyUser = first(MetadataKey.userId) == nil ? first(MetadataKey.legacyUserId) : nil
+        let userId = first(MetadataKey.userId) ?? legacyUser
+        let role = first(MetadataKey.userRole) ?? (legacyUser != nil ? "user" : nil)
+        let accessKey = first(MetadataKey.accessKey)
+        for (name, value) in [("user id", userId), ("role", role), ("access key", accessKey)] {
+            if let value, !isSane(value) {
+                throw DomainError(.unauthenticated, "the caller's \(name) in the call's metadata is malformed")
+            }
+        }
+        self.init(requestId: requestId ?? SortableID.make(), userId: userId, role: role, accessKey: accessKey)
+    }
+}
+
 extension RPCError {
+    /// The longest status message a service sends, in bytes of UTF-8.
+    public static let maxMessageBytes = 1024
+    /// The longest value of one trailer a service sends.
+    public static let maxTrailerValueBytes = 8 << 10
+
     /// The status a service answers for `error`: a `DomainError` with its code, message, field
     /// violations, reason and retry-after as trailers; an `RPCError` as it is; anything else as
     /// INTERNAL without details. Every status names `application`.
+    ///
+    /// Messages and trailers are bounded: they travel as HTTP/2 headers, and a header block
+    /// larger than the peer accepts (16 KiB for grpc-swift) is a connection error, which would
+    /// fail every other call on the connection, other users' calls among them.
     public init(mapping error: any Error, application: String) {
         var metadata: Metadata = [:]
         metadata.addString(application, forKey: MetadataKey.errorApplication)
         switch error {
         case let domain as DomainError:
-            if !domain.violations.isEmpty,
-               let json = try? JSONEncoder().encode(domain.violations) {
-                metadata.addString(String(decoding: json, as: UTF8.self), forKey: MetadataKey.errorViolations)
+            if !domain.violations.isEmpty, let json = Self.violationsJSON(domain.violations) {
+                metadata.addString(json, forKey: MetadataKey.errorViolations)
             }
-            if let reason = domain.reason { metadata.addString(reason, forKey: MetadataKey.errorReason) }
+            if let reason = domain.reason { metadata.addString(reason.truncated(toUTF8Bytes: 128), forKey: MetadataKey.errorReason) }
             if let retryAfter = domain.retryAfterSeconds {
                 metadata.addString(String(retryAfter), forKey: MetadataKey.errorRetryAfter)
             }
-            self.init(code: domain.kind.rpcCode, message: domain.message, metadata: metadata)
-        case var rpc as RPCError:
-            if rpc.metadata[stringValues: MetadataKey.errorApplication].first(where: { _ in true }) == nil {
-                rpc.metadata.addString(application, forKey: MetadataKey.errorApplication)
+            self.init(code: domain.kind.rpcCode, message: domain.message.truncated(toUTF8Bytes: Self.maxMessageBytes), metadata: metadata)
+        case let rpc as RPCError:
+            var bounded: Metadata = [:]
+            for (key, value) in rpc.metadata {
+                switch value {
+                case .string(let text): bounded.addString(text.truncated(toUTF8Bytes: Self.maxTrailerValueBytes), forKey: key)
+                case .binary(let bytes): if bytes.count <= Self.maxTrailerValueBytes { bounded.addBinary(bytes, forKey: key) }
+                }
             }
-            self = rpc
+            if bounded[stringValues: MetadataKey.errorApplication].first(where: { _ in true }) == nil {
+                bounded.addString(application, forKey: MetadataKey.errorApplication)
+            }
+            self.init(code: rpc.code, message: rpc.message.truncated(toUTF8Bytes: Self.maxMessageBytes), metadata: bounded)
         default:
             self.init(code: .internalError, message: "internal error in \(application)", metadata: metadata)
         }
+    }
+
+    /// The violations as JSON within `maxTrailerValueBytes`: long texts cut, and as many fields
+    /// as fit (the message still names the request invalid).
+    static func violationsJSON(_ violations: [FieldViolation]) -> String? {
+        var kept = violations.prefix(100).map { violation in
+            FieldViolation(
+                property: violation.property.bounded(toScalars: 120),
+                constraints: violation.constraints.prefix(10).map { $0.bounded(toScalars: 300) }
+            )
+        }
+        while !kept.isEmpty {
+            if let json = try? JSONEncoder().encode(kept), json.count <= maxTrailerValueBytes {
+                return String(decoding: json, as: UTF8.self)
+            }
+            kept.removeLast(max(1, kept.count / 2))
+        }
+        return nil
     }
 }
 

@@ -17,7 +17,7 @@ public struct FluentUserRepository: UserRepository {
         do {
             try await UserRecord(user).create(on: db)
         } catch let error as any DatabaseError where error.isConstraintFailure {
-            throw DomainError(.alreadyExists, "username '\(user.user.username)' is already taken")
+            throw DomainError(.alreadyExists, "username \(user.user.username.quotedForMessage) is already taken")
         }
     }
 

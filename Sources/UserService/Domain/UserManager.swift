@@ -33,7 +33,7 @@ public struct UserManager: Sendable {
         Self.checkPassword(password, property: "password", into: &violations)
         try violations.throwIfAny()
         if try await repository.usernameTaken(username) {
-            throw DomainError(.alreadyExists, "username '\(username)' is already taken")
+            throw DomainError(.alreadyExists, "username \(username.quotedForMessage) is already taken")
         }
         let date = now()
         let id = SortableID.make(at: date)
@@ -59,8 +59,8 @@ public struct UserManager: Sendable {
             throw invalid
         }
         guard try await hasher.verify(password, hash: found.user.passwordHash) else { throw invalid }
-        if found.isDeleted { throw DomainError(.permissionDenied, "user '\(username)' has been deleted") }
-        guard found.user.user.status == .enabled else { throw DomainError(.permissionDenied, "user '\(username)' is disabled") }
+        if found.isDeleted { throw DomainError(.permissionDenied, "user \(username.quotedForMessage) has been deleted") }
+        guard found.user.user.status == .enabled else { throw DomainError(.permissionDenied, "user \(username.quotedForMessage) is disabled") }
         return found.user.user
     }
 
@@ -70,7 +70,7 @@ public struct UserManager: Sendable {
 
     public func user(username: String) async throws -> User {
         guard let stored = try await repository.find(username: username) else {
-            throw DomainError.notFound("no user named '\(username)'")
+            throw DomainError.notFound("no user named \(username.quotedForMessage)")
         }
         return stored.user
     }
@@ -110,7 +110,7 @@ public struct UserManager: Sendable {
         let changesRole = changes.role != nil && changes.role != before.role
         let revocation = disables || changesRole ? userRevocation(id, at: date) : nil
         guard try await repository.update(id: id, fields, revoking: revocation) else {
-            throw DomainError.notFound("no user with id '\(id)'")
+            throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
     }
 
@@ -121,7 +121,7 @@ public struct UserManager: Sendable {
         fields.accessKey = RandomText.alphanumeric(Self.accessKeyLength)
         fields.sealedSecretKey = try cipher.seal(secretKey, userId: id)
         guard try await repository.update(id: id, fields, revoking: nil) else {
-            throw DomainError.notFound("no user with id '\(id)'")
+            throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
         user.accessKey = fields.accessKey ?? user.accessKey
         user.updatedAt = fields.updatedAt
@@ -131,7 +131,7 @@ public struct UserManager: Sendable {
     public func delete(id: String) async throws {
         let date = now()
         guard try await repository.softDelete(id: id, at: date, revoking: userRevocation(id, at: date)) else {
-            throw DomainError.notFound("no user with id '\(id)'")
+            throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
     }
 
@@ -202,7 +202,7 @@ public struct UserManager: Sendable {
 
     private func stored(id: String) async throws -> StoredUser {
         guard let stored = try await repository.find(id: id) else {
-            throw DomainError.notFound("no user with id '\(id)'")
+            throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
         return stored
     }
