@@ -37,7 +37,7 @@ struct SourceOptions: ParsableArguments {
         let settings = SettingsReader(reader)
         let common = CommonSettings.read(settings)
         try settings.finish()
-        LoggingSetup.bootstrap(level: common.logLevel)
+        LoggingSetup.bootstrap(level: common.logLevel, format: common.logFormat)
         return (reader, Logger(label: "aisaas"))
     }
 }

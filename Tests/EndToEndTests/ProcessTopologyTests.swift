@@ -195,6 +195,38 @@ struct ProcessTopologyTests {
         #expect(lines.contains { $0.contains("app=gateway") && $0.contains("request served") })
     }
 
+    @Test("LOG_FORMAT=json writes one JSON object per line, with the request id and the component")
+    func jsonLogs() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let port = try freePort()
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let platform = try processes.start("all", ["all"], environment: [
+            "DATA_DIR": directory.path, "HTTP_PORT": "\(port)", "LOG_LEVEL": "debug", "LOG_FORMAT": "json", "BCRYPT_COST": "4",
+        ])
+        let client = HTTPTestClient(port: port)
+        try await waitUntil("platform healthy: \(processes.log("all"))") { (try? await client.get("/health").status) == 200 }
+        let reply = try await client.send(
+            "POST", "/user/register", json: #"{"username":"jsonlogs","password":"password123"}"#, headers: [("x-request-id", "json-4711")]
+        )
+        #expect(reply.status == 200)
+        platform.terminate()
+        platform.waitUntilExit()
+        let lines = processes.log("all").split(separator: "\n")
+        #expect(lines.count > 5)
+        var objects: [[String: String]] = []
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            #expect(object != nil, "not a JSON object: \(line)")
+            if let object { objects.append(object) }
+        }
+        #expect(objects.allSatisfy { $0["time"] != nil && $0["level"] != nil && $0["message"] != nil })
+        let traced = objects.filter { $0["request_id"] == "json-4711" }
+        #expect(traced.contains { $0["component"] == "user-service" })
+        #expect(traced.contains { $0["component"] == "gateway" })
+    }
+
     @Test("seed creates the configured admin and a demo user once, and leaves them alone after")
     func seed() throws {
         let directory = try TemporaryDirectory()

@@ -127,7 +127,11 @@ public enum SignedRequestCheck {
         guard expiration <= policy.maxExpirationSeconds else {
             throw .expired("the expiration is longer than \(policy.maxExpirationSeconds) seconds")
         }
-        let signedHeaders = parts.signedHeaders.map { $0.lowercased() }
+        let signedHeaders = parts.signedHeaders
+        // The protocol lists the names lower-cased: a signer that does otherwise signs something else.
+        guard signedHeaders.allSatisfy({ !$0.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } }) else {
+            throw .invalidHeader("signedHeaders must be lower-case names")
+        }
         guard !signedHeaders.contains(""), Set(signedHeaders).count == signedHeaders.count else {
             throw .invalidHeader("signedHeaders has an empty or repeated name")
         }

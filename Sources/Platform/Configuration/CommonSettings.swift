@@ -5,6 +5,8 @@ public struct CommonSettings: Sendable {
     /// Folder for SQLite files and generated secrets.
     public var dataDirectory: String
     public var logLevel: Logger.Level
+    /// `LOG_FORMAT`: `text` (default) or `json`, one object per line.
+    public var logFormat: LogFormat = .text
 
     public static func read(_ settings: SettingsReader) -> CommonSettings {
         let levelText = settings.string("log.level", default: "info").lowercased()
@@ -12,6 +14,11 @@ public struct CommonSettings: Sendable {
             settings.report("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical; got '\(levelText)'")
             return .info
         }()
-        return CommonSettings(dataDirectory: settings.string("data.dir", default: "./data"), logLevel: level)
+        let formatText = settings.string("log.format", default: "text").lowercased()
+        let format = LogFormat(rawValue: formatText) ?? {
+            settings.report("LOG_FORMAT must be text or json; got \(formatText.quotedForMessage)")
+            return .text
+        }()
+        return CommonSettings(dataDirectory: settings.string("data.dir", default: "./data"), logLevel: level, logFormat: format)
     }
 }

@@ -7,7 +7,7 @@ import Synchronization
 public enum LoggingSetup {
     private static let bootstrapped = Mutex(false)
 
-    public static func bootstrap(level: Logger.Level) {
+    public static func bootstrap(level: Logger.Level, format: LogFormat = .text) {
         let first = bootstrapped.withLock { done in
             defer { done = true }
             return !done
@@ -15,9 +15,7 @@ public enum LoggingSetup {
         guard first else { return }
         LoggingSystem.bootstrap(
             { label, provider in
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
+                PlatformLogHandler(label: label, level: level, format: format, metadataProvider: provider)
             },
             metadataProvider: Logger.requestScopeMetadataProvider
         )
