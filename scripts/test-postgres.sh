@@ -2,6 +2,8 @@
 # Starts a throwaway PostgreSQL cluster on a free loopback port and prints its URL.
 #   eval "$(scripts/test-postgres.sh start DIR)"   -> exports TEST_POSTGRES_URL
 #   scripts/test-postgres.sh stop DIR
+#   scripts/test-postgres.sh crash DIR     stops it at once, as a crash or an outage would
+#   scripts/test-postgres.sh resume DIR    starts a stopped cluster again on the same port
 # Installs PostgreSQL from Debian packages if it is missing. Runs the server as the `postgres`
 # system user when invoked as root (PostgreSQL refuses to run as root).
 set -euo pipefail
@@ -32,9 +34,20 @@ start)
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres "$dir"
     as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
+    echo "$port" >"$dir/port"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
         -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=off" start >&2
     echo "export TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+crash)
+    bin=$(find_bin)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >&2
+    ;;
+resume)
+    bin=$(find_bin)
+    port=$(cat "$dir/port")
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=off" start >&2
     ;;
 stop)
     bin=$(find_bin || true)

@@ -83,7 +83,7 @@ public func buildAIService(
         logger.warning("ffmpeg was not found: speech to text answers UNAVAILABLE until the ffmpeg package is installed")
     }
     return try await GRPCServiceProcess.build(
-        application: aiServiceApplication, listen: settings.listen, database: settings.database,
+        application: aiServiceApplication, listen: settings.listen, database: settings.database, databaseName: "AI database",
         migrations: AIMigrations.all, logger: logger,
         // Speech to text uploads up to 25 MiB of audio.
         maxRequestBytes: 32 << 20

@@ -52,7 +52,7 @@ public let userServiceApplication = "user-service"
 /// admin if there are no users, and prepares the gRPC server (started by running `services`).
 public func buildUserService(settings: UserServiceSettings, logger: Logger) async throws -> GRPCServiceProcess {
     try await GRPCServiceProcess.build(
-        application: userServiceApplication, listen: settings.listen, database: settings.database,
+        application: userServiceApplication, listen: settings.listen, database: settings.database, databaseName: "user database",
         migrations: UserMigrations.all, logger: logger
     ) { database in
         let manager = try makeUserManager(settings: settings, database: database)

@@ -106,6 +106,12 @@ public final class ServiceDatabase: Sendable {
         return try await sqliteReader.database()
     }
 
+    /// One round trip through the pool, to tell whether the database answers.
+    public func ping() async throws {
+        guard let sql = database() as? any SQLDatabase else { throw DatabaseConfigurationError("the \(location) database does not speak SQL") }
+        try await sql.raw("SELECT 1").run()
+    }
+
     /// Brings the schema up to date; each migration runs once. On PostgreSQL an advisory lock
     /// makes replicas that start together take turns, so none sees a half-made schema.
     public func migrate() async throws {

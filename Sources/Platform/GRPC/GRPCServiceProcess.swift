@@ -8,6 +8,8 @@ import ServiceLifecycle
 public struct GRPCServiceProcess: Sendable {
     public let database: ServiceDatabase
     public let health: HealthStatus
+    /// Whether the database answers; while it does not, `health` says NOT_SERVING.
+    public let availability: DatabaseAvailability
     public let server: GRPCServer<HTTP2ServerTransport.Posix>
     /// Add to a `ServiceGroup` in this order: on shutdown the health turns NOT_SERVING first, then
     /// the server drains its calls, then the database closes.
@@ -24,6 +26,7 @@ public struct GRPCServiceProcess: Sendable {
         application: String,
         listen: HostPort,
         database location: DatabaseLocation,
+        databaseName: String? = nil,
         migrations: [any Migration],
         logger: Logger,
         maxRequestBytes: Int = 4 << 20,
@@ -35,6 +38,9 @@ public struct GRPCServiceProcess: Sendable {
             let services = try await makeServices(database)
             let health = HealthStatus()
             health.set(.serving)
+            let availability = DatabaseAvailability(
+                name: databaseName ?? "\(application) database", database: database, health: health, logger: logger
+            )
             for service in services {
                 if let described = service as? any DescribedService { health.set(.serving, for: described.serviceName) }
             }
@@ -51,13 +57,14 @@ public struct GRPCServiceProcess: Sendable {
                     config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
                 ),
                 services: services + [HealthService(status: health)],
-                interceptors: [RequestScopeServerInterceptor(application: application, logger: logger)]
+                interceptors: [RequestScopeServerInterceptor(application: application, logger: logger, database: availability)]
             )
             logger.info("\(application) configured", metadata: ["listen": "\(listen)", "database": "\(location)"])
             return GRPCServiceProcess(
-                database: database, health: health, server: server,
+                database: database, health: health, availability: availability, server: server,
                 services: [
                     ShutdownHook { await database.shutdown() },
+                    DatabaseAvailabilityService(availability),
                     GRPCServerService(server),
                     ShutdownHook { health.markAllNotServing() },
                 ]
@@ -66,6 +73,19 @@ public struct GRPCServiceProcess: Sendable {
             await database.shutdown()
             throw error
         }
+    }
+}
+
+/// Probes the database while the process runs.
+struct DatabaseAvailabilityService: Service {
+    let availability: DatabaseAvailability
+
+    init(_ availability: DatabaseAvailability) {
+        self.availability = availability
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await availability.run() }
     }
 }
 

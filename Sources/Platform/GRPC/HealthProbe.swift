@@ -54,11 +54,24 @@ public enum HealthProbe {
                 let health = Grpc_Health_V1_Health.Client(wrapping: client)
                 return try await health.check(.with { $0.service = "" }, options: options).status
             }
-            return InstanceHealth(service: service, address: label, serving: status == .serving, detail: "\(status)".uppercased())
+            return InstanceHealth(service: service, address: label, serving: status == .serving, detail: status.protocolName)
         } catch let error as RPCError {
             return InstanceHealth(service: service, address: label, serving: false, detail: "\(error.code): \(error.message)")
         } catch {
             return InstanceHealth(service: service, address: label, serving: false, detail: "\(error)")
+        }
+    }
+}
+
+extension Grpc_Health_V1_HealthCheckResponse.ServingStatus {
+    /// The status as the health checking protocol spells it (`NOT_SERVING`).
+    public var protocolName: String {
+        switch self {
+        case .serving: "SERVING"
+        case .notServing: "NOT_SERVING"
+        case .serviceUnknown: "SERVICE_UNKNOWN"
+        case .unknown: "UNKNOWN"
+        case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
         }
     }
 }

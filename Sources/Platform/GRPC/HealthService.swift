@@ -9,6 +9,8 @@ public final class HealthStatus: Sendable {
 
     private struct State {
         var statuses: [String: Status] = [:]
+        /// Set once shutdown begins: nothing turns a service back to SERVING after that.
+        var shuttingDown = false
         var watchers: [Int: (service: String, continuation: AsyncStream<Status>.Continuation)] = [:]
         var nextWatcher = 0
     }
@@ -18,7 +20,8 @@ public final class HealthStatus: Sendable {
     public init() {}
 
     public func set(_ status: Status, for service: String = "") {
-        let watchers = state.withLock { state in
+        let watchers: [AsyncStream<Status>.Continuation] = state.withLock { state in
+            if state.shuttingDown && status == .serving { return [] }
             state.statuses[service] = status
             return state.watchers.values.filter { $0.service == service }.map(\.continuation)
         }
@@ -31,9 +34,21 @@ public final class HealthStatus: Sendable {
 
     /// Marks every service as not serving, as a process does when it begins to shut down.
     public func markAllNotServing() {
-        let services = state.withLock { Array($0.statuses.keys) }
+        let services = state.withLock { state in
+            state.shuttingDown = true
+            return Array(state.statuses.keys)
+        }
         for service in services { set(.notServing, for: service) }
     }
+
+    /// Every service serving or not, as what they depend on (the database) comes and goes;
+    /// ignored once the process is shutting down.
+    public func setAvailable(_ available: Bool) {
+        let services = state.withLock { Array($0.statuses.keys) }
+        for service in services { set(available ? .serving : .notServing, for: service) }
+    }
+
+    public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
 
     fileprivate func watch(_ service: String) -> AsyncStream<Status> {
         let (stream, continuation) = AsyncStream<Status>.makeStream(bufferingPolicy: .bufferingNewest(1))

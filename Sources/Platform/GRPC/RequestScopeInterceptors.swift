@@ -31,10 +31,13 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
 public struct RequestScopeServerInterceptor: ServerInterceptor {
     public let application: String
     public let logger: Logger
+    /// The service's database, whose outages are UNAVAILABLE rather than INTERNAL.
+    public let database: DatabaseAvailability?
 
-    public init(application: String, logger: Logger) {
+    public init(application: String, logger: Logger, database: DatabaseAvailability? = nil) {
         self.application = application
         self.logger = logger
+        self.database = database
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -68,6 +71,10 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
     }
 
     private func rpcError(for error: any Error, method: String) -> RPCError {
+        if let unavailable = database?.unavailableError(for: error) {
+            logger.warning("database unavailable", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])
+            return RPCError(mapping: unavailable, application: application)
+        }
         if !(error is DomainError || error is RPCError) {
             // Details of unexpected failures (SQL, I/O) stay in this service's log.
             logger.error("unexpected failure", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])

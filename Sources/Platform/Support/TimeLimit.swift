@@ -1,8 +1,11 @@
 /// Thrown by `withTimeLimit` when the limit passed first.
-struct TimeLimitExceeded: Error {}
+public struct TimeLimitExceeded: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the time limit passed" }
+}
 
 /// Runs `operation`, cancelling it and throwing `TimeLimitExceeded` if it takes longer than `limit`.
-func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+public func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await operation() }
         group.addTask {

@@ -1,0 +1,134 @@
+import FluentPostgresDriver
+import FluentSQLiteDriver
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Whether an error means the database cannot be reached or cannot serve right now (the server
+/// is down, restarting, out of connections, the file locked or unreadable), as opposed to a
+/// problem with one request.
+public enum DatabaseFailure {
+    public static func isUnavailable(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+                return true
+            case .server:
+                // Connection exceptions (08), insufficient resources (53), operator intervention (57).
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57")
+            default:
+                return false
+            }
+        case is ConnectionPoolError, is ConnectionPoolTimeoutError, is NIOConnectionError:
+            return true
+        case let error as ChannelError:
+            switch error {
+            case .connectTimeout, .ioOnClosedChannel, .alreadyClosed, .eof: return true
+            default: return false
+            }
+        case is IOError:
+            return true
+        case let error as SQLiteError:
+            switch error.reason {
+            case .busy, .locked, .ioError, .full, .cantOpen, .busyTimeout, .busyInRecovery, .busyInSnapshot, .readOnly: return true
+            default: return false
+            }
+        default:
+            return false
+        }
+    }
+}
+
+/// Watches a service's database: a probe (`SELECT 1`) every `interval`, and at once when a
+/// request meets an unavailable database. While the database fails, every service of the
+/// process reports NOT_SERVING, so load balancers and the gateway's `/health` see it; when it
+/// answers again they report SERVING, unless the process is shutting down.
+public final class DatabaseAvailability: Sendable {
+    public let name: String
+    private let database: ServiceDatabase
+    private let health: HealthStatus
+    private let interval: Duration
+    private let probeTimeout: Duration
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakes: AsyncStream<Void>
+
+    private struct State {
+        var available = true
+    }
+
+    public init(
+        name: String, database: ServiceDatabase, health: HealthStatus, interval: Duration = .seconds(2),
+        probeTimeout: Duration = .seconds(2), logger: Logger
+    ) {
+        self.name = name
+        self.database = database
+        self.health = health
+        self.interval = interval
+        self.probeTimeout = probeTimeout
+        self.logger = logger
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public var isAvailable: Bool { state.withLock { $0.available } }
+
+    /// A request met an unavailable database: report it now and probe until it is back.
+    public func reportFailure(_ error: any Error) {
+        record(available: false, detail: "\(error)")
+        wake.yield()
+    }
+
+    /// The error a client should see for `error` met on this database, or nil if it is not an
+    /// availability problem.
+    public func unavailableError(for error: any Error) -> DomainError? {
+        guard DatabaseFailure.isUnavailable(error) else { return nil }
+        reportFailure(error)
+        return DomainError(.unavailable, "the \(name) is unavailable; try again shortly", reason: "DatabaseUnavailable", retryAfterSeconds: 2)
+    }
+
+    /// Probes until the task is cancelled: every `interval` while the database answers, every
+    /// half second while it does not (and at once when woken).
+    public func run() async {
+        while !Task.isCancelled {
+            await probe()
+            let pause = isAvailable ? interval : .milliseconds(500)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { [wakes] in for await _ in wakes { return } }
+                group.addTask { try? await Task.sleep(for: pause) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+
+    func probe() async {
+        do {
+            try await withTimeLimit(probeTimeout) { [database] in try await database.ping() }
+            record(available: true, detail: nil)
+        } catch is CancellationError {
+            return
+        } catch {
+            record(available: false, detail: "\(error)")
+        }
+    }
+
+    private func record(available: Bool, detail: String?) {
+        let changed = state.withLock { state in
+            defer { state.available = available }
+            return state.available != available
+        }
+        guard changed else { return }
+        if available {
+            logger.notice("\(name) is available again; serving")
+            health.setAvailable(true)
+        } else {
+            logger.error("\(name) is unavailable; reporting NOT_SERVING until it answers", metadata: ["error": "\(detail ?? "-")"])
+            health.setAvailable(false)
+        }
+    }
+}
+
