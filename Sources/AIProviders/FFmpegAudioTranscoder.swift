@@ -57,7 +57,7 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
         guard Self.supportedExtensions.contains(format) else {
             throw DomainError(
                 .invalidArgument, "audio format \(format.quotedForMessage) is not supported; use one of \(Self.supportedExtensions.sorted().joined(separator: ", "))",
-                reason: "UnsupportedAudioFormat")
+                reason: ErrorReason.unsupportedAudioFormat.rawValue)
         }
         guard audio.readableBytes > 0 else { throw Self.undecodable }
 
@@ -99,7 +99,7 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
         return TranscodedAudio(mp3: ByteBuffer(data: mp3), durationSeconds: seconds)
     }
 
-    static let undecodable = DomainError(.invalidArgument, "the audio could not be decoded", reason: "UndecodableAudio")
+    static let undecodable = DomainError(.invalidArgument, "the audio could not be decoded", reason: ErrorReason.undecodableAudio.rawValue)
 
     /// Local files only, and only the demuxers of the supported formats.
     private static let inputGuards = ["-protocol_whitelist", "file", "-format_whitelist", allowedDemuxers]

@@ -24,17 +24,17 @@ struct ProviderFailures: Sendable {
         case 401, 403:
             return DomainError(
                 .upstreamFailure, "the AI provider '\(provider)' refused the platform's API key",
-                reason: "ProviderRejectedCredentials")
+                reason: ErrorReason.providerRejectedCredentials.rawValue)
         case 429:
             return DomainError(
                 .resourceExhausted, "the AI provider '\(provider)' is rate limiting the platform; try again later",
-                reason: "ProviderRateLimited", retryAfterSeconds: Self.retryAfter(headers) ?? Self.defaultRetryAfterSeconds)
+                reason: ErrorReason.providerRateLimited.rawValue, retryAfterSeconds: Self.retryAfter(headers) ?? Self.defaultRetryAfterSeconds)
         case 408:
             return DomainError(.deadlineExceeded, "the AI provider '\(provider)' did not answer in time")
         case 400, 404, 409, 413, 415, 422:
             return DomainError(
                 .failedPrecondition, "the AI provider '\(provider)' rejected the \(operation) request for model \(model.quotedForMessage)",
-                reason: "ProviderRejectedRequest")
+                reason: ErrorReason.providerRejectedRequest.rawValue)
         default:
             return DomainError(.upstreamFailure, "the AI provider '\(provider)' failed (HTTP \(status))")
         }

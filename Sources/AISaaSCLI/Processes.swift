@@ -12,6 +12,14 @@ import UserService
 public struct ProcessPlan {
     public var services: [any Service]
     public var logger: Logger
+    /// How long SIGTERM lets work in flight finish before it is cut short (SHUTDOWN_DRAIN_SECONDS).
+    public var drainTime: Duration = .seconds(30)
+
+    public init(services: [any Service], logger: Logger, drainTime: Duration = .seconds(30)) {
+        self.services = services
+        self.logger = logger
+        self.drainTime = drainTime
+    }
 
     /// Runs until SIGTERM or SIGINT, then drains in-flight work and returns.
     public func run() async throws {
@@ -20,13 +28,15 @@ public struct ProcessPlan {
 
     /// The services as a group that stops gracefully on the given signals or when asked to.
     public func makeGroup(shutdownSignals: [UnixSignal]) -> ServiceGroup {
-        ServiceGroup(
-            configuration: .init(
-                services: services.map { .init(service: $0) },
-                gracefulShutdownSignals: shutdownSignals,
-                logger: logger
-            )
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: shutdownSignals,
+            logger: logger
         )
+        // Each server cuts its own drain short at `drainTime`; this is the last resort if something
+        // after it hangs.
+        configuration.maximumGracefulShutdownDuration = drainTime + .seconds(15)
+        return ServiceGroup(configuration: configuration)
     }
 }
 
@@ -63,7 +73,8 @@ public func buildAllInOne(
         }
     )
     return ProcessPlan(
-        services: userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services, logger: logger
+        services: userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services, logger: logger,
+        drainTime: common.drainTime
     )
 }
 
@@ -84,13 +95,13 @@ public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning:
             await onRunning(port)
         }
     )
-    return ProcessPlan(services: gateway.services, logger: logger)
+    return ProcessPlan(services: gateway.services, logger: logger, drainTime: common.drainTime)
 }
 
 public func buildUserServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
-    return ProcessPlan(services: try await buildUserService(settings: settings, logger: logger).services, logger: logger)
+    return ProcessPlan(services: try await buildUserService(settings: settings, logger: logger).services, logger: logger, drainTime: common.drainTime)
 }
 
 public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
@@ -98,7 +109,7 @@ public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async th
     let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
     let runtime = AIProviderRuntime(settings: settings.providers, logger: logger)
     let process = try await buildAIService(settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, logger: logger)
-    return ProcessPlan(services: [runtime.shutdownHook] + process.services, logger: logger)
+    return ProcessPlan(services: [runtime.shutdownHook] + process.services, logger: logger, drainTime: common.drainTime)
 }
 
 extension AIProviderRuntime {

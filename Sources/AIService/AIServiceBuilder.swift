@@ -27,6 +27,8 @@ public struct AIServiceSettings: Sendable {
     public var quotaFirstCallWaitSeconds: Int = 10
     /// `AI_PROVIDERS`, `AI_PROVIDER_<NAME>_…`, `AI_DEFAULT_PROVIDER`, `AI_FFMPEG_PATH`, `AI_FFPROBE_PATH`.
     public var providers: ProviderSettings = ProviderSettings(providers: [])
+    /// How long a stopping process lets work in flight finish (SHUTDOWN_DRAIN_SECONDS).
+    public var drainTime: Duration = .seconds(30)
 
     public init(listen: HostPort, database: DatabaseLocation) {
         self.listen = listen
@@ -64,6 +66,7 @@ public struct AIServiceSettings: Sendable {
             }
         }
         result.providers = ProviderSettings.read(settings)
+        result.drainTime = common.drainTime
         try settings.finish()
         return result
     }
@@ -84,7 +87,7 @@ public func buildAIService(
     }
     return try await GRPCServiceProcess.build(
         application: aiServiceApplication, listen: settings.listen, database: settings.database, databaseName: "AI database",
-        migrations: AIMigrations.all, logger: logger,
+        migrations: AIMigrations.all, logger: logger, drainTime: settings.drainTime,
         // Speech to text uploads up to 25 MiB of audio.
         maxRequestBytes: 32 << 20
     ) { database in

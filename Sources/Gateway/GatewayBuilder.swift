@@ -27,6 +27,8 @@ public struct GatewaySettings: Sendable {
     /// Addresses of the services; empty in the all-in-one process, which wires its own.
     public var userServiceAddresses: [HostPort]
     public var aiServiceAddresses: [HostPort]
+    /// How long a stopping process lets work in flight finish (SHUTDOWN_DRAIN_SECONDS).
+    public var drainTime: Duration = .seconds(30)
 
     public static func read(_ settings: SettingsReader, common: CommonSettings, logger: Logger) throws -> GatewaySettings {
         let listen = HostPort(
@@ -69,7 +71,7 @@ public struct GatewaySettings: Sendable {
             listen: listen, httpLimits: httpLimits, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
             loginLimits: limits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
             callTimeout: .milliseconds(timeout), aiCallTimeout: .seconds(aiTimeout), signing: signing,
-            userServiceAddresses: users, aiServiceAddresses: ai
+            userServiceAddresses: users, aiServiceAddresses: ai, drainTime: common.drainTime
         )
     }
 }
@@ -128,7 +130,7 @@ public func buildGateway(
             GRPCClientService(userClient),
             GRPCClientService(aiClient),
             RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
-            app,
+            DrainLimitedService(app, drainTime: settings.drainTime, name: "gateway", logger: logger),
         ]
     )
 }

@@ -15,6 +15,8 @@ public struct UserServiceSettings: Sendable {
     /// The first admin's credentials; without them a password is generated and logged once.
     public var adminUsername: String?
     public var adminPassword: String?
+    /// How long a stopping process lets work in flight finish (SHUTDOWN_DRAIN_SECONDS).
+    public var drainTime: Duration = .seconds(30)
 
     public static func read(_ settings: SettingsReader, common: CommonSettings, defaultPort: Int, logger: Logger) throws -> UserServiceSettings {
         let listen = HostPort(
@@ -39,10 +41,12 @@ public struct UserServiceSettings: Sendable {
             configured: configuredKey, name: "secret-key-master-key", settingName: "SECRET_KEY_MASTER_KEY",
             byteCount: 32, dataDirectory: common.dataDirectory, logger: logger
         )
-        return UserServiceSettings(
+        var result = UserServiceSettings(
             listen: listen, database: database, masterKey: masterKey, bcryptCost: bcryptCost,
             adminUsername: settings.string("admin.username"), adminPassword: adminPassword
         )
+        result.drainTime = common.drainTime
+        return result
     }
 }
 
@@ -53,7 +57,7 @@ public let userServiceApplication = "user-service"
 public func buildUserService(settings: UserServiceSettings, logger: Logger) async throws -> GRPCServiceProcess {
     try await GRPCServiceProcess.build(
         application: userServiceApplication, listen: settings.listen, database: settings.database, databaseName: "user database",
-        migrations: UserMigrations.all, logger: logger
+        migrations: UserMigrations.all, logger: logger, drainTime: settings.drainTime
     ) { database in
         let manager = try makeUserManager(settings: settings, database: database)
         if let created = try await manager.bootstrapAdmin(username: settings.adminUsername, password: settings.adminPassword) {

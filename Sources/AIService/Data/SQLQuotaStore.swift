@@ -261,7 +261,7 @@ public struct SQLQuotaStore: QuotaStore {
     static let busy = DomainError(
         .resourceExhausted,
         "the first call against this quota is still running and holds the remaining budget; retry shortly",
-        reason: "QuotaBusy", retryAfterSeconds: 1
+        reason: ErrorReason.quotaBusy.rawValue, retryAfterSeconds: 1
     )
 
     private static func spent(_ quota: Quota) -> DomainError {
@@ -271,7 +271,7 @@ public struct SQLQuotaStore: QuotaStore {
         return DomainError(
             .resourceExhausted,
             "quota spent: \(spent.joined(separator: ", ")) (or reserved by calls in progress)",
-            reason: "QuotaExceeded"
+            reason: ErrorReason.quotaExceeded.rawValue
         )
     }
 }

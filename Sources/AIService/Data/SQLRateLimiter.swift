@@ -30,7 +30,7 @@ public struct SQLRateLimiter: RateLimiter {
             throw DomainError(
                 .resourceExhausted,
                 "rate limit: at most \(limitPerMinute) requests per minute per access key",
-                reason: "RateLimited",
+                reason: ErrorReason.rateLimited.rawValue,
                 retryAfterSeconds: max(1, Int(windowEnd.timeIntervalSince(now).rounded(.up)))
             )
         }

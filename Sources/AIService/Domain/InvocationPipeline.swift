@@ -103,25 +103,15 @@ struct InvocationPipeline: Sendable {
         }
     }
 
-    /// nginx's "client closed request", which the gateway also uses for CANCELLED.
-    static let clientClosedRequest = 499
+    static let clientClosedRequest = clientClosedRequestStatus
 
-    /// The HTTP status the gateway gives the client for `error`.
+    /// The HTTP status the gateway gives the client for `error` (the table in `ErrorReason`).
     static func httpStatus(_ error: any Error) -> Int {
-        guard let domain = error as? DomainError else { return error is CancellationError ? clientClosedRequest : 500 }
-        switch domain.kind {
-        case .invalidArgument:
-            return ["UnsupportedAudioFormat", "UndecodableAudio"].contains(domain.reason ?? "") ? 400 : 422
-        case .notFound: return 404
-        case .alreadyExists: return 409
-        case .permissionDenied: return 403
-        case .unauthenticated: return 401
-        case .failedPrecondition: return 412
-        case .resourceExhausted: return domain.reason == "QuotaExceeded" ? 402 : 429
-        case .unavailable: return 503
-        case .upstreamFailure: return 502
-        case .deadlineExceeded: return 504
-        case .internal: return 500
+        switch error {
+        case let domain as DomainError: domain.httpStatus
+        case is CancellationError: clientClosedRequest
+        case let error where DatabaseFailure.isUnavailable(error): 503
+        default: 500
         }
     }
 

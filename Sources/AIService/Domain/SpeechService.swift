@@ -73,7 +73,7 @@ public struct SpeechService: Sendable {
                 .invalidArgument,
                 "unsupported audio format \(fileExtension.quotedForMessage): use one of \(Self.audioExtensions.joined(separator: ", "))",
                 violations: [FieldViolation(property: "file", constraints: ["file must be one of \(Self.audioExtensions.joined(separator: ", "))"])],
-                reason: "UnsupportedAudioFormat"
+                reason: ErrorReason.unsupportedAudioFormat.rawValue
             )
         }
         var violations = Violations()

@@ -67,12 +67,8 @@ public struct SignedRequestRejection: Error, Sendable, Equatable, CustomStringCo
     /// The HTTP status for a `reason` the user service's VerifySignature failed with
     /// (trailer `x-error-reason`), or nil for a reason it does not send.
     public static func status(forServiceReason reason: String) -> Int? {
-        switch reason {
-        case "InvalidAccessKeyId", "AccessDenied": 403
-        case "SignatureDoesNotMatch", "InvalidNonce": 400
-        case "NonceReused": 409
-        default: nil
-        }
+        guard let known = ErrorReason(rawValue: reason), known.isProtocolMessage else { return nil }
+        return known.httpStatus
     }
 }
 

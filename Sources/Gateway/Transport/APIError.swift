@@ -60,7 +60,7 @@ public struct APIError: Error, Sendable, Equatable {
             meta = decoded
         }
         let reason = error.metadata[stringValues: MetadataKey.errorReason].first(where: { _ in true })
-        let known = reason.flatMap { Self.reasons[$0] }
+        let known = reason.flatMap(ErrorReason.init(rawValue:))
         let reachedService = application != nil
         var headers: HTTPFields = [:]
         if let retryAfter = error.metadata[stringValues: MetadataKey.errorRetryAfter].first(where: { _ in true }),
@@ -68,8 +68,8 @@ public struct APIError: Error, Sendable, Equatable {
             headers[.retryAfter] = String(seconds)
         }
         self.init(
-            known?.status ?? Self.httpStatus(for: error.code),
-            code: known?.code ?? (error.code == .invalidArgument && reachedService ? Self.serviceValidationCode : -1),
+            Self.httpStatus(known?.httpStatus ?? error.code.httpStatus),
+            code: known?.errorCode ?? (error.code == .invalidArgument && reachedService ? Self.serviceValidationCode : -1),
             message: reachedService ? error.message : "service unavailable: \(error.message)",
             application: application ?? gatewayApplication,
             meta: meta,
@@ -81,35 +81,16 @@ public struct APIError: Error, Sendable, Equatable {
     /// The machine-readable reason a service gave (`DomainError.reason`), if any.
     public var reason: String?
 
-    /// Reasons whose HTTP status differs from their gRPC code's, and the error `code` they carry.
-    static let reasons: [String: (status: HTTPResponse.Status, code: Int)] = [
-        "RateLimited": (.tooManyRequests, 701),
-        "QuotaExceeded": (HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"), 702),
-        "ProviderRateLimited": (.tooManyRequests, 703),
-        "QuotaBusy": (.tooManyRequests, 704),
-        "UnsupportedAudioFormat": (.badRequest, 600),
-        "UndecodableAudio": (.badRequest, 601),
-    ]
-
+    /// The HTTP status of a gRPC code, by the architecture's table (`RPCError.Code.httpStatus`).
     public static func httpStatus(for code: RPCError.Code) -> HTTPResponse.Status {
+        httpStatus(code.httpStatus)
+    }
+
+    static func httpStatus(_ code: Int) -> HTTPResponse.Status {
         switch code {
-        case .cancelled: HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request")
-        case .unknown: .badGateway
-        case .invalidArgument: .unprocessableContent
-        case .deadlineExceeded: .gatewayTimeout
-        case .notFound: .notFound
-        case .alreadyExists: .conflict
-        case .permissionDenied: .forbidden
-        case .resourceExhausted: .tooManyRequests
-        case .failedPrecondition: .preconditionFailed
-        case .aborted: .conflict
-        case .outOfRange: .badRequest
-        case .unimplemented: .notImplemented
-        case .internalError: .internalServerError
-        case .unavailable: .serviceUnavailable
-        case .dataLoss: .internalServerError
-        case .unauthenticated: .unauthorized
-        default: .internalServerError
+        case 402: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
+        case clientClosedRequestStatus: HTTPResponse.Status(code: clientClosedRequestStatus, reasonPhrase: "Client Closed Request")
+        default: HTTPResponse.Status(code: code)
         }
     }
 }

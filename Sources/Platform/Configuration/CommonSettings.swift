@@ -5,6 +5,9 @@ public struct CommonSettings: Sendable {
     /// Folder for SQLite files and generated secrets.
     public var dataDirectory: String
     public var logLevel: Logger.Level
+    /// `SHUTDOWN_DRAIN_SECONDS`: how long a stopping process lets calls in flight finish before it
+    /// cuts them short.
+    public var drainTime: Duration = .seconds(30)
     /// `LOG_FORMAT`: `text` (default) or `json`, one object per line.
     public var logFormat: LogFormat = .text
 
@@ -19,6 +22,9 @@ public struct CommonSettings: Sendable {
             settings.report("LOG_FORMAT must be text or json; got \(formatText.quotedForMessage)")
             return .text
         }()
-        return CommonSettings(dataDirectory: settings.string("data.dir", default: "./data"), logLevel: level, logFormat: format)
+        let drain = settings.int("shutdown.drain.seconds", default: 30, range: 1...3600)
+        return CommonSettings(
+            dataDirectory: settings.string("data.dir", default: "./data"), logLevel: level, drainTime: .seconds(drain), logFormat: format
+        )
     }
 }

@@ -87,7 +87,7 @@ public final class DatabaseAvailability: Sendable {
     public func unavailableError(for error: any Error) -> DomainError? {
         guard DatabaseFailure.isUnavailable(error) else { return nil }
         reportFailure(error)
-        return DomainError(.unavailable, "the \(name) is unavailable; try again shortly", reason: "DatabaseUnavailable", retryAfterSeconds: 2)
+        return DomainError(.unavailable, "the \(name) is unavailable; try again shortly", reason: ErrorReason.databaseUnavailable.rawValue, retryAfterSeconds: 2)
     }
 
     /// Probes until the task is cancelled: every `interval` while the database answers, every

@@ -29,6 +29,7 @@ public struct GRPCServiceProcess: Sendable {
         databaseName: String? = nil,
         migrations: [any Migration],
         logger: Logger,
+        drainTime: Duration = .seconds(30),
         maxRequestBytes: Int = 4 << 20,
         makeServices: (ServiceDatabase) async throws -> [any RegistrableRPCService]
     ) async throws -> GRPCServiceProcess {
@@ -57,7 +58,10 @@ public struct GRPCServiceProcess: Sendable {
                     config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
                 ),
                 services: services + [HealthService(status: health)],
-                interceptors: [RequestScopeServerInterceptor(application: application, logger: logger, database: availability)]
+                interceptors: [
+                    DrainingServerInterceptor(health: health),
+                    RequestScopeServerInterceptor(application: application, logger: logger, database: availability),
+                ]
             )
             logger.info("\(application) configured", metadata: ["listen": "\(listen)", "database": "\(location)"])
             return GRPCServiceProcess(
@@ -65,7 +69,7 @@ public struct GRPCServiceProcess: Sendable {
                 services: [
                     ShutdownHook { await database.shutdown() },
                     DatabaseAvailabilityService(availability),
-                    GRPCServerService(server),
+                    DrainLimitedService(GRPCServerService(server), drainTime: drainTime, name: application, logger: logger),
                     ShutdownHook { health.markAllNotServing() },
                 ]
             )

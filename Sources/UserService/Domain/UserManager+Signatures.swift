@@ -41,29 +41,29 @@ extension UserManager {
     /// both passed.
     public func verifySignature(_ check: SignatureCheck) async throws -> User {
         guard CCAuthV1.isAccessKey(check.accessKey), let stored = try await repository.find(accessKey: check.accessKey) else {
-            throw DomainError(.notFound, "InvalidAccessKeyId", reason: "InvalidAccessKeyId")
+            throw DomainError(.notFound, "InvalidAccessKeyId", reason: ErrorReason.invalidAccessKeyId.rawValue)
         }
         // The prefix is the signing key's message: it must name the key whose secret signs it.
         guard check.authStringPrefix.hasPrefix(CCAuthV1.version + "/" + check.accessKey + "/") else {
             throw DomainError(.invalidArgument, "authStringPrefix does not belong to accessKey")
         }
         if let nonce = check.nonce, nonce.isEmpty || nonce.utf8.count > Self.nonceMaxLength {
-            throw DomainError(.invalidArgument, "InvalidNonce", reason: "InvalidNonce")
+            throw DomainError(.invalidArgument, "InvalidNonce", reason: ErrorReason.invalidNonce.rawValue)
         }
         let secretKey = try cipher.open(stored.sealedSecretKey, userId: stored.user.id)
         guard CCAuthV1.verify(
             secretKey: secretKey, authStringPrefix: check.authStringPrefix,
             canonicalRequest: check.canonicalRequest, signature: check.signature
         ) else {
-            throw DomainError(.unauthenticated, "SignatureDoesNotMatch", reason: "SignatureDoesNotMatch")
+            throw DomainError(.unauthenticated, "SignatureDoesNotMatch", reason: ErrorReason.signatureDoesNotMatch.rawValue)
         }
         guard stored.user.status == .enabled else {
-            throw DomainError(.permissionDenied, "AccessDenied", reason: "AccessDenied")
+            throw DomainError(.permissionDenied, "AccessDenied", reason: ErrorReason.accessDenied.rawValue)
         }
         if let nonce = check.nonce {
             let date = now()
             guard try await repository.recordNonce(accessKey: check.accessKey, nonce: nonce, expiresAt: check.nonceExpiresAt, now: date) else {
-                throw DomainError(.alreadyExists, "NonceReused", reason: "NonceReused")
+                throw DomainError(.alreadyExists, "NonceReused", reason: ErrorReason.nonceReused.rawValue)
             }
             if Int.random(in: 0..<Self.noncePurgeOdds) == 0 {
                 // Housekeeping only: the request has been verified and must not fail for it.
