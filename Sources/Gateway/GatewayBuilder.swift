@@ -110,9 +110,10 @@ public func buildGateway(
     let sync = RevocationSync(users: clients.users, revocations: revocations)
     let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
 
+    let monitors = [userService, aiService].map { InstanceHealthMonitor(endpoints: $0, logger: logger) }
     let router = makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
-        serviceEndpoints: [userService, aiService], logger: logger
+        healthMonitors: monitors, logger: logger
     )
     let app = Application(
         router: router,
@@ -129,6 +130,7 @@ public func buildGateway(
         services: [
             GRPCClientService(userClient),
             GRPCClientService(aiClient),
+            monitors[0], monitors[1],
             RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
             DrainLimitedService(app, drainTime: settings.drainTime, name: "gateway", logger: logger),
         ]
@@ -162,7 +164,7 @@ public func makeGatewayRouter(
     tokens: AccessTokens,
     revocations: RevocationList,
     sync: RevocationSync,
-    serviceEndpoints: [ServiceEndpoints],
+    healthMonitors: [InstanceHealthMonitor],
     logger: Logger
 ) -> Router<GatewayRequestContext> {
     let router = Router(context: GatewayRequestContext.self)
@@ -192,7 +194,7 @@ public func makeGatewayRouter(
         users: clients.users, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes
     ))
     InvokeRoutes(chatModels: clients.chatModels, speech: clients.speech).register(json: signed, upload: signedUpload)
-    SystemRoutes(serviceEndpoints: serviceEndpoints, probeTimeout: .seconds(1)).register(on: router)
+    SystemRoutes(monitors: healthMonitors).register(on: router)
     routeTable.set(router.routes)
     return router
 }

@@ -3,6 +3,7 @@ import AIService
 import AISaaSProtos
 import Foundation
 import GRPCCore
+import Logging
 import Platform
 import SQLKit
 import Testing
@@ -109,15 +110,12 @@ struct RateLimitTests {
     func limitIsSharedByReplicasPerAccessKey(kind: TestDatabaseKind) async throws {
         let provider = ScriptedProvider()
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.rateLimitPerMinute = 3 }) { h in
-            // Keep the four calls inside one minute window.
-            let second = Int(Date().timeIntervalSince1970) % 60
-            if second >= 55 { try await Task.sleep(for: .seconds(61 - second)) }
             _ = try await h.a.ask("alice", "1")
             _ = try await h.b.ask("alice", "2")
             _ = try await h.a.ask("alice", "3")
             let limited = await rpcError { try await h.b.ask("alice", "4") }
             #expect(limited?.code == .resourceExhausted && limited?.reason == "RateLimited")
-            #expect((1...60).contains(limited?.retryAfter ?? 0))
+            #expect((1...61).contains(limited?.retryAfter ?? 0))
             _ = try await h.b.ask("bob", "other key")
             #expect(provider.snapshot.chatRequests.count == 4)
             #expect(try await h.a.usageReport("alice").records.first?.status == 429)
@@ -131,8 +129,6 @@ struct RateLimitTests {
         let provider = ScriptedProvider()
         provider.update { $0.delay = .milliseconds(5) }
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.rateLimitPerMinute = 10 }) { h in
-            let second = Int(Date().timeIntervalSince1970) % 60
-            if second >= 50 { try await Task.sleep(for: .seconds(61 - second)) }
             let outcomes = await withTaskGroup(of: String.self) { group in
                 for call in 0..<30 {
                     let instance = call.isMultiple(of: 2) ? h.a : h.b
@@ -153,6 +149,76 @@ struct RateLimitTests {
     func zeroTurnsTheLimitOff(kind: TestDatabaseKind) async throws {
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()]), configure: { $0.rateLimitPerMinute = 0 }) { h in
             for index in 0..<5 { _ = try await h.a.ask("alice", "\(index)") }
+        }
+    }
+}
+
+@Suite("Rate limits: the sliding window")
+struct SlidingRateWindowTests {
+    /// Two replicas' limiters on one database, with the time given by the test.
+    private func withLimiters(_ kind: TestDatabaseKind, limit: Int, _ body: (SQLRateLimiter, SQLRateLimiter) async throws -> Void) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let location = try await kind.makeLocation(in: directory)
+        let logger = Logger(label: "rate-window-test")
+        let first = try ServiceDatabase(location: location, migrations: AIMigrations.all, logger: logger)
+        let second = try ServiceDatabase(location: location, migrations: AIMigrations.all, logger: logger)
+        try await first.migrate()
+        try await second.migrate()
+        do {
+            try await body(
+                SQLRateLimiter(database: first, limitPerMinute: limit, timeSource: .caller),
+                SQLRateLimiter(database: second, limitPerMinute: limit, timeSource: .caller)
+            )
+        } catch {
+            await first.shutdown()
+            await second.shutdown()
+            throw error
+        }
+        await first.shutdown()
+        await second.shutdown()
+    }
+
+    @Test("100 calls over 20 s across a minute boundary admit 30 with a limit of 30, over two replicas", arguments: TestDatabaseKind.enabled)
+    func acrossAMinuteBoundary(kind: TestDatabaseKind) async throws {
+        try await withLimiters(kind, limit: 30) { a, b in
+            let start = Date(timeIntervalSince1970: 1_800_000_000 - 10)  // ten seconds before a minute starts
+            var admitted: [Date] = []
+            for call in 0..<100 {
+                let now = start.addingTimeInterval(Double(call) * 0.2)
+                do {
+                    try await (call.isMultiple(of: 2) ? a : b).acquire(subject: "AK-1", now: now)
+                    admitted.append(now)
+                } catch let error as DomainError {
+                    #expect(error.reason == "RateLimited" && (1...61).contains(error.retryAfterSeconds ?? 0))
+                }
+            }
+            #expect(admitted.count == 30)
+            // Another key has a window of its own.
+            try await a.acquire(subject: "AK-2", now: start.addingTimeInterval(20))
+            // Once the first admissions have left the window, there is room again, not before.
+            await #expect(throws: DomainError.self) { try await a.acquire(subject: "AK-1", now: start.addingTimeInterval(59)) }
+            try await b.acquire(subject: "AK-1", now: start.addingTimeInterval(62))
+        }
+    }
+
+    @Test("steady traffic for three minutes: no 60-second window ever holds more than the limit", arguments: TestDatabaseKind.enabled)
+    func noWindowExceedsTheLimit(kind: TestDatabaseKind) async throws {
+        try await withLimiters(kind, limit: 10) { a, b in
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            var admitted: [Double] = []
+            for step in 0..<360 {
+                let offset = Double(step) * 0.5
+                if (try? await (step.isMultiple(of: 3) ? a : b).acquire(subject: "AK-steady", now: start.addingTimeInterval(offset))) != nil {
+                    admitted.append(offset)
+                }
+            }
+            for (index, time) in admitted.enumerated() {
+                let inWindow = admitted[index...].prefix { $0 < time + 60 }.count
+                #expect(inWindow <= 10, "\(inWindow) admissions in the 60 s from \(time)")
+            }
+            // Not starved either: about ten per 61 seconds.
+            #expect(admitted.count >= 25, "\(admitted.count)")
         }
     }
 }

@@ -54,7 +54,13 @@ final class PlatformUnderTest: Sendable {
         let running = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
-        return PlatformUnderTest(port: port, directory: directory, group: group, running: running)
+        let platform = PlatformUnderTest(port: port, directory: directory, group: group, running: running)
+        // Ready as a load balancer would see it: the gateway has heard from every instance.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (try? await platform.request(.GET, "/health", headers: [("Connection", "close")]).status) != 200, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return platform
     }
 
     /// Stops gracefully, as on SIGTERM, and removes the data.

@@ -67,6 +67,6 @@ func makeTestRouter<Transport: ClientTransport>(
     )
     return makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations,
-        sync: RevocationSync(users: users, revocations: revocations), serviceEndpoints: [], logger: logger
+        sync: RevocationSync(users: users, revocations: revocations), healthMonitors: [], logger: logger
     )
 }

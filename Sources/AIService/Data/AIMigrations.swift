@@ -4,7 +4,7 @@ import SQLKit
 
 /// The AI database's schema, in order. Never edit a shipped migration: add a new one.
 public enum AIMigrations {
-    public static var all: [any Migration] { [CreateAISchema()] }
+    public static var all: [any Migration] { [CreateAISchema(), SlidingRateWindow()] }
 }
 
 /// Plain SQL that SQLite and PostgreSQL both accept. Timestamps are milliseconds since the epoch
@@ -68,6 +68,31 @@ struct CreateAISchema: AsyncMigration {
         for table in ["ai_rate_window", "ai_quota_reservation", "ai_quota", "usage_record", "chat_model"] {
             try await sql.raw("DROP TABLE IF EXISTS \(ident: table)").run()
         }
+    }
+}
+
+/// The rate limit counts one-second buckets of a sliding window instead of fixed minutes.
+struct SlidingRateWindow: AsyncMigration {
+    var name: String { "2026-12-02-sliding-rate-window" }
+
+    func prepare(on database: any Database) async throws {
+        let sql = try database.sql()
+        try await sql.raw("""
+            CREATE TABLE ai_rate_bucket (
+                subject TEXT NOT NULL, second BIGINT NOT NULL, hits BIGINT NOT NULL, PRIMARY KEY (subject, second))
+            """).run()
+        try await sql.raw("CREATE INDEX ai_rate_bucket_second ON ai_rate_bucket (second)").run()
+        try await sql.raw("DROP TABLE ai_rate_window").run()
+    }
+
+    func revert(on database: any Database) async throws {
+        let sql = try database.sql()
+        try await sql.raw("DROP TABLE IF EXISTS ai_rate_bucket").run()
+        try await sql.raw("""
+            CREATE TABLE ai_rate_window (
+                subject TEXT NOT NULL, window_start BIGINT NOT NULL, hits BIGINT NOT NULL,
+                PRIMARY KEY (subject, window_start))
+            """).run()
     }
 }
 

@@ -2,66 +2,172 @@ import FluentKit
 import Foundation
 import Platform
 import SQLKit
+import Synchronization
 
-/// `RateLimiter` with fixed one-minute windows in `ai_rate_window`, shared by every replica: one
-/// upsert counts requests and answers the window's count atomically on SQLite and PostgreSQL.
-/// Requests that arrive together are counted together: one upsert per access key adds them all,
-/// and each request learns its own place in the window from the total.
+/// `RateLimiter` over a sliding window kept in `ai_rate_bucket`, shared by every replica: no
+/// 60-second stretch admits more than the limit.
+///
+/// Admissions are counted per access key in one-second buckets. A request is admitted when the
+/// buckets of the last 61 seconds (this one and the 60 before) hold fewer than the limit: any
+/// 60-second window [t, t+60) lies within the 61 buckets its last admission counted, so it can
+/// never hold more than the limit (a fixed clock-minute window admitted up to twice the limit
+/// across a minute's boundary). Refused requests are not counted. The time is the database's
+/// clock, so replicas with drifting clocks still count alike.
+///
+/// Requests that arrive together are decided together: one transaction per batch, in which each
+/// key is locked (PostgreSQL: an advisory lock per key, in key order; SQLite: the database's write
+/// lock, taken by the transaction's first statement), its window read, and its admissions added
+/// to the current bucket.
 public struct SQLRateLimiter: RateLimiter {
     public let limitPerMinute: Int
-    private let counter: WriteBatcher<Hit, Result<Int64, any Error>>
+    private let decisions: WriteBatcher<String, Result<Decision, any Error>>
 
-    /// One request of `subject` in the window starting at `window` (ms since 1970).
-    private struct Hit: Hashable, Sendable {
-        var subject: String
-        var window: Int64
+    /// Where the current second comes from: the database (production), or the `now` each caller
+    /// passes (tests that need a given time).
+    public enum TimeSource: Sendable {
+        case database
+        case caller
     }
 
-    public init(database: ServiceDatabase, limitPerMinute: Int) {
+    /// Admitted, or refused with the seconds until the window has room.
+    enum Decision: Sendable {
+        case admitted
+        case refused(retryAfter: Int)
+    }
+
+    /// Seconds counted besides the current one.
+    static let windowSeconds: Int64 = 60
+
+    public init(database: ServiceDatabase, limitPerMinute: Int, timeSource: TimeSource = .database) {
         self.limitPerMinute = limitPerMinute
-        counter = WriteBatcher { hits in await Self.count(hits, in: database) }
+        let limit = Int64(limitPerMinute)
+        let times = CallerTimes()
+        decisions = WriteBatcher { subjects in
+            await Self.decide(subjects, limit: limit, database: database, givenSecond: timeSource == .caller ? times.latest : nil)
+        }
+        self.times = timeSource == .caller ? times : nil
     }
+
+    private let times: CallerTimes?
 
     public func acquire(subject: String, now: Date) async throws {
-        let window = Int64(now.timeIntervalSince1970 / 60) * 60_000
-        let place = try await counter.submit(Hit(subject: subject, window: window)).get()
-        if place > Int64(limitPerMinute) {
-            let windowEnd = Date(milliseconds: window + 60_000)
+        times?.record(now)
+        switch try await decisions.submit(subject).get() {
+        case .admitted:
+            return
+        case .refused(let retryAfter):
             throw DomainError(
                 .resourceExhausted,
                 "rate limit: at most \(limitPerMinute) requests per minute per access key",
                 reason: ErrorReason.rateLimited.rawValue,
-                retryAfterSeconds: max(1, Int(windowEnd.timeIntervalSince(now).rounded(.up)))
+                retryAfterSeconds: retryAfter
             )
         }
     }
 
-    /// Each hit's place in its window (1 for the window's first request).
-    private static func count(_ hits: [Hit], in database: ServiceDatabase) async -> [Result<Int64, any Error>] {
-        let groups = Dictionary(grouping: hits.indices) { hits[$0] }
-        var places = [Result<Int64, any Error>](repeating: .success(0), count: hits.count)
-        var newestFreshWindow: Int64?
-        for (hit, indices) in groups {
-            do {
-                let sql = try database.sql()
-                let added = Int64(indices.count)
-                guard let row = try await sql.raw("""
-                    INSERT INTO ai_rate_window (subject, window_start, hits) VALUES (\(bind: hit.subject), \(bind: hit.window), \(bind: added)) \
-                    ON CONFLICT (subject, window_start) DO UPDATE SET hits = ai_rate_window.hits + excluded.hits RETURNING hits
-                    """).first() else { throw DomainError(.internal, "the rate window upsert returned no row") }
-                let total = try row.decode(column: "hits", as: Int64.self)
-                for (offset, index) in indices.enumerated() {
-                    places[index] = .success(total - added + 1 + Int64(offset))
+    /// One decision per entry, in order: each key's first requests get the room its window has.
+    private static func decide(_ subjects: [String], limit: Int64, database: ServiceDatabase, givenSecond: Int64?) async -> [Result<Decision, any Error>] {
+        do {
+            let counts = Dictionary(subjects.map { ($0, Int64(1)) }, uniquingKeysWith: +)
+            let admitted = try await admit(counts, limit: limit, database: database, givenSecond: givenSecond)
+            var remaining = admitted.mapValues(\.admitted)
+            return subjects.map { subject in
+                guard let outcome = admitted[subject] else { return .success(.refused(retryAfter: 1)) }
+                if remaining[subject, default: 0] > 0 {
+                    remaining[subject, default: 0] -= 1
+                    return .success(.admitted)
                 }
-                if total == added { newestFreshWindow = max(newestFreshWindow ?? hit.window, hit.window) }
-            } catch {
-                for index in indices { places[index] = .failure(error) }
+                return .success(.refused(retryAfter: outcome.retryAfter))
             }
+        } catch {
+            return subjects.map { _ in .failure(error) }
         }
-        if let window = newestFreshWindow {
-            // The first requests of a window purge the finished ones, of every subject.
-            _ = try? await database.sql().raw("DELETE FROM ai_rate_window WHERE window_start < \(bind: window)").run()
-        }
-        return places
     }
+
+    private struct Outcome {
+        var admitted: Int64
+        var retryAfter: Int
+    }
+
+    private static func admit(_ counts: [String: Int64], limit: Int64, database: ServiceDatabase, givenSecond: Int64?) async throws -> [String: Outcome] {
+        let keys = counts.keys.sorted()
+        return try await database.database().transaction { transaction in
+            let sql = try transaction.sql()
+            let postgres = sql.dialect.name == "postgresql"
+            let clock: SQLQueryString = givenSecond.map { "\(bind: $0)" }
+                ?? (postgres ? "floor(extract(epoch from clock_timestamp()))::bigint" : "CAST(strftime('%s','now') AS INTEGER)")
+            if postgres {
+                // Concurrent batches of other replicas wait for each key they share with this one.
+                for key in keys {
+                    try await sql.raw("SELECT pg_advisory_xact_lock(\(bind: lockKey(key)))").run()
+                }
+            }
+            // A write first: on SQLite it takes the database's write lock before anything is read,
+            // so the window read below is the latest (and the batches of replicas take turns).
+            // It also drops the buckets that left every window, of every key.
+            try await sql.raw("DELETE FROM ai_rate_bucket WHERE second < \(clock) - \(literal: Int(windowSeconds))").run()
+            guard let row = try await sql.raw("SELECT \(clock) AS now").first() else {
+                throw DomainError(.internal, "the database did not tell the time")
+            }
+            let now = try row.decode(column: "now", as: Int64.self)
+            var outcomes: [String: Outcome] = [:]
+            for key in keys {
+                outcomes[key] = try await admit(key, count: counts[key] ?? 0, limit: limit, now: now, sql: sql)
+            }
+            return outcomes
+        }
+    }
+
+    private static func admit(_ key: String, count: Int64, limit: Int64, now: Int64, sql: any SQLDatabase) async throws -> Outcome {
+        let rows = try await sql.raw("""
+            SELECT second, hits FROM ai_rate_bucket WHERE subject = \(bind: key) AND second >= \(bind: now - windowSeconds)
+            """).all()
+        var buckets: [(second: Int64, hits: Int64)] = []
+        for row in rows {
+            buckets.append((second: try row.decode(column: "second", as: Int64.self), hits: try row.decode(column: "hits", as: Int64.self)))
+        }
+        let used = buckets.reduce(0) { $0 + $1.hits }
+        let admitted = max(0, min(count, limit - used))
+        if admitted > 0 {
+            try await sql.raw("""
+                INSERT INTO ai_rate_bucket (subject, second, hits) VALUES (\(bind: key), \(bind: now), \(bind: admitted)) \
+                ON CONFLICT (subject, second) DO UPDATE SET hits = ai_rate_bucket.hits + excluded.hits
+                """).run()
+            buckets.append((now, admitted))
+        }
+        return Outcome(admitted: admitted, retryAfter: retryAfter(buckets, limit: limit, now: now))
+    }
+
+    /// Seconds until the window has room for one more request: when enough of its oldest
+    /// admissions have left it.
+    static func retryAfter(_ buckets: [(second: Int64, hits: Int64)], limit: Int64, now: Int64) -> Int {
+        var total = buckets.reduce(0) { $0 + $1.hits }
+        for bucket in buckets.sorted(by: { $0.second < $1.second }) {
+            guard total >= limit else { break }
+            total -= bucket.hits
+            if total < limit { return Int(max(1, bucket.second + windowSeconds + 1 - now)) }
+        }
+        return 1
+    }
+
+    /// A stable 64-bit key for the advisory lock of an access key (FNV-1a).
+    static func lockKey(_ key: String) -> Int64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in key.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01B3
+        }
+        return Int64(bitPattern: hash)
+    }
+}
+
+/// The latest time callers passed, for `TimeSource.caller`.
+private final class CallerTimes: Sendable {
+    private let latestSecond = Mutex<Int64>(0)
+
+    func record(_ now: Date) {
+        latestSecond.withLock { $0 = Int64(now.timeIntervalSince1970.rounded(.down)) }
+    }
+
+    var latest: Int64 { latestSecond.withLock { $0 } }
 }

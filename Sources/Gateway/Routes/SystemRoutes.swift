@@ -5,8 +5,7 @@ import Platform
 
 /// `/health`, `/openapi.json` and the Swagger UI at `/api`.
 struct SystemRoutes {
-    let serviceEndpoints: [ServiceEndpoints]
-    let probeTimeout: Duration
+    let monitors: [InstanceHealthMonitor]
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/health", use: health)
@@ -26,14 +25,10 @@ struct SystemRoutes {
         let instances: [InstanceReport]
     }
 
-    /// 200 when every instance of every service answers SERVING; otherwise 503 naming the others.
+    /// 200 when every instance of every service reports SERVING; otherwise 503 naming the others.
+    /// The monitors keep the statuses current (a watch stream per instance), so this asks nobody.
     @Sendable func health(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let results = await withTaskGroup(of: [InstanceHealth].self) { group in
-            for endpoints in serviceEndpoints {
-                group.addTask { await HealthProbe.check(endpoints, timeout: probeTimeout) }
-            }
-            return await group.reduce(into: []) { $0 += $1 }
-        }.sorted { ($0.service, $0.address) < ($1.service, $1.address) }
+        let results = monitors.flatMap(\.snapshot).sorted { ($0.service, $0.address) < ($1.service, $1.address) }
         let failing = results.filter { !$0.serving }
         guard failing.isEmpty else {
             throw APIError(

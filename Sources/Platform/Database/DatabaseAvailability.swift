@@ -42,8 +42,8 @@ public enum DatabaseFailure {
     }
 }
 
-/// Watches a service's database: a probe (`SELECT 1`) every `interval`, and at once when a
-/// request meets an unavailable database. While the database fails, every service of the
+/// Watches a service's database: a probe (`SELECT 1`) every `interval` (every half second while
+/// it fails), and a report from any request that meets the database unavailable. While the database fails, every service of the
 /// process reports NOT_SERVING, so load balancers and the gateway's `/health` see it; when it
 /// answers again they report SERVING, unless the process is shutting down.
 public final class DatabaseAvailability: Sendable {
@@ -54,8 +54,6 @@ public final class DatabaseAvailability: Sendable {
     private let probeTimeout: Duration
     private let logger: Logger
     private let state = Mutex(State())
-    private let wake: AsyncStream<Void>.Continuation
-    private let wakes: AsyncStream<Void>
 
     private struct State {
         var available = true
@@ -71,15 +69,13 @@ public final class DatabaseAvailability: Sendable {
         self.interval = interval
         self.probeTimeout = probeTimeout
         self.logger = logger
-        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public var isAvailable: Bool { state.withLock { $0.available } }
 
-    /// A request met an unavailable database: report it now and probe until it is back.
+    /// A request met an unavailable database: report it now; the probe tells when it is back.
     public func reportFailure(_ error: any Error) {
         record(available: false, detail: "\(error)")
-        wake.yield()
     }
 
     /// The error a client should see for `error` met on this database, or nil if it is not an
@@ -91,16 +87,14 @@ public final class DatabaseAvailability: Sendable {
     }
 
     /// Probes until the task is cancelled: every `interval` while the database answers, every
-    /// half second while it does not (and at once when woken).
+    /// half second while it does not.
     public func run() async {
         while !Task.isCancelled {
             await probe()
-            let pause = isAvailable ? interval : .milliseconds(500)
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { [wakes] in for await _ in wakes { return } }
-                group.addTask { try? await Task.sleep(for: pause) }
-                await group.next()
-                group.cancelAll()
+            do {
+                try await Task.sleep(for: isAvailable ? interval : .milliseconds(500))
+            } catch {
+                return
             }
         }
     }

@@ -39,6 +39,13 @@ public final class HealthStatus: Sendable {
             return Array(state.statuses.keys)
         }
         for service in services { set(.notServing, for: service) }
+        // Watch streams end with NOT_SERVING as their last word: a server drains its calls in
+        // flight, and a watch would otherwise be one that never finishes.
+        let watchers = state.withLock { state in
+            defer { state.watchers = [:] }
+            return state.watchers.values.map(\.continuation)
+        }
+        for watcher in watchers { watcher.finish() }
     }
 
     /// Every service serving or not, as what they depend on (the database) comes and goes;
@@ -55,8 +62,12 @@ public final class HealthStatus: Sendable {
         let id = state.withLock { state in
             let id = state.nextWatcher
             state.nextWatcher += 1
-            state.watchers[id] = (service, continuation)
             continuation.yield(state.statuses[service] ?? .serviceUnknown)
+            if state.shuttingDown {
+                continuation.finish()
+            } else {
+                state.watchers[id] = (service, continuation)
+            }
             return id
         }
         continuation.onTermination = { [weak self] _ in

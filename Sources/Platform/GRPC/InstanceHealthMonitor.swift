@@ -1,0 +1,132 @@
+import AISaaSProtos
+import GRPCCore
+import GRPCNIOTransportCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The health of every instance of one service, kept current by a `grpc.health.v1.Health/Watch`
+/// stream to each instance on a connection of its own (so that one failing instance is named,
+/// not hidden behind load balancing). Reading it costs nothing: `/health` cannot be used to load
+/// the services, and a status change (NOT_SERVING while a database is down or a replica drains)
+/// is known the moment the instance reports it.
+public final class InstanceHealthMonitor: Service, Sendable {
+    public let endpoints: ServiceEndpoints
+    private let refreshInterval: Duration
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var instances: [String: InstanceHealth] = [:]
+        var resolveFailure: String?
+        var resolvedOnce = false
+    }
+
+    public init(endpoints: ServiceEndpoints, refreshInterval: Duration = .seconds(5), logger: Logger) {
+        self.endpoints = endpoints
+        self.refreshInterval = refreshInterval
+        self.logger = logger
+    }
+
+    /// Every known instance, or one entry saying why there are none.
+    public var snapshot: [InstanceHealth] {
+        state.withLock { state in
+            if let failure = state.resolveFailure, state.instances.isEmpty {
+                return [InstanceHealth(service: endpoints.name, address: endpoints.description, serving: false, detail: failure)]
+            }
+            if state.instances.isEmpty {
+                let detail = state.resolvedOnce ? "no instances" : "CONNECTING"
+                return [InstanceHealth(service: endpoints.name, address: endpoints.description, serving: false, detail: detail)]
+            }
+            return state.instances.values.sorted { $0.address < $1.address }
+        }
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                var watched: [String: Task<Void, Never>] = [:]
+                while !Task.isCancelled {
+                    let current = await self.resolve()
+                    for (label, address) in current where watched[label] == nil {
+                        let task = Task { await self.watch(address, label: label) }
+                        watched[label] = task
+                        group.addTask { await task.value }
+                    }
+                    for (label, task) in watched where current[label] == nil {
+                        task.cancel()
+                        watched[label] = nil
+                        _ = self.state.withLock { $0.instances.removeValue(forKey: label) }
+                    }
+                    try? await Task.sleep(for: self.refreshInterval)
+                }
+                for task in watched.values { task.cancel() }
+            }
+        }
+    }
+
+    private func resolve() async -> [String: GRPCNIOTransportCore.SocketAddress] {
+        do {
+            let addresses = try await endpoints.addresses()
+            state.withLock { state in
+                state.resolveFailure = nil
+                state.resolvedOnce = true
+            }
+            return Dictionary(addresses.map { (Self.label($0), $0) }) { first, _ in first }
+        } catch {
+            state.withLock { state in
+                state.resolveFailure = "cannot resolve: \(error)"
+                state.resolvedOnce = true
+            }
+            return [:]
+        }
+    }
+
+    /// Watches one instance until cancelled, reconnecting after failures.
+    private func watch(_ address: GRPCNIOTransportCore.SocketAddress, label: String) async {
+        update(label, serving: false, detail: "CONNECTING")
+        while !Task.isCancelled {
+            do {
+                let single = ServiceEndpoints(name: endpoints.name, describedAs: label) { [address] }
+                var config = HTTP2ClientTransport.Posix.Config.defaults
+                // A frozen instance stops answering pings: its connection, and its watch, fail.
+                config.connection.keepalive = .init(time: .seconds(5), timeout: .seconds(3), allowWithoutCalls: true)
+                config.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                var resolvers = NameResolverRegistry.defaults
+                resolvers.registerFactory(ServiceEndpointsResolverFactory())
+                let transport = try HTTP2ClientTransport.Posix(
+                    target: ServiceEndpointsTarget(single), transportSecurity: .plaintext, config: config, resolverRegistry: resolvers
+                )
+                try await withGRPCClient(transport: transport) { client in
+                    let health = Grpc_Health_V1_Health.Client(wrapping: client)
+                    try await health.watch(.with { $0.service = "" }) { response in
+                        for try await message in response.messages {
+                            self.update(label, serving: message.status == .serving, detail: message.status.protocolName)
+                        }
+                    }
+                }
+                update(label, serving: false, detail: "UNAVAILABLE: the health stream ended")
+            } catch let error as RPCError {
+                update(label, serving: false, detail: "\(error.code): \(error.message)")
+            } catch {
+                update(label, serving: false, detail: "\(error)")
+            }
+            try? await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    private func update(_ label: String, serving: Bool, detail: String) {
+        let previous = state.withLock { state in
+            defer { state.instances[label] = InstanceHealth(service: endpoints.name, address: label, serving: serving, detail: detail) }
+            return state.instances[label]
+        }
+        if previous?.serving != serving, previous != nil {
+            logger.notice("instance health changed", metadata: ["service": "\(endpoints.name)", "address": "\(label)", "status": "\(detail)"])
+        }
+    }
+
+    static func label(_ address: GRPCNIOTransportCore.SocketAddress) -> String {
+        address.ipv4.map { "\($0.host):\($0.port)" } ?? address.ipv6.map { "[\($0.host)]:\($0.port)" } ?? "\(address)"
+    }
+}
