@@ -166,6 +166,36 @@ struct AIFlowTests {
         }
     }
 
+    @Test("a client that leaves a plain completion cancels the provider's request; the record says 499; keep-alive calls are untouched")
+    func plainCompletionClientLeaves() async throws {
+        try await Self.withPlatform(.sqlite) { platform, provider in
+            let (token, client) = try await Self.customer(platform, "dorian")
+            // Calls that finish normally keep their connection and are not cancelled by anything.
+            for index in 0..<3 { #expect(try await client.json("/ai/invoke/chat_completion", #"{"question":"keep \#(index)"}"#).status == 200) }
+            provider.setBehavior(.hang)
+            let body = Array(#"{"question":"never mind"}"#.utf8)
+            let signed = try Signer(accessKey: client.accessKey, secretKey: client.secretKey).sign(
+                method: "POST", url: "http://127.0.0.1:\(platform.port)/ai/invoke/chat_completion",
+                headers: [("content-type", "application/json")], body: body, contentSHA256: true, nonce: Signer.makeNonce()
+            )
+            var head = "POST /ai/invoke/chat_completion HTTP/1.1\r\nHost: 127.0.0.1:\(platform.port)\r\nContent-Type: application/json\r\n"
+            for header in signed.headersToAdd where header.name != "host" { head += "\(header.name): \(header.value)\r\n" }
+            head += "Content-Length: \(body.count)\r\n\r\n"
+            let connection = try await RawConnection.open(port: platform.port)
+            try await connection.send(Array(head.utf8) + body)
+            #expect(await provider.waitUntil(timeout: .seconds(5)) { _ in provider.requests(to: .chat).count == 4 })
+            await connection.close()
+            #expect(await provider.waitUntil(timeout: .seconds(5)) { $0.requestsAbandoned >= 1 })
+            var status: Int?
+            for _ in 0..<50 where status != 499 {
+                let usage = try await platform.request(.GET, "/ai/usage", token: token)
+                status = (usage.data["results"] as? [[String: Any]])?.first?["status"] as? Int
+                if status != 499 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(status == 499)
+        }
+    }
+
     @Test("a client that leaves before the first chunk cancels the provider's request at once")
     func streamClientLeavesEarly() async throws {
         try await Self.withPlatform(.sqlite) { platform, provider in

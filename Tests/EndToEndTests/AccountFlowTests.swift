@@ -18,7 +18,7 @@ struct AccountFlowTests {
 
             let login = try await platform.login("alice")
             #expect(login.status == 200)
-            let token = try #require(login.data["accessToken"] as? String)
+            var token = try #require(login.data["accessToken"] as? String)
 
             let current = try await platform.request(.GET, "/user/current", token: token)
             #expect(current.status == 200)
@@ -35,10 +35,22 @@ struct AccountFlowTests {
             #expect(updated.data["avatar"] as? String == "https://img.example/a.png")
             #expect(updated.data["role"] as? Int == 1 && updated.data["status"] as? Int == 1)
 
+            // A new password ends every session of the old one, this one included; the answer
+            // carries the token that replaces it.
+            let otherSession = try await platform.token("alice")
             let changedPassword = try await platform.request(.PATCH, "/user/update", json: #"{"password":"new-password-9"}"#, token: token)
             #expect(changedPassword.status == 200)
+            #expect(changedPassword.data["username"] as? String == "alice")
+            token = try #require(changedPassword.data["accessToken"] as? String)
+            #expect(changedPassword.data["tokenType"] as? String == "Bearer" && changedPassword.data["expiresAt"] is Int)
+            #expect(try await platform.request(.GET, "/user/current", token: token).status == 200)
+            #expect(try await platform.request(.GET, "/user/current", token: otherSession).status == 401)
             #expect(try await platform.login("alice").status == 401)
             #expect(try await platform.login("alice", password: "new-password-9").status == 200)
+            // Changing only the avatar leaves tokens alone and answers no new one.
+            let avatarOnly = try await platform.request(.PATCH, "/user/update", json: #"{"avatar":"b.png"}"#, token: token)
+            #expect(avatarOnly.status == 200 && avatarOnly.data["accessToken"] == nil)
+            #expect(try await platform.request(.GET, "/user/current", token: token).status == 200)
 
             let keys = try await platform.request(.PATCH, "/user/update_keys", token: token)
             #expect(keys.status == 200)

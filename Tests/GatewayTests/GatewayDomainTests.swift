@@ -131,3 +131,31 @@ struct GatewayDomainTests {
         #expect(RequestEnvelopeMiddleware.adoptedRequestId(String(repeating: "a", count: 129)) == nil)
     }
 }
+
+@Suite("gateway: the user service's clock")
+struct ServiceClockTests {
+    @Test("the quickest call's measurement wins; a skew within its uncertainty counts as none")
+    func estimate() {
+        let list = RevocationList()
+        #expect(abs(list.serviceNow().timeIntervalSinceNow) < 0.5)
+        list.recordClockSample(offset: 0.004, roundTrip: 0.010)
+        #expect(abs(list.serviceNow().timeIntervalSinceNow) < 0.5)
+        // The user service's clock runs five seconds ahead; a slow call's reading is ignored.
+        list.recordClockSample(offset: 9, roundTrip: 2)
+        list.recordClockSample(offset: 5, roundTrip: 0.002)
+        #expect(abs(list.serviceNow().timeIntervalSinceNow - 5) < 0.5)
+    }
+
+    @Test("tokens are stamped in the user service's time, so a revocation it records covers every token issued before it")
+    func revocationsCompareInOneClock() async throws {
+        let list = RevocationList()
+        list.markSynced()
+        // This gateway's clock runs 3 s ahead of the user service's.
+        list.recordClockSample(offset: -3, roundTrip: 0.001)
+        let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: list)
+        let (token, _) = try await tokens.issue(userId: "u1", username: "u", role: "user", now: list.serviceNow())
+        // The user service disables the user now, by its own clock.
+        list.add([.user(id: "u1", notBefore: Date().addingTimeInterval(-3 + 0.01), expiresAt: Date().addingTimeInterval(3600))])
+        #expect(await tokens.verify(token) == nil)
+    }
+}

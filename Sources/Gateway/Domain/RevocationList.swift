@@ -12,6 +12,9 @@ public final class RevocationList: Sendable {
 
     private struct State {
         var lastSynced: ContinuousClock.Instant?
+        var clockOffset: TimeInterval = 0
+        /// Recent (offset, round trip) measurements, oldest first.
+        var clockSamples: [(offset: TimeInterval, roundTrip: TimeInterval)] = []
         var tokens: [String: Date] = [:]
         var users: [String: (notBefore: Date, expiresAt: Date)] = [:]
     }
@@ -49,6 +52,31 @@ public final class RevocationList: Sendable {
             state.tokens = state.tokens.filter { $0.value > now }
             state.users = state.users.filter { $0.value.expiresAt > now }
         }
+    }
+
+    /// One measurement of how far the user service's clock is ahead of this process's: its time
+    /// against the middle of the call that fetched it. The estimate is the measurement of the
+    /// quickest of the last 30 calls (a slow call, such as the first one, which also connects,
+    /// says little), and 0 while it is within that call's uncertainty (half its round trip), as
+    /// on one host.
+    func recordClockSample(offset: TimeInterval, roundTrip: TimeInterval) {
+        guard offset.isFinite, roundTrip.isFinite, roundTrip >= 0 else { return }
+        state.withLock { state in
+            state.clockSamples.append((offset, roundTrip))
+            if state.clockSamples.count > 30 { state.clockSamples.removeFirst() }
+            guard let best = state.clockSamples.min(by: { $0.roundTrip < $1.roundTrip }) else { return }
+            state.clockOffset = abs(best.offset) <= best.roundTrip / 2 ? 0 : best.offset
+        }
+    }
+
+    /// Now, by the user service's clock: the time tokens are issued at and revocations compare with.
+    public func serviceNow() -> Date {
+        Date().addingTimeInterval(state.withLock { $0.clockOffset })
+    }
+
+    /// The latest time before which all of the user's tokens are revoked, if any.
+    func notBefore(userId: String) -> Date? {
+        state.withLock { $0.users[userId]?.notBefore }
     }
 
     /// Records a successful sync with the user service.

@@ -28,7 +28,16 @@ public actor RevocationSync {
         var options = CallOptions.defaults
         options.timeout = callTimeout
         let since = since
+        let sent = Date()
         let answer = try await users.listRevocations(.with { $0.since = since }, options: options)
+        let received = Date()
+        // The user service's clock, as seen from here: revocations carry its times, so tokens are
+        // stamped in its time too (a gateway clock ahead of it would let a token issued just
+        // before a revocation escape it).
+        revocations.recordClockSample(
+            offset: answer.serverTime / 1000 - (sent.timeIntervalSince1970 + received.timeIntervalSince1970) / 2,
+            roundTrip: received.timeIntervalSince(sent)
+        )
         revocations.markSynced()
         revocations.add(answer.results.map { entry in
             entry.kind == .user

@@ -77,7 +77,7 @@ struct AccountRoutes {
             throw APIError.unauthenticated("invalid username or password")
         }
         throttle.succeeded(username: username, address: address, startedAt: started)
-        let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.name)
+        let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.name, now: revocations.serviceNow())
         return try ResponseBody.success(
             LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(identity.expiresAt.millisecondsSince1970))
         )
@@ -120,7 +120,18 @@ struct AccountRoutes {
                 throw APIError.unauthenticated("the account of this token no longer exists")
             }
         }
-        return try ResponseBody.success(UserProfile(try await ownAccount(identity)))
+        let profile = UserProfile(try await ownAccount(identity))
+        guard password != nil else { return try ResponseBody.success(profile) }
+        // The new password revoked every token of the user, this one too: take the revocation in
+        // and answer a token issued after it, so that this client goes on.
+        await revocationSync.refreshAfterChange()
+        let notBefore = revocations.notBefore(userId: identity.userId) ?? .distantPast
+        let now = max(revocations.serviceNow(), notBefore.addingTimeInterval(0.001))
+        let (token, fresh) = try await tokens.issue(userId: identity.userId, username: identity.username, role: identity.role, now: now)
+        return try ResponseBody.success(ProfileWithToken(
+            profile: profile,
+            session: LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(fresh.expiresAt.millisecondsSince1970))
+        ))
     }
 
     @Sendable func updateKeys(_ request: Request, context: GatewayRequestContext) async throws -> Response {

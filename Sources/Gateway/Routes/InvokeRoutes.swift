@@ -48,7 +48,10 @@ struct InvokeRoutes {
             }
         }
         if stream { return try await streamedCompletion(call, request: request) }
-        return try ResponseBody.success(CompletionView(try await chatModels.createChatCompletion(call)))
+        let chatModels = self.chatModels
+        return try ResponseBody.success(CompletionView(try await context.cancellingWhenClientLeaves {
+            try await chatModels.createChatCompletion(call)
+        }))
     }
 
     /// Relays the service's chunks as Server-Sent Events: `data: {chunk}` … `data: [DONE]`.
@@ -201,13 +204,15 @@ struct InvokeRoutes {
         }
         try violations.throwIfInvalid()
 
-        let result = try await speech.createTranscription(.with {
+        let speech = self.speech
+        let samplingTemperature = temperature
+        let result = try await context.cancellingWhenClientLeaves { try await speech.createTranscription(.with {
             $0.buffer = Data(file.body.readableBytesView)
             $0.filename = filename
             if let prompt, !prompt.isEmpty { $0.prompt = prompt }
             if let language, !language.isEmpty { $0.languageCode = language.lowercased() }
-            if let temperature { $0.samplingTemperature = temperature }
-        })
+            if let samplingTemperature { $0.samplingTemperature = samplingTemperature }
+        }) }
         return try ResponseBody.success(TranscriptionView(text: result.text))
     }
 
@@ -222,11 +227,12 @@ struct InvokeRoutes {
             violations.add("format", "format must be one of \(Self.speechFormats.joined(separator: ", "))")
         }
         try violations.throwIfInvalid()
-        let audio = try await speech.createSpeech(.with {
+        let speech = self.speech
+        let audio = try await context.cancellingWhenClientLeaves { try await speech.createSpeech(.with {
             $0.text = text ?? ""
             if let voice { $0.voice = voice }
             if let format { $0.format = format }
-        })
+        }) }
         return Response(
             status: .ok,
             headers: [.contentType: audio.contentType.isEmpty ? "application/octet-stream" : audio.contentType],

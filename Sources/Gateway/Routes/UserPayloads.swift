@@ -44,6 +44,18 @@ struct RegisteredUser: Encodable {
     }
 }
 
+/// The profile after a password change, with the token that replaces the revoked ones:
+/// the profile's fields plus `accessToken`, `tokenType` and `expiresAt`.
+struct ProfileWithToken: Encodable {
+    let profile: UserProfile
+    let session: LoginResult
+
+    func encode(to encoder: any Encoder) throws {
+        try profile.encode(to: encoder)
+        try session.encode(to: encoder)
+    }
+}
+
 struct KeyPair: Encodable {
     let accessKey: String
     let secretKey: String

@@ -184,6 +184,10 @@ final class RequestPartsWatch: ChannelDuplexHandler, RemovableChannelHandler {
     private var parserError: HTTPParserError?
     private enum Replacement { case none, answering, silent }
     private var replacement = Replacement.none
+    /// Called if the client goes away (closes its side or the connection) before the current
+    /// response has ended; cleared when it ends.
+    private var departureActions: [@Sendable () -> Void] = []
+    private var clientGone = false
 
     init(_ timeouts: ConnectionTimeouts) {
         self.timeouts = timeouts
@@ -196,6 +200,29 @@ final class RequestPartsWatch: ChannelDuplexHandler, RemovableChannelHandler {
         case .end: timeouts.endArrived()
         }
         context.fireChannelRead(data)
+    }
+
+    /// Runs `action` when the client leaves before the response in progress ends (at once if it
+    /// has left already). On the channel's event loop only.
+    func whenClientLeaves(_ action: @escaping @Sendable () -> Void) {
+        if clientGone { action() } else { departureActions.append(action) }
+    }
+
+    private func clientLeft() {
+        clientGone = true
+        let actions = departureActions
+        departureActions = []
+        for action in actions { action() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { clientLeft() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        clientLeft()
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -230,7 +257,9 @@ final class RequestPartsWatch: ChannelDuplexHandler, RemovableChannelHandler {
         default:
             switch part {
             case .head(let head) where head.status.kind != .informational: timeouts.responseHeadSent()
-            case .end: timeouts.responseEnded()
+            case .end:
+                timeouts.responseEnded()
+                departureActions = []
             default: break
             }
             context.write(data, promise: promise)

@@ -11,12 +11,31 @@ public struct GatewayRequestContext: RequestContext {
     /// For AK/SK-signed requests, once the signature is verified.
     public var signedCaller: SignedCaller?
     public let peerAddress: String?
+    /// The client's connection, to notice when the client goes away.
+    let channel: any Channel
     /// The largest request body accepted (413 beyond it).
     public var maxUploadSize: Int { 1 << 20 }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.peerAddress = source.channel.remoteAddress?.ipAddress
+        self.channel = source.channel
+    }
+
+    /// Runs `operation`, cancelling it if the client goes away before it is done: a paid call
+    /// must not go on for nobody. The usage record then says 499.
+    func cancellingWhenClientLeaves<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let task = Task { try await operation() }
+        let channel = self.channel
+        // The test router has no HTTP pipeline: nothing to watch there.
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: RequestPartsWatch.self).whenClientLeaves { task.cancel() }
+        }.get()
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     /// The caller's identity; only routes behind `AuthenticationMiddleware` reach a handler without one.

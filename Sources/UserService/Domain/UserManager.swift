@@ -108,7 +108,9 @@ public struct UserManager: Sendable {
         // A token carries the role and status it was issued with: once they change, it must go.
         let disables = changes.status == .disabled && before.status != .disabled
         let changesRole = changes.role != nil && changes.role != before.role
-        let revocation = disables || changesRole ? userRevocation(id, at: date) : nil
+        // A new password ends every session opened with the old one (the caller gets a new token).
+        let changesPassword = changes.password != nil
+        let revocation = disables || changesRole || changesPassword ? userRevocation(id, at: date) : nil
         guard try await repository.update(id: id, fields, revoking: revocation) else {
             throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
