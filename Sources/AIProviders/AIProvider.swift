@@ -160,12 +160,22 @@ public struct ProviderModels: Sendable, Equatable {
     public var transcription: String
     public var speech: String
     public var voice: String
+    public var embedding: String
+    /// The models the OpenAI-compatible API offers from this provider (`/v1/models`); the
+    /// defaults above unless configured.
+    public var exposed: [String]
 
-    public init(chat: String, transcription: String = "whisper-1", speech: String = "tts-1", voice: String = "alloy") {
+    public init(
+        chat: String, transcription: String = "whisper-1", speech: String = "tts-1", voice: String = "alloy",
+        embedding: String = "text-embedding-3-small", exposed: [String]? = nil
+    ) {
         self.chat = chat
         self.transcription = transcription
         self.speech = speech
         self.voice = voice
+        self.embedding = embedding
+        var seen = Set<String>()
+        self.exposed = (exposed ?? [chat, transcription, speech, embedding]).filter { seen.insert($0).inserted }
     }
 }
 

@@ -130,13 +130,13 @@ public struct OpenAICompatibleProvider: AIProvider {
 
     // MARK: - HTTP
 
-    private struct Answer: Sendable {
+    struct Answer: Sendable {
         var body: ByteBuffer
         var contentType: String?
     }
 
     /// A whole call (head and body) within the request timeout.
-    private func call(
+    func call(
         _ path: String, body: ByteBuffer, contentType: String, model: String, operation: String,
         read: @escaping @Sendable (HTTPClientResponse) async throws -> ByteBuffer
     ) async throws -> Answer {
@@ -156,7 +156,7 @@ public struct OpenAICompatibleProvider: AIProvider {
     }
 
     /// Sends the request and returns the response once its head says success.
-    private func execute(_ request: HTTPClientRequest, model: String, operation: String) async throws -> HTTPClientResponse {
+    func execute(_ request: HTTPClientRequest, model: String, operation: String) async throws -> HTTPClientResponse {
         let response: HTTPClientResponse
         do {
             response = try await client.execute(request, deadline: .now() + Self.timeAmount(configuration.requestTimeout), logger: logger)
@@ -172,7 +172,7 @@ public struct OpenAICompatibleProvider: AIProvider {
         return response
     }
 
-    private func makeRequest(_ path: String, body: ByteBuffer, contentType: String) -> HTTPClientRequest {
+    func makeRequest(_ path: String, body: ByteBuffer, contentType: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url(path))
         request.method = .POST
         request.headers.add(name: "Content-Type", value: contentType)
@@ -198,7 +198,7 @@ public struct OpenAICompatibleProvider: AIProvider {
         return base + "?" + query.joined(separator: "&")
     }
 
-    private static func json(_ value: some Encodable) throws -> ByteBuffer {
+    static func json(_ value: some Encodable) throws -> ByteBuffer {
         ByteBuffer(data: try JSONEncoder().encode(value))
     }
 

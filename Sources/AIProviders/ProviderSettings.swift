@@ -160,7 +160,9 @@ public struct ProviderSettings: Sendable, Equatable {
             chat: settings.string("\(key).chat.model", default: "gpt-4o-mini"),
             transcription: settings.string("\(key).transcription.model", default: "whisper-1"),
             speech: settings.string("\(key).speech.model", default: "tts-1"),
-            voice: settings.string("\(key).voice", default: "alloy")
+            voice: settings.string("\(key).voice", default: "alloy"),
+            embedding: settings.string("\(key).embedding.model", default: "text-embedding-3-small"),
+            exposed: { let listed = settings.list("\(key).models"); return listed.isEmpty ? nil : listed }()
         )
         let timeout = settings.int("\(key).timeout.seconds", default: 60, range: 1...3600)
         let connectTimeout = settings.int("\(key).connect.timeout.seconds", default: 5, range: 1...300)

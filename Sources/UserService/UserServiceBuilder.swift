@@ -71,7 +71,8 @@ public func makeUserManager(settings: UserServiceSettings, database: ServiceData
     UserManager(
         repository: FluentUserRepository(database: database),
         hasher: PasswordHasher(cost: UInt8(settings.bcryptCost)),
-        cipher: try SecretKeyCipher(masterKeyBase64: settings.masterKey)
+        cipher: try SecretKeyCipher(masterKeyBase64: settings.masterKey),
+        apiKeys: SQLApiKeyRepository(database: database)
     )
 }
 

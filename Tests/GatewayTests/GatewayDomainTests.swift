@@ -86,7 +86,7 @@ struct GatewayDomainTests {
 
     @Test("the cache of verified tokens keeps the ones in use and stays within its size")
     func verifiedTokenCacheIsBounded() {
-        let cache = VerifiedTokenCache(capacity: 4)
+        let cache = RecentlyVerified<String, Identity>(capacity: 4)
         let now = Date()
         func identity(_ id: String) -> Identity {
             Identity(userId: id, username: id, role: "user", tokenId: id, issuedAt: now, expiresAt: now + 60)
@@ -94,11 +94,11 @@ struct GatewayDomainTests {
         for index in 0..<10 {
             cache.remember("token-\(index)", as: identity("\(index)"))
             // token-0 is in use all along.
-            #expect(cache.identity(for: "token-0")?.userId == "0")
+            #expect(cache.value(for: "token-0")?.userId == "0")
             #expect(cache.count <= 4)
         }
-        #expect(cache.identity(for: "token-1") == nil)
-        #expect(cache.identity(for: "token-9")?.userId == "9")
+        #expect(cache.value(for: "token-1") == nil)
+        #expect(cache.value(for: "token-9")?.userId == "9")
     }
 
     @Test("gRPC statuses map to the contract's HTTP statuses", arguments: [

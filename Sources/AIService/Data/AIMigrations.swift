@@ -4,7 +4,7 @@ import SQLKit
 
 /// The AI database's schema, in order. Never edit a shipped migration: add a new one.
 public enum AIMigrations {
-    public static var all: [any Migration] { [CreateAISchema(), SlidingRateWindow()] }
+    public static var all: [any Migration] { [CreateAISchema(), SlidingRateWindow(), UsageByApiKey()] }
 }
 
 /// Plain SQL that SQLite and PostgreSQL both accept. Timestamps are milliseconds since the epoch
@@ -93,6 +93,23 @@ struct SlidingRateWindow: AsyncMigration {
                 subject TEXT NOT NULL, window_start BIGINT NOT NULL, hits BIGINT NOT NULL,
                 PRIMARY KEY (subject, window_start))
             """).run()
+    }
+}
+
+/// Usage records name the API key of OpenAI-compatible calls.
+struct UsageByApiKey: AsyncMigration {
+    var name: String { "2026-12-02-usage-by-api-key" }
+
+    func prepare(on database: any Database) async throws {
+        let sql = try database.sql()
+        try await sql.raw("ALTER TABLE usage_record ADD COLUMN api_key_id TEXT NOT NULL DEFAULT ''").run()
+        try await sql.raw("CREATE INDEX usage_record_api_key ON usage_record (api_key_id, created_at)").run()
+    }
+
+    func revert(on database: any Database) async throws {
+        let sql = try database.sql()
+        try await sql.raw("DROP INDEX usage_record_api_key").run()
+        try await sql.raw("ALTER TABLE usage_record DROP COLUMN api_key_id").run()
     }
 }
 

@@ -31,7 +31,7 @@ public struct SQLRateLimiter: RateLimiter {
 
     /// Admitted, or refused with the seconds until the window has room.
     enum Decision: Sendable {
-        case admitted
+        case admitted(remaining: Int64, reset: Int)
         case refused(retryAfter: Int)
     }
 
@@ -50,11 +50,12 @@ public struct SQLRateLimiter: RateLimiter {
 
     private let times: CallerTimes?
 
-    public func acquire(subject: String, now: Date) async throws {
+    @discardableResult
+    public func acquire(subject: String, now: Date) async throws -> RateLimitState {
         times?.record(now)
         switch try await decisions.submit(subject).get() {
-        case .admitted:
-            return
+        case .admitted(let remaining, let reset):
+            return RateLimitState(limit: limitPerMinute, remaining: Int(remaining), resetSeconds: reset)
         case .refused(let retryAfter):
             throw DomainError(
                 .resourceExhausted,
@@ -75,7 +76,10 @@ public struct SQLRateLimiter: RateLimiter {
                 guard let outcome = admitted[subject] else { return .success(.refused(retryAfter: 1)) }
                 if remaining[subject, default: 0] > 0 {
                     remaining[subject, default: 0] -= 1
-                    return .success(.admitted)
+                    // Room left after this request: what the window had after the whole batch,
+                    // plus the batch's later admissions.
+                    let left = outcome.roomAfter + remaining[subject, default: 0]
+                    return .success(.admitted(remaining: left, reset: left > 0 ? 0 : outcome.retryAfter))
                 }
                 return .success(.refused(retryAfter: outcome.retryAfter))
             }
@@ -86,6 +90,8 @@ public struct SQLRateLimiter: RateLimiter {
 
     private struct Outcome {
         var admitted: Int64
+        /// Requests the window still admits after this batch.
+        var roomAfter: Int64
         var retryAfter: Int
     }
 
@@ -135,7 +141,7 @@ public struct SQLRateLimiter: RateLimiter {
                 """).run()
             buckets.append((now, admitted))
         }
-        return Outcome(admitted: admitted, retryAfter: retryAfter(buckets, limit: limit, now: now))
+        return Outcome(admitted: admitted, roomAfter: max(0, limit - used - admitted), retryAfter: retryAfter(buckets, limit: limit, now: now))
     }
 
     /// Seconds until the window has room for one more request: when enough of its oldest

@@ -24,19 +24,19 @@ public struct SQLUsageRepository: UsageRepository {
                     \(bind: record.provider), \(bind: record.model), \(bind: record.kind.rawValue), \(bind: Int64(used.promptTokens)), \
                     \(bind: Int64(used.completionTokens)), \(bind: Int64(used.totalTokens)), \(bind: used.audioSeconds), \
                     \(bind: Int64(used.characters)), \(bind: record.cost), \(bind: record.requestId), \(bind: Int64(record.latencyMs)), \
-                    \(bind: record.status), \(bind: record.error), \(bind: record.createdAt.milliseconds))
+                    \(bind: record.status), \(bind: record.error), \(bind: record.createdAt.milliseconds), \(bind: record.apiKeyId))
                     """
             }
             try await sql.raw("""
                 INSERT INTO usage_record (id, user_id, access_key, chat_model_id, provider, model, kind, prompt_tokens, \
-                completion_tokens, total_tokens, audio_seconds, characters, cost, request_id, latency_ms, status, error, created_at) \
+                completion_tokens, total_tokens, audio_seconds, characters, cost, request_id, latency_ms, status, error, created_at, api_key_id) \
                 VALUES \(rows.joined(separator: ", "))
                 """).run()
             start = end
         }
     }
 
-    /// 18 parameters a row: 100 rows stay far below SQLite's limit of 32,766 parameters.
+    /// 19 parameters a row: 100 rows stay far below SQLite's limit of 32,766 parameters.
     private static let insertChunk = 100
 
     // Sums are cast so both databases answer plain integers and doubles (PostgreSQL's SUM of a
@@ -55,6 +55,7 @@ public struct SQLUsageRepository: UsageRepository {
     private static func whereClause(_ filter: UsageFilter) -> SQLQueryString {
         var conditions: [SQLQueryString] = ["1 = 1"]
         if let userId = filter.userId { conditions.append("user_id = \(bind: userId)") }
+        if let apiKeyId = filter.apiKeyId { conditions.append("api_key_id = \(bind: apiKeyId)") }
         if let from = filter.from { conditions.append("created_at >= \(bind: from.milliseconds)") }
         if let to = filter.to { conditions.append("created_at < \(bind: to.milliseconds)") }
         return "WHERE \(conditions.joined(separator: " AND "))"
@@ -121,6 +122,7 @@ public struct SQLUsageRepository: UsageRepository {
             id: try row.decode(column: "id", as: String.self),
             userId: try row.decode(column: "user_id", as: String.self),
             accessKey: try row.decode(column: "access_key", as: String.self),
+            apiKeyId: try row.decode(column: "api_key_id", as: String.self),
             chatModelId: try row.decode(column: "chat_model_id", as: String.self),
             provider: try row.decode(column: "provider", as: String.self),
             model: try row.decode(column: "model", as: String.self),

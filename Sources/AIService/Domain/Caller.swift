@@ -5,13 +5,22 @@ public struct Caller: Sendable, Equatable {
     public var userId: String
     public var isAdmin: Bool
     public var accessKey: String?
+    /// The API key of an OpenAI-compatible call.
+    public var apiKeyId: String?
     public var requestId: String
 
-    public init(userId: String, isAdmin: Bool = false, accessKey: String? = nil, requestId: String = "") {
+    public init(userId: String, isAdmin: Bool = false, accessKey: String? = nil, apiKeyId: String? = nil, requestId: String = "") {
         self.userId = userId
         self.isAdmin = isAdmin
         self.accessKey = accessKey
+        self.apiKeyId = apiKeyId
         self.requestId = requestId
+    }
+
+    /// What the rate limit counts calls by: the API key or the access key that made them.
+    var rateLimitSubject: String {
+        if let apiKeyId { return "key:" + apiKeyId }
+        return accessKey ?? "user:\(userId)"
     }
 
     /// The caller of the current request; `.unauthenticated` without a user id.
@@ -19,6 +28,6 @@ public struct Caller: Sendable, Equatable {
         guard let scope = RequestScope.current, let userId = scope.userId, !userId.isEmpty else {
             throw DomainError(.unauthenticated, "this call needs a signed-in caller")
         }
-        return Caller(userId: userId, isAdmin: scope.role == "admin", accessKey: scope.accessKey, requestId: scope.requestId)
+        return Caller(userId: userId, isAdmin: scope.role == "admin", accessKey: scope.accessKey, apiKeyId: scope.apiKeyId, requestId: scope.requestId)
     }
 }

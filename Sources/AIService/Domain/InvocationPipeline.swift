@@ -16,6 +16,8 @@ struct Admission: Sendable {
     var target: InvocationTarget
     var ticket: QuotaTicket?
     var started: ContinuousClock.Instant
+    /// The caller's rate limit after this call; nil when there is none.
+    var rateLimit: RateLimitState?
 }
 
 /// Every invocation runs: rate limit → quota admission → provider → usage record + quota
@@ -40,11 +42,9 @@ struct InvocationPipeline: Sendable {
     func admit(_ target: InvocationTarget, caller: Caller) async throws -> Admission {
         let started = ContinuousClock.now
         do {
-            if let rateLimiter {
-                try await rateLimiter.acquire(subject: caller.accessKey ?? "user:\(caller.userId)", now: Date())
-            }
+            let rateLimit = try await rateLimiter?.acquire(subject: caller.rateLimitSubject, now: Date())
             let ticket = try await quotas.admit(userId: caller.userId, now: Date())
-            return Admission(caller: caller, target: target, ticket: ticket, started: started)
+            return Admission(caller: caller, target: target, ticket: ticket, started: started, rateLimit: rateLimit)
         } catch {
             await finish(Admission(caller: caller, target: target, ticket: nil, started: started), consumed: Consumption(), error: error)
             throw error
@@ -62,7 +62,7 @@ struct InvocationPipeline: Sendable {
         let now = Date()
         let record = UsageRecord(
             id: SortableID.make(at: now), userId: admission.caller.userId, accessKey: admission.caller.accessKey ?? "",
-            chatModelId: admission.target.chatModelId, provider: admission.target.provider, model: admission.target.model,
+            apiKeyId: admission.caller.apiKeyId ?? "", chatModelId: admission.target.chatModelId, provider: admission.target.provider, model: admission.target.model,
             kind: admission.target.kind, consumption: consumed, cost: cost, requestId: admission.caller.requestId,
             latencyMs: Int(latency.components.seconds * 1000 + latency.components.attoseconds / 1_000_000_000_000_000),
             status: cancelled ? Self.clientClosedRequest : error.map(Self.httpStatus) ?? 200,

@@ -53,9 +53,24 @@ public struct QuotaSettlement: Sendable, Equatable {
     public var cost: Double
 }
 
+/// What a subject's rate limit looks like after a request (OpenAI's `x-ratelimit-*` headers).
+public struct RateLimitState: Sendable, Equatable {
+    public var limit: Int
+    public var remaining: Int
+    /// Seconds until the window has room for one more request again (0: it has room now).
+    public var resetSeconds: Int
+
+    public init(limit: Int, remaining: Int, resetSeconds: Int) {
+        self.limit = limit
+        self.remaining = remaining
+        self.resetSeconds = resetSeconds
+    }
+}
+
 /// Requests per minute per access key, counted in the database so that replicas share it.
 public protocol RateLimiter: Sendable {
-    /// Counts one request; throws `.resourceExhausted` reason `RateLimited` (with
-    /// `retryAfterSeconds`) when the subject is over its limit.
-    func acquire(subject: String, now: Date) async throws
+    /// Counts one request and answers what is left; throws `.resourceExhausted` reason
+    /// `RateLimited` (with `retryAfterSeconds`) when the subject is over its limit.
+    @discardableResult
+    func acquire(subject: String, now: Date) async throws -> RateLimitState
 }

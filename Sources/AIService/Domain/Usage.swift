@@ -1,7 +1,7 @@
 import Foundation
 
 public enum InvocationKind: String, Sendable, Equatable, CaseIterable {
-    case chat, stt, tts
+    case chat, stt, tts, embeddings
 }
 
 /// One row of usage: every invocation, successful or not.
@@ -9,6 +9,8 @@ public struct UsageRecord: Sendable, Equatable {
     public var id: String
     public var userId: String
     public var accessKey: String
+    /// The API key of an OpenAI-compatible call; empty otherwise.
+    public var apiKeyId: String = ""
     public var chatModelId: String
     public var provider: String
     public var model: String
@@ -43,6 +45,7 @@ public struct UsageTotals: Sendable, Equatable {
 /// Which records a usage query covers. `userId` nil: every user.
 public struct UsageFilter: Sendable, Equatable {
     public var userId: String?
+    public var apiKeyId: String?
     public var from: Date?
     public var to: Date?
 }

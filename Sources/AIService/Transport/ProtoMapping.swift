@@ -117,6 +117,7 @@ extension Grpc_Ai_V1_UsageRecord {
             case .chat: .chat
             case .stt: .stt
             case .tts: .tts
+            case .embeddings: .embeddings
             }
             $0.promptTokens = Int64(record.consumption.promptTokens)
             $0.completionTokens = Int64(record.consumption.completionTokens)
@@ -129,6 +130,7 @@ extension Grpc_Ai_V1_UsageRecord {
             $0.status = Int32(clamping: record.status)
             $0.error = record.error
             $0.accessKey = record.accessKey
+            $0.apiKeyID = record.apiKeyId
             $0.createdAt = record.createdAt.millisecondsSince1970
         }
     }

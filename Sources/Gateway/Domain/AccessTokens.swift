@@ -34,7 +34,7 @@ public struct AccessTokens: Sendable {
     public let lifetime: TimeInterval
     private let keys: JWTKeyCollection
     private let revocations: RevocationList
-    private let verified = VerifiedTokenCache()
+    private let verified = RecentlyVerified<String, Identity>()
 
     public init(secret: String, lifetime: TimeInterval, revocations: RevocationList) async {
         let keys = JWTKeyCollection()
@@ -57,7 +57,7 @@ public struct AccessTokens: Sendable {
     /// The identity of a valid token, or nil.
     public func verify(_ token: String, now: Date = Date()) async -> Identity? {
         let identity: Identity
-        if let known = verified.identity(for: token) {
+        if let known = verified.value(for: token) {
             identity = known
         } else {
             // JWTKit picks the key without looking at `alg`; a token must say what it is.

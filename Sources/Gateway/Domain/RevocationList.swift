@@ -8,6 +8,9 @@ public final class RevocationList: Sendable {
     public enum Entry: Sendable, Equatable {
         case token(id: String, expiresAt: Date)
         case user(id: String, notBefore: Date, expiresAt: Date)
+        case apiKey(id: String, expiresAt: Date)
+        /// Signing keys derived from this access key before `notBefore` are void.
+        case accessKey(key: String, notBefore: Date, expiresAt: Date)
     }
 
     private struct State {
@@ -17,6 +20,8 @@ public final class RevocationList: Sendable {
         var clockSamples: [(offset: TimeInterval, roundTrip: TimeInterval)] = []
         var tokens: [String: Date] = [:]
         var users: [String: (notBefore: Date, expiresAt: Date)] = [:]
+        var apiKeys: [String: Date] = [:]
+        var accessKeys: [String: (notBefore: Date, expiresAt: Date)] = [:]
     }
 
     private let state = Mutex(State())
@@ -32,6 +37,11 @@ public final class RevocationList: Sendable {
                 case .user(let id, let notBefore, let expiresAt):
                     if let known = state.users[id], known.notBefore >= notBefore { continue }
                     state.users[id] = (notBefore, expiresAt)
+                case .apiKey(let id, let expiresAt):
+                    state.apiKeys[id] = expiresAt
+                case .accessKey(let key, let notBefore, let expiresAt):
+                    if let known = state.accessKeys[key], known.notBefore >= notBefore { continue }
+                    state.accessKeys[key] = (notBefore, expiresAt)
                 }
             }
         }
@@ -46,11 +56,32 @@ public final class RevocationList: Sendable {
         }
     }
 
+    /// Whether an API key, checked by the user service at `verifiedAt` (its clock), has since been
+    /// revoked, or its owner's tokens and keys have (disabled, deleted, role changed).
+    func isRevoked(apiKey id: String, userId: String, verifiedAt: Date) -> Bool {
+        state.withLock { state in
+            if state.apiKeys[id] != nil { return true }
+            guard let user = state.users[userId] else { return false }
+            return user.notBefore >= verifiedAt
+        }
+    }
+
+    /// Whether a signing key derived from `accessKey` at `derivedAt` for `userId` is void.
+    func isRevoked(signingKeyOf accessKey: String, userId: String, derivedAt: Date) -> Bool {
+        state.withLock { state in
+            if let key = state.accessKeys[accessKey], key.notBefore >= derivedAt { return true }
+            guard let user = state.users[userId] else { return false }
+            return user.notBefore >= derivedAt
+        }
+    }
+
     /// Forgets entries whose tokens have expired anyway.
     public func purge(now: Date = Date()) {
         state.withLock { state in
             state.tokens = state.tokens.filter { $0.value > now }
             state.users = state.users.filter { $0.value.expiresAt > now }
+            state.apiKeys = state.apiKeys.filter { $0.value > now }
+            state.accessKeys = state.accessKeys.filter { $0.value.expiresAt > now }
         }
     }
 
@@ -92,5 +123,5 @@ public final class RevocationList: Sendable {
         }
     }
 
-    public var count: Int { state.withLock { $0.tokens.count + $0.users.count } }
+    public var count: Int { state.withLock { $0.tokens.count + $0.users.count + $0.apiKeys.count + $0.accessKeys.count } }
 }

@@ -40,9 +40,13 @@ public actor RevocationSync {
         )
         revocations.markSynced()
         revocations.add(answer.results.map { entry in
-            entry.kind == .user
-                ? .user(id: entry.subject, notBefore: Date(millisecondsSince1970: entry.notBefore), expiresAt: Date(millisecondsSince1970: entry.expiresAt))
-                : .token(id: entry.subject, expiresAt: Date(millisecondsSince1970: entry.expiresAt))
+            let notBefore = Date(millisecondsSince1970: entry.notBefore), expiresAt = Date(millisecondsSince1970: entry.expiresAt)
+            switch entry.kind {
+            case .user: return .user(id: entry.subject, notBefore: notBefore, expiresAt: expiresAt)
+            case .apiKey: return .apiKey(id: entry.subject, expiresAt: expiresAt)
+            case .accessKey: return .accessKey(key: entry.subject, notBefore: notBefore, expiresAt: expiresAt)
+            default: return .token(id: entry.subject, expiresAt: expiresAt)
+            }
         })
         self.since = max(0, answer.serverTime - Self.overlapMilliseconds)
     }

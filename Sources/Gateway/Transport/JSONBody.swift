@@ -122,6 +122,29 @@ struct JSONBody {
         return Int64(value)
     }
 
+    /// An array of strings, each of `length` characters.
+    mutating func strings(_ name: String, maxCount: Int, length: ClosedRange<Int>) -> [String]? {
+        switch fields[name] {
+        case nil, .null?:
+            return nil
+        case .array(let items)?:
+            if items.count > maxCount { violations.add(name, "\(name) must have at most \(maxCount) items") }
+            var result: [String] = []
+            for (index, item) in items.enumerated() {
+                guard case .string(let text) = item else {
+                    violations.add("\(name)[\(index)]", "\(name)[\(index)] must be a string, got \(item.typeName)")
+                    continue
+                }
+                violations.checkLength("\(name)[\(index)]", text, length)
+                result.append(text)
+            }
+            return result
+        case let other?:
+            violations.add(name, "\(name) must be an array, got \(other.typeName)")
+            return nil
+        }
+    }
+
     /// Whether the body has the field at all (`null` included), for "set to unlimited" semantics.
     func contains(_ name: String) -> Bool { fields[name] != nil }
 

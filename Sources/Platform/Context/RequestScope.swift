@@ -8,12 +8,15 @@ public struct RequestScope: Sendable, Equatable {
     public var role: String?
     /// The access key that signed the request, for AK/SK-authenticated calls.
     public var accessKey: String?
+    /// The API key of an OpenAI-compatible call.
+    public var apiKeyId: String?
 
-    public init(requestId: String, userId: String? = nil, role: String? = nil, accessKey: String? = nil) {
+    public init(requestId: String, userId: String? = nil, role: String? = nil, accessKey: String? = nil, apiKeyId: String? = nil) {
         self.requestId = requestId
         self.userId = userId
         self.role = role
         self.accessKey = accessKey
+        self.apiKeyId = apiKeyId
     }
 
     /// The scope of the request the current task is serving, if any.
@@ -26,6 +29,7 @@ public enum MetadataKey {
     public static let userId = "x-user-id"
     public static let userRole = "x-user-role"
     public static let accessKey = "x-access-key"
+    public static let apiKeyId = "x-api-key-id"
     public static let traceparent = "traceparent"
     /// The original system's gateway named them so (`ai.proto`'s clients still do).
     public static let legacyRequestId = "requestid"

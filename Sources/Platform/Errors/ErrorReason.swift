@@ -20,6 +20,10 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     case signatureDoesNotMatch = "SignatureDoesNotMatch"
     case invalidNonce = "InvalidNonce"
     case nonceReused = "NonceReused"
+    // The OpenAI-compatible API.
+    case invalidApiKey = "InvalidApiKey"
+    case modelNotAllowed = "ModelNotAllowed"
+    case modelNotFound = "ModelNotFound"
 
     /// The HTTP status when it differs from the gRPC code's.
     public var httpStatus: Int? {
@@ -31,6 +35,9 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .nonceReused: 409
         case .databaseUnavailable: 503
         case .providerRejectedCredentials, .providerRejectedRequest: nil
+        case .invalidApiKey: 401
+        case .modelNotAllowed: 403
+        case .modelNotFound: 404
         }
     }
 

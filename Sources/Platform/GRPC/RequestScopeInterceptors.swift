@@ -21,6 +21,7 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
             if let userId = scope.userId { request.metadata.replaceOrAddString(userId, forKey: MetadataKey.userId) }
             if let role = scope.role { request.metadata.replaceOrAddString(role, forKey: MetadataKey.userRole) }
             if let accessKey = scope.accessKey { request.metadata.replaceOrAddString(accessKey, forKey: MetadataKey.accessKey) }
+            if let apiKeyId = scope.apiKeyId { request.metadata.replaceOrAddString(apiKeyId, forKey: MetadataKey.apiKeyId) }
         }
         return try await next(request, context)
     }
@@ -99,12 +100,13 @@ extension RequestScope {
         let userId = first(MetadataKey.userId) ?? legacyUser
         let role = first(MetadataKey.userRole) ?? (legacyUser != nil ? "user" : nil)
         let accessKey = first(MetadataKey.accessKey)
-        for (name, value) in [("user id", userId), ("role", role), ("access key", accessKey)] {
+        let apiKeyId = first(MetadataKey.apiKeyId)
+        for (name, value) in [("user id", userId), ("role", role), ("access key", accessKey), ("API key", apiKeyId)] {
             if let value, !isSane(value) {
                 throw DomainError(.unauthenticated, "the caller's \(name) in the call's metadata is malformed")
             }
         }
-        self.init(requestId: requestId ?? SortableID.make(), userId: userId, role: role, accessKey: accessKey)
+        self.init(requestId: requestId ?? SortableID.make(), userId: userId, role: role, accessKey: accessKey, apiKeyId: apiKeyId)
     }
 }
 

@@ -3,7 +3,7 @@ import SQLKit
 
 /// The user database's schema, in order. Never edit a shipped migration: add a new one.
 public enum UserMigrations {
-    public static var all: [any Migration] { [CreateUsers(), CreateRevocations(), CreateSignatureNonces()] }
+    public static var all: [any Migration] { [CreateUsers(), CreateRevocations(), CreateSignatureNonces(), CreateApiKeys()] }
 }
 
 struct CreateUsers: AsyncMigration {
@@ -73,5 +73,25 @@ struct CreateSignatureNonces: AsyncMigration {
 
     func revert(on database: any Database) async throws {
         try await database.schema("signature_nonces").delete()
+    }
+}
+
+/// API keys for the OpenAI-compatible API: the SHA-256 of each key, never the key.
+struct CreateApiKeys: AsyncMigration {
+    var name: String { "2026-12-02-create-api-keys" }
+
+    func prepare(on database: any Database) async throws {
+        guard let sql = database as? any SQLDatabase else { return }
+        try await sql.raw("""
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL, prefix TEXT NOT NULL,
+                key_hash TEXT NOT NULL UNIQUE, models TEXT NOT NULL, created_at BIGINT NOT NULL,
+                last_used_at BIGINT, expires_at BIGINT, revoked_at BIGINT)
+            """).run()
+        try await sql.raw("CREATE INDEX api_keys_user ON api_keys (user_id, created_at)").run()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema("api_keys").delete()
     }
 }

@@ -79,6 +79,10 @@ public struct Revocation: Sendable, Equatable {
     public enum Kind: Int, Sendable, Equatable {
         case token = 0
         case user = 1
+        /// Subject: an API key's id.
+        case apiKey = 2
+        /// Subject: an access key that no longer signs (rotated, or its owner disabled or deleted).
+        case accessKey = 3
     }
 
     public var kind: Kind

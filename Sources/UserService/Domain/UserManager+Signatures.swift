@@ -40,6 +40,13 @@ extension UserManager {
     /// the signature is checked before "disabled" is reported, and a nonce is recorded only once
     /// both passed.
     public func verifySignature(_ check: SignatureCheck) async throws -> User {
+        try await verifySignatureAndDeriveKey(check).user
+    }
+
+    /// `verifySignature`, answering also the signing key of the request's prefix
+    /// (`HMAC_HEX(SK, authStringPrefix)`): a gateway that keeps it checks further requests with
+    /// the same prefix itself, until the prefix expires. The SK itself never leaves.
+    public func verifySignatureAndDeriveKey(_ check: SignatureCheck) async throws -> (user: User, signingKey: String) {
         guard CCAuthV1.isAccessKey(check.accessKey), let stored = try await repository.find(accessKey: check.accessKey) else {
             throw DomainError(.notFound, "InvalidAccessKeyId", reason: ErrorReason.invalidAccessKeyId.rawValue)
         }
@@ -51,25 +58,33 @@ extension UserManager {
             throw DomainError(.invalidArgument, "InvalidNonce", reason: ErrorReason.invalidNonce.rawValue)
         }
         let secretKey = try cipher.open(stored.sealedSecretKey, userId: stored.user.id)
-        guard CCAuthV1.verify(
-            secretKey: secretKey, authStringPrefix: check.authStringPrefix,
-            canonicalRequest: check.canonicalRequest, signature: check.signature
-        ) else {
+        let signingKey = CCAuthV1.signingKey(secretKey: secretKey, authStringPrefix: check.authStringPrefix)
+        let expected = CCAuthV1.signature(signingKey: signingKey, canonicalRequest: check.canonicalRequest)
+        guard CCAuthV1.constantTimeEquals(expected, check.signature) else {
             throw DomainError(.unauthenticated, "SignatureDoesNotMatch", reason: ErrorReason.signatureDoesNotMatch.rawValue)
         }
         guard stored.user.status == .enabled else {
             throw DomainError(.permissionDenied, "AccessDenied", reason: ErrorReason.accessDenied.rawValue)
         }
         if let nonce = check.nonce {
-            let date = now()
-            guard try await repository.recordNonce(accessKey: check.accessKey, nonce: nonce, expiresAt: check.nonceExpiresAt, now: date) else {
-                throw DomainError(.alreadyExists, "NonceReused", reason: ErrorReason.nonceReused.rawValue)
-            }
-            if Int.random(in: 0..<Self.noncePurgeOdds) == 0 {
-                // Housekeeping only: the request has been verified and must not fail for it.
-                try? await repository.deleteNonces(expiredBefore: date)
-            }
+            try await recordNonce(accessKey: check.accessKey, nonce: nonce, expiresAt: check.nonceExpiresAt)
         }
-        return stored.user
+        return (stored.user, signingKey)
+    }
+
+    /// Records that `nonce` was used with `accessKey` until `expiresAt`; `NonceReused` if it was
+    /// seen before. For requests a gateway verified with a signing key it keeps.
+    public func recordNonce(accessKey: String, nonce: String, expiresAt: Date) async throws {
+        guard CCAuthV1.isAccessKey(accessKey), !nonce.isEmpty, nonce.utf8.count <= Self.nonceMaxLength else {
+            throw DomainError(.invalidArgument, "InvalidNonce", reason: ErrorReason.invalidNonce.rawValue)
+        }
+        let date = now()
+        guard try await repository.recordNonce(accessKey: accessKey, nonce: nonce, expiresAt: expiresAt, now: date) else {
+            throw DomainError(.alreadyExists, "NonceReused", reason: ErrorReason.nonceReused.rawValue)
+        }
+        if Int.random(in: 0..<Self.noncePurgeOdds) == 0 {
+            // Housekeeping only: the request has been verified and must not fail for it.
+            try? await repository.deleteNonces(expiredBefore: date)
+        }
     }
 }

@@ -17,9 +17,15 @@ public struct UserManager: Sendable {
     private let hasher: PasswordHasher
     let cipher: SecretKeyCipher
     let now: @Sendable () -> Date
+    /// API keys for the OpenAI-compatible API (UserManager+ApiKeys.swift).
+    let apiKeys: (any ApiKeyRepository)?
 
-    public init(repository: any UserRepository, hasher: PasswordHasher, cipher: SecretKeyCipher, now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        repository: any UserRepository, hasher: PasswordHasher, cipher: SecretKeyCipher, apiKeys: (any ApiKeyRepository)? = nil,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.repository = repository
+        self.apiKeys = apiKeys
         self.hasher = hasher
         self.cipher = cipher
         self.now = now
@@ -110,7 +116,10 @@ public struct UserManager: Sendable {
         let changesRole = changes.role != nil && changes.role != before.role
         // A new password ends every session opened with the old one (the caller gets a new token).
         let changesPassword = changes.password != nil
-        let revocation = disables || changesRole || changesPassword ? userRevocation(id, at: date) : nil
+        var revocation = disables || changesRole || changesPassword ? userRevocation(id, at: date) : nil
+        if revocation == nil, let accessKey = changes.accessKey, accessKey != before.accessKey {
+            revocation = accessKeyRevocation(before.accessKey, at: date)
+        }
         guard try await repository.update(id: id, fields, revoking: revocation) else {
             throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
@@ -122,7 +131,8 @@ public struct UserManager: Sendable {
         var fields = StoredUserFields(updatedAt: now())
         fields.accessKey = RandomText.alphanumeric(Self.accessKeyLength)
         fields.sealedSecretKey = try cipher.seal(secretKey, userId: id)
-        guard try await repository.update(id: id, fields, revoking: nil) else {
+        // Signing keys a gateway keeps for the old access key must go with it.
+        guard try await repository.update(id: id, fields, revoking: accessKeyRevocation(user.accessKey, at: fields.updatedAt)) else {
             throw DomainError.notFound("no user with id \(id.quotedForMessage)")
         }
         user.accessKey = fields.accessKey ?? user.accessKey
@@ -171,6 +181,11 @@ public struct UserManager: Sendable {
     public func revocations(since: Date) async throws -> (revocations: [Revocation], serverTime: Date) {
         let date = now()
         return (try await repository.revocations(since: since, now: date), date)
+    }
+
+    /// Signing keys derived from `accessKey` live at most as long as a signature may (7 days).
+    private func accessKeyRevocation(_ accessKey: String, at date: Date) -> Revocation {
+        Revocation(kind: .accessKey, subject: accessKey, notBefore: date, expiresAt: date.addingTimeInterval(8 * 86_400), createdAt: date)
     }
 
     private func userRevocation(_ id: String, at date: Date) -> Revocation {

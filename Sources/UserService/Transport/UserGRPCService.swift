@@ -90,7 +90,7 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     }
 
     public func revokeToken(request: Grpc_User_V1_RevokeTokenRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        let kind: Revocation.Kind = request.kind == .user ? .user : .token
+        let kind = Revocation.Kind(request.kind)
         try await users.revoke(
             kind,
             subject: request.subject,
@@ -106,7 +106,7 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
             $0.serverTime = serverTime.millisecondsSince1970
             $0.results = revocations.map { revocation in
                 .with {
-                    $0.kind = revocation.kind == .user ? .user : .token
+                    $0.kind = Grpc_User_V1_RevocationKind(revocation.kind)
                     $0.subject = revocation.subject
                     $0.notBefore = revocation.notBefore.millisecondsSince1970
                     $0.expiresAt = revocation.expiresAt.millisecondsSince1970
@@ -119,15 +119,106 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     public func verifySignature(request: Grpc_User_V1_VerifySignatureRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
         // Like VerifyPassword: the gateway asks before it knows the caller, so there is no
         // identity to hold it to, and the answer names the user the key belongs to.
-        let check = SignatureCheck(
-            accessKey: request.accessKey,
-            authStringPrefix: request.authStringPrefix,
-            canonicalRequest: request.canonicalRequest,
-            signature: request.signature,
-            nonce: request.hasNonce ? request.nonce : nil,
+        return Grpc_User_V1_UserModel(try await users.verifySignature(SignatureCheck(request)))
+    }
+}
+
+extension UserGRPCService {
+    public func verifySignatureForKey(request: Grpc_User_V1_VerifySignatureRequest, context: ServerContext) async throws -> Grpc_User_V1_VerifiedSignature {
+        let (user, signingKey) = try await users.verifySignatureAndDeriveKey(SignatureCheck(request))
+        return .with {
+            $0.user = Grpc_User_V1_UserModel(user)
+            $0.signingKey = signingKey
+            $0.signingKeyExpiresAt = request.nonceExpiresAt
+        }
+    }
+
+    public func recordNonce(request: Grpc_User_V1_RecordNonceRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        try await users.recordNonce(accessKey: request.accessKey, nonce: request.nonce, expiresAt: Date(millisecondsSince1970: request.expiresAt))
+        return Google_Protobuf_Empty()
+    }
+
+    public func createApiKey(request: Grpc_User_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Grpc_User_V1_ApiKeyWithSecret {
+        try CallerPolicy.requireSelfOrAdmin(request.userID)
+        let created = try await users.createApiKey(
+            userId: request.userID, name: request.name,
+            expiresAt: request.hasExpiresAt ? Date(millisecondsSince1970: request.expiresAt) : nil, models: request.models
+        )
+        return .with {
+            $0.key = Grpc_User_V1_ApiKey(created.key)
+            $0.secret = created.secret
+        }
+    }
+
+    public func listApiKeys(request: Grpc_User_V1_ListApiKeysRequest, context: ServerContext) async throws -> Grpc_User_V1_ApiKeyList {
+        try CallerPolicy.requireSelfOrAdmin(request.userID)
+        let keys = try await users.apiKeys(userId: request.userID)
+        return .with { $0.results = keys.map(Grpc_User_V1_ApiKey.init) }
+    }
+
+    public func revokeApiKey(request: Grpc_User_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        // A user revokes their own keys; an admin anyone's (an empty user id: whoever owns it).
+        let isAdmin = RequestScope.current.map { $0.role == nil || $0.role == UserRole.admin.name } ?? true
+        if !isAdmin { try CallerPolicy.requireSelfOrAdmin(request.userID) }
+        try await users.revokeApiKey(id: request.id, ownerId: isAdmin && request.userID.isEmpty ? nil : request.userID)
+        return Google_Protobuf_Empty()
+    }
+
+    public func verifyApiKey(request: Grpc_User_V1_VerifyApiKeyRequest, context: ServerContext) async throws -> Grpc_User_V1_VerifiedApiKey {
+        // Like VerifySignature: asked before the caller is known.
+        let (key, user) = try await users.verifyApiKey(hash: request.keySha256)
+        return .with {
+            $0.key = Grpc_User_V1_ApiKey(key)
+            $0.user = Grpc_User_V1_UserModel(user)
+            $0.serverTime = Date().millisecondsSince1970
+        }
+    }
+}
+
+extension Grpc_User_V1_ApiKey {
+    init(_ key: ApiKey) {
+        self = .with {
+            $0.id = key.id
+            $0.userID = key.userId
+            $0.name = key.name
+            $0.prefix = key.prefix
+            $0.models = key.models
+            $0.createdAt = key.createdAt.millisecondsSince1970
+            if let used = key.lastUsedAt { $0.lastUsedAt = used.millisecondsSince1970 }
+            if let expires = key.expiresAt { $0.expiresAt = expires.millisecondsSince1970 }
+        }
+    }
+}
+
+extension SignatureCheck {
+    init(_ request: Grpc_User_V1_VerifySignatureRequest) {
+        self.init(
+            accessKey: request.accessKey, authStringPrefix: request.authStringPrefix, canonicalRequest: request.canonicalRequest,
+            signature: request.signature, nonce: request.hasNonce ? request.nonce : nil,
             nonceExpiresAt: Date(millisecondsSince1970: request.nonceExpiresAt)
         )
-        return Grpc_User_V1_UserModel(try await users.verifySignature(check))
+    }
+}
+
+extension Revocation.Kind {
+    init(_ wire: Grpc_User_V1_RevocationKind) {
+        switch wire {
+        case .user: self = .user
+        case .apiKey: self = .apiKey
+        case .accessKey: self = .accessKey
+        default: self = .token
+        }
+    }
+}
+
+extension Grpc_User_V1_RevocationKind {
+    init(_ kind: Revocation.Kind) {
+        switch kind {
+        case .token: self = .token
+        case .user: self = .user
+        case .apiKey: self = .apiKey
+        case .accessKey: self = .accessKey
+        }
     }
 }
 

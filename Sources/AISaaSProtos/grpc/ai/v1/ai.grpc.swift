@@ -2049,6 +2049,1310 @@ extension Grpc_Ai_V1_AiChatModelService.ClientProtocol {
     }
 }
 
+// MARK: - grpc.ai.v1.AiOpenAIService
+
+/// Namespace containing generated types for the "grpc.ai.v1.AiOpenAIService" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Grpc_Ai_V1_AiOpenAIService: Sendable {
+    /// Service descriptor for the "grpc.ai.v1.AiOpenAIService" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "CreateChatCompletion" metadata.
+        public enum CreateChatCompletion: Sendable {
+            /// Request type for "CreateChatCompletion".
+            public typealias Input = Grpc_Ai_V1_OpenAIRequest
+            /// Response type for "CreateChatCompletion".
+            public typealias Output = Grpc_Ai_V1_OpenAIResponse
+            /// Descriptor for "CreateChatCompletion".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService"),
+                method: "CreateChatCompletion",
+                type: .unary
+            )
+        }
+        /// Namespace for "StreamChatCompletion" metadata.
+        public enum StreamChatCompletion: Sendable {
+            /// Request type for "StreamChatCompletion".
+            public typealias Input = Grpc_Ai_V1_OpenAIRequest
+            /// Response type for "StreamChatCompletion".
+            public typealias Output = Grpc_Ai_V1_OpenAIStreamEvent
+            /// Descriptor for "StreamChatCompletion".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService"),
+                method: "StreamChatCompletion",
+                type: .serverStreaming
+            )
+        }
+        /// Namespace for "CreateEmbedding" metadata.
+        public enum CreateEmbedding: Sendable {
+            /// Request type for "CreateEmbedding".
+            public typealias Input = Grpc_Ai_V1_OpenAIRequest
+            /// Response type for "CreateEmbedding".
+            public typealias Output = Grpc_Ai_V1_OpenAIResponse
+            /// Descriptor for "CreateEmbedding".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService"),
+                method: "CreateEmbedding",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateSpeech" metadata.
+        public enum CreateSpeech: Sendable {
+            /// Request type for "CreateSpeech".
+            public typealias Input = Grpc_Ai_V1_OpenAIRequest
+            /// Response type for "CreateSpeech".
+            public typealias Output = Grpc_Ai_V1_OpenAIResponse
+            /// Descriptor for "CreateSpeech".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService"),
+                method: "CreateSpeech",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateTranscription" metadata.
+        public enum CreateTranscription: Sendable {
+            /// Request type for "CreateTranscription".
+            public typealias Input = Grpc_Ai_V1_OpenAIAudioRequest
+            /// Response type for "CreateTranscription".
+            public typealias Output = Grpc_Ai_V1_OpenAIResponse
+            /// Descriptor for "CreateTranscription".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService"),
+                method: "CreateTranscription",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListModels" metadata.
+        public enum ListModels: Sendable {
+            /// Request type for "ListModels".
+            public typealias Input = Grpc_Ai_V1_ListModelsRequest
+            /// Response type for "ListModels".
+            public typealias Output = Grpc_Ai_V1_ModelList
+            /// Descriptor for "ListModels".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService"),
+                method: "ListModels",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "grpc.ai.v1.AiOpenAIService" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            CreateChatCompletion.descriptor,
+            StreamChatCompletion.descriptor,
+            CreateEmbedding.descriptor,
+            CreateSpeech.descriptor,
+            CreateTranscription.descriptor,
+            ListModels.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "grpc.ai.v1.AiOpenAIService" service.
+    public static let grpc_ai_v1_AiOpenAIService = GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.ai.v1.AiOpenAIService")
+}
+
+// MARK: grpc.ai.v1.AiOpenAIService (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService {
+    /// Streaming variant of the service protocol for the "grpc.ai.v1.AiOpenAIService" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    /// > The OpenAI-compatible API: bodies travel as the client wrote them (JSON, or multipart fields),
+    /// > the service resolves the model, applies chat models, runs the invocation pipeline and answers
+    /// > the provider's body.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "CreateChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_OpenAIResponse` messages.
+        func createChatCompletion(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "StreamChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_OpenAIStreamEvent` messages.
+        func streamChatCompletion(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIStreamEvent>
+
+        /// Handle the "CreateEmbedding" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_OpenAIResponse` messages.
+        func createEmbedding(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "CreateSpeech" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_OpenAIResponse` messages.
+        func createSpeech(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "CreateTranscription" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_OpenAIAudioRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_OpenAIResponse` messages.
+        func createTranscription(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "ListModels" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_Ai_V1_ListModelsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_ModelList` messages.
+        func listModels(
+            request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_ListModelsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ModelList>
+    }
+
+    /// Service protocol for the "grpc.ai.v1.AiOpenAIService" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    /// > The OpenAI-compatible API: bodies travel as the client wrote them (JSON, or multipart fields),
+    /// > the service resolves the model, applies chat models, runs the invocation pipeline and answers
+    /// > the provider's body.
+    public protocol ServiceProtocol: Grpc_Ai_V1_AiOpenAIService.StreamingServiceProtocol {
+        /// Handle the "CreateChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_OpenAIResponse` message.
+        func createChatCompletion(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "StreamChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_Ai_V1_OpenAIStreamEvent` messages.
+        func streamChatCompletion(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIStreamEvent>
+
+        /// Handle the "CreateEmbedding" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_OpenAIResponse` message.
+        func createEmbedding(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "CreateSpeech" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_OpenAIResponse` message.
+        func createSpeech(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "CreateTranscription" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIAudioRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_OpenAIResponse` message.
+        func createTranscription(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>
+
+        /// Handle the "ListModels" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_ListModelsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_Ai_V1_ModelList` message.
+        func listModels(
+            request: GRPCCore.ServerRequest<Grpc_Ai_V1_ListModelsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_ModelList>
+    }
+
+    /// Simple service protocol for the "grpc.ai.v1.AiOpenAIService" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    /// > The OpenAI-compatible API: bodies travel as the client wrote them (JSON, or multipart fields),
+    /// > the service resolves the model, applies chat models, runs the invocation pipeline and answers
+    /// > the provider's body.
+    public protocol SimpleServiceProtocol: Grpc_Ai_V1_AiOpenAIService.ServiceProtocol {
+        /// Handle the "CreateChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_OpenAIResponse` to respond with.
+        func createChatCompletion(
+            request: Grpc_Ai_V1_OpenAIRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_OpenAIResponse
+
+        /// Handle the "StreamChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - response: A response stream of `Grpc_Ai_V1_OpenAIStreamEvent` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func streamChatCompletion(
+            request: Grpc_Ai_V1_OpenAIRequest,
+            response: GRPCCore.RPCWriter<Grpc_Ai_V1_OpenAIStreamEvent>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
+        /// Handle the "CreateEmbedding" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_OpenAIResponse` to respond with.
+        func createEmbedding(
+            request: Grpc_Ai_V1_OpenAIRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_OpenAIResponse
+
+        /// Handle the "CreateSpeech" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_OpenAIResponse` to respond with.
+        func createSpeech(
+            request: Grpc_Ai_V1_OpenAIRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_OpenAIResponse
+
+        /// Handle the "CreateTranscription" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_OpenAIAudioRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_OpenAIResponse` to respond with.
+        func createTranscription(
+            request: Grpc_Ai_V1_OpenAIAudioRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_OpenAIResponse
+
+        /// Handle the "ListModels" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_Ai_V1_ListModelsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_Ai_V1_ModelList` to respond with.
+        func listModels(
+            request: Grpc_Ai_V1_ListModelsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_Ai_V1_ModelList
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiOpenAIService.Method.CreateChatCompletion.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIResponse>(),
+            handler: { request, context in
+                try await self.createChatCompletion(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiOpenAIService.Method.StreamChatCompletion.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIStreamEvent>(),
+            handler: { request, context in
+                try await self.streamChatCompletion(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiOpenAIService.Method.CreateEmbedding.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIResponse>(),
+            handler: { request, context in
+                try await self.createEmbedding(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiOpenAIService.Method.CreateSpeech.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIResponse>(),
+            handler: { request, context in
+                try await self.createSpeech(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiOpenAIService.Method.CreateTranscription.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIAudioRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIResponse>(),
+            handler: { request, context in
+                try await self.createTranscription(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_Ai_V1_AiOpenAIService.Method.ListModels.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_ListModelsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_ModelList>(),
+            handler: { request, context in
+                try await self.listModels(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService.ServiceProtocol {
+    public func createChatCompletion(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        let response = try await self.createChatCompletion(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func streamChatCompletion(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIStreamEvent> {
+        let response = try await self.streamChatCompletion(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    public func createEmbedding(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        let response = try await self.createEmbedding(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createSpeech(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        let response = try await self.createSpeech(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createTranscription(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        let response = try await self.createTranscription(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listModels(
+        request: GRPCCore.StreamingServerRequest<Grpc_Ai_V1_ListModelsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_ModelList> {
+        let response = try await self.listModels(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService.SimpleServiceProtocol {
+    public func createChatCompletion(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>(
+            message: try await self.createChatCompletion(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func streamChatCompletion(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIStreamEvent> {
+        return GRPCCore.StreamingServerResponse<Grpc_Ai_V1_OpenAIStreamEvent>(
+            metadata: [:],
+            producer: { writer in
+                try await self.streamChatCompletion(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func createEmbedding(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>(
+            message: try await self.createEmbedding(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createSpeech(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>(
+            message: try await self.createSpeech(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createTranscription(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_OpenAIResponse>(
+            message: try await self.createTranscription(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listModels(
+        request: GRPCCore.ServerRequest<Grpc_Ai_V1_ListModelsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_Ai_V1_ModelList> {
+        return GRPCCore.ServerResponse<Grpc_Ai_V1_ModelList>(
+            message: try await self.listModels(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: grpc.ai.v1.AiOpenAIService (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService {
+    /// Generated client protocol for the "grpc.ai.v1.AiOpenAIService" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    /// > The OpenAI-compatible API: bodies travel as the client wrote them (JSON, or multipart fields),
+    /// > the service resolves the model, applies chat models, runs the invocation pipeline and answers
+    /// > the provider's body.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "CreateChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createChatCompletion<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "StreamChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIStreamEvent` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func streamChatCompletion<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIStreamEvent>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_OpenAIStreamEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateEmbedding" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createEmbedding<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateSpeech" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createSpeech<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateTranscription" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIAudioRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIAudioRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createTranscription<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIAudioRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListModels" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_ListModelsRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_ListModelsRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_ModelList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listModels<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_ListModelsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_ListModelsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_ModelList>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_ModelList>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "grpc.ai.v1.AiOpenAIService" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
+    /// > The OpenAI-compatible API: bodies travel as the client wrote them (JSON, or multipart fields),
+    /// > the service resolves the model, applies chat models, runs the invocation pipeline and answers
+    /// > the provider's body.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "CreateChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createChatCompletion<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiOpenAIService.Method.CreateChatCompletion.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "StreamChatCompletion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIStreamEvent` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func streamChatCompletion<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIStreamEvent>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_OpenAIStreamEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiOpenAIService.Method.StreamChatCompletion.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateEmbedding" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createEmbedding<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiOpenAIService.Method.CreateEmbedding.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateSpeech" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createSpeech<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiOpenAIService.Method.CreateSpeech.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateTranscription" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIAudioRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_OpenAIAudioRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_OpenAIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createTranscription<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_OpenAIAudioRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_OpenAIResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiOpenAIService.Method.CreateTranscription.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListModels" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_Ai_V1_ListModelsRequest` message.
+        ///   - serializer: A serializer for `Grpc_Ai_V1_ListModelsRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_Ai_V1_ModelList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listModels<Result>(
+            request: GRPCCore.ClientRequest<Grpc_Ai_V1_ListModelsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_Ai_V1_ListModelsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_Ai_V1_ModelList>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_ModelList>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_Ai_V1_AiOpenAIService.Method.ListModels.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService.ClientProtocol {
+    /// Call the "CreateChatCompletion" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createChatCompletion<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createChatCompletion(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StreamChatCompletion" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func streamChatCompletion<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_OpenAIStreamEvent>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.streamChatCompletion(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIStreamEvent>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateEmbedding" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createEmbedding<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createEmbedding(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSpeech" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSpeech<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createSpeech(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTranscription" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_OpenAIAudioRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTranscription<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIAudioRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createTranscription(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_OpenAIAudioRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_OpenAIResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListModels" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_Ai_V1_ListModelsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listModels<Result>(
+        request: GRPCCore.ClientRequest<Grpc_Ai_V1_ListModelsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_ModelList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listModels(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_Ai_V1_ListModelsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_Ai_V1_ModelList>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Grpc_Ai_V1_AiOpenAIService.ClientProtocol {
+    /// Call the "CreateChatCompletion" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createChatCompletion<Result>(
+        _ message: Grpc_Ai_V1_OpenAIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createChatCompletion(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StreamChatCompletion" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func streamChatCompletion<Result>(
+        _ message: Grpc_Ai_V1_OpenAIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Grpc_Ai_V1_OpenAIStreamEvent>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.streamChatCompletion(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateEmbedding" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createEmbedding<Result>(
+        _ message: Grpc_Ai_V1_OpenAIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createEmbedding(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSpeech" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSpeech<Result>(
+        _ message: Grpc_Ai_V1_OpenAIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createSpeech(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTranscription" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTranscription<Result>(
+        _ message: Grpc_Ai_V1_OpenAIAudioRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_OpenAIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_OpenAIAudioRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createTranscription(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListModels" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listModels<Result>(
+        _ message: Grpc_Ai_V1_ListModelsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_Ai_V1_ModelList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_Ai_V1_ListModelsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listModels(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
 // MARK: - grpc.ai.v1.AiUsageService
 
 /// Namespace containing generated types for the "grpc.ai.v1.AiUsageService" service.
@@ -2127,10 +3431,6 @@ extension Grpc_Ai_V1_AiUsageService {
     ///
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "GetUsage" method.
         ///
@@ -2182,10 +3482,6 @@ extension Grpc_Ai_V1_AiUsageService {
     /// trailing response metadata. If you don't need these then consider using
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
     public protocol ServiceProtocol: Grpc_Ai_V1_AiUsageService.StreamingServiceProtocol {
         /// Handle the "GetUsage" method.
         ///
@@ -2235,10 +3531,6 @@ extension Grpc_Ai_V1_AiUsageService {
     /// This is the highest level protocol for the service. The API is the easiest to use but
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
     public protocol SimpleServiceProtocol: Grpc_Ai_V1_AiUsageService.ServiceProtocol {
         /// Handle the "GetUsage" method.
         ///
@@ -2412,10 +3704,6 @@ extension Grpc_Ai_V1_AiUsageService {
     ///
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
     public protocol ClientProtocol: Sendable {
         /// Call the "GetUsage" method.
         ///
@@ -2480,10 +3768,6 @@ extension Grpc_Ai_V1_AiUsageService {
     /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
     /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
     /// means of communication with the remote peer.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > Usage records, totals and quotas. Callers see their own; admins anyone's.
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 

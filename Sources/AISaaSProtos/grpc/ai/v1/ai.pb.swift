@@ -67,6 +67,7 @@ public nonisolated enum Grpc_Ai_V1_UsageKind: SwiftProtobuf.Enum, Swift.CaseIter
   case chat // = 0
   case stt // = 1
   case tts // = 2
+  case embeddings // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -78,6 +79,7 @@ public nonisolated enum Grpc_Ai_V1_UsageKind: SwiftProtobuf.Enum, Swift.CaseIter
     case 0: self = .chat
     case 1: self = .stt
     case 2: self = .tts
+    case 3: self = .embeddings
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -87,6 +89,7 @@ public nonisolated enum Grpc_Ai_V1_UsageKind: SwiftProtobuf.Enum, Swift.CaseIter
     case .chat: return 0
     case .stt: return 1
     case .tts: return 2
+    case .embeddings: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -96,6 +99,7 @@ public nonisolated enum Grpc_Ai_V1_UsageKind: SwiftProtobuf.Enum, Swift.CaseIter
     .chat,
     .stt,
     .tts,
+    .embeddings,
   ]
 
 }
@@ -740,6 +744,12 @@ public nonisolated struct Grpc_Ai_V1_UsageRecord: @unchecked Sendable {
     set {_uniqueStorage()._createdAt = newValue}
   }
 
+  /// the API key of a /v1 call; empty otherwise
+  public var apiKeyID: String {
+    get {_storage._apiKeyID}
+    set {_uniqueStorage()._apiKeyID = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -832,6 +842,16 @@ public nonisolated struct Grpc_Ai_V1_UsageQuery: Sendable {
   /// Clears the value of `pageSize`. Subsequent reads from it will return its default value.
   public mutating func clearPageSize() {self._pageSize = nil}
 
+  /// only the calls made with this API key
+  public var apiKeyID: String {
+    get {_apiKeyID ?? String()}
+    set {_apiKeyID = newValue}
+  }
+  /// Returns true if `apiKeyID` has been explicitly set.
+  public var hasApiKeyID: Bool {self._apiKeyID != nil}
+  /// Clears the value of `apiKeyID`. Subsequent reads from it will return its default value.
+  public mutating func clearApiKeyID() {self._apiKeyID = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -841,6 +861,7 @@ public nonisolated struct Grpc_Ai_V1_UsageQuery: Sendable {
   fileprivate var _to: Double? = nil
   fileprivate var _current: Int32? = nil
   fileprivate var _pageSize: Int32? = nil
+  fileprivate var _apiKeyID: String? = nil
 }
 
 public nonisolated struct Grpc_Ai_V1_UsageReport: Sendable {
@@ -972,6 +993,166 @@ public nonisolated struct Grpc_Ai_V1_SetQuotaRequest: Sendable {
   fileprivate var _costBudget: Double? = nil
 }
 
+public nonisolated struct Grpc_Ai_V1_OpenAIRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the client's JSON body
+  public var body: Data = Data()
+
+  /// the API key's allowlist; empty: every model
+  public var allowedModels: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_FormField: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_OpenAIAudioRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var audio: Data = Data()
+
+  public var filename: String = String()
+
+  /// the form's other fields (model, language, response_format…)
+  public var fields: [Grpc_Ai_V1_FormField] = []
+
+  /// /v1/audio/translations
+  public var translate: Bool = false
+
+  public var allowedModels: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What the caller's rate limit looks like after this call (for x-ratelimit-* headers).
+public nonisolated struct Grpc_Ai_V1_RateLimitState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var limit: Int64 = 0
+
+  public var remaining: Int64 = 0
+
+  public var resetSeconds: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_OpenAIResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var body: Data = Data()
+
+  public var contentType: String = String()
+
+  public var rateLimit: Grpc_Ai_V1_RateLimitState {
+    get {_rateLimit ?? Grpc_Ai_V1_RateLimitState()}
+    set {_rateLimit = newValue}
+  }
+  /// Returns true if `rateLimit` has been explicitly set.
+  public var hasRateLimit: Bool {self._rateLimit != nil}
+  /// Clears the value of `rateLimit`. Subsequent reads from it will return its default value.
+  public mutating func clearRateLimit() {self._rateLimit = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _rateLimit: Grpc_Ai_V1_RateLimitState? = nil
+}
+
+/// One event of a streamed completion: the data of one Server-Sent Event (the provider's chunk,
+/// or an error object), or, first, the rate limit state alone.
+public nonisolated struct Grpc_Ai_V1_OpenAIStreamEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var data: Data = Data()
+
+  public var rateLimit: Grpc_Ai_V1_RateLimitState {
+    get {_rateLimit ?? Grpc_Ai_V1_RateLimitState()}
+    set {_rateLimit = newValue}
+  }
+  /// Returns true if `rateLimit` has been explicitly set.
+  public var hasRateLimit: Bool {self._rateLimit != nil}
+  /// Clears the value of `rateLimit`. Subsequent reads from it will return its default value.
+  public mutating func clearRateLimit() {self._rateLimit = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _rateLimit: Grpc_Ai_V1_RateLimitState? = nil
+}
+
+public nonisolated struct Grpc_Ai_V1_ListModelsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var allowedModels: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_ModelInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var ownedBy: String = String()
+
+  /// seconds since the epoch
+  public var created: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Grpc_Ai_V1_ModelList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var models: [Grpc_Ai_V1_ModelInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "grpc.ai.v1"
@@ -981,7 +1162,7 @@ nonisolated extension Grpc_Ai_V1_StatusEnum: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Grpc_Ai_V1_UsageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0USAGE_KIND_CHAT\0\u{1}USAGE_KIND_STT\0\u{1}USAGE_KIND_TTS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0USAGE_KIND_CHAT\0\u{1}USAGE_KIND_STT\0\u{1}USAGE_KIND_TTS\0\u{1}USAGE_KIND_EMBEDDINGS\0")
 }
 
 nonisolated extension Grpc_Ai_V1_CreateTranscriptionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1814,7 +1995,7 @@ nonisolated extension Grpc_Ai_V1_ChatCompletionChunk: SwiftProtobuf.Message, Swi
 
 nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UsageRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{3}chat_model_id\0\u{1}provider\0\u{1}model\0\u{1}kind\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}total_tokens\0\u{3}audio_seconds\0\u{1}characters\0\u{1}cost\0\u{3}request_id\0\u{3}latency_ms\0\u{1}status\0\u{1}error\0\u{3}access_key\0\u{3}created_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{3}chat_model_id\0\u{1}provider\0\u{1}model\0\u{1}kind\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}total_tokens\0\u{3}audio_seconds\0\u{1}characters\0\u{1}cost\0\u{3}request_id\0\u{3}latency_ms\0\u{1}status\0\u{1}error\0\u{3}access_key\0\u{3}created_at\0\u{3}api_key_id\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1835,6 +2016,7 @@ nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtob
     var _error: String = String()
     var _accessKey: String = String()
     var _createdAt: Double = 0
+    var _apiKeyID: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1863,6 +2045,7 @@ nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtob
       _error = source._error
       _accessKey = source._accessKey
       _createdAt = source._createdAt
+      _apiKeyID = source._apiKeyID
     }
   }
 
@@ -1899,6 +2082,7 @@ nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtob
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._accessKey) }()
         case 18: try { try decoder.decodeSingularDoubleField(value: &_storage._createdAt) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._apiKeyID) }()
         default: break
         }
       }
@@ -1961,6 +2145,9 @@ nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtob
       if _storage._createdAt.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._createdAt, fieldNumber: 18)
       }
+      if !_storage._apiKeyID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._apiKeyID, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1988,6 +2175,7 @@ nonisolated extension Grpc_Ai_V1_UsageRecord: SwiftProtobuf.Message, SwiftProtob
         if _storage._error != rhs_storage._error {return false}
         if _storage._accessKey != rhs_storage._accessKey {return false}
         if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._apiKeyID != rhs_storage._apiKeyID {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2069,7 +2257,7 @@ nonisolated extension Grpc_Ai_V1_UsageTotals: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Grpc_Ai_V1_UsageQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UsageQuery"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}all_users\0\u{1}from\0\u{1}to\0\u{1}current\0\u{1}pageSize\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}all_users\0\u{1}from\0\u{1}to\0\u{1}current\0\u{1}pageSize\0\u{3}api_key_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2083,6 +2271,7 @@ nonisolated extension Grpc_Ai_V1_UsageQuery: SwiftProtobuf.Message, SwiftProtobu
       case 4: try { try decoder.decodeSingularDoubleField(value: &self._to) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self._current) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self._pageSize) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self._apiKeyID) }()
       default: break
       }
     }
@@ -2111,6 +2300,9 @@ nonisolated extension Grpc_Ai_V1_UsageQuery: SwiftProtobuf.Message, SwiftProtobu
     try { if let v = self._pageSize {
       try visitor.visitSingularInt32Field(value: v, fieldNumber: 6)
     } }()
+    try { if let v = self._apiKeyID {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2121,6 +2313,7 @@ nonisolated extension Grpc_Ai_V1_UsageQuery: SwiftProtobuf.Message, SwiftProtobu
     if lhs._to != rhs._to {return false}
     if lhs._current != rhs._current {return false}
     if lhs._pageSize != rhs._pageSize {return false}
+    if lhs._apiKeyID != rhs._apiKeyID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2313,6 +2506,349 @@ nonisolated extension Grpc_Ai_V1_SetQuotaRequest: SwiftProtobuf.Message, SwiftPr
     if lhs._tokenBudget != rhs._tokenBudget {return false}
     if lhs._costBudget != rhs._costBudget {return false}
     if lhs.resetUsage != rhs.resetUsage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_OpenAIRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenAIRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{3}allowed_models\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.allowedModels) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.allowedModels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.allowedModels, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_OpenAIRequest, rhs: Grpc_Ai_V1_OpenAIRequest) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.allowedModels != rhs.allowedModels {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_FormField: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FormField"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_FormField, rhs: Grpc_Ai_V1_FormField) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_OpenAIAudioRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenAIAudioRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}audio\0\u{1}filename\0\u{1}fields\0\u{1}translate\0\u{3}allowed_models\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.audio) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.filename) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.translate) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.allowedModels) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.audio.isEmpty {
+      try visitor.visitSingularBytesField(value: self.audio, fieldNumber: 1)
+    }
+    if !self.filename.isEmpty {
+      try visitor.visitSingularStringField(value: self.filename, fieldNumber: 2)
+    }
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.fields, fieldNumber: 3)
+    }
+    if self.translate != false {
+      try visitor.visitSingularBoolField(value: self.translate, fieldNumber: 4)
+    }
+    if !self.allowedModels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.allowedModels, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_OpenAIAudioRequest, rhs: Grpc_Ai_V1_OpenAIAudioRequest) -> Bool {
+    if lhs.audio != rhs.audio {return false}
+    if lhs.filename != rhs.filename {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs.translate != rhs.translate {return false}
+    if lhs.allowedModels != rhs.allowedModels {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_RateLimitState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RateLimitState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0\u{1}remaining\0\u{3}reset_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.remaining) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.resetSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.limit != 0 {
+      try visitor.visitSingularInt64Field(value: self.limit, fieldNumber: 1)
+    }
+    if self.remaining != 0 {
+      try visitor.visitSingularInt64Field(value: self.remaining, fieldNumber: 2)
+    }
+    if self.resetSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.resetSeconds, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_RateLimitState, rhs: Grpc_Ai_V1_RateLimitState) -> Bool {
+    if lhs.limit != rhs.limit {return false}
+    if lhs.remaining != rhs.remaining {return false}
+    if lhs.resetSeconds != rhs.resetSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_OpenAIResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenAIResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{3}content_type\0\u{3}rate_limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._rateLimit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.contentType.isEmpty {
+      try visitor.visitSingularStringField(value: self.contentType, fieldNumber: 2)
+    }
+    try { if let v = self._rateLimit {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_OpenAIResponse, rhs: Grpc_Ai_V1_OpenAIResponse) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.contentType != rhs.contentType {return false}
+    if lhs._rateLimit != rhs._rateLimit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_OpenAIStreamEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenAIStreamEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{3}rate_limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._rateLimit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 1)
+    }
+    try { if let v = self._rateLimit {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_OpenAIStreamEvent, rhs: Grpc_Ai_V1_OpenAIStreamEvent) -> Bool {
+    if lhs.data != rhs.data {return false}
+    if lhs._rateLimit != rhs._rateLimit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_ListModelsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListModelsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}allowed_models\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.allowedModels) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.allowedModels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.allowedModels, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_ListModelsRequest, rhs: Grpc_Ai_V1_ListModelsRequest) -> Bool {
+    if lhs.allowedModels != rhs.allowedModels {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_ModelInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}owned_by\0\u{1}created\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.ownedBy) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.created) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.ownedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.ownedBy, fieldNumber: 2)
+    }
+    if self.created.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.created, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_ModelInfo, rhs: Grpc_Ai_V1_ModelInfo) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.ownedBy != rhs.ownedBy {return false}
+    if lhs.created != rhs.created {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Grpc_Ai_V1_ModelList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}models\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.models) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.models.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.models, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Grpc_Ai_V1_ModelList, rhs: Grpc_Ai_V1_ModelList) -> Bool {
+    if lhs.models != rhs.models {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -206,6 +206,84 @@ public enum Grpc_User_V1_UserService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "VerifySignatureForKey" metadata.
+        public enum VerifySignatureForKey: Sendable {
+            /// Request type for "VerifySignatureForKey".
+            public typealias Input = Grpc_User_V1_VerifySignatureRequest
+            /// Response type for "VerifySignatureForKey".
+            public typealias Output = Grpc_User_V1_VerifiedSignature
+            /// Descriptor for "VerifySignatureForKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "VerifySignatureForKey",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordNonce" metadata.
+        public enum RecordNonce: Sendable {
+            /// Request type for "RecordNonce".
+            public typealias Input = Grpc_User_V1_RecordNonceRequest
+            /// Response type for "RecordNonce".
+            public typealias Output = SwiftProtobuf.Google_Protobuf_Empty
+            /// Descriptor for "RecordNonce".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "RecordNonce",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateApiKey" metadata.
+        public enum CreateApiKey: Sendable {
+            /// Request type for "CreateApiKey".
+            public typealias Input = Grpc_User_V1_CreateApiKeyRequest
+            /// Response type for "CreateApiKey".
+            public typealias Output = Grpc_User_V1_ApiKeyWithSecret
+            /// Descriptor for "CreateApiKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "CreateApiKey",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListApiKeys" metadata.
+        public enum ListApiKeys: Sendable {
+            /// Request type for "ListApiKeys".
+            public typealias Input = Grpc_User_V1_ListApiKeysRequest
+            /// Response type for "ListApiKeys".
+            public typealias Output = Grpc_User_V1_ApiKeyList
+            /// Descriptor for "ListApiKeys".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "ListApiKeys",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevokeApiKey" metadata.
+        public enum RevokeApiKey: Sendable {
+            /// Request type for "RevokeApiKey".
+            public typealias Input = Grpc_User_V1_RevokeApiKeyRequest
+            /// Response type for "RevokeApiKey".
+            public typealias Output = SwiftProtobuf.Google_Protobuf_Empty
+            /// Descriptor for "RevokeApiKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "RevokeApiKey",
+                type: .unary
+            )
+        }
+        /// Namespace for "VerifyApiKey" metadata.
+        public enum VerifyApiKey: Sendable {
+            /// Request type for "VerifyApiKey".
+            public typealias Input = Grpc_User_V1_VerifyApiKeyRequest
+            /// Response type for "VerifyApiKey".
+            public typealias Output = Grpc_User_V1_VerifiedApiKey
+            /// Descriptor for "VerifyApiKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "grpc.user.v1.UserService"),
+                method: "VerifyApiKey",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "grpc.user.v1.UserService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateUser.descriptor,
@@ -221,7 +299,13 @@ public enum Grpc_User_V1_UserService: Sendable {
             ListUsers.descriptor,
             RevokeToken.descriptor,
             ListRevocations.descriptor,
-            VerifySignature.descriptor
+            VerifySignature.descriptor,
+            VerifySignatureForKey.descriptor,
+            RecordNonce.descriptor,
+            CreateApiKey.descriptor,
+            ListApiKeys.descriptor,
+            RevokeApiKey.descriptor,
+            VerifyApiKey.descriptor
         ]
     }
 }
@@ -480,6 +564,110 @@ extension Grpc_User_V1_UserService {
             request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifySignatureRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_UserModel>
+
+        /// Handle the "VerifySignatureForKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > VerifySignature that also answers the derived signing key of the request's authorization
+        /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+        /// > check further requests with that prefix itself.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_VerifySignatureRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_User_V1_VerifiedSignature` messages.
+        func verifySignatureForKey(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_VerifiedSignature>
+
+        /// Handle the "RecordNonce" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+        /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_RecordNonceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwiftProtobuf.Google_Protobuf_Empty` messages.
+        func recordNonce(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_RecordNonceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwiftProtobuf.Google_Protobuf_Empty>
+
+        /// Handle the "CreateApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_CreateApiKeyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_User_V1_ApiKeyWithSecret` messages.
+        func createApiKey(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_CreateApiKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_ApiKeyWithSecret>
+
+        /// Handle the "ListApiKeys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_ListApiKeysRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_User_V1_ApiKeyList` messages.
+        func listApiKeys(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_ListApiKeysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_ApiKeyList>
+
+        /// Handle the "RevokeApiKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_RevokeApiKeyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwiftProtobuf.Google_Protobuf_Empty` messages.
+        func revokeApiKey(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwiftProtobuf.Google_Protobuf_Empty>
+
+        /// Handle the "VerifyApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+        /// > none, it is revoked or expired, or its owner is disabled or deleted.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Grpc_User_V1_VerifyApiKeyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Grpc_User_V1_VerifiedApiKey` messages.
+        func verifyApiKey(
+            request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_VerifiedApiKey>
     }
 
     /// Service protocol for the "grpc.user.v1.UserService" service.
@@ -722,6 +910,110 @@ extension Grpc_User_V1_UserService {
             request: GRPCCore.ServerRequest<Grpc_User_V1_VerifySignatureRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_UserModel>
+
+        /// Handle the "VerifySignatureForKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > VerifySignature that also answers the derived signing key of the request's authorization
+        /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+        /// > check further requests with that prefix itself.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_User_V1_VerifiedSignature` message.
+        func verifySignatureForKey(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_VerifiedSignature>
+
+        /// Handle the "RecordNonce" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+        /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_RecordNonceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwiftProtobuf.Google_Protobuf_Empty` message.
+        func recordNonce(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_RecordNonceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwiftProtobuf.Google_Protobuf_Empty>
+
+        /// Handle the "CreateApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_CreateApiKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_User_V1_ApiKeyWithSecret` message.
+        func createApiKey(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_CreateApiKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_ApiKeyWithSecret>
+
+        /// Handle the "ListApiKeys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_ListApiKeysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_User_V1_ApiKeyList` message.
+        func listApiKeys(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_ListApiKeysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_ApiKeyList>
+
+        /// Handle the "RevokeApiKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_RevokeApiKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwiftProtobuf.Google_Protobuf_Empty` message.
+        func revokeApiKey(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwiftProtobuf.Google_Protobuf_Empty>
+
+        /// Handle the "VerifyApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+        /// > none, it is revoked or expired, or its owner is disabled or deleted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifyApiKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Grpc_User_V1_VerifiedApiKey` message.
+        func verifyApiKey(
+            request: GRPCCore.ServerRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_VerifiedApiKey>
     }
 
     /// Simple service protocol for the "grpc.user.v1.UserService" service.
@@ -962,6 +1254,110 @@ extension Grpc_User_V1_UserService {
             request: Grpc_User_V1_VerifySignatureRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Grpc_User_V1_UserModel
+
+        /// Handle the "VerifySignatureForKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > VerifySignature that also answers the derived signing key of the request's authorization
+        /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+        /// > check further requests with that prefix itself.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_User_V1_VerifiedSignature` to respond with.
+        func verifySignatureForKey(
+            request: Grpc_User_V1_VerifySignatureRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_User_V1_VerifiedSignature
+
+        /// Handle the "RecordNonce" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+        /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_RecordNonceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwiftProtobuf.Google_Protobuf_Empty` to respond with.
+        func recordNonce(
+            request: Grpc_User_V1_RecordNonceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwiftProtobuf.Google_Protobuf_Empty
+
+        /// Handle the "CreateApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_CreateApiKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_User_V1_ApiKeyWithSecret` to respond with.
+        func createApiKey(
+            request: Grpc_User_V1_CreateApiKeyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_User_V1_ApiKeyWithSecret
+
+        /// Handle the "ListApiKeys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_ListApiKeysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_User_V1_ApiKeyList` to respond with.
+        func listApiKeys(
+            request: Grpc_User_V1_ListApiKeysRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_User_V1_ApiKeyList
+
+        /// Handle the "RevokeApiKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_RevokeApiKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwiftProtobuf.Google_Protobuf_Empty` to respond with.
+        func revokeApiKey(
+            request: Grpc_User_V1_RevokeApiKeyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwiftProtobuf.Google_Protobuf_Empty
+
+        /// Handle the "VerifyApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+        /// > none, it is revoked or expired, or its owner is disabled or deleted.
+        ///
+        /// - Parameters:
+        ///   - request: A `Grpc_User_V1_VerifyApiKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Grpc_User_V1_VerifiedApiKey` to respond with.
+        func verifyApiKey(
+            request: Grpc_User_V1_VerifyApiKeyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Grpc_User_V1_VerifiedApiKey
     }
 }
 
@@ -1123,6 +1519,72 @@ extension Grpc_User_V1_UserService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.VerifySignatureForKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_VerifySignatureRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_VerifiedSignature>(),
+            handler: { request, context in
+                try await self.verifySignatureForKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.RecordNonce.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_RecordNonceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwiftProtobuf.Google_Protobuf_Empty>(),
+            handler: { request, context in
+                try await self.recordNonce(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.CreateApiKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_CreateApiKeyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_ApiKeyWithSecret>(),
+            handler: { request, context in
+                try await self.createApiKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.ListApiKeys.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_ListApiKeysRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_ApiKeyList>(),
+            handler: { request, context in
+                try await self.listApiKeys(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.RevokeApiKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_RevokeApiKeyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwiftProtobuf.Google_Protobuf_Empty>(),
+            handler: { request, context in
+                try await self.revokeApiKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Grpc_User_V1_UserService.Method.VerifyApiKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_VerifyApiKeyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_VerifiedApiKey>(),
+            handler: { request, context in
+                try await self.verifyApiKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1277,6 +1739,72 @@ extension Grpc_User_V1_UserService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_UserModel> {
         let response = try await self.verifySignature(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func verifySignatureForKey(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_VerifiedSignature> {
+        let response = try await self.verifySignatureForKey(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordNonce(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_RecordNonceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwiftProtobuf.Google_Protobuf_Empty> {
+        let response = try await self.recordNonce(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createApiKey(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_CreateApiKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_ApiKeyWithSecret> {
+        let response = try await self.createApiKey(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listApiKeys(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_ListApiKeysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_ApiKeyList> {
+        let response = try await self.listApiKeys(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revokeApiKey(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwiftProtobuf.Google_Protobuf_Empty> {
+        let response = try await self.revokeApiKey(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func verifyApiKey(
+        request: GRPCCore.StreamingServerRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Grpc_User_V1_VerifiedApiKey> {
+        let response = try await self.verifyApiKey(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1462,6 +1990,84 @@ extension Grpc_User_V1_UserService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_UserModel> {
         return GRPCCore.ServerResponse<Grpc_User_V1_UserModel>(
             message: try await self.verifySignature(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func verifySignatureForKey(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_VerifySignatureRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_VerifiedSignature> {
+        return GRPCCore.ServerResponse<Grpc_User_V1_VerifiedSignature>(
+            message: try await self.verifySignatureForKey(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordNonce(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_RecordNonceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwiftProtobuf.Google_Protobuf_Empty> {
+        return GRPCCore.ServerResponse<SwiftProtobuf.Google_Protobuf_Empty>(
+            message: try await self.recordNonce(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createApiKey(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_CreateApiKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_ApiKeyWithSecret> {
+        return GRPCCore.ServerResponse<Grpc_User_V1_ApiKeyWithSecret>(
+            message: try await self.createApiKey(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listApiKeys(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_ListApiKeysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_ApiKeyList> {
+        return GRPCCore.ServerResponse<Grpc_User_V1_ApiKeyList>(
+            message: try await self.listApiKeys(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revokeApiKey(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwiftProtobuf.Google_Protobuf_Empty> {
+        return GRPCCore.ServerResponse<SwiftProtobuf.Google_Protobuf_Empty>(
+            message: try await self.revokeApiKey(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func verifyApiKey(
+        request: GRPCCore.ServerRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Grpc_User_V1_VerifiedApiKey> {
+        return GRPCCore.ServerResponse<Grpc_User_V1_VerifiedApiKey>(
+            message: try await self.verifyApiKey(
                 request: request.message,
                 context: context
             ),
@@ -1780,6 +2386,140 @@ extension Grpc_User_V1_UserService {
             deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_UserModel>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_UserModel>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "VerifySignatureForKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > VerifySignature that also answers the derived signing key of the request's authorization
+        /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+        /// > check further requests with that prefix itself.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_VerifySignatureRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_VerifiedSignature` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func verifySignatureForKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_VerifySignatureRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_VerifiedSignature>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedSignature>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordNonce" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+        /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_RecordNonceRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_RecordNonceRequest` messages.
+        ///   - deserializer: A deserializer for `SwiftProtobuf.Google_Protobuf_Empty` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordNonce<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_RecordNonceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_RecordNonceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwiftProtobuf.Google_Protobuf_Empty>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_CreateApiKeyRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_CreateApiKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_ApiKeyWithSecret` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createApiKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_CreateApiKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_CreateApiKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_ApiKeyWithSecret>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyWithSecret>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListApiKeys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_ListApiKeysRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_ListApiKeysRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_ApiKeyList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listApiKeys<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_ListApiKeysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_ListApiKeysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_ApiKeyList>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyList>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevokeApiKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_RevokeApiKeyRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_RevokeApiKeyRequest` messages.
+        ///   - deserializer: A deserializer for `SwiftProtobuf.Google_Protobuf_Empty` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revokeApiKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_RevokeApiKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwiftProtobuf.Google_Protobuf_Empty>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "VerifyApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+        /// > none, it is revoked or expired, or its owner is disabled or deleted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifyApiKeyRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_VerifyApiKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_VerifiedApiKey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func verifyApiKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_VerifyApiKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_VerifiedApiKey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedApiKey>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2255,6 +2995,206 @@ extension Grpc_User_V1_UserService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "VerifySignatureForKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > VerifySignature that also answers the derived signing key of the request's authorization
+        /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+        /// > check further requests with that prefix itself.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_VerifySignatureRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_VerifiedSignature` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func verifySignatureForKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_VerifySignatureRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_VerifiedSignature>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedSignature>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.VerifySignatureForKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordNonce" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+        /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_RecordNonceRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_RecordNonceRequest` messages.
+        ///   - deserializer: A deserializer for `SwiftProtobuf.Google_Protobuf_Empty` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordNonce<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_RecordNonceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_RecordNonceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwiftProtobuf.Google_Protobuf_Empty>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.RecordNonce.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_CreateApiKeyRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_CreateApiKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_ApiKeyWithSecret` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createApiKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_CreateApiKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_CreateApiKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_ApiKeyWithSecret>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyWithSecret>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.CreateApiKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListApiKeys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_ListApiKeysRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_ListApiKeysRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_ApiKeyList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listApiKeys<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_ListApiKeysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_ListApiKeysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_ApiKeyList>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyList>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.ListApiKeys.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevokeApiKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_RevokeApiKeyRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_RevokeApiKeyRequest` messages.
+        ///   - deserializer: A deserializer for `SwiftProtobuf.Google_Protobuf_Empty` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revokeApiKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_RevokeApiKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwiftProtobuf.Google_Protobuf_Empty>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.RevokeApiKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "VerifyApiKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+        /// > none, it is revoked or expired, or its owner is disabled or deleted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Grpc_User_V1_VerifyApiKeyRequest` message.
+        ///   - serializer: A serializer for `Grpc_User_V1_VerifyApiKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Grpc_User_V1_VerifiedApiKey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func verifyApiKey<Result>(
+            request: GRPCCore.ClientRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Grpc_User_V1_VerifyApiKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Grpc_User_V1_VerifiedApiKey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedApiKey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Grpc_User_V1_UserService.Method.VerifyApiKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2643,6 +3583,176 @@ extension Grpc_User_V1_UserService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_VerifySignatureRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_UserModel>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifySignatureForKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VerifySignature that also answers the derived signing key of the request's authorization
+    /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+    /// > check further requests with that prefix itself.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_VerifySignatureRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifySignatureForKey<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedSignature>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.verifySignatureForKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_VerifySignatureRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_VerifiedSignature>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordNonce" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+    /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_RecordNonceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordNonce<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_RecordNonceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordNonce(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_RecordNonceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwiftProtobuf.Google_Protobuf_Empty>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateApiKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_CreateApiKeyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createApiKey<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_CreateApiKeyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyWithSecret>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createApiKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_CreateApiKeyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_ApiKeyWithSecret>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListApiKeys" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_ListApiKeysRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listApiKeys<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_ListApiKeysRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listApiKeys(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_ListApiKeysRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_ApiKeyList>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeApiKey" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_RevokeApiKeyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeApiKey<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_RevokeApiKeyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revokeApiKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_RevokeApiKeyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwiftProtobuf.Google_Protobuf_Empty>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifyApiKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+    /// > none, it is revoked or expired, or its owner is disabled or deleted.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Grpc_User_V1_VerifyApiKeyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifyApiKey<Result>(
+        request: GRPCCore.ClientRequest<Grpc_User_V1_VerifyApiKeyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedApiKey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.verifyApiKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Grpc_User_V1_VerifyApiKeyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Grpc_User_V1_VerifiedApiKey>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3089,6 +4199,200 @@ extension Grpc_User_V1_UserService.ClientProtocol {
             metadata: metadata
         )
         return try await self.verifySignature(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifySignatureForKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VerifySignature that also answers the derived signing key of the request's authorization
+    /// > prefix (HMAC(SK, prefix), never the SK), which a gateway may keep until the prefix expires to
+    /// > check further requests with that prefix itself.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifySignatureForKey<Result>(
+        _ message: Grpc_User_V1_VerifySignatureRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedSignature>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_VerifySignatureRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.verifySignatureForKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordNonce" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a signed request's nonce (for requests a gateway checked with a kept signing key).
+    /// > ALREADY_EXISTS reason NonceReused for a nonce seen before.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordNonce<Result>(
+        _ message: Grpc_User_V1_RecordNonceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_RecordNonceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordNonce(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateApiKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > API keys for the OpenAI-compatible API. The service keeps only their SHA-256.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createApiKey<Result>(
+        _ message: Grpc_User_V1_CreateApiKeyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyWithSecret>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_CreateApiKeyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createApiKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListApiKeys" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listApiKeys<Result>(
+        _ message: Grpc_User_V1_ListApiKeysRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_ApiKeyList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_ListApiKeysRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listApiKeys(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeApiKey" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeApiKey<Result>(
+        _ message: Grpc_User_V1_RevokeApiKeyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwiftProtobuf.Google_Protobuf_Empty>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_RevokeApiKeyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revokeApiKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifyApiKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The key whose SHA-256 this is, with its owner; NOT_FOUND reason InvalidApiKey if there is
+    /// > none, it is revoked or expired, or its owner is disabled or deleted.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifyApiKey<Result>(
+        _ message: Grpc_User_V1_VerifyApiKeyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Grpc_User_V1_VerifiedApiKey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Grpc_User_V1_VerifyApiKeyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.verifyApiKey(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1,0 +1,72 @@
+import AISaaSProtos
+import AKSKSigning
+import Foundation
+import GRPCCore
+import Platform
+
+/// What a verified API key says about its bearer.
+public struct VerifiedAPIKey: Sendable, Equatable {
+    public var keyId: String
+    public var userId: String
+    public var role: String
+    /// Empty: every model.
+    public var models: [String]
+    public var expiresAt: Date?
+    /// When the user service vouched for it, by its clock.
+    var verifiedAt: Date
+    /// When this replica asked.
+    var checked: ContinuousClock.Instant
+}
+
+/// Checks `sk-…` keys with the user service, which keeps their SHA-256, and remembers the answer
+/// for `freshness`, so a busy app's requests cost no service call. A remembered key is refused
+/// at once when it is revoked (here, or on another replica within the revocation interval), when
+/// it expires, or when its owner is disabled, deleted or changes role; after `freshness` it is
+/// asked for again (which also keeps `lastUsedAt` within a minute of the truth).
+public final class APIKeyVerifier: Sendable {
+    private let users: any Grpc_User_V1_UserService.ClientProtocol
+    private let revocations: RevocationList
+    private let freshness: Duration
+    private let verified = RecentlyVerified<String, VerifiedAPIKey>()
+
+    public init(users: any Grpc_User_V1_UserService.ClientProtocol, revocations: RevocationList, freshness: Duration = .seconds(60)) {
+        self.users = users
+        self.revocations = revocations
+        self.freshness = freshness
+    }
+
+    static let refused = APIError.unauthenticated("invalid, expired or revoked API key")
+
+    public func verify(_ key: String, now: Date = Date()) async throws -> VerifiedAPIKey {
+        guard key.hasPrefix("sk-"), (20...200).contains(key.utf8.count) else { throw Self.refused }
+        let hash = CCAuthV1.sha256Hex(Array(key.utf8))
+        if let known = verified.value(for: hash), ContinuousClock.now - known.checked < freshness {
+            if usable(known, now: now) { return known }
+            throw Self.refused
+        }
+        let answer: Grpc_User_V1_VerifiedApiKey
+        do {
+            answer = try await retryingWhenUnavailable { try await users.verifyApiKey(.with { $0.keySha256 = hash }) }
+        } catch let error as RPCError where error.code == .unauthenticated || error.code == .notFound {
+            throw Self.refused
+        }
+        let fresh = VerifiedAPIKey(
+            keyId: answer.key.id, userId: answer.user.id, role: answer.user.role == .admin ? "admin" : "user",
+            models: answer.key.models, expiresAt: answer.key.hasExpiresAt ? Date(millisecondsSince1970: answer.key.expiresAt) : nil,
+            verifiedAt: Date(millisecondsSince1970: answer.serverTime), checked: .now
+        )
+        verified.remember(hash, as: fresh)
+        guard usable(fresh, now: now) else { throw Self.refused }
+        return fresh
+    }
+
+    /// Drops what this replica remembers of a key (revoked here).
+    func forget(keyId: String) {
+        verified.forget { $0.keyId == keyId }
+    }
+
+    private func usable(_ key: VerifiedAPIKey, now: Date) -> Bool {
+        if let expiresAt = key.expiresAt, expiresAt <= now { return false }
+        return !revocations.isRevoked(apiKey: key.keyId, userId: key.userId, verifiedAt: key.verifiedAt)
+    }
+}
