@@ -40,8 +40,8 @@ public struct ProcessPlan {
     }
 }
 
-/// The whole platform in one process: the gateway talks real gRPC over loopback to the user and
-/// AI services, whose ports default to ephemeral ones.
+/// The whole platform in one process: the gateway calls the user and AI services over gRPC's
+/// in-process transport.
 public func buildAllInOne(
     config: ConfigReader,
     logger: Logger,
@@ -52,20 +52,20 @@ public func buildAllInOne(
     let aiSettings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0)
     let gatewaySettings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
 
-    let userProcess = try await buildUserService(settings: userSettings, logger: logger.labelled("user-service"))
+    // The gateway reaches the services through in-process links: the same gRPC clients, servers
+    // and interceptors as between processes, without sockets.
+    let userLink = InProcessServiceLink(name: userServiceApplication)
+    let aiLink = InProcessServiceLink(name: aiServiceApplication, maxMessageBytes: 64 << 20)
+    let userProcess = try await buildUserService(settings: userSettings, inProcess: userLink, logger: logger.labelled("user-service"))
     let aiLogger = logger.labelled("ai-service")
     let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, logger: aiLogger)
     let aiProcess = try await buildAIService(
-        settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, logger: aiLogger
+        settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, logger: aiLogger
     )
     let gateway = try await buildGateway(
         settings: gatewaySettings,
-        userService: ServiceEndpoints(name: userServiceApplication, describedAs: "in-process") {
-            [try await userProcess.listeningAddress()]
-        },
-        aiService: ServiceEndpoints(name: aiServiceApplication, describedAs: "in-process") {
-            [try await aiProcess.listeningAddress()]
-        },
+        userService: .inProcess(userLink, health: userProcess.health),
+        aiService: .inProcess(aiLink, health: aiProcess.health),
         logger: logger.labelled("gateway"),
         onServerRunning: { port in
             logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
@@ -87,8 +87,8 @@ public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning:
     let host = settings.listen.host
     let gateway = try await buildGateway(
         settings: settings,
-        userService: .fixed(name: userServiceApplication, settings.userServiceAddresses),
-        aiService: .fixed(name: aiServiceApplication, settings.aiServiceAddresses),
+        userService: .network(.fixed(name: userServiceApplication, settings.userServiceAddresses)),
+        aiService: .network(.fixed(name: aiServiceApplication, settings.aiServiceAddresses)),
         logger: logger,
         onServerRunning: { port in
             logger.notice("gateway ready", metadata: ["url": "http://\(host):\(port)"])

@@ -75,9 +75,11 @@ public struct AIServiceSettings: Sendable {
 public let aiServiceApplication = "ai-service"
 
 /// Builds the AI service: opens and migrates its database and prepares its gRPC server.
-/// `transcoder` nil means ffmpeg is missing: speech to text then answers UNAVAILABLE.
+/// `transcoder` nil means ffmpeg is missing: speech to text then answers UNAVAILABLE. With
+/// `inProcess`, the server takes its calls from that link instead of `settings.listen`.
 public func buildAIService(
-    settings: AIServiceSettings, providers: AIProviderDirectory = .empty, transcoder: (any AudioTranscoding)? = nil, logger: Logger
+    settings: AIServiceSettings, providers: AIProviderDirectory = .empty, transcoder: (any AudioTranscoding)? = nil,
+    inProcess: InProcessServiceLink? = nil, logger: Logger
 ) async throws -> GRPCServiceProcess {
     if providers.isEmpty {
         logger.warning("no AI provider is configured: invocations answer UNAVAILABLE until AI_PROVIDERS and AI_PROVIDER_<NAME>_BASE_URL are set")
@@ -86,7 +88,7 @@ public func buildAIService(
         logger.warning("ffmpeg was not found: speech to text answers UNAVAILABLE until the ffmpeg package is installed")
     }
     return try await GRPCServiceProcess.build(
-        application: aiServiceApplication, listen: settings.listen, database: settings.database, databaseName: "AI database",
+        application: aiServiceApplication, listen: inProcess.map { .inProcess($0) } ?? .network(settings.listen), database: settings.database, databaseName: "AI database",
         migrations: AIMigrations.all, logger: logger, drainTime: settings.drainTime,
         // Speech to text uploads up to 25 MiB of audio.
         maxRequestBytes: 32 << 20
@@ -134,5 +136,6 @@ public func makeAIServices(
         ),
         SpeechGRPCService(speech: SpeechService(providers: providers, transcoder: transcoder, pipeline: pipeline)),
         UsageGRPCService(usage: UsageService(usage: usage, quotas: quotas)),
+        OpenAIGRPCService(openAI: OpenAIService(providers: providers, chatModels: chatModels, transcoder: transcoder, pipeline: pipeline)),
     ]
 }

@@ -87,30 +87,45 @@ public struct GatewayProcess {
 /// `onServerRunning` receives the bound port (useful with port 0).
 public func buildGateway(
     settings: GatewaySettings,
-    userService: ServiceEndpoints,
-    aiService: ServiceEndpoints,
+    userService: ServiceConnection,
+    aiService: ServiceConnection,
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> GatewayProcess {
     // Which calls may run again after an instance went away is decided at each call site
     // (`retryingWhenUnavailable`): reads yes; invocations (a paid provider, billed twice) and
     // signature checks (a second attempt finds its own nonce: a replay) never.
-    let userClient = try ServiceClientFactory.make(userService, settings: ServiceClientSettings(callTimeout: settings.callTimeout))
+    let userSettings = ServiceClientSettings(callTimeout: settings.callTimeout)
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
-    let aiClient = try ServiceClientFactory.make(
-        aiService, settings: ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
-    )
-    let clients = ServiceClients(
-        users: Grpc_User_V1_UserService.Client(wrapping: userClient),
-        chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: aiClient),
-        speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: aiClient),
-        usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: aiClient)
-    )
+    let aiSettings = ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
+    var connections: [any Service] = []
+    let users: any Grpc_User_V1_UserService.ClientProtocol
+    switch userService {
+    case .network(let endpoints):
+        let client = try ServiceClientFactory.make(endpoints, settings: userSettings)
+        users = Grpc_User_V1_UserService.Client(wrapping: client)
+        connections.append(GRPCClientService(client))
+    case .inProcess(let link, _):
+        let client = ServiceClientFactory.make(link, settings: userSettings)
+        users = Grpc_User_V1_UserService.Client(wrapping: client)
+        connections.append(GRPCClientService(client))
+    }
+    let clients: ServiceClients
+    switch aiService {
+    case .network(let endpoints):
+        let client = try ServiceClientFactory.make(endpoints, settings: aiSettings)
+        clients = ServiceClients(users: users, ai: client)
+        connections.append(GRPCClientService(client))
+    case .inProcess(let link, _):
+        let client = ServiceClientFactory.make(link, settings: aiSettings)
+        clients = ServiceClients(users: users, ai: client)
+        connections.append(GRPCClientService(client))
+    }
     let revocations = RevocationList()
     let sync = RevocationSync(users: clients.users, revocations: revocations)
     let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
 
-    let monitors = [userService, aiService].map { InstanceHealthMonitor(endpoints: $0, logger: logger) }
+    let monitors = [userService, aiService].map { $0.healthMonitor(logger: logger) }
     let router = makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
         healthMonitors: monitors, logger: logger
@@ -127,9 +142,7 @@ public func buildGateway(
     )
     return GatewayProcess(
         router: router,
-        services: [
-            GRPCClientService(userClient),
-            GRPCClientService(aiClient),
+        services: connections + [
             monitors[0], monitors[1],
             RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
             DrainLimitedService(app, drainTime: settings.drainTime, name: "gateway", logger: logger),
@@ -143,17 +156,33 @@ public struct ServiceClients: Sendable {
     public var chatModels: any Grpc_Ai_V1_AiChatModelService.ClientProtocol
     public var speech: any Grpc_Ai_V1_AiSpeechService.ClientProtocol
     public var usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol
+    public var openAI: any Grpc_Ai_V1_AiOpenAIService.ClientProtocol
 
     public init(
         users: any Grpc_User_V1_UserService.ClientProtocol,
         chatModels: any Grpc_Ai_V1_AiChatModelService.ClientProtocol,
         speech: any Grpc_Ai_V1_AiSpeechService.ClientProtocol,
-        usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol
+        usage: any Grpc_Ai_V1_AiUsageService.ClientProtocol,
+        openAI: any Grpc_Ai_V1_AiOpenAIService.ClientProtocol
     ) {
         self.users = users
         self.chatModels = chatModels
         self.speech = speech
         self.usage = usage
+        self.openAI = openAI
+    }
+}
+
+extension ServiceClients {
+    /// The AI service's clients over one connection.
+    init(users: any Grpc_User_V1_UserService.ClientProtocol, ai: GRPCClient<some ClientTransport>) {
+        self.init(
+            users: users,
+            chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: ai),
+            speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: ai),
+            usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: ai),
+            openAI: Grpc_Ai_V1_AiOpenAIService.Client(wrapping: ai)
+        )
     }
 }
 
@@ -185,6 +214,8 @@ public func makeGatewayRouter(
         tokens: tokens, revocations: revocations, sync: sync, maxRevocationAge: maxRevocationAge
     ))
     ChatModelRoutes(chatModels: clients.chatModels).register(on: authenticated)
+    let apiKeys = APIKeyVerifier(users: clients.users, revocations: revocations)
+    APIKeyRoutes(users: clients.users, revocations: revocations, apiKeys: apiKeys).register(on: authenticated)
     UsageRoutes(usage: clients.usage, users: clients.users).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
 
     let signed = router.group().add(middleware: SignedRequestMiddleware(
@@ -194,6 +225,17 @@ public func makeGatewayRouter(
         users: clients.users, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes
     ))
     InvokeRoutes(chatModels: clients.chatModels, speech: clients.speech).register(json: signed, upload: signedUpload)
+
+    func openAIAuth(maxBodyBytes: Int) -> OpenAIAuthMiddleware {
+        OpenAIAuthMiddleware(
+            apiKeys: apiKeys, revocations: revocations, sync: sync, maxRevocationAge: maxRevocationAge,
+            signed: SignedRequestMiddleware(users: clients.users, policy: settings.signing, maxBodyBytes: maxBodyBytes)
+        )
+    }
+    OpenAIRoutes(openAI: clients.openAI).register(
+        json: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxJSONBodyBytes)),
+        upload: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxUploadBodyBytes))
+    )
     SystemRoutes(monitors: healthMonitors).register(on: router)
     routeTable.set(router.routes)
     return router

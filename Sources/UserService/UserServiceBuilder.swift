@@ -54,9 +54,12 @@ public let userServiceApplication = "user-service"
 
 /// Builds the user service from its settings: opens and migrates the database, creates the first
 /// admin if there are no users, and prepares the gRPC server (started by running `services`).
-public func buildUserService(settings: UserServiceSettings, logger: Logger) async throws -> GRPCServiceProcess {
+/// With `inProcess`, the server takes its calls from that link instead of `settings.listen`.
+public func buildUserService(
+    settings: UserServiceSettings, inProcess: InProcessServiceLink? = nil, logger: Logger
+) async throws -> GRPCServiceProcess {
     try await GRPCServiceProcess.build(
-        application: userServiceApplication, listen: settings.listen, database: settings.database, databaseName: "user database",
+        application: userServiceApplication, listen: inProcess.map { .inProcess($0) } ?? .network(settings.listen), database: settings.database, databaseName: "user database",
         migrations: UserMigrations.all, logger: logger, drainTime: settings.drainTime
     ) { database in
         let manager = try makeUserManager(settings: settings, database: database)

@@ -57,7 +57,8 @@ func makeTestRouter<Transport: ClientTransport>(
         users: users,
         chatModels: Grpc_Ai_V1_AiChatModelService.Client(wrapping: client),
         speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: client),
-        usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
+        usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client),
+        openAI: Grpc_Ai_V1_AiOpenAIService.Client(wrapping: client)
     )
     let settings = GatewaySettings(
         listen: HostPort(host: "127.0.0.1", port: 0), jwtSecret: testJWTSecret, tokenLifetime: 3600,

@@ -13,7 +13,7 @@ struct GRPCServiceProcessTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let process = try await GRPCServiceProcess.build(
-            application: "test-service", listen: HostPort(host: "localhost", port: 0),
+            application: "test-service", listen: .network(HostPort(host: "localhost", port: 0)),
             database: .sqlite(path: directory.path + "/test.sqlite"), migrations: [],
             logger: Logger(label: "test")
         ) { _ in [] }
@@ -36,7 +36,7 @@ struct GRPCServiceProcessTests {
         defer { directory.remove() }
         do {
             _ = try await GRPCServiceProcess.build(
-                application: "test-service", listen: HostPort(host: "no-such-host.invalid", port: 0),
+                application: "test-service", listen: .network(HostPort(host: "no-such-host.invalid", port: 0)),
                 database: .sqlite(path: directory.path + "/test.sqlite"), migrations: [],
                 logger: Logger(label: "test")
             ) { _ in [] }

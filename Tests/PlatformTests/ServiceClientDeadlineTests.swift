@@ -1,5 +1,6 @@
 import AISaaSProtos
 import GRPCCore
+import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import Platform
@@ -115,5 +116,65 @@ struct ServiceClientDeadlineTests {
             client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }
+    }
+
+    /// In process there is no stream to reset: the deadline still ends the call and cancels the
+    /// server's handler, through the link's call registry.
+    @Test func inProcessDeadlineCancelsTheHandler() async throws {
+        let seen = Seen()
+        let link = InProcessServiceLink(name: "hanging")
+        let server = GRPCServer(transport: link.serverTransport, services: [HangingHealthService(seen: seen)])
+        let client = ServiceClientFactory.make(link, settings: ServiceClientSettings(callTimeout: .seconds(1)))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            do {
+                _ = try await health.check(.with { $0.service = "" })
+                Issue.record("a hung call returned")
+            } catch let error as RPCError {
+                #expect(error.code == .deadlineExceeded)
+            }
+            #expect(try await Self.eventually { seen.withLock { $0.cancelled == 1 } })
+            #expect(link.calls.openCount == 0)
+            client.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
+    }
+
+    /// A caller that leaves (its task cancelled, as when an HTTP client disconnects) cancels the
+    /// in-process handler at once, long before any deadline.
+    @Test func inProcessCallerLeavingCancelsTheHandler() async throws {
+        let seen = Seen()
+        let link = InProcessServiceLink(name: "hanging")
+        let server = GRPCServer(
+            transport: link.serverTransport, services: [HangingHealthService(seen: seen)], interceptors: [RecordingInterceptor(seen: seen)]
+        )
+        let client = ServiceClientFactory.make(link, settings: ServiceClientSettings(callTimeout: .seconds(120)))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            let call = Task { try await health.check(.with { $0.service = "" }) }
+            #expect(try await Self.eventually { seen.withLock { $0.calls == 1 } })
+            call.cancel()
+            _ = await call.result
+            #expect(try await Self.eventually { seen.withLock { $0.cancelled == 1 } })
+            #expect(link.calls.openCount == 0)
+            // A call that completes leaves nothing behind and cancels nothing.
+            _ = try await health.watch(.with { $0.service = "" }) { _ in }
+            #expect(seen.withLock { $0.cancelled } == 1)
+            #expect(link.calls.openCount == 0)
+            client.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
+    }
+
+    private static func eventually(_ condition: @Sendable () -> Bool) async throws -> Bool {
+        for _ in 0..<400 {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        return condition()
     }
 }

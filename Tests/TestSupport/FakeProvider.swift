@@ -14,8 +14,11 @@ import Synchronization
 ///     await fake.stop()
 ///
 /// Answers: chat → "echo: <last user message>", usage prompt_tokens = words across all messages,
-/// completion_tokens = words of the reply; transcription → `transcriptionText`; speech → a few
-/// bytes that start like a file of the requested format.
+/// completion_tokens = words of the reply; with `tools` and no tool result yet, a call of the
+/// first tool instead, and after a `tool` message "echo: <tool result>"; transcription →
+/// `transcriptionText` (translation → "translated: " + it); speech → a few bytes that start like
+/// a file of the requested format; embeddings → 8 numbers per input derived from its text,
+/// as floats or base64 as asked, usage prompt_tokens = words.
 public final class FakeProvider: Sendable {
     public enum Behavior: Sendable, Equatable {
         /// Answer at once.
@@ -31,7 +34,7 @@ public final class FakeProvider: Sendable {
     }
 
     public enum Endpoint: String, Sendable, CaseIterable {
-        case chat, transcription, speech, models
+        case chat, transcription, translation, speech, embeddings, models
     }
 
     /// How a streamed chat answer is sent.
@@ -250,7 +253,9 @@ public final class FakeProvider: Sendable {
         switch path {
         case "/v1/chat/completions": .chat
         case "/v1/audio/transcriptions": .transcription
+        case "/v1/audio/translations": .translation
         case "/v1/audio/speech": .speech
+        case "/v1/embeddings": .embeddings
         case "/v1/models": .models
         default: nil
         }
@@ -306,8 +311,10 @@ public final class FakeProvider: Sendable {
 
         switch endpoint {
         case .chat: return chat(recorded, settings, context)
-        case .transcription: return transcription(recorded, settings)
+        case .transcription: return transcription(recorded, settings, prefix: "")
+        case .translation: return transcription(recorded, settings, prefix: "translated: ")
         case .speech: return speech(recorded, settings)
+        case .embeddings: return embeddings(recorded)
         case .models:
             let data = settings.models.map { ["id": $0, "object": "model", "owned_by": "fake"] }
             return Self.json(["object": "list", "data": data])
@@ -333,7 +340,9 @@ public final class FakeProvider: Sendable {
         let wire = (try? JSONDecoder().decode(ChatWire.Request.self, from: Data(request.body))) ?? ChatWire.Request()
         let messages = wire.messages ?? []
         let lastUser = messages.last { $0.role == "user" }?.content?.text ?? ""
-        let reply = settings.chatReply ?? "echo: \(lastUser)"
+        let toolResult = messages.last?.role == "tool" ? messages.last?.content?.text : nil
+        let toolCall = toolResult == nil ? wire.tools?.first?.function?.name : nil
+        let reply = toolResult.map { "echo: \($0)" } ?? settings.chatReply ?? "echo: \(lastUser)"
         let promptTokens = messages.reduce(0) { $0 + Self.wordCount($1.content?.text ?? "") }
         let completionTokens = Self.wordCount(reply)
         let usage = ChatWire.Usage(
@@ -341,6 +350,12 @@ public final class FakeProvider: Sendable {
         )
         let model = wire.model ?? "unknown"
 
+        if let toolCall, wire.stream != true {
+            let call = ChatWire.ToolCall(id: "call_fake_1", function: .init(name: toolCall, arguments: #"{"city":"Paris"}"#))
+            return Self.json(ChatWire.Completion(
+                model: model, choices: [.init(message: .init(role: "assistant", content: nil, toolCalls: [call]), finishReason: "tool_calls")], usage: usage
+            ))
+        }
         guard wire.stream == true else {
             return Self.json(ChatWire.Completion(
                 model: model, choices: [.init(message: .init(role: "assistant", content: reply))], usage: usage
@@ -399,14 +414,54 @@ public final class FakeProvider: Sendable {
         }
     }
 
-    private func transcription(_ request: RecordedRequest, _ settings: Settings) -> Response {
+    private func transcription(_ request: RecordedRequest, _ settings: Settings, prefix: String) -> Response {
         guard let form = request.form, form.files["file"] != nil, form.fields["model"] != nil else {
             return Self.error(status: 400, message: "file and model are required", code: "invalid_request")
         }
-        if form.fields["response_format"] == "text" {
-            return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: settings.transcriptionText)))
+        let text = prefix + settings.transcriptionText
+        switch form.fields["response_format"] {
+        case "text":
+            return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        case "srt":
+            return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "1\n00:00:00,000 --> 00:00:01,000\n\(text)\n\n")))
+        case "vtt":
+            return Response(status: .ok, headers: [.contentType: "text/vtt"], body: ResponseBody(byteBuffer: ByteBuffer(string: "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n\(text)\n\n")))
+        case "verbose_json":
+            return Self.json(["task": prefix.isEmpty ? "transcribe" : "translate", "language": form.fields["language"] ?? "english", "duration": 1.0, "text": text, "segments": [] as [Any]])
+        default:
+            return Self.json(["text": text])
         }
-        return Self.json(["text": settings.transcriptionText])
+    }
+
+    private func embeddings(_ request: RecordedRequest) -> Response {
+        let json = request.json ?? [:]
+        guard let model = json["model"] as? String else {
+            return Self.error(status: 400, message: "model is required", code: "invalid_request")
+        }
+        let inputs: [String]
+        switch json["input"] {
+        case let text as String: inputs = [text]
+        case let items as [Any]: inputs = items.map { item in (item as? String) ?? "\(item)" }
+        default: return Self.error(status: 400, message: "input is required", code: "invalid_request")
+        }
+        let base64 = (json["encoding_format"] as? String) == "base64"
+        let data: [[String: Any]] = inputs.enumerated().map { index, text in
+            let vector = Self.embedding(of: text)
+            let encoded: Any = base64
+                ? Data(vector.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }).base64EncodedString()
+                : vector.map(Double.init)
+            return ["object": "embedding", "index": index, "embedding": encoded]
+        }
+        let tokens = inputs.reduce(0) { $0 + max(1, Self.wordCount($1)) }
+        return Self.json(["object": "list", "model": model, "data": data, "usage": ["prompt_tokens": tokens, "total_tokens": tokens]])
+    }
+
+    /// Eight numbers in [0, 1) from the text's bytes: equal texts, equal vectors.
+    public static func embedding(of text: String) -> [Float] {
+        (0..<8).map { dimension in
+            let sum = text.utf8.enumerated().reduce(UInt32(dimension) &* 2_654_435_761) { $0 &* 31 &+ UInt32($1.element) &+ UInt32($1.offset) }
+            return Float(sum % 1000) / 1000
+        }
     }
 
     private func speech(_ request: RecordedRequest, _ settings: Settings) -> Response {
@@ -548,11 +603,31 @@ enum ChatWire {
         var messages: [Message]?
         var stream: Bool?
         var streamOptions: StreamOptions?
+        var tools: [Tool]?
 
         enum CodingKeys: String, CodingKey {
-            case model, messages, stream
+            case model, messages, stream, tools
             case streamOptions = "stream_options"
         }
+    }
+
+    struct Tool: Decodable {
+        struct Function: Decodable {
+            var name: String?
+        }
+
+        var function: Function?
+    }
+
+    struct ToolCall: Encodable {
+        struct Function: Encodable {
+            var name: String
+            var arguments: String
+        }
+
+        var id: String
+        var type = "function"
+        var function: Function
     }
 
     struct StreamOptions: Decodable {
@@ -611,6 +686,7 @@ enum ChatWire {
     struct Reply: Encodable {
         var role: String?
         var content: String?
+        var toolCalls: [ToolCall]?
     }
 
     struct Chunk: Encodable {

@@ -57,12 +57,14 @@ public struct SQLRateLimiter: RateLimiter {
         case .admitted(let remaining, let reset):
             return RateLimitState(limit: limitPerMinute, remaining: Int(remaining), resetSeconds: reset)
         case .refused(let retryAfter):
-            throw DomainError(
+            var refusal = DomainError(
                 .resourceExhausted,
                 "rate limit: at most \(limitPerMinute) requests per minute per access key",
                 reason: ErrorReason.rateLimited.rawValue,
                 retryAfterSeconds: retryAfter
             )
+            refusal.rateLimitPerMinute = limitPerMinute
+            throw refusal
         }
     }
 

@@ -46,10 +46,14 @@ final class StreamFinisher: Sendable {
     private let pipeline: InvocationPipeline
     private let promptCharacters: Int
 
-    init(admission: Admission, pipeline: InvocationPipeline, prompt: [ChatMessage]) {
+    init(admission: Admission, pipeline: InvocationPipeline, promptCharacters: Int) {
         self.admission = admission
         self.pipeline = pipeline
-        promptCharacters = prompt.reduce(0) { $0 + $1.content.count }
+        self.promptCharacters = promptCharacters
+    }
+
+    convenience init(admission: Admission, pipeline: InvocationPipeline, prompt: [ChatMessage]) {
+        self.init(admission: admission, pipeline: pipeline, promptCharacters: prompt.reduce(0) { $0 + $1.content.count })
     }
 
     static let estimatedNote = "usage estimated: stream ended early"

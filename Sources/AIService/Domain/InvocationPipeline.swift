@@ -90,9 +90,11 @@ struct InvocationPipeline: Sendable {
 
     /// Admits, runs `call`, finishes. `call` answers its result and what it consumed.
     func run<Result: Sendable>(
-        _ target: InvocationTarget, caller: Caller, _ call: () async throws -> (Result, Consumption)
+        _ target: InvocationTarget, caller: Caller, onAdmitted: (Admission) -> Void = { _ in },
+        _ call: () async throws -> (Result, Consumption)
     ) async throws -> Result {
         let admission = try await admit(target, caller: caller)
+        onAdmitted(admission)
         do {
             let (result, consumed) = try await call()
             await finish(admission, consumed: consumed, error: nil)

@@ -14,7 +14,7 @@ public struct UsageService: Sendable {
     /// Admins: `userId` given → that user's usage; omitted (or `allUsers`) → every user's.
     /// Others: their own only; another user's id or `allUsers` → permission denied.
     public func report(
-        userId: String?, allUsers: Bool, from: Date?, to: Date?, current: Int?, pageSize: Int?, caller: Caller
+        userId: String?, allUsers: Bool, from: Date?, to: Date?, current: Int?, pageSize: Int?, apiKeyId: String? = nil, caller: Caller
     ) async throws -> UsageReport {
         let page = try PageRequest.check(current: current, pageSize: pageSize)
         let named = userId.flatMap { $0.isEmpty ? nil : $0 }
@@ -31,7 +31,7 @@ public struct UsageService: Sendable {
         if let from, let to, from > to {
             throw DomainError.invalid([FieldViolation(property: "from", constraints: ["from must not be after to"])])
         }
-        let filter = UsageFilter(userId: subject, from: from, to: to)
+        let filter = UsageFilter(userId: subject, apiKeyId: apiKeyId.flatMap { $0.isEmpty ? nil : $0 }, from: from, to: to)
         async let total = usage.totals(filter)
         async let byDay = usage.totalsByDay(filter)
         async let byModel = usage.totalsByModel(filter)

@@ -61,7 +61,7 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
     public func createChatCompletion(request: Grpc_Ai_V1_CreateChatCompletionRequest, context: ServerContext) async throws -> Grpc_Ai_V1_CreateChatCompletionChoicesResponse {
         let (input, caller) = (CompletionInput(request), try Caller.current())
         let completions = self.completions
-        return Grpc_Ai_V1_CreateChatCompletionChoicesResponse(try await Self.untilRPCCancelled {
+        return Grpc_Ai_V1_CreateChatCompletionChoicesResponse(try await RPCCancellation.untilRPCCancelled {
             try await completions.complete(input, caller: caller)
         })
     }
@@ -77,7 +77,7 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
         let (input, caller) = (CompletionInput(request.message), try Caller.current())
         let completions = self.completions
         // A client may leave while the provider has not started answering yet.
-        let stream = try await Self.untilRPCCancelled { try await completions.openStream(input, caller: caller) }
+        let stream = try await RPCCancellation.untilRPCCancelled { try await completions.openStream(input, caller: caller) }
         return StreamingServerResponse { writer in
             try await RequestScope.$current.withValue(scope) {
                 do {
@@ -97,26 +97,11 @@ public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceP
         try await Self.relay(stream, to: response)
     }
 
-    /// Runs `operation` in a task that a cancelled RPC (client gone, deadline passed) cancels, so a
-    /// provider request does not outlive its caller.
-    private static func untilRPCCancelled<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
-        let task = Task { try await operation() }
-        return try await withTaskCancellationHandler {
-            try await withRPCCancellationHandler {
-                try await task.value
-            } onCancelRPC: {
-                task.cancel()
-            }
-        } onCancel: {
-            task.cancel()
-        }
-    }
-
     /// gRPC reports a cancelled call through its cancellation handle, not by cancelling the
     /// handler's task: the relay runs in a task of its own that the handle cancels, so the
     /// provider's stream stops as soon as the client goes.
     private static func relay(_ stream: ChatStream, to writer: RPCWriter<Grpc_Ai_V1_ChatCompletionChunk>) async throws {
-        try await untilRPCCancelled {
+        try await RPCCancellation.untilRPCCancelled {
             try await stream.relay { delta in try await writer.write(Grpc_Ai_V1_ChatCompletionChunk(delta)) }
         }
     }

@@ -13,3 +13,20 @@ enum RPCErrorMapping {
         return RPCError(mapping: error, application: aiServiceApplication)
     }
 }
+
+enum RPCCancellation {
+    /// Runs `operation` in a task that a cancelled RPC (client gone, deadline passed) cancels, so a
+    /// provider request does not outlive its caller.
+    static func untilRPCCancelled<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let task = Task { try await operation() }
+        return try await withTaskCancellationHandler {
+            try await withRPCCancellationHandler {
+                try await task.value
+            } onCancelRPC: {
+                task.cancel()
+            }
+        } onCancel: {
+            task.cancel()
+        }
+    }
+}

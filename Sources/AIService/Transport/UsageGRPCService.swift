@@ -20,6 +20,7 @@ public struct UsageGRPCService: Grpc_Ai_V1_AiUsageService.SimpleServiceProtocol,
             to: to,
             current: request.hasCurrent ? Int(request.current) : nil,
             pageSize: request.hasPageSize ? Int(request.pageSize) : nil,
+            apiKeyId: request.hasApiKeyID ? request.apiKeyID : nil,
             caller: try Caller.current()
         )
         return .with {

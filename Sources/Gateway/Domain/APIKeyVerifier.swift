@@ -35,7 +35,7 @@ public final class APIKeyVerifier: Sendable {
         self.freshness = freshness
     }
 
-    static let refused = APIError.unauthenticated("invalid, expired or revoked API key")
+    static let refused = APIError.unauthenticated("Incorrect API key provided: it is invalid, expired or revoked.").with(reason: .invalidApiKey)
 
     public func verify(_ key: String, now: Date = Date()) async throws -> VerifiedAPIKey {
         guard key.hasPrefix("sk-"), (20...200).contains(key.utf8.count) else { throw Self.refused }

@@ -154,6 +154,8 @@ struct UsageRecordView: Encodable {
     let id: String
     let userId: String
     let accessKey: String
+    /// The API key of a /v1 call.
+    let apiKeyId: String?
     let chatModelId: String?
     let provider: String
     let model: String
@@ -174,12 +176,14 @@ struct UsageRecordView: Encodable {
         id = record.id
         userId = record.userID
         accessKey = record.accessKey
+        apiKeyId = record.apiKeyID.isEmpty ? nil : record.apiKeyID
         chatModelId = record.chatModelID.isEmpty ? nil : record.chatModelID
         provider = record.provider
         model = record.model
         kind = switch record.kind {
         case .stt: "stt"
         case .tts: "tts"
+        case .embeddings: "embeddings"
         default: "chat"
         }
         promptTokens = record.promptTokens

@@ -16,7 +16,7 @@ struct UsageRoutes {
     }
 
     /// `from`/`to` (milliseconds since the epoch or `yyyy-mm-dd`, UTC; `to` exclusive), paging,
-    /// and for admins `userId` (one user) or `allUsers=true`. The AI service decides who may see what.
+    /// `apiKeyId` (the calls of one API key), and for admins `userId` (one user) or `allUsers=true`. The AI service decides who may see what.
     @Sendable func report(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let page = try PageQuery(request)
         let query = request.uri.queryParameters
@@ -35,12 +35,17 @@ struct UsageRoutes {
         if let userId, userId.utf8.count > Identifier.maxLength {
             violations.add("userId", "userId must be at most \(Identifier.maxLength) characters long")
         }
+        let apiKeyId = query["apiKeyId"].map(String.init)
+        if let apiKeyId, apiKeyId.utf8.count > Identifier.maxLength {
+            violations.add("apiKeyId", "apiKeyId must be at most \(Identifier.maxLength) characters long")
+        }
         if let from, let to, from >= to { violations.add("to", "to must be after from") }
         if !violations.isEmpty { throw APIError.invalidBody(violations.items) }
 
         let report = try await retryingWhenUnavailable {
             try await usage.getUsage(.with {
                 if let userId, !userId.isEmpty { $0.userID = userId }
+                if let apiKeyId, !apiKeyId.isEmpty { $0.apiKeyID = apiKeyId }
                 $0.allUsers = allUsers
                 if let from { $0.from = from }
                 if let to { $0.to = to }

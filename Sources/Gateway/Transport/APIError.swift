@@ -66,6 +66,11 @@ public struct APIError: Error, Sendable, Equatable {
         if let retryAfter = error.metadata[stringValues: MetadataKey.errorRetryAfter].first(where: { _ in true }),
            let seconds = Int(retryAfter), seconds >= 0 {
             headers[.retryAfter] = String(seconds)
+            if let limit = error.metadata[stringValues: MetadataKey.errorRateLimit].first(where: { _ in true }), let limit = Int(limit) {
+                headers[.rateLimitLimitRequests] = String(limit)
+                headers[.rateLimitRemainingRequests] = "0"
+                headers[.rateLimitResetRequests] = "\(seconds)s"
+            }
         }
         self.init(
             Self.httpStatus(known?.httpStatus ?? error.code.httpStatus),

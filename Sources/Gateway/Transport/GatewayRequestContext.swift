@@ -10,6 +10,8 @@ public struct GatewayRequestContext: RequestContext {
     public var identity: Identity?
     /// For AK/SK-signed requests, once the signature is verified.
     public var signedCaller: SignedCaller?
+    /// For OpenAI-compatible requests made with an API key, once it is verified.
+    public var apiKey: VerifiedAPIKey?
     public let peerAddress: String?
     /// The client's connection, to notice when the client goes away.
     let channel: any Channel

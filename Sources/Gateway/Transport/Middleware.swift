@@ -97,6 +97,7 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
                     if level == .error { metadata["error"] = "\(String(reflecting: error))" }
                     logger.log(level: level, "request failed", metadata: metadata)
                 }
+                if OpenAIError.applies(toPath: request.uri.path) { return OpenAIError(apiError).response }
                 return ResponseBody.error(apiError, requestId: requestId)
             }
         }

@@ -43,6 +43,8 @@ public enum MetadataKey {
     public static let errorReason = "x-error-reason"
     /// `DomainError.retryAfterSeconds` (trailing metadata).
     public static let errorRetryAfter = "x-error-retry-after"
+    /// `DomainError.rateLimitPerMinute` (trailing metadata).
+    public static let errorRateLimit = "x-error-rate-limit"
 }
 
 extension Logger {

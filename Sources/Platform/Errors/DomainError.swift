@@ -36,6 +36,8 @@ public struct DomainError: Error, Sendable, Equatable, CustomStringConvertible {
     public var reason: String?
     /// When the caller may try again, for rate limits.
     public var retryAfterSeconds: Int?
+    /// The limit a rate-limit refusal enforces, in requests per minute (for `x-ratelimit-*` headers).
+    public var rateLimitPerMinute: Int?
 
     public init(
         _ kind: Kind, _ message: String, violations: [FieldViolation] = [], reason: String? = nil, retryAfterSeconds: Int? = nil

@@ -1,8 +1,25 @@
 import FluentKit
 import GRPCCore
+import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
+
+/// Where a gRPC service takes its calls.
+public enum ServiceListener: Sendable {
+    /// HTTP/2 on a TCP address (separate processes).
+    case network(HostPort)
+    /// From clients in this process (`aisaas all`), through grpc-swift's in-process transport.
+    case inProcess(InProcessServiceLink)
+}
+
+/// A gRPC server of either transport.
+public protocol GRPCServing: Sendable {
+    func serve() async throws
+    func beginGracefulShutdown()
+}
+
+extension GRPCServer: GRPCServing {}
 
 /// A gRPC service process, ready to run: its database, health and server.
 public struct GRPCServiceProcess: Sendable {
@@ -10,21 +27,22 @@ public struct GRPCServiceProcess: Sendable {
     public let health: HealthStatus
     /// Whether the database answers; while it does not, `health` says NOT_SERVING.
     public let availability: DatabaseAvailability
-    public let server: GRPCServer<HTTP2ServerTransport.Posix>
+    public let server: any GRPCServing
+    private let listener: @Sendable () async throws -> GRPCNIOTransportCore.SocketAddress
     /// Add to a `ServiceGroup` in this order: on shutdown the health turns NOT_SERVING first, then
     /// the server drains its calls, then the database closes.
     public let services: [any Service]
 
-    /// The address the server listens on, once it does.
+    /// The address the server listens on, once it does (an in-process server has none).
     public func listeningAddress() async throws -> GRPCNIOTransportCore.SocketAddress {
-        try await server.transport.listeningAddress
+        try await listener()
     }
 
     /// Opens and migrates the database, then serves the RPC services `makeServices` returns (plus
     /// `grpc.health.v1.Health`) on `listen`. Errors name `application`.
     public static func build(
         application: String,
-        listen: HostPort,
+        listen: ServiceListener,
         database location: DatabaseLocation,
         databaseName: String? = nil,
         migrations: [any Migration],
@@ -45,27 +63,38 @@ public struct GRPCServiceProcess: Sendable {
             for service in services {
                 if let described = service as? any DescribedService { health.set(.serving, for: described.serviceName) }
             }
-            let address: GRPCNIOTransportCore.SocketAddress
-            do {
-                // A host name or an IPv6 address ("::", "::1") as well as IPv4.
-                address = try await .resolving(listen)
-            } catch {
-                throw ConfigurationError(problems: ["\(application) cannot listen on \(listen): \(error)"])
+            let rpcServices = services + [HealthService(status: health)]
+            let interceptors: [any ServerInterceptor] = [
+                DrainingServerInterceptor(health: health),
+                RequestScopeServerInterceptor(application: application, logger: logger, database: availability),
+            ]
+            let server: any GRPCServing
+            let listener: @Sendable () async throws -> GRPCNIOTransportCore.SocketAddress
+            switch listen {
+            case .network(let hostPort):
+                let address: GRPCNIOTransportCore.SocketAddress
+                do {
+                    // A host name or an IPv6 address ("::", "::1") as well as IPv4.
+                    address = try await .resolving(hostPort)
+                } catch {
+                    throw ConfigurationError(problems: ["\(application) cannot listen on \(hostPort): \(error)"])
+                }
+                let http2 = GRPCServer(
+                    transport: HTTP2ServerTransport.Posix(
+                        address: address, transportSecurity: .plaintext,
+                        config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
+                    ),
+                    services: rpcServices, interceptors: interceptors
+                )
+                server = http2
+                listener = { try await http2.transport.listeningAddress }
+            case .inProcess(let link):
+                server = GRPCServer(transport: link.serverTransport, services: rpcServices, interceptors: interceptors)
+                listener = { throw RPCError(code: .failedPrecondition, message: "\(application) takes its calls in process") }
             }
-            let server = GRPCServer(
-                transport: HTTP2ServerTransport.Posix(
-                    address: address, transportSecurity: .plaintext,
-                    config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
-                ),
-                services: services + [HealthService(status: health)],
-                interceptors: [
-                    DrainingServerInterceptor(health: health),
-                    RequestScopeServerInterceptor(application: application, logger: logger, database: availability),
-                ]
-            )
             logger.info("\(application) configured", metadata: ["listen": "\(listen)", "database": "\(location)"])
             return GRPCServiceProcess(
-                database: database, health: health, availability: availability, server: server,
+                database: database, health: health, availability: availability, server: server, listener: listener,
                 services: [
                     ShutdownHook { await database.shutdown() },
                     DatabaseAvailabilityService(availability),

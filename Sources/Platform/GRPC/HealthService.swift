@@ -57,7 +57,7 @@ public final class HealthStatus: Sendable {
 
     public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
 
-    fileprivate func watch(_ service: String) -> AsyncStream<Status> {
+    func watch(_ service: String) -> AsyncStream<Status> {
         let (stream, continuation) = AsyncStream<Status>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { state in
             let id = state.nextWatcher

@@ -12,7 +12,15 @@ import Synchronization
 /// the services, and a status change (NOT_SERVING while a database is down or a replica drains)
 /// is known the moment the instance reports it.
 public final class InstanceHealthMonitor: Service, Sendable {
-    public let endpoints: ServiceEndpoints
+    private enum Source: Sendable {
+        case network(ServiceEndpoints)
+        case inProcess(HealthStatus)
+    }
+
+    private let source: Source
+    /// The service's name and where its instances come from, as `/health` shows them.
+    private let name: String
+    private let sourceDescription: String
     private let refreshInterval: Duration
     private let logger: Logger
     private let state = Mutex(State())
@@ -24,8 +32,19 @@ public final class InstanceHealthMonitor: Service, Sendable {
     }
 
     public init(endpoints: ServiceEndpoints, refreshInterval: Duration = .seconds(5), logger: Logger) {
-        self.endpoints = endpoints
+        self.source = .network(endpoints)
+        self.name = endpoints.name
+        self.sourceDescription = endpoints.description
         self.refreshInterval = refreshInterval
+        self.logger = logger
+    }
+
+    /// A service in this process: its own health, read directly.
+    public init(inProcess name: String, health: HealthStatus, logger: Logger) {
+        self.source = .inProcess(health)
+        self.name = name
+        self.sourceDescription = "\(name)(in-process)"
+        self.refreshInterval = .seconds(3600)
         self.logger = logger
     }
 
@@ -33,17 +52,21 @@ public final class InstanceHealthMonitor: Service, Sendable {
     public var snapshot: [InstanceHealth] {
         state.withLock { state in
             if let failure = state.resolveFailure, state.instances.isEmpty {
-                return [InstanceHealth(service: endpoints.name, address: endpoints.description, serving: false, detail: failure)]
+                return [InstanceHealth(service: name, address: sourceDescription, serving: false, detail: failure)]
             }
             if state.instances.isEmpty {
                 let detail = state.resolvedOnce ? "no instances" : "CONNECTING"
-                return [InstanceHealth(service: endpoints.name, address: endpoints.description, serving: false, detail: detail)]
+                return [InstanceHealth(service: name, address: sourceDescription, serving: false, detail: detail)]
             }
             return state.instances.values.sorted { $0.address < $1.address }
         }
     }
 
     public func run() async throws {
+        if case .inProcess(let health) = source {
+            await cancelWhenGracefulShutdown { await self.watchInProcess(health) }
+            return
+        }
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 var watched: [String: Task<Void, Never>] = [:]
@@ -67,6 +90,7 @@ public final class InstanceHealthMonitor: Service, Sendable {
     }
 
     private func resolve() async -> [String: GRPCNIOTransportCore.SocketAddress] {
+        guard case .network(let endpoints) = source else { return [:] }
         do {
             let addresses = try await endpoints.addresses()
             state.withLock { state in
@@ -88,7 +112,7 @@ public final class InstanceHealthMonitor: Service, Sendable {
         update(label, serving: false, detail: "CONNECTING")
         while !Task.isCancelled {
             do {
-                let single = ServiceEndpoints(name: endpoints.name, describedAs: label) { [address] }
+                let single = ServiceEndpoints(name: name, describedAs: label) { [address] }
                 var config = HTTP2ClientTransport.Posix.Config.defaults
                 // A frozen instance stops answering pings: its connection, and its watch, fail.
                 config.connection.keepalive = .init(time: .seconds(5), timeout: .seconds(3), allowWithoutCalls: true)
@@ -99,12 +123,7 @@ public final class InstanceHealthMonitor: Service, Sendable {
                     target: ServiceEndpointsTarget(single), transportSecurity: .plaintext, config: config, resolverRegistry: resolvers
                 )
                 try await withGRPCClient(transport: transport) { client in
-                    let health = Grpc_Health_V1_Health.Client(wrapping: client)
-                    try await health.watch(.with { $0.service = "" }) { response in
-                        for try await message in response.messages {
-                            self.update(label, serving: message.status == .serving, detail: message.status.protocolName)
-                        }
-                    }
+                    try await self.follow(Grpc_Health_V1_Health.Client(wrapping: client), label: label)
                 }
                 update(label, serving: false, detail: "UNAVAILABLE: the health stream ended")
             } catch let error as RPCError {
@@ -116,13 +135,29 @@ public final class InstanceHealthMonitor: Service, Sendable {
         }
     }
 
+    /// Follows the status of the service in this process until cancelled.
+    private func watchInProcess(_ health: HealthStatus) async {
+        for await status in health.watch("") {
+            update("in-process", serving: status == .serving, detail: status.protocolName)
+        }
+        update("in-process", serving: false, detail: "NOT_SERVING")
+    }
+
+    private func follow(_ health: Grpc_Health_V1_Health.Client<some ClientTransport>, label: String) async throws {
+        try await health.watch(.with { $0.service = "" }) { response in
+            for try await message in response.messages {
+                self.update(label, serving: message.status == .serving, detail: message.status.protocolName)
+            }
+        }
+    }
+
     private func update(_ label: String, serving: Bool, detail: String) {
         let previous = state.withLock { state in
-            defer { state.instances[label] = InstanceHealth(service: endpoints.name, address: label, serving: serving, detail: detail) }
+            defer { state.instances[label] = InstanceHealth(service: name, address: label, serving: serving, detail: detail) }
             return state.instances[label]
         }
         if previous?.serving != serving, previous != nil {
-            logger.notice("instance health changed", metadata: ["service": "\(endpoints.name)", "address": "\(label)", "status": "\(detail)"])
+            logger.notice("instance health changed", metadata: ["service": "\(name)", "address": "\(label)", "status": "\(detail)"])
         }
     }
 

@@ -135,6 +135,9 @@ extension RPCError {
             if let retryAfter = domain.retryAfterSeconds {
                 metadata.addString(String(retryAfter), forKey: MetadataKey.errorRetryAfter)
             }
+            if let limit = domain.rateLimitPerMinute {
+                metadata.addString(String(limit), forKey: MetadataKey.errorRateLimit)
+            }
             self.init(code: domain.kind.rpcCode, message: domain.message.truncated(toUTF8Bytes: Self.maxMessageBytes), metadata: metadata)
         case let rpc as RPCError:
             var bounded: Metadata = [:]

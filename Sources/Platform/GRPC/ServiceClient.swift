@@ -1,4 +1,5 @@
 import GRPCCore
+import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
@@ -28,7 +29,7 @@ public enum ServiceClientFactory {
         _ endpoints: ServiceEndpoints,
         settings: ServiceClientSettings = ServiceClientSettings(),
         interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()]
-    ) throws -> GRPCClient<ServiceClientTransport> {
+    ) throws -> GRPCClient<ServiceClientTransport<HTTP2ClientTransport.Posix>> {
         var resolvers = NameResolverRegistry.defaults
         resolvers.registerFactory(ServiceEndpointsResolverFactory())
         let methodConfig = MethodConfig(
@@ -46,6 +47,19 @@ public enum ServiceClientFactory {
             serviceConfig: serviceConfig
         )
         return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout), interceptors: interceptors)
+    }
+
+    /// A client of a service in this process: the same interceptors and deadlines, no sockets.
+    /// Message limits are the link's.
+    public static func make(
+        _ link: InProcessServiceLink,
+        settings: ServiceClientSettings = ServiceClientSettings(),
+        interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()]
+    ) -> GRPCClient<ServiceClientTransport<InProcessTransport.Client>> {
+        GRPCClient(
+            transport: ServiceClientTransport(link.transport.client, callTimeout: settings.callTimeout, inProcessCalls: link.calls),
+            interceptors: interceptors
+        )
     }
 }
 
@@ -67,10 +81,10 @@ public struct GRPCClientService<Transport: ClientTransport>: Service {
 }
 
 /// Runs a gRPC server until the process is asked to stop, then lets in-flight calls finish.
-public struct GRPCServerService<Transport: ServerTransport>: Service {
-    public let server: GRPCServer<Transport>
+public struct GRPCServerService: Service {
+    public let server: any GRPCServing
 
-    public init(_ server: GRPCServer<Transport>) {
+    public init(_ server: any GRPCServing) {
         self.server = server
     }
 

@@ -2,7 +2,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization
 
-/// The platform's client transport: HTTP/2 over TCP, with a deadline on every call.
+/// The platform's client transport: HTTP/2 over TCP between processes, or grpc-swift's
+/// in-process transport inside `aisaas all`, with a deadline on every call.
 ///
 /// grpc-swift keeps a deadline with a task group, a second task and a precise sleep per call,
 /// which the gRPC bench measured at 30–50 µs of CPU per call, a tenth of what a call costs. Here
@@ -12,17 +13,22 @@ import Synchronization
 /// waiting for a connection is bounded by the connection attempt (calls fail at once while no
 /// instance is reachable). A call given its own `CallOptions.timeout` gets grpc-swift's deadline
 /// as well; the earlier of the two ends it.
-public struct ServiceClientTransport: ClientTransport {
-    public typealias Bytes = GRPCNIOTransportBytes
+///
+/// In process there is no stream to reset: a caller that leaves, or a deadline that passes,
+/// cancels the server's handler through `InProcessCalls` instead.
+public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
+    public typealias Bytes = Base.Bytes
 
-    private let base: HTTP2ClientTransport.Posix
+    private let base: Base
     private let callTimeout: Duration
     private let deadlines: DeadlineWheel
+    private let inProcessCalls: InProcessCalls?
 
-    public init(_ base: HTTP2ClientTransport.Posix, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel()) {
+    public init(_ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(), inProcessCalls: InProcessCalls? = nil) {
         self.base = base
         self.callTimeout = callTimeout
         self.deadlines = deadlines
+        self.inProcessCalls = inProcessCalls
     }
 
     public var retryThrottle: RetryThrottle? { base.retryThrottle }
@@ -49,75 +55,102 @@ public struct ServiceClientTransport: ClientTransport {
         _ closure: (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
         try await base.withStream(descriptor: descriptor, options: options) { stream, context in
-            let watch = StreamDeadline(outbound: stream.outbound, timeout: callTimeout, method: descriptor)
+            let call = inProcessCalls?.open()
+            let watch = StreamDeadline<Bytes>(
+                outbound: stream.outbound, timeout: callTimeout, method: descriptor, inProcessCall: call, calls: inProcessCalls
+            )
             let ticket = deadlines.schedule(after: callTimeout) { await watch.expire() }
             defer {
                 deadlines.cancel(ticket)
                 watch.close()
             }
+            let outbound: Outbound
+            if let call {
+                outbound = RPCWriter.Closable(wrapping: CallStampingWriter(base: stream.outbound, call: call))
+            } else {
+                outbound = stream.outbound
+            }
             let watched = RPCStream(
                 descriptor: stream.descriptor,
                 inbound: RPCAsyncSequence(wrapping: DeadlineInbound(base: stream.inbound, deadline: watch)),
-                outbound: stream.outbound
+                outbound: outbound
             )
             return try await closure(watched, context)
         }
     }
 }
 
-/// The deadline of one stream.
-private final class StreamDeadline: Sendable {
+/// The deadline of one stream, and whether its final status arrived.
+private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     private enum Phase: UInt8, AtomicRepresentable {
         case open, expired, closed
     }
 
     private let phase = Atomic<Phase>(.open)
-    private let outbound: ServiceClientTransport.Outbound
+    private let statusArrived = Atomic<Bool>(false)
+    private let outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable
+    private let inProcessCall: InProcessCalls.CallID?
+    private let calls: InProcessCalls?
     let error: RPCError
 
-    init(outbound: ServiceClientTransport.Outbound, timeout: Duration, method: MethodDescriptor) {
+    init(
+        outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable, timeout: Duration, method: MethodDescriptor,
+        inProcessCall: InProcessCalls.CallID?, calls: InProcessCalls?
+    ) {
         self.outbound = outbound
+        self.inProcessCall = inProcessCall
+        self.calls = calls
         self.error = RPCError(code: .deadlineExceeded, message: "\(method.fullyQualifiedMethod) did not finish within its deadline of \(timeout)")
     }
 
     var hasExpired: Bool { phase.load(ordering: .acquiring) == .expired }
 
+    func sawStatus() {
+        statusArrived.store(true, ordering: .releasing)
+    }
+
     /// Fails the stream (the transport then resets it), unless the call is already over.
     func expire() async {
         guard phase.compareExchange(expected: .open, desired: .expired, ordering: .acquiringAndReleasing).exchanged else { return }
+        if let inProcessCall { calls?.end(inProcessCall, completed: false) }
         await outbound.finish(throwing: error)
     }
 
+    /// The call is over; in process, a server still at work on it is told to stop.
     func close() {
         _ = phase.compareExchange(expected: .open, desired: .closed, ordering: .acquiringAndReleasing)
+        if let inProcessCall { calls?.end(inProcessCall, completed: statusArrived.load(ordering: .acquiring)) }
     }
 }
 
 /// A stream's responses, where the failure its deadline caused reads as DEADLINE_EXCEEDED (the
 /// transport reports a stream failed from this side as UNAVAILABLE, which callers may retry).
-private struct DeadlineInbound: AsyncSequence, Sendable {
-    typealias Element = RPCResponsePart<GRPCNIOTransportBytes>
+private struct DeadlineInbound<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequence, Sendable {
+    typealias Element = RPCResponsePart<Bytes>
     typealias Failure = any Error
 
-    let base: ServiceClientTransport.Inbound
-    let deadline: StreamDeadline
+    let base: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>
+    let deadline: StreamDeadline<Bytes>
 
     func makeAsyncIterator() -> Iterator {
         Iterator(base: base.makeAsyncIterator(), deadline: deadline)
     }
 
     struct Iterator: AsyncIteratorProtocol {
-        var base: ServiceClientTransport.Inbound.AsyncIterator
-        let deadline: StreamDeadline
+        var base: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>.AsyncIterator
+        let deadline: StreamDeadline<Bytes>
         var finished = false
 
         mutating func next() async throws -> Element? {
             if finished { return nil }
             do {
                 let part = try await base.next()
-                if case .status(let status, _)? = part, status.code != .ok, deadline.hasExpired {
-                    finished = true
-                    return .status(Status(code: .deadlineExceeded, message: deadline.error.message), [:])
+                if case .status(let status, _)? = part {
+                    deadline.sawStatus()
+                    if status.code != .ok, deadline.hasExpired {
+                        finished = true
+                        return .status(Status(code: .deadlineExceeded, message: deadline.error.message), [:])
+                    }
                 }
                 return part
             } catch {

@@ -1,0 +1,56 @@
+import AIProviders
+import Foundation
+import WireFormats
+
+/// An admitted, opened OpenAI-compatible completion stream: the provider's chunks, relayed as
+/// they come. The provider is always asked for usage (billing must be exact); its usage chunk
+/// reaches the client only when the client asked for it. The invocation is finished exactly
+/// once, as with `ChatStream`.
+public struct OpenAIChatStream: Sendable {
+    let events: AsyncThrowingStream<String, any Error>
+    let finisher: StreamFinisher
+    let forwardsUsage: Bool
+    public let rateLimit: RateLimitState?
+
+    /// Hands the data of each event to `write`; cancelling or a failing `write` (the client left)
+    /// stops the provider's stream, and the usage record then says 499.
+    public func relay(_ write: ([UInt8]) async throws -> Void) async throws {
+        var usage: Consumption?
+        var relayedCharacters = 0
+        do {
+            for try await data in events {
+                let (forwarded, reported, characters) = Self.examine(data, forwardsUsage: forwardsUsage)
+                if let reported { usage = reported }
+                relayedCharacters += characters
+                guard let forwarded else { continue }
+                do {
+                    try await write(forwarded)
+                } catch {
+                    throw ChatStream.ClientGone()
+                }
+            }
+            try Task.checkCancellation()
+        } catch {
+            let cancelled = Task.isCancelled || error is CancellationError || error is ChatStream.ClientGone
+            await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, error: error, cancelled: cancelled)
+            throw error
+        }
+        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, error: nil, cancelled: false)
+    }
+
+    /// What to forward of one event (nil: nothing), the usage it reports and the characters of
+    /// text it carries. An event that is not JSON is forwarded as it came.
+    static func examine(_ data: String, forwardsUsage: Bool) -> (forwarded: [UInt8]?, usage: Consumption?, characters: Int) {
+        let bytes = Array(data.utf8)
+        guard case .object(var chunk)? = try? JSONParser.parse(bytes) else { return (bytes, nil, 0) }
+        let choices = chunk["choices"]?.arrayValue ?? []
+        let characters = choices.reduce(0) { $0 + OpenAIBody.textCharacters(ofContent: $1.objectValue?["delta"]?.objectValue?["content"]) }
+        guard let usageValue = chunk["usage"], usageValue != .null else { return (bytes, nil, characters) }
+        let usage = OpenAIBody.usage(usageValue)
+        if forwardsUsage { return (bytes, usage, characters) }
+        if choices.isEmpty { return (nil, usage, characters) }
+        // Usage riding on a chunk with choices: the choices go on, the usage stays here.
+        chunk["usage"] = nil
+        return (JSONWriter.bytes(.object(chunk)), usage, characters)
+    }
+}

@@ -1,0 +1,51 @@
+import AKSKSigning
+import HTTPTypes
+import Hummingbird
+import Platform
+
+/// The OpenAI-compatible API's credentials: `Authorization: Bearer sk-…` (an API key), or, for
+/// devices that already sign, a cc-auth-v1 signature as on `/ai/invoke`. The handler runs as the
+/// key's owner, with the key's id in the request scope (rate limits and usage are per key).
+struct OpenAIAuthMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+    let apiKeys: APIKeyVerifier
+    let revocations: RevocationList
+    let sync: RevocationSync
+    let maxRevocationAge: Duration
+    let signed: SignedRequestMiddleware
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            if request.headers[values: HTTPField.Name(CCAuthV1.authorizationHeader)!].isEmpty {
+                throw APIError(.unauthorized, message: "You didn't provide an API key. Send it as Authorization: Bearer sk-…, or sign the request with cc-auth-v1.", headers: [:])
+                    .with(reason: .invalidApiKey)
+            }
+            return try await signed.handle(request, context: context, next: next)
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError.unauthenticated("malformed Authorization header: expected Bearer sk-…").with(reason: .invalidApiKey)
+        }
+        if revocations.isStale(maxAge: maxRevocationAge) {
+            try? await sync.refresh()
+            if revocations.isStale(maxAge: maxRevocationAge) {
+                throw APIError(.serviceUnavailable, message: "API key revocations cannot be checked: the user service is unreachable")
+            }
+        }
+        let key = try await apiKeys.verify(parts[1].trimmingCharacters(in: .whitespaces))
+        var context = context
+        context.apiKey = key
+        let scope = RequestScope(requestId: context.requestId, userId: key.userId, role: key.role, apiKeyId: key.keyId)
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+}
+
+extension APIError {
+    func with(reason: ErrorReason) -> APIError {
+        var error = self
+        error.reason = reason.rawValue
+        return error
+    }
+}
