@@ -218,18 +218,19 @@ public func makeGatewayRouter(
     APIKeyRoutes(users: clients.users, revocations: revocations, apiKeys: apiKeys).register(on: authenticated)
     UsageRoutes(usage: clients.usage, users: clients.users).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
 
+    let signatures = SignatureVerifier(users: clients.users, revocations: revocations, maxRevocationAge: maxRevocationAge)
     let signed = router.group().add(middleware: SignedRequestMiddleware(
-        users: clients.users, policy: settings.signing, maxBodyBytes: 1 << 20
+        verifier: signatures, policy: settings.signing, maxBodyBytes: 1 << 20
     ))
     let signedUpload = router.group().add(middleware: SignedRequestMiddleware(
-        users: clients.users, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes
+        verifier: signatures, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes
     ))
     InvokeRoutes(chatModels: clients.chatModels, speech: clients.speech).register(json: signed, upload: signedUpload)
 
     func openAIAuth(maxBodyBytes: Int) -> OpenAIAuthMiddleware {
         OpenAIAuthMiddleware(
             apiKeys: apiKeys, revocations: revocations, sync: sync, maxRevocationAge: maxRevocationAge,
-            signed: SignedRequestMiddleware(users: clients.users, policy: settings.signing, maxBodyBytes: maxBodyBytes)
+            signed: SignedRequestMiddleware(verifier: signatures, policy: settings.signing, maxBodyBytes: maxBodyBytes)
         )
     }
     OpenAIRoutes(openAI: clients.openAI).register(

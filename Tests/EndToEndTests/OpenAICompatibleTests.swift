@@ -277,4 +277,41 @@ struct OpenAICompatibleTests {
         #expect(ffmpeg.terminationStatus == 0, "ffmpeg must be installed (Debian package ffmpeg)")
         return try [UInt8](Data(contentsOf: URL(fileURLWithPath: wav)))
     }
+
+    @Test("a client that leaves a /v1 call, plain or streamed, cancels the provider's request; the records say 499")
+    func clientLeaves() async throws {
+        try await AIFlowTests.withPlatform(.sqlite) { platform, fake in
+            let (token, _) = try await AIFlowTests.customer(platform, "leaver")
+            let (key, keyId) = try await Self.apiKey(platform, token: token)
+            func send(_ body: String) async throws -> RawConnection {
+                let connection = try await RawConnection.open(port: platform.port)
+                try await connection.send(
+                    "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(key)\r\n"
+                        + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                )
+                return connection
+            }
+            fake.setBehavior(.hang, for: .chat)
+            let plain = try await send(#"{"model":"gpt-test","messages":[{"role":"user","content":"never mind"}]}"#)
+            #expect(await fake.waitUntil(timeout: .seconds(5)) { _ in fake.requests(to: .chat).count == 1 })
+            await plain.close()
+            #expect(await fake.waitUntil(timeout: .seconds(5)) { $0.requestsAbandoned >= 1 })
+
+            fake.setBehavior(.answer, for: .chat)
+            fake.setStreaming(.init(chunks: 50, interval: .milliseconds(100)))
+            let streamed = try await send(#"{"model":"gpt-test","stream":true,"messages":[{"role":"user","content":"a long story"}]}"#)
+            #expect(await streamed.read(until: "data: {", timeout: .seconds(5)).contains("data: {"))
+            await streamed.close()
+            #expect(await fake.waitUntil(timeout: .seconds(5)) { $0.streamsAbandoned >= 1 })
+            #expect(fake.counters.streamsCompleted == 0)
+
+            var statuses: [Int] = []
+            for _ in 0..<50 where statuses != [499, 499] {
+                let usage = try await platform.request(.GET, "/ai/usage?apiKeyId=\(keyId)", token: token)
+                statuses = (usage.data["results"] as? [[String: Any]] ?? []).compactMap { $0["status"] as? Int }
+                if statuses != [499, 499] { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(statuses == [499, 499])
+        }
+    }
 }

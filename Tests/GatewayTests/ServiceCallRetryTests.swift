@@ -70,7 +70,7 @@ struct ServiceCallRetryTests {
         let registered = try await manager.register(username: "alice", password: "password123")
         let flaky = FlakyInstance(failingFirst: [
             Grpc_User_V1_UserService.Method.GetUserById.descriptor,
-            Grpc_User_V1_UserService.Method.VerifySignature.descriptor,
+            Grpc_User_V1_UserService.Method.VerifySignatureForKey.descriptor,
         ])
 
         let transport = InProcessTransport()
@@ -106,7 +106,7 @@ struct ServiceCallRetryTests {
                     try await http.execute(uri: "/ai/invoke/chat_completion", method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
                         #expect(response.status == .serviceUnavailable)
                     }
-                    #expect(flaky.count(Grpc_User_V1_UserService.Method.VerifySignature.descriptor) == 1)
+                    #expect(flaky.count(Grpc_User_V1_UserService.Method.VerifySignatureForKey.descriptor) == 1)
                 }
             }
         }

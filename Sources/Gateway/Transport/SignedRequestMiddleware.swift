@@ -9,15 +9,15 @@ import NIOCore
 import Platform
 
 /// Lets a request through only with a valid cc-auth-v1 signature (aksk-v1.md). The gateway checks
-/// everything that needs no secret, then asks the user service, which alone can decrypt the
-/// secret key, to check the signature and record the nonce. The handler then runs as the key's
+/// everything that needs no secret, then `SignatureVerifier` checks the signature (with a signing
+/// key the user service derived for the prefix, or by asking it) and has the nonce recorded. The handler then runs as the key's
 /// owner, with the access key in the request scope (rate limits are per key).
 ///
 /// The body is read here once the signature is known good, up to `maxBodyBytes`, so its digest can
 /// be checked; handlers read the same bytes again.
 struct SignedRequestMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
-    let users: any Grpc_User_V1_UserService.ClientProtocol
+    let verifier: SignatureVerifier
     let policy: SignaturePolicy
     let maxBodyBytes: Int
     var logger: Logger = Logger(label: "gateway.aksk")
@@ -45,9 +45,9 @@ struct SignedRequestMiddleware: RouterMiddleware {
             throw APIError(HTTPResponse.Status(code: error.status), message: error.message)
         }
 
-        let user: Grpc_User_V1_UserModel
+        let user: SignatureOwner
         do {
-            user = try await users.verifySignature(verification.request)
+            user = try await verifier.verify(verification)
         } catch let error as RPCError {
             let reason = error.metadata[stringValues: MetadataKey.errorReason].first(where: { _ in true })
             if let reason, let status = SignedRequestRejection.status(forServiceReason: reason) {
@@ -67,8 +67,8 @@ struct SignedRequestMiddleware: RouterMiddleware {
         }
 
         var context = context
-        context.signedCaller = SignedCaller(userId: user.id, role: user.role.name, accessKey: verification.accessKey)
-        let scope = RequestScope(requestId: context.requestId, userId: user.id, role: user.role.name, accessKey: verification.accessKey)
+        context.signedCaller = SignedCaller(userId: user.userId, role: user.role, accessKey: verification.accessKey)
+        let scope = RequestScope(requestId: context.requestId, userId: user.userId, role: user.role, accessKey: verification.accessKey)
         return try await RequestScope.$current.withValue(scope) {
             try await next(request, context)
         }

@@ -117,7 +117,10 @@ public struct UserManager: Sendable {
         // A new password ends every session opened with the old one (the caller gets a new token).
         let changesPassword = changes.password != nil
         var revocation = disables || changesRole || changesPassword ? userRevocation(id, at: date) : nil
-        if revocation == nil, let accessKey = changes.accessKey, accessKey != before.accessKey {
+        // Signing keys gateways keep were derived from the old pair: a new access key or a new
+        // secret key voids them.
+        let changesKeys = (changes.accessKey != nil && changes.accessKey != before.accessKey) || changes.secretKey != nil
+        if revocation == nil, changesKeys {
             revocation = accessKeyRevocation(before.accessKey, at: date)
         }
         guard try await repository.update(id: id, fields, revoking: revocation) else {

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# Benchmarks the OpenAI-compatible API and the signed route against an instant fake provider, in
+# one run, beside what a user would compare them with:
+#   - the fake provider called directly (the floor);
+#   - LiteLLM's proxy (from PyPI into a throwaway venv), the peer, in front of the same fake;
+#   - `aisaas all` on SQLite: POST /v1/chat/completions with an API key; the signed
+#     POST /ai/invoke/chat_completion without a nonce (one signed request replayed until it
+#     expires) and with a fresh nonce on every request (bench/sign_requests.py signs them);
+#   - the separate-process layout (gateway, user service, AI service over HTTP/2 gRPC, SQLite).
+# Each at one connection (the fixed cost of a call: p50) and at 64 connections (capacity), plus
+# streamed time to first byte (sequential curl, fake sending events 10 ms apart).
+# Writes a Markdown report with the machine to bench/results/.
+# Usage: bench/run-openai.sh [duration-seconds]
+#   LITELLM_VENV=DIR reuses a venv with litellm[proxy] (default: a fresh one in the run's folder);
+#   BENCH_SCRATCH=DIR builds in DIR instead of .build; TTFB_RUNS=N (default 200).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-15}
+connections=64
+threads=2
+ttfb_runs=${TTFB_RUNS:-200}
+question="Say hello to the benchmark in one short sentence."
+model=gpt-4o-mini
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+scratch=()
+[ -n "${BENCH_SCRATCH:-}" ] && scratch=(--scratch-path "$BENCH_SCRATCH")
+build_log=$(mktemp)
+swift build -c release "${scratch[@]}" >"$build_log" 2>&1 || { tail -n 40 "$build_log"; exit 1; }
+rm -f "$build_log"
+bin="$(swift build -c release "${scratch[@]}" --show-bin-path)"
+
+work=$(mktemp -d /tmp/aisaas-bench-openai.XXXXXX)
+running=()
+cleanup() {
+    for pid in "${running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${running[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+stop_process() {  # pid
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    local kept=()
+    for pid in "${running[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    running=("${kept[@]}")
+}
+
+wait_for() {  # url, pid, log: until the URL answers 200
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
+        sleep 0.1
+        kill -0 "$2" 2>/dev/null || { tail -n 40 "$3"; exit 1; }
+    done
+}
+
+# The fake provider: answers at once; a stream is 4 content events, a stop and a usage event, 10 ms apart.
+"$bin/fake-provider" --stream-chunks 4 --stream-interval-ms 10 >"$work/fake.out" 2>"$work/fake.log" &
+fake_pid=$!
+running+=("$fake_pid")
+until [ -s "$work/fake.out" ]; do sleep 0.02; kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log"; exit 1; }; done
+fake_url=$(head -n 1 "$work/fake.out")
+
+common_env=(
+    LOG_LEVEL=warning ADMIN_USERNAME=bench-admin ADMIN_PASSWORD=bench-admin-password
+    AI_PROVIDERS=openai AI_PROVIDER_OPENAI_BASE_URL="$fake_url" AI_PROVIDER_OPENAI_API_KEY=sk-fake
+    AI_PROVIDER_OPENAI_CHAT_MODEL="$model" AI_RATE_LIMIT_PER_MINUTE=1000000 AKSK_REQUIRE_NONCE=false
+)
+
+# Registers a user on $base; sets access_key, secret_key and api_key.
+make_customer() {
+    local keys token
+    keys=$(curl -s -X POST "$base/user/register" -H 'content-type: application/json' \
+        -d '{"username":"bench-device","password":"bench-password"}')
+    access_key=$(python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["accessKey"])' <<<"$keys")
+    secret_key=$(python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["secretKey"])' <<<"$keys")
+    token=$(curl -s -X PUT "$base/auth/login" -H 'content-type: application/json' \
+        -d '{"username":"bench-device","password":"bench-password"}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["accessToken"])')
+    api_key=$(curl -s -X POST "$base/user/api_keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+        -d '{"name":"bench"}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["key"])')
+}
+
+openai_body="{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"$question\"}]}"
+openai_stream_body="{\"model\":\"$model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$question\"}]}"
+signed_body="{\"question\":\"$question\"}"
+
+# A wrk script sending one POST with fixed headers (file of "name: value" lines).
+make_lua() {  # body, headers file
+    echo 'wrk.method = "POST"'
+    echo "wrk.body = [==[$1]==]"
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    while IFS= read -r line; do
+        echo "wrk.headers[\"${line%%: *}\"] = \"${line#*: }\""
+    done <"$2"
+}
+
+# A wrk script whose every request carries the next of the pre-signed nonces; threads take
+# interleaved shares, so no nonce is sent twice while the table lasts.
+make_nonce_lua() {  # body, signed table (Lua), host
+    cat <<EOF
+dofile("$2")
+local threads = {}
+local counter = 1
+function setup(thread)
+    thread:set("id", counter)
+    thread:set("stride", $threads)
+    counter = counter + 1
+end
+function init(args)
+    index = id
+end
+function request()
+    local entry = signed[index]
+    index = index + stride
+    if index > #signed then index = id end
+    return wrk.format("POST", nil, {
+        ["Content-Type"] = "application/json", ["Host"] = "$3", ["x-cc-content-sha256"] = body_sha256,
+        ["x-authorization"] = entry[1], ["x-cc-nonce"] = entry[2]
+    }, [==[$1]==])
+end
+EOF
+}
+
+# Checks one request answers 200 (unless no check headers are given), warms up, then measures;
+# writes $work/$name.txt.
+load() {  # name, url, lua script, connections, check headers file or "-", body
+    local name=$1 url=$2 script=$3 conns=$4 check_headers=$5 body=$6 status
+    if [ "$check_headers" != - ]; then
+        local curl_headers=()
+        while IFS= read -r line; do curl_headers+=(-H "$line"); done <"$check_headers"
+        status=$(curl -s -o "$work/$name.check" -w '%{http_code}' -X POST "$url" -H 'content-type: application/json' \
+            "${curl_headers[@]}" --data-binary "$body")
+        [ "$status" = 200 ] || { echo "$name: HTTP $status from $url"; cat "$work/$name.check"; exit 1; }
+    fi
+    local t=$((conns < threads ? conns : threads))
+    wrk -t$t -c"$conns" -d3s -s "$script" "$url" >/dev/null
+    wrk -t$t -c"$conns" -d"${duration}s" --latency -s "$script" "$url" >"$work/$name.txt"
+}
+
+summary() {  # wrk output -> "rps|p50 ms|p99 ms|errors"
+    awk '
+        function ms(text,   value) {
+            value = text + 0
+            if (text ~ /us$/) return value / 1000
+            if (text ~ /ms$/) return value
+            if (text ~ /s$/) return value * 1000
+            return value
+        }
+        /Requests\/sec/ {rps = $2}
+        /^ +50%/ {p50 = ms($2)}
+        /^ +99%/ {p99 = ms($2)}
+        /Non-2xx/ {errors += $NF}
+        /Socket errors/ {gsub(/,/, ""); errors += $4 + $6 + $8 + $10}
+        END {printf "%.0f|%.3f|%.3f|%d", rps, p50, p99, errors}' "$1"
+}
+
+# Time to the first byte of a stream, fresh connection per run -> "median|p95" ms.
+ttfb() {  # name, url, body, headers file
+    local name=$1 url=$2 body=$3 headers=$4
+    local curl_headers=()
+    while IFS= read -r line; do curl_headers+=(-H "$line"); done <"$headers"
+    for _ in $(seq 20); do curl -s -o /dev/null -X POST "$url" -H 'content-type: application/json' "${curl_headers[@]}" --data-binary "$body"; done
+    for _ in $(seq "$ttfb_runs"); do
+        curl -s -o /dev/null -w '%{http_code} %{time_starttransfer}\n' -X POST "$url" \
+            -H 'content-type: application/json' "${curl_headers[@]}" --data-binary "$body"
+    done >"$work/$name.ttfb"
+    python3 - "$work/$name.ttfb" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+failed = [row for row in rows if row[0] != "200"]
+if failed:
+    print(f"failed|{len(failed)} of {len(rows)} answered HTTP {failed[0][0]}")
+else:
+    times = sorted(float(row[1]) * 1000 for row in rows)
+    print(f"{statistics.median(times):.3f}|{times[int(0.95 * (len(times) - 1))]:.3f}")
+EOF
+}
+
+# Both loads (1 and 64 connections) of one target.
+measure() {  # name, url, lua, check headers, body
+    load "$1-1" "$2" "$3" 1 "$4" "$5"
+    load "$1-64" "$2" "$3" "$connections" "$4" "$5"
+}
+
+# --- the fake directly ---
+make_lua "$openai_body" /dev/null >"$work/direct.lua"
+measure direct "$fake_url/chat/completions" "$work/direct.lua" /dev/null "$openai_body"
+ttfb_direct=$(ttfb stream-direct "$fake_url/chat/completions" "$openai_stream_body" /dev/null)
+
+# --- LiteLLM's proxy in front of the same fake ---
+litellm_venv=${LITELLM_VENV:-$work/litellm-venv}
+if [ ! -x "$litellm_venv/bin/litellm" ]; then
+    python3 -m venv "$litellm_venv"
+    "$litellm_venv/bin/pip" install --quiet 'litellm[proxy]' >"$work/litellm-install.log" 2>&1 || { tail -n 30 "$work/litellm-install.log"; exit 1; }
+fi
+litellm_version=$("$litellm_venv/bin/pip" show litellm 2>/dev/null | awk '/^Version/ {print $2}')
+cat >"$work/litellm.yaml" <<EOF
+model_list:
+  - model_name: $model
+    litellm_params:
+      model: openai/$model
+      api_base: $fake_url
+      api_key: sk-fake
+EOF
+litellm_port=$(free_port)
+"$litellm_venv/bin/litellm" --config "$work/litellm.yaml" --host 127.0.0.1 --port "$litellm_port" >"$work/litellm.log" 2>&1 &
+litellm_pid=$!
+running+=("$litellm_pid")
+wait_for "http://127.0.0.1:$litellm_port/health/liveliness" "$litellm_pid" "$work/litellm.log"
+echo "Authorization: Bearer sk-anything" >"$work/litellm.headers"
+make_lua "$openai_body" "$work/litellm.headers" >"$work/litellm.lua"
+measure litellm "http://127.0.0.1:$litellm_port/v1/chat/completions" "$work/litellm.lua" "$work/litellm.headers" "$openai_body"
+litellm_rss_kb=$(ps -o rss= --ppid "$litellm_pid" | awk '{s += $1} END {print s + 0}')
+litellm_rss_kb=$((litellm_rss_kb + $(awk '/VmRSS/ {print $2}' "/proc/$litellm_pid/status")))
+stop_process "$litellm_pid"
+
+# --- aisaas all on SQLite ---
+port=$(free_port)
+base="http://127.0.0.1:$port"
+env DATA_DIR="$work/all-data" HTTP_PORT="$port" "${common_env[@]}" "$bin/aisaas" all >"$work/all.log" 2>&1 &
+all_pid=$!
+running+=("$all_pid")
+wait_for "$base/health" "$all_pid" "$work/all.log"
+make_customer
+echo "Authorization: Bearer $api_key" >"$work/key.headers"
+make_lua "$openai_body" "$work/key.headers" >"$work/key.lua"
+measure all-v1 "$base/v1/chat/completions" "$work/key.lua" "$work/key.headers" "$openai_body"
+ttfb_v1=$(ttfb stream-v1 "$base/v1/chat/completions" "$openai_stream_body" "$work/key.headers")
+
+export AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key
+"$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
+    --content-sha256 --expiration 3600 --print-headers | grep -vi '^host:' >"$work/signed.headers"
+make_lua "$signed_body" "$work/signed.headers" >"$work/signed.lua"
+measure all-signed "$base/ai/invoke/chat_completion" "$work/signed.lua" "$work/signed.headers" "$signed_body"
+
+nonce_count=$(( (duration + 3) * 12000 ))
+python3 bench/sign_requests.py --access-key "$access_key" --secret-key "$secret_key" --host "127.0.0.1:$port" \
+    --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.lua"
+make_nonce_lua "$signed_body" "$work/nonces.lua" "127.0.0.1:$port" >"$work/nonce.lua"
+# A check with a nonce of its own (curl), so that the table's stay unused.
+"$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
+    --content-sha256 --expiration 3600 --nonce --print-headers | grep -vi '^host:' >"$work/nonce-check.headers"
+load all-nonce-1 "$base/ai/invoke/chat_completion" "$work/nonce.lua" 1 "$work/nonce-check.headers" "$signed_body"
+# Fresh nonces for the second load: the first used some of the table's.
+python3 bench/sign_requests.py --access-key "$access_key" --secret-key "$secret_key" --host "127.0.0.1:$port" \
+    --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.lua"
+load all-nonce-64 "$base/ai/invoke/chat_completion" "$work/nonce.lua" "$connections" - "$signed_body"
+all_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$all_pid/status")
+stop_process "$all_pid"
+
+# --- separate processes: user service, AI service, gateway (HTTP/2 gRPC on loopback) ---
+user_port=$(free_port)
+ai_port=$(free_port)
+port=$(free_port)
+base="http://127.0.0.1:$port"
+env DATA_DIR="$work/split-data" USER_SERVICE_PORT="$user_port" "${common_env[@]}" "$bin/aisaas" user-service >"$work/user.log" 2>&1 &
+running+=($!)
+env DATA_DIR="$work/split-data" AI_SERVICE_PORT="$ai_port" "${common_env[@]}" "$bin/aisaas" ai-service >"$work/ai.log" 2>&1 &
+running+=($!)
+env DATA_DIR="$work/split-data" HTTP_PORT="$port" USER_SERVICE_ADDRS="127.0.0.1:$user_port" AI_SERVICE_ADDRS="127.0.0.1:$ai_port" \
+    "${common_env[@]}" "$bin/aisaas" gateway >"$work/gateway.log" 2>&1 &
+gateway_pid=$!
+running+=("$gateway_pid")
+wait_for "$base/health" "$gateway_pid" "$work/gateway.log"
+make_customer
+echo "Authorization: Bearer $api_key" >"$work/split-key.headers"
+make_lua "$openai_body" "$work/split-key.headers" >"$work/split-key.lua"
+measure split-v1 "$base/v1/chat/completions" "$work/split-key.lua" "$work/split-key.headers" "$openai_body"
+export AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key
+"$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
+    --content-sha256 --expiration 3600 --print-headers | grep -vi '^host:' >"$work/split-signed.headers"
+make_lua "$signed_body" "$work/split-signed.headers" >"$work/split-signed.lua"
+measure split-signed "$base/ai/invoke/chat_completion" "$work/split-signed.lua" "$work/split-signed.headers" "$signed_body"
+
+# --- report ---
+row() {  # label, name
+    local r1 p1 q1 e1 r64 p64 q64 e64
+    IFS='|' read -r r1 p1 q1 e1 <<<"$(summary "$work/$2-1.txt")"
+    IFS='|' read -r r64 p64 q64 e64 <<<"$(summary "$work/$2-64.txt")"
+    echo "| $1 | $p1 ms | $r1 | $r64 | $p64 / $q64 ms | $((e1 + e64)) |"
+}
+value() {  # name, field (1 rps, 2 p50, 3 p99)
+    summary "$work/$1.txt" | cut -d'|' -f"$2"
+}
+verdict() { python3 -c "print('met' if ($1) else '**missed**')"; }
+d1=$(value direct-1 2); v1=$(value all-v1-1 2); s1=$(value all-signed-1 2); n1=$(value all-nonce-1 2)
+v64=$(value all-v1-64 1); s64=$(value all-signed-64 1); n64=$(value all-nonce-64 1); l64=$(value litellm-64 1)
+IFS='|' read -r ttfb_direct_p50 ttfb_direct_p95 <<<"$ttfb_direct"
+IFS='|' read -r ttfb_v1_p50 ttfb_v1_p95 <<<"$ttfb_v1"
+ratio=$(python3 -c "print(f'{$v64 / max($l64, 1):.0f}×')")
+
+mkdir -p bench/results
+report="bench/results/$(date -u +%Y-%m-%d)-openai.md"
+{
+    echo "# OpenAI-compatible API and signed route against the fake and LiteLLM, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "Code: $(git rev-parse --short HEAD)$([ -n "$(git status --porcelain -- Sources Package.swift)" ] && echo ', plus the uncommitted changes to Sources/ found at the time')"
+    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); $(swift --version 2>/dev/null | head -n 1)"
+    echo "Load: wrk ($threads threads at 64 connections, 1 at one), ${duration} s per measurement after 3 s of warm-up. Load generator,"
+    echo "fake, proxy and platform share the $(nproc) cores: figures are a floor. Fake provider: \`fake-provider\` (release), answering at once."
+    echo "LiteLLM: litellm[proxy] $litellm_version from PyPI, default settings, one model entry pointing at the fake."
+    echo
+    echo "## Against targets"
+    echo
+    echo "| target | measured | |"
+    echo "|---|---|---|"
+    echo "| /v1/chat/completions ≥ 4,000 requests/s at 64 connections | $v64 | $(verdict "$v64 >= 4000") |"
+    echo "| /v1/chat/completions ≥ 40× LiteLLM (same run) | $ratio ($l64 requests/s for LiteLLM) | $(verdict "$v64 >= 40 * $l64") |"
+    echo "| /v1/chat/completions ≤ 1 ms added at p50, one connection | $(python3 -c "print(f'{$v1 - $d1:+.3f} ms')") | $(verdict "$v1 - $d1 <= 1") |"
+    echo "| signed route ≥ 3,000 requests/s (no nonce / nonce) | $s64 / $n64 | $(verdict "$s64 >= 3000 and $n64 >= 3000") |"
+    echo "| signed route ≤ 1.5 ms added at p50 (no nonce / nonce) | $(python3 -c "print(f'{$s1 - $d1:+.3f} / {$n1 - $d1:+.3f} ms')") | $(verdict "$s1 - $d1 <= 1.5 and $n1 - $d1 <= 1.5") |"
+    if [ "$ttfb_v1_p50" = failed ] || [ "$ttfb_direct_p50" = failed ]; then
+        echo "| streamed TTFB ≤ 1 ms added | **failed**: $ttfb_direct_p95 $ttfb_v1_p95 | **missed** |"
+    else
+        echo "| streamed TTFB ≤ 1 ms added (median of $ttfb_runs) | $ttfb_direct_p50 → $ttfb_v1_p50 ms ($(python3 -c "print(f'{$ttfb_v1_p50 - $ttfb_direct_p50:+.3f} ms')")) | $(verdict "$ttfb_v1_p50 - $ttfb_direct_p50 <= 1") |"
+    fi
+    echo
+    echo "## All runs"
+    echo
+    echo "| target | p50, 1 connection | requests/s, 1 connection | requests/s, 64 connections | p50 / p99, 64 connections | errors |"
+    echo "|---|---|---|---|---|---|"
+    row "fake provider directly" direct
+    row "LiteLLM proxy" litellm
+    row "aisaas all: /v1/chat/completions, API key" all-v1
+    row "aisaas all: signed, no nonce" all-signed
+    row "aisaas all: signed, fresh nonce each" all-nonce
+    row "separate processes: /v1/chat/completions" split-v1
+    row "separate processes: signed, no nonce" split-signed
+    echo
+    echo "- Streamed time to first byte (curl, fresh connection, median / p95 of $ttfb_runs): fake $ttfb_direct_p50 / $ttfb_direct_p95 ms;"
+    echo "  /v1 $ttfb_v1_p50 / $ttfb_v1_p95 ms."
+    echo "- Resident memory after its runs: aisaas all $((all_rss_kb / 1024)) MB; LiteLLM (all its processes) $((litellm_rss_kb / 1024)) MB."
+    echo "- Every platform call is the whole path: key or signature check, rate limit and quota admission, the provider"
+    echo "  call, the usage record (group-committed to SQLite)."
+} >"$report"
+cat "$report"
