@@ -314,4 +314,26 @@ struct OpenAICompatibleTests {
             #expect(statuses == [499, 499])
         }
     }
+
+    @Test("a finished stream leaves its keep-alive connection open for the next request")
+    func streamKeepsTheConnection() async throws {
+        try await AIFlowTests.withPlatform(.sqlite) { platform, _ in
+            let (token, _) = try await AIFlowTests.customer(platform, "keeper")
+            let (key, _) = try await Self.apiKey(platform, token: token)
+            let connection = try await RawConnection.open(port: platform.port)
+            for (index, stream) in [true, true, false].enumerated() {
+                let body = #"{"model":"gpt-test","stream":\#(stream),"messages":[{"role":"user","content":"hi"}]}"#
+                try await connection.send(
+                    "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(key)\r\n"
+                        + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                )
+                let marker = stream ? "data: [DONE]" : "\"chat.completion\""
+                let expected = stream ? index + 1 : 1
+                let received = await connection.read(until: marker, occurrences: expected, timeout: .seconds(5))
+                #expect(received.components(separatedBy: marker).count - 1 == expected, "answer \(index + 1) on the same connection")
+            }
+            #expect(!connection.isClosedByServer)
+            await connection.close()
+        }
+    }
 }

@@ -153,9 +153,13 @@ struct HTTPTestClient: Sendable {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: bytes))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        let body = try await response.body.collect(upTo: 16 << 20)
-        return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: body))
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 16 << 20)
+            return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: body))
+        } catch {
+            throw TestFailure("\(method) \(path): \(error)")
+        }
     }
 }
 

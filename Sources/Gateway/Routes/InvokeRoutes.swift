@@ -47,99 +47,32 @@ struct InvokeRoutes {
                 }
             }
         }
-        if stream { return try await streamedCompletion(call, request: request) }
+        if stream { return try await streamedCompletion(call, context: context) }
         let chatModels = self.chatModels
         return try ResponseBody.success(CompletionView(try await context.cancellingWhenClientLeaves {
             try await chatModels.createChatCompletion(call)
         }))
     }
 
-    /// Relays the service's chunks as Server-Sent Events: `data: {chunk}` … `data: [DONE]`.
-    /// Errors before the first chunk answer with the usual status and error body; later ones end
-    /// the stream with an `event: error`. A client that goes away cancels the call, and with it
-    /// the provider's request: before the first chunk the closed connection is noticed at once;
-    /// afterwards at the next write, which a keep-alive comment forces every
-    /// `keepAliveInterval` while the provider is silent.
-    private func streamedCompletion(_ call: Grpc_Ai_V1_CreateChatCompletionRequest, request: Request) async throws -> Response {
-        let (events, eventSink) = AsyncThrowingStream.makeStream(of: StreamEvent.self)
-        let (firstChunk, firstChunkSink) = AsyncThrowingStream.makeStream(of: Void.self)
+    /// Relays the service's chunks as Server-Sent Events: `data: {chunk}` … `data: [DONE]`;
+    /// an error after the first chunk ends the stream with an `event: error` (`ServerSentEventRelay`).
+    private func streamedCompletion(_ call: Grpc_Ai_V1_CreateChatCompletionRequest, context: GatewayRequestContext) async throws -> Response {
         let chatModels = self.chatModels
-        // Unstructured on purpose: the call outlives this handler and feeds the response body.
-        let relay = Task {
-            do {
+        let requestId = RequestScope.current?.requestId ?? ""
+        return try await ServerSentEventRelay.respond(
+            context: context,
+            call: { (feed: ServerSentEventRelay.Feed<Void, Grpc_Ai_V1_ChatCompletionChunk>) in
                 try await chatModels.streamChatCompletion(call) { response in
                     for try await chunk in response.messages {
-                        eventSink.yield(.chunk(chunk))
-                        firstChunkSink.finish()
+                        feed.send(chunk)
+                        feed.open(())
                     }
                 }
-                eventSink.finish()
-                firstChunkSink.finish()
-            } catch {
-                firstChunkSink.finish(throwing: error)
-                eventSink.finish(throwing: error)
-            }
-        }
-        // Hummingbird also reports "inbound closed" when it stops watching the connection after
-        // the wait below; only a close during the wait means the client left.
-        let waiting = Mutex(true)
-        try await request.body.consumeWithInboundCloseHandler { _ in
-            try await withTaskCancellationHandler {
-                for try await _ in firstChunk {}
-            } onCancel: {
-                relay.cancel()
-            }
-            waiting.withLock { $0 = false }
-        } onInboundClosed: {
-            if waiting.withLock({ $0 }) { relay.cancel() }
-        }
-
-        let keepAlive = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: Self.keepAliveInterval)
-                // Ends with the stream, even if no body writer ever runs.
-                if case .terminated = eventSink.yield(.keepAlive) { return }
-            }
-        }
-        let requestId = RequestScope.current?.requestId ?? ""
-        var headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
-        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
-        let body = Hummingbird.ResponseBody { writer in
-            defer {
-                relay.cancel()
-                keepAlive.cancel()
-            }
-            var iterator = events.makeAsyncIterator()
-            while true {
-                let event: StreamEvent?
-                do {
-                    event = try await iterator.next()
-                } catch {
-                    try await writer.write(Self.errorEvent(error, requestId: requestId))
-                    break
-                }
-                switch event {
-                case .chunk(let chunk)?: try await writer.write(try Self.event(CompletionChunkView(chunk)))
-                case .keepAlive?: try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                case nil:
-                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                    try await writer.finish(nil)
-                    return
-                }
-            }
-            try await writer.finish(nil)
-        }
-        return Response(status: .ok, headers: headers, body: body)
+            },
+            encode: { chunk in try Self.event(CompletionChunkView(chunk)) },
+            errorEvent: { error in Self.errorEvent(error, requestId: requestId) }
+        )
     }
-
-    private enum StreamEvent: Sendable {
-        case chunk(Grpc_Ai_V1_ChatCompletionChunk)
-        case keepAlive
-    }
-
-    /// Proxies close idle connections after about a minute; a comment line keeps the stream
-    /// open and reveals a departed client.
-    static let keepAliveInterval: Duration = .seconds(10)
 
     static func event(_ payload: some Encodable) throws -> ByteBuffer {
         var buffer = ByteBuffer(string: "data: ")

@@ -35,7 +35,7 @@ struct OpenAIRoutes {
         let body = try await Self.jsonBody(request, context: context)
         let call = Self.call(body, context: context)
         if case .bool(true)? = body.object["stream"] {
-            return try await OpenAIStreamRelay(openAI: openAI).respond(call, request: request, context: context)
+            return try await OpenAIStreamRelay(openAI: openAI).respond(call, context: context)
         }
         let openAI = self.openAI
         return Self.answer(try await context.cancellingWhenClientLeaves { try await openAI.createChatCompletion(call) })

@@ -28,16 +28,23 @@ public struct GatewayRequestContext: RequestContext {
     /// must not go on for nobody. The usage record then says 499.
     func cancellingWhenClientLeaves<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let task = Task { try await operation() }
-        let channel = self.channel
-        // The test router has no HTTP pipeline: nothing to watch there.
-        try? await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.handler(type: RequestPartsWatch.self).whenClientLeaves { task.cancel() }
-        }.get()
+        await whenClientLeaves { task.cancel() }
         return try await withTaskCancellationHandler {
             try await task.value
         } onCancel: {
             task.cancel()
         }
+    }
+
+    /// Runs `action` if the client goes away (closes its side or the connection) before this
+    /// request's response has ended, at once if it already has. Unlike Hummingbird's inbound-close
+    /// handler, this does not consume the connection's inbound stream, so keep-alive survives.
+    func whenClientLeaves(_ action: @escaping @Sendable () -> Void) async {
+        let channel = self.channel
+        // The test router has no HTTP pipeline: nothing to watch there.
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: RequestPartsWatch.self).whenClientLeaves(action)
+        }.get()
     }
 
     /// The caller's identity; only routes behind `AuthenticationMiddleware` reach a handler without one.

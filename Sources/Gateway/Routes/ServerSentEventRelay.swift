@@ -1,0 +1,107 @@
+import Hummingbird
+import HTTPTypes
+import NIOCore
+
+/// A streamed answer: the chunks of a call that runs beside the handler, written as Server-Sent
+/// Events as they arrive, ending with `data: [DONE]`.
+///
+/// The response waits until the call has opened (the service's first event): an error before that
+/// is an ordinary answer with its status and error body; a later one is the stream's last event.
+/// A client that goes away cancels the call, and with it the provider's request, at once; a
+/// keep-alive comment every `keepAliveInterval` while the provider is silent keeps proxies from
+/// closing the stream. The connection stays open for the client's next request.
+enum ServerSentEventRelay {
+    /// Proxies close idle connections after about a minute; a comment line keeps the stream open.
+    static let keepAliveInterval: Duration = .seconds(10)
+
+    /// What the call hands the relay.
+    struct Feed<Opening: Sendable, Chunk: Sendable>: Sendable {
+        fileprivate let opening: AsyncThrowingStream<Opening, any Error>.Continuation
+        fileprivate let events: AsyncThrowingStream<Event<Chunk>, any Error>.Continuation
+
+        /// The call has opened; the answer's headers may depend on `value`.
+        func open(_ value: Opening) {
+            opening.yield(value)
+            opening.finish()
+        }
+
+        func send(_ chunk: Chunk) {
+            events.yield(.chunk(chunk))
+        }
+    }
+
+    fileprivate enum Event<Chunk: Sendable>: Sendable {
+        case chunk(Chunk)
+        case keepAlive
+    }
+
+    /// - `call`: runs the call, opening the feed once and sending its chunks; returning ends the
+    ///   stream, throwing ends it with an error.
+    /// - `headers`: headers to add to the `200` for what the call opened with.
+    /// - `encode`: a chunk as its event bytes (`data: …\n\n`); `errorEvent`: an error as the last event.
+    static func respond<Opening: Sendable, Chunk: Sendable>(
+        context: GatewayRequestContext,
+        call: @escaping @Sendable (Feed<Opening, Chunk>) async throws -> Void,
+        headers addHeaders: (Opening) -> HTTPFields = { _ in [:] },
+        encode: @escaping @Sendable (Chunk) throws -> ByteBuffer,
+        errorEvent: @escaping @Sendable (any Error) -> ByteBuffer
+    ) async throws -> Response {
+        let (events, eventSink) = AsyncThrowingStream.makeStream(of: Event<Chunk>.self)
+        let (opening, openingSink) = AsyncThrowingStream.makeStream(of: Opening.self)
+        // Unstructured on purpose: the call outlives this handler and feeds the response body.
+        let relay = Task {
+            do {
+                try await call(Feed(opening: openingSink, events: eventSink))
+                openingSink.finish()
+                eventSink.finish()
+            } catch {
+                openingSink.finish(throwing: error)
+                eventSink.finish(throwing: error)
+            }
+        }
+        await context.whenClientLeaves { relay.cancel() }
+        let opened: Opening?? = try await withTaskCancellationHandler {
+            var iterator = opening.makeAsyncIterator()
+            return try await iterator.next()
+        } onCancel: {
+            relay.cancel()
+        }
+
+        let keepAlive = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: keepAliveInterval)
+                // Ends with the stream, even if no body writer ever runs.
+                if case .terminated = eventSink.yield(.keepAlive) { return }
+            }
+        }
+        var headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
+        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+        if let value = opened ?? nil { headers.append(contentsOf: addHeaders(value)) }
+        let body = Hummingbird.ResponseBody { writer in
+            defer {
+                relay.cancel()
+                keepAlive.cancel()
+            }
+            var iterator = events.makeAsyncIterator()
+            while true {
+                let event: Event<Chunk>?
+                do {
+                    event = try await iterator.next()
+                } catch {
+                    try await writer.write(errorEvent(error))
+                    break
+                }
+                switch event {
+                case .chunk(let chunk)?: try await writer.write(try encode(chunk))
+                case .keepAlive?: try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                case nil:
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    try await writer.finish(nil)
+                    return
+                }
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}
