@@ -207,14 +207,16 @@ model_list:
       api_key: sk-fake
 EOF
 litellm_port=$(free_port)
-"$litellm_venv/bin/litellm" --config "$work/litellm.yaml" --host 127.0.0.1 --port "$litellm_port" >"$work/litellm.log" 2>&1 &
+# Its proxy refuses to start without a master key; requests then authenticate with it (no database).
+litellm_key="sk-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+LITELLM_MASTER_KEY=$litellm_key "$litellm_venv/bin/litellm" --config "$work/litellm.yaml" --host 127.0.0.1 --port "$litellm_port" >"$work/litellm.log" 2>&1 &
 litellm_pid=$!
 running+=("$litellm_pid")
 wait_for "http://127.0.0.1:$litellm_port/health/liveliness" "$litellm_pid" "$work/litellm.log"
-echo "Authorization: Bearer sk-anything" >"$work/litellm.headers"
+echo "Authorization: Bearer $litellm_key" >"$work/litellm.headers"
 make_lua "$openai_body" "$work/litellm.headers" >"$work/litellm.lua"
 measure litellm "http://127.0.0.1:$litellm_port/v1/chat/completions" "$work/litellm.lua" "$work/litellm.headers" "$openai_body"
-litellm_rss_kb=$(ps -o rss= --ppid "$litellm_pid" | awk '{s += $1} END {print s + 0}')
+litellm_rss_kb=$({ ps -o rss= --ppid "$litellm_pid" || true; } | awk '{s += $1} END {print s + 0}')
 litellm_rss_kb=$((litellm_rss_kb + $(awk '/VmRSS/ {print $2}' "/proc/$litellm_pid/status")))
 stop_process "$litellm_pid"
 
@@ -302,7 +304,7 @@ report="bench/results/$(date -u +%Y-%m-%d)-openai.md"
     echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); $(swift --version 2>/dev/null | head -n 1)"
     echo "Load: wrk ($threads threads at 64 connections, 1 at one), ${duration} s per measurement after 3 s of warm-up. Load generator,"
     echo "fake, proxy and platform share the $(nproc) cores: figures are a floor. Fake provider: \`fake-provider\` (release), answering at once."
-    echo "LiteLLM: litellm[proxy] $litellm_version from PyPI, default settings, one model entry pointing at the fake."
+    echo "LiteLLM: litellm[proxy] $litellm_version from PyPI, default settings, one model entry pointing at the fake, its master key as the bearer."
     echo
     echo "## Against targets"
     echo

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test suite on a fresh machine: installs what the tests need from the Debian packages
-# (PostgreSQL, ffmpeg), starts a throwaway PostgreSQL cluster on a free loopback port, and runs
+# (PostgreSQL, ffmpeg, python3-venv) and a Python virtual environment with the official `openai`
+# package from PyPI, starts a throwaway PostgreSQL cluster on a free loopback port, and runs
 # `swift test` against SQLite and PostgreSQL. Extra arguments go to `swift test` (e.g. --filter X).
-# AISAAS_BUILD_CACHE=DIR keeps the build outside the clone.
+# AISAAS_BUILD_CACHE=DIR keeps the build outside the clone; AISAAS_PYTHON_VENV=DIR puts the
+# virtual environment elsewhere than ~/.cache/aisaas/openai-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +16,23 @@ command -v runuser >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 # Speech to text transcodes with ffmpeg; its tests use the real program.
 { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || need+=(ffmpeg)
+# The OpenAI SDK tests run the official Python package from a virtual environment; Debian's
+# python3 makes one only with python3-venv (which ships ensurepip).
+venv=${AISAAS_PYTHON_VENV:-$HOME/.cache/aisaas/openai-venv}
+sdk_ready() { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import openai' 2>/dev/null; }
+if ! sdk_ready && ! python3 -c 'import ensurepip' 2>/dev/null; then need+=(python3-venv); fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"
     else sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}"; fi
 fi
+
+if ! sdk_ready; then
+    echo "creating $venv with the openai package"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'openai>=1.40'
+fi
+export OPENAI_SDK_PYTHON="$venv/bin/python"
 
 work=$(mktemp -d /tmp/aisaas-test.XXXXXX)
 chmod 755 "$work"

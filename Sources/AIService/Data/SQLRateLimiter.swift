@@ -98,6 +98,10 @@ public struct SQLRateLimiter: RateLimiter {
     }
 
     private static func admit(_ counts: [String: Int64], limit: Int64, database: ServiceDatabase, givenSecond: Int64?) async throws -> [String: Outcome] {
+        if counts.count == 1, let (key, count) = counts.first, count == 1,
+           let outcome = try await admitAloneOnSQLite(key, limit: limit, database: database, givenSecond: givenSecond) {
+            return [key: outcome]
+        }
         let keys = counts.keys.sorted()
         return try await database.database().transaction { transaction in
             let sql = try transaction.sql()
@@ -144,6 +148,40 @@ public struct SQLRateLimiter: RateLimiter {
             buckets.append((now, admitted))
         }
         return Outcome(admitted: admitted, roomAfter: max(0, limit - used - admitted), retryAfter: retryAfter(buckets, limit: limit, now: now))
+    }
+
+    /// One request of one key on SQLite, the usual case below saturation: a single statement, so
+    /// one round trip instead of a transaction's six. SQLite takes the write lock when the
+    /// statement starts, before it reads the window, so the decision is as atomic as the batch's.
+    /// Nil when the window is full: the batch path then works out when it has room.
+    private static func admitAloneOnSQLite(_ key: String, limit: Int64, database: ServiceDatabase, givenSecond: Int64?) async throws -> Outcome? {
+        let sql = try database.sql()
+        guard sql.dialect.name == "sqlite" else { return nil }
+        let clock: SQLQueryString = givenSecond.map { "\(bind: $0)" } ?? "CAST(strftime('%s','now') AS INTEGER)"
+        let window = Int(windowSeconds)
+        guard let row = try await sql.raw("""
+            INSERT INTO ai_rate_bucket (subject, second, hits) \
+            SELECT \(bind: key), w.now, 1 FROM (SELECT \(clock) AS now, (SELECT COALESCE(SUM(hits), 0) FROM ai_rate_bucket \
+            WHERE subject = \(bind: key) AND second >= \(clock) - \(literal: window)) AS used) AS w WHERE w.used < \(bind: limit) \
+            ON CONFLICT (subject, second) DO UPDATE SET hits = ai_rate_bucket.hits + excluded.hits \
+            RETURNING second, (SELECT COALESCE(SUM(b.hits), 0) FROM ai_rate_bucket AS b \
+            WHERE b.subject = \(bind: key) AND b.second >= ai_rate_bucket.second - \(literal: window)) AS used_after
+            """).first() else { return nil }
+        let now = try row.decode(column: "second", as: Int64.self)
+        let room = max(0, limit - (try row.decode(column: "used_after", as: Int64.self)))
+        if Int.random(in: 0..<64) == 0 {
+            // The batch path drops expired buckets every time; alone, now and then is enough.
+            try await sql.raw("DELETE FROM ai_rate_bucket WHERE second < \(bind: now - windowSeconds)").run()
+        }
+        var retry = 1
+        if room == 0 {
+            let rows = try await sql.raw("""
+                SELECT second, hits FROM ai_rate_bucket WHERE subject = \(bind: key) AND second >= \(bind: now - windowSeconds)
+                """).all()
+            let buckets = try rows.map { (second: try $0.decode(column: "second", as: Int64.self), hits: try $0.decode(column: "hits", as: Int64.self)) }
+            retry = retryAfter(buckets, limit: limit, now: now)
+        }
+        return Outcome(admitted: 1, roomAfter: room, retryAfter: retry)
     }
 
     /// Seconds until the window has room for one more request: when enough of its oldest
