@@ -84,6 +84,7 @@ make_customer() {
         -d '{"name":"bench"}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["key"])')
 }
 
+warmup_nonces=0
 openai_body="{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"$question\"}]}"
 openai_stream_body="{\"model\":\"$model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$question\"}]}"
 signed_body="{\"question\":\"$question\"}"
@@ -99,11 +100,9 @@ make_lua() {  # body, headers file
 }
 
 # A wrk script whose every request carries the next of the pre-signed nonces; threads take
-# interleaved shares, so no nonce is sent twice while the table lasts.
-make_nonce_lua() {  # body, signed table (Lua), host
+# interleaved shares, so no nonce is sent twice while the list lasts.
+make_nonce_lua() {  # body, signed pairs file, host
     cat <<EOF
-dofile("$2")
-local threads = {}
 local counter = 1
 function setup(thread)
     thread:set("id", counter)
@@ -111,12 +110,23 @@ function setup(thread)
     counter = counter + 1
 end
 function init(args)
-    index = id
+    signed = {}
+    for line in io.lines("$2") do
+        if body_sha256 == nil then
+            body_sha256 = line
+        else
+            local auth, nonce = line:match("^(%S+) (%S+)$")
+            signed[#signed + 1] = {auth, nonce}
+        end
+    end
+    -- The warm-up and the measured run take different parts of the list (wrk ... -- OFFSET).
+    first = tonumber(args[1] or "0") + id
+    index = first
 end
 function request()
     local entry = signed[index]
     index = index + stride
-    if index > #signed then index = id end
+    if index > #signed then index = first end
     return wrk.format("POST", nil, {
         ["Content-Type"] = "application/json", ["Host"] = "$3", ["x-cc-content-sha256"] = body_sha256,
         ["x-authorization"] = entry[1], ["x-cc-nonce"] = entry[2]
@@ -137,8 +147,9 @@ load() {  # name, url, lua script, connections, check headers file or "-", body
         [ "$status" = 200 ] || { echo "$name: HTTP $status from $url"; cat "$work/$name.check"; exit 1; }
     fi
     local t=$((conns < threads ? conns : threads))
-    wrk -t$t -c"$conns" -d3s -s "$script" "$url" >/dev/null
-    wrk -t$t -c"$conns" -d"${duration}s" --latency -s "$script" "$url" >"$work/$name.txt"
+    # Scripts that send pre-signed nonces start the measured run past the warm-up's share.
+    wrk -t$t -c"$conns" -d3s -s "$script" "$url" -- 0 >/dev/null
+    wrk -t$t -c"$conns" -d"${duration}s" --latency -s "$script" "$url" -- "$warmup_nonces" >"$work/$name.txt"
 }
 
 summary() {  # wrk output -> "rps|p50 ms|p99 ms|errors"
@@ -239,17 +250,19 @@ export AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key
 make_lua "$signed_body" "$work/signed.headers" >"$work/signed.lua"
 measure all-signed "$base/ai/invoke/chat_completion" "$work/signed.lua" "$work/signed.headers" "$signed_body"
 
-nonce_count=$(( (duration + 3) * 12000 ))
+# Enough for 12,000 requests/s: the warm-up's 3 s, then the measured run's.
+warmup_nonces=$((3 * 12000))
+nonce_count=$((warmup_nonces + duration * 12000))
 python3 bench/sign_requests.py --access-key "$access_key" --secret-key "$secret_key" --host "127.0.0.1:$port" \
-    --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.lua"
-make_nonce_lua "$signed_body" "$work/nonces.lua" "127.0.0.1:$port" >"$work/nonce.lua"
+    --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.txt"
+make_nonce_lua "$signed_body" "$work/nonces.txt" "127.0.0.1:$port" >"$work/nonce.lua"
 # A check with a nonce of its own (curl), so that the table's stay unused.
 "$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
     --content-sha256 --expiration 3600 --nonce --print-headers | grep -vi '^host:' >"$work/nonce-check.headers"
 load all-nonce-1 "$base/ai/invoke/chat_completion" "$work/nonce.lua" 1 "$work/nonce-check.headers" "$signed_body"
 # Fresh nonces for the second load: the first used some of the table's.
 python3 bench/sign_requests.py --access-key "$access_key" --secret-key "$secret_key" --host "127.0.0.1:$port" \
-    --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.lua"
+    --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.txt"
 load all-nonce-64 "$base/ai/invoke/chat_completion" "$work/nonce.lua" "$connections" - "$signed_body"
 all_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$all_pid/status")
 stop_process "$all_pid"

@@ -2,8 +2,10 @@
 """Signs many copies of one cc-auth-v1 request, each with its own nonce, for wrk.
 
 The gateway refuses a nonce it has seen, so a benchmark of signed requests with nonces needs one
-signature per request. This writes a Lua file defining `signed = {{auth, nonce}, ...}`, which
-bench/run-openai.sh's wrk script cycles through (each wrk thread takes its own share).
+signature per request. This writes a text file: the body's SHA-256 on the first line, then one
+"x-authorization nonce" pair per line, which bench/run-openai.sh's wrk script reads at start and
+cycles through (each wrk thread takes its own share). Plain lines, not a Lua table literal: LuaJIT
+refuses a chunk with that many constants.
 
 The signing follows aksk-v1.md (the same steps as Sources/AKSKSigning):
   prefix     = "cc-auth-v1/" + AK + "/" + timestamp + "/" + expiration
@@ -11,7 +13,7 @@ The signing follows aksk-v1.md (the same steps as Sources/AKSKSigning):
   signingKey = hex(HMAC-SHA256(SK, prefix)); signature = hex(HMAC-SHA256(signingKey, canonical))
 
 Usage: sign_requests.py --access-key AK --secret-key SK --host 127.0.0.1:9000 \
-           --path /ai/invoke/chat_completion --body '{"question":"hi"}' --count 100000 --out signed.lua
+           --path /ai/invoke/chat_completion --body '{"question":"hi"}' --count 100000 --out signed.txt
 """
 import argparse
 import hashlib
@@ -51,12 +53,11 @@ def main():
     # One timestamp for all: a device signing many requests in the same second shares a prefix.
     timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(args.out, "w") as out:
-        out.write(f'body_sha256 = "{body_sha256}"\nsigned = {{\n')
+        out.write(f"{body_sha256}\n")
         for _ in range(args.count):
             nonce = secrets.token_hex(16)
             auth = sign(args.access_key, args.secret_key, "POST", args.host, args.path, body_sha256, nonce, timestamp, args.expiration)
-            out.write(f'{{"{auth}","{nonce}"}},\n')
-        out.write("}\n")
+            out.write(f"{auth} {nonce}\n")
 
 
 if __name__ == "__main__":
