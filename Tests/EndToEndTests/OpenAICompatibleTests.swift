@@ -1,3 +1,4 @@
+import AKSKSigning
 import Foundation
 import NIOHTTP1
 import Testing
@@ -334,6 +335,43 @@ struct OpenAICompatibleTests {
             }
             #expect(!connection.isClosedByServer)
             await connection.close()
+        }
+    }
+
+    @Test("a device that signs with cc-auth-v1 may call /v1 instead of using a key, in the header or the query", arguments: TestDatabaseKind.enabled)
+    func signedRequests(kind: TestDatabaseKind) async throws {
+        try await AIFlowTests.withPlatform(kind) { platform, fake in
+            let (token, client) = try await AIFlowTests.customer(platform, "signer")
+            let chat = #"{"model":"gpt-test","seed":7,"messages":[{"role":"user","content":"signed hello"}]}"#
+            let signed = try await client.json("/v1/chat/completions", chat)
+            #expect(signed.status == 200, "\(signed.body)")
+            #expect(signed.json["object"] as? String == "chat.completion")
+            #expect(fake.requests(to: .chat).last?.json?["seed"] as? Int == 7)
+            #expect(signed.headers.first(name: "x-ratelimit-limit-requests") != nil)
+
+            let models = try await client.send("GET", "/v1/models", digest: false, nonce: nil)
+            #expect(models.status == 200 && models.json["object"] as? String == "list")
+
+            // Presigned in the query string, as /ai/invoke accepts.
+            let presigned = try Signer(accessKey: client.accessKey, secretKey: client.secretKey).sign(
+                method: "POST", url: "http://127.0.0.1:\(platform.port)/v1/chat/completions", headers: [("content-type", "application/json")]
+            )
+            let encoded = presigned.authorization.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            let viaQuery = try await HTTPTestClient(port: platform.port).send("POST", "/v1/chat/completions?x-authorization=\(encoded)", json: chat)
+            #expect(viaQuery.status == 200, "\(viaQuery.body)")
+
+            // A wrong signature is refused in OpenAI's error shape.
+            let forged = try await client.send("POST", "/v1/chat/completions", body: Array(chat.utf8)) { headers in
+                headers = headers.map { $0.0 == "x-authorization" ? ($0.0, String($0.1.dropLast(4)) + "0000") : $0 }
+            }
+            #expect(forged.status == 400 || forged.status == 401)
+            #expect(Self.error(forged)["message"] as? String == "SignatureDoesNotMatch")
+
+            // The calls are billed to the signer, with no API key on their records.
+            let usage = try await platform.request(.GET, "/ai/usage", token: token)
+            let records = try #require(usage.data["results"] as? [[String: Any]])
+            #expect(records.count == 2)
+            #expect(records.allSatisfy { $0["apiKeyId"] == nil || $0["apiKeyId"] is NSNull })
         }
     }
 }

@@ -16,7 +16,9 @@ struct OpenAIAuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
-            if request.headers[values: HTTPField.Name(CCAuthV1.authorizationHeader)!].isEmpty {
+            // The signature travels in the x-authorization header or, as on /ai/invoke, the query.
+            let signedInQuery = request.uri.queryParameters[Substring(CCAuthV1.authorizationHeader)] != nil
+            if request.headers[values: HTTPField.Name(CCAuthV1.authorizationHeader)!].isEmpty, !signedInQuery {
                 throw APIError(.unauthorized, message: "You didn't provide an API key. Send it as Authorization: Bearer sk-…, or sign the request with cc-auth-v1.", headers: [:])
                     .with(reason: .invalidApiKey)
             }
