@@ -374,4 +374,38 @@ struct OpenAICompatibleTests {
             #expect(records.allSatisfy { $0["apiKeyId"] == nil || $0["apiKeyId"] is NSNull })
         }
     }
+
+    @Test("admins list and revoke anyone's keys; a disabled owner's keys and expired keys stop working")
+    func keysOfOthersAndEndOfKeys() async throws {
+        try await AIFlowTests.withPlatform(.sqlite) { platform, _ in
+            let (token, _) = try await AIFlowTests.customer(platform, "owner")
+            let (other, _) = try await AIFlowTests.customer(platform, "nosy")
+            let admin = try await platform.adminToken()
+            let profile = try await platform.request(.GET, "/user/current", token: token)
+            let userId = try #require(profile.data["id"] as? String)
+            let (key, keyId) = try await Self.apiKey(platform, token: token)
+            let (second, _) = try await Self.apiKey(platform, token: token, body: #"{"name":"second"}"#)
+            let chat = #"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#
+
+            #expect(try await platform.request(.GET, "/user/api_keys?userId=\(userId)", token: other).status == 403)
+            let listed = try await platform.request(.GET, "/user/api_keys?userId=\(userId)", token: admin)
+            #expect((listed.json["data"] as? [[String: Any]])?.count == 2)
+            #expect(try await platform.request(.DELETE, "/user/api_keys/\(keyId)", token: admin).status == 200)
+            #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: key).status == 401)
+
+            // Disabling the owner ends every key at once on this gateway.
+            #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: second).status == 200)
+            let disable = try await platform.request(.PATCH, "/user/update_security", json: #"{"id":"\#(userId)","status":0}"#, token: admin)
+            #expect(disable.status == 200)
+            let refused = try await platform.request(.POST, "/v1/chat/completions", json: chat, token: second)
+            #expect(refused.status == 401 && Self.error(refused)["code"] as? String == "invalid_api_key")
+
+            // A key past its expiresAt is refused, even one this gateway verified a moment before.
+            let expiresAt = Int64((Date().timeIntervalSince1970 + 2) * 1000)
+            let (brief, _) = try await Self.apiKey(platform, token: other, body: #"{"name":"brief","expiresAt":\#(expiresAt)}"#)
+            #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: brief).status == 200)
+            try await Task.sleep(for: .milliseconds(2500))
+            #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: brief).status == 401)
+        }
+    }
 }
