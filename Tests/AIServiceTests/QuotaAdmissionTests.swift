@@ -64,7 +64,8 @@ struct QuotaAdmissionTests {
     @Test(arguments: TestDatabaseKind.enabled)
     func busyFirstCallIsNotAQuotaRefusal(kind: TestDatabaseKind) async throws {
         let provider = ScriptedProvider()
-        provider.update { $0.delay = .seconds(1) }
+        // Long enough that the second call surely comes while the first still waits, on a loaded machine too.
+        provider.update { $0.delay = .seconds(3) }
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
             _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
             async let first = rpcError { try await h.a.ask("alice", "first") }

@@ -121,6 +121,3 @@ extension Database {
     }
 }
 
-extension ServiceDatabase {
-    func sql() throws -> any SQLDatabase { try database().sql() }
-}

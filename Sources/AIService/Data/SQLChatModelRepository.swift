@@ -15,14 +15,16 @@ public struct SQLChatModelRepository: ChatModelRepository {
         "id, user_id, provider, model, name, struct, question_tpl, status, created_at, updated_at"
 
     public func insert(_ model: ChatModel) async throws {
-        let sql = try database.sql()
+        let turns = try Self.encode(model.turns)
         do {
-            try await sql.raw("""
-                INSERT INTO chat_model (\(Self.columns)) VALUES (\(bind: model.id), \(bind: model.userId), \
-                \(bind: model.provider), \(bind: model.model), \(bind: model.name), \(bind: try Self.encode(model.turns)), \
-                \(bind: model.questionTemplate), \(bind: model.enabled ? 1 : 0), \(bind: model.createdAt.milliseconds), \
-                \(bind: model.updatedAt.milliseconds))
-                """).run()
+            try await database.write { sql in
+                try await sql.raw("""
+                    INSERT INTO chat_model (\(Self.columns)) VALUES (\(bind: model.id), \(bind: model.userId), \
+                    \(bind: model.provider), \(bind: model.model), \(bind: model.name), \(bind: turns), \
+                    \(bind: model.questionTemplate), \(bind: model.enabled ? 1 : 0), \(bind: model.createdAt.milliseconds), \
+                    \(bind: model.updatedAt.milliseconds))
+                    """).run()
+            }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Self.nameTaken(model.name)
         }
@@ -38,30 +40,30 @@ public struct SQLChatModelRepository: ChatModelRepository {
     }
 
     public func update(id: String, userId: String, _ changes: ChatModelChanges, at date: Date) async throws -> Bool {
-        let sql = try database.sql()
         // One UPDATE of the named columns only: concurrent changes to other fields survive.
         var sets: [SQLQueryString] = ["updated_at = \(bind: date.milliseconds)"]
         if let name = changes.name { sets.append("name = \(bind: name)") }
         if let turns = changes.turns { sets.append("struct = \(bind: try Self.encode(turns))") }
         if let template = changes.questionTemplate { sets.append("question_tpl = \(bind: template)") }
         do {
-            let rows = try await sql.raw("""
-                UPDATE chat_model SET \(sets.joined(separator: ", ")) \
-                WHERE id = \(bind: id) AND user_id = \(bind: userId) AND deleted_at IS NULL RETURNING id
-                """).all()
-            return !rows.isEmpty
+            return try await database.write { sql in
+                try await !sql.raw("""
+                    UPDATE chat_model SET \(sets.joined(separator: ", ")) \
+                    WHERE id = \(bind: id) AND user_id = \(bind: userId) AND deleted_at IS NULL RETURNING id
+                    """).all().isEmpty
+            }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Self.nameTaken(changes.name ?? "")
         }
     }
 
     public func softDelete(id: String, userId: String, at date: Date) async throws -> Bool {
-        let sql = try database.sql()
-        let rows = try await sql.raw("""
-            UPDATE chat_model SET deleted_at = \(bind: date.milliseconds), updated_at = \(bind: date.milliseconds) \
-            WHERE id = \(bind: id) AND user_id = \(bind: userId) AND deleted_at IS NULL RETURNING id
-            """).all()
-        return !rows.isEmpty
+        try await database.write { sql in
+            try await !sql.raw("""
+                UPDATE chat_model SET deleted_at = \(bind: date.milliseconds), updated_at = \(bind: date.milliseconds) \
+                WHERE id = \(bind: id) AND user_id = \(bind: userId) AND deleted_at IS NULL RETURNING id
+                """).all().isEmpty
+        }
     }
 
     public func list(userId: String, offset: Int, limit: Int) async throws -> (models: [ChatModel], total: Int) {

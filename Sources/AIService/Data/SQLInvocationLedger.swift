@@ -38,8 +38,7 @@ public struct SQLInvocationLedger: InvocationLedger {
     private func bookTogether(_ bookings: [InvocationBooking]) async throws {
         let quotas = self.quotas
         let now = bookings.map(\.record.createdAt).max() ?? Date()
-        try await database.database().transaction { database in
-            let sql = try database.sql()
+        try await database.writeTransaction { sql in
             try await quotas.settle(bookings.compactMap(\.settlement), now: now, on: sql)
             try await SQLUsageRepository.insert(bookings.map(\.record), on: sql)
         }

@@ -54,24 +54,38 @@ public struct SQLQuotaStore: QuotaStore {
             SELECT user_id FROM ai_quota WHERE user_id = \(bind: userId) AND (token_budget IS NOT NULL OR cost_budget IS NOT NULL)
             """).first()
         if budgeted == nil { return nil }
-        let sql = try database.sql()
         let deadline = ContinuousClock.now + firstCallWait
         var pause = Duration.milliseconds(10)
         var attemptTime = now
         while true {
-            if case .admitted(let ticket) = try await reserve(userId: userId, now: attemptTime, on: sql) { return ticket }
-            // Reservations left by calls whose process died may be what holds the budget: they
-            // are released here, when they matter, not on every call.
-            if try await releaseExpired(userId: userId, now: attemptTime, on: sql) { continue }
-            guard let state = try await state(userId: userId, on: sql) else { return nil }
-            if state.tokens.isSpent || state.cost.isSpent { throw Self.spent(state.quota) }
-            if !state.tokens.isLimited && !state.cost.isLimited { return nil }  // budgets removed meanwhile
+            let outcome = try await database.write { sql -> Attempt in
+                if case .admitted(let ticket) = try await reserve(userId: userId, now: attemptTime, on: sql) { return .admitted(ticket) }
+                // Reservations left by calls whose process died may be what holds the budget: they
+                // are released here, when they matter, not on every call.
+                if try await releaseExpired(userId: userId, now: attemptTime, on: sql) { return .again }
+                guard let state = try await state(userId: userId, on: sql) else { return .admitted(nil) }
+                if state.tokens.isSpent || state.cost.isSpent { throw Self.spent(state.quota) }
+                if !state.tokens.isLimited && !state.cost.isLimited { return .admitted(nil) }  // budgets removed meanwhile
+                return .wait
+            }
+            switch outcome {
+            case .admitted(let ticket): return ticket
+            case .again: continue
+            case .wait: break
+            }
             // Budget left, but a first call holds all of it (or the row moved under us): wait for it.
             guard ContinuousClock.now + pause < deadline else { throw Self.busy }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(200))
             attemptTime = Date()
         }
+    }
+
+    /// One admission attempt: decided, worth another try at once, or to wait for a first call.
+    private enum Attempt: Sendable {
+        case admitted(QuotaTicket?)
+        case again
+        case wait
     }
 
     private enum Reservation {
@@ -197,15 +211,14 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     public func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota {
-        let sql = try database.sql()
         let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0" : ""
-        try await sql.raw("""
+        try await database.write { sql in try await sql.raw("""
             INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
             max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
             VALUES (\(bind: userId), \(bind: tokenBudget.map(Int64.init)), \(bind: costBudget), 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, \(bind: now.milliseconds)) \
             ON CONFLICT (user_id) DO UPDATE SET token_budget = excluded.token_budget, cost_budget = excluded.cost_budget, \
             updated_at = excluded.updated_at\(reset)
-            """).run()
+            """).run() }
         return try await quota(userId: userId)
     }
 

@@ -103,8 +103,7 @@ public struct SQLRateLimiter: RateLimiter {
             return [key: outcome]
         }
         let keys = counts.keys.sorted()
-        return try await database.database().transaction { transaction in
-            let sql = try transaction.sql()
+        return try await database.writeTransaction { sql in
             let postgres = sql.dialect.name == "postgresql"
             let clock: SQLQueryString = givenSecond.map { "\(bind: $0)" }
                 ?? (postgres ? "floor(extract(epoch from clock_timestamp()))::bigint" : "CAST(strftime('%s','now') AS INTEGER)")
@@ -155,7 +154,10 @@ public struct SQLRateLimiter: RateLimiter {
     /// statement starts, before it reads the window, so the decision is as atomic as the batch's.
     /// Nil when the window is full: the batch path then works out when it has room.
     private static func admitAloneOnSQLite(_ key: String, limit: Int64, database: ServiceDatabase, givenSecond: Int64?) async throws -> Outcome? {
-        let sql = try database.sql()
+        try await database.write { sql in try await admitAlone(key, limit: limit, givenSecond: givenSecond, on: sql) }
+    }
+
+    private static func admitAlone(_ key: String, limit: Int64, givenSecond: Int64?, on sql: any SQLDatabase) async throws -> Outcome? {
         guard sql.dialect.name == "sqlite" else { return nil }
         let clock: SQLQueryString = givenSecond.map { "\(bind: $0)" } ?? "CAST(strftime('%s','now') AS INTEGER)"
         let window = Int(windowSeconds)

@@ -48,7 +48,11 @@ public final class ServiceDatabase: Sendable {
     private let sqliteEventLoop: (any EventLoop)?
     private let sqliteThreadPool: NIOThreadPool?
     /// SQLite only: a second, read-only connection on a thread of its own for `reads()`.
-    private let sqliteReader: SQLiteReader?
+    private let sqliteReader: DedicatedSQLiteConnection?
+    /// SQLite only: a read-write connection on a thread of its own for `write` and
+    /// `writeTransaction`, taken by one caller at a time.
+    private let sqliteWriter: DedicatedSQLiteConnection?
+    private let writerLock = AsyncSerialLock()
     private let migrations: Migrations
     private let logger: Logger
 
@@ -69,7 +73,8 @@ public final class ServiceDatabase: Sendable {
             databases = Databases(threadPool: pool, on: MultiThreadedEventLoopGroup.singleton)
             databases.use(.sqlite(.file(path), maxConnectionsPerEventLoop: 1, sqlLogLevel: .trace), as: .sqlite)
             sqliteEventLoop = MultiThreadedEventLoopGroup.singleton.next()
-            sqliteReader = SQLiteReader(path: path, logger: logger)
+            sqliteReader = DedicatedSQLiteConnection(path: path, access: .readOnly, logger: logger)
+            sqliteWriter = DedicatedSQLiteConnection(path: path, access: .readWrite, logger: logger)
         case .postgres(let url):
             var configuration = try SQLPostgresConfiguration(url: url)
             configuration.searchPath = nil
@@ -78,6 +83,7 @@ public final class ServiceDatabase: Sendable {
             databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 8, sqlLogLevel: .trace), as: .psql)
             sqliteEventLoop = nil
             sqliteReader = nil
+            sqliteWriter = nil
         }
         let registry = Migrations()
         registry.add(migrations)
@@ -104,6 +110,45 @@ public final class ServiceDatabase: Sendable {
             return sql
         }
         return try await sqliteReader.database()
+    }
+
+    /// Runs `body` with the connection for writes that go around Fluent's models. On SQLite it is a
+    /// read-write connection on a thread of its own, straight to SQLite, that callers take in
+    /// turn: through the pool each statement cost three or four thread hand-offs, 0.3–0.4 ms on
+    /// the benchmark machine, against one or two (bench/README.md). A service that writes this
+    /// way should write only this way, after its migrations (which use the pool): two writing
+    /// connections of one process would wait for each other's locks. On PostgreSQL: the pool.
+    public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        guard let sqliteWriter else { return try await body(try poolSQL()) }
+        return try await writerLock.withLock { try await body(try await sqliteWriter.database()) }
+    }
+
+    /// `body` in one transaction, on the connection `write` uses. SQLite's transaction takes the
+    /// write lock at its start (`BEGIN IMMEDIATE`), so what it reads is what it writes over.
+    public func writeTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        guard let sqliteWriter else {
+            return try await database().transaction { database in
+                guard let sql = database as? any SQLDatabase else { throw DatabaseConfigurationError("the \(self.location) database does not speak SQL") }
+                return try await body(sql)
+            }
+        }
+        return try await writerLock.withLock {
+            let sql = try await sqliteWriter.database()
+            try await sql.raw("BEGIN IMMEDIATE").run()
+            do {
+                let result = try await body(sql)
+                try await sql.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await sql.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
+
+    private func poolSQL() throws -> any SQLDatabase {
+        guard let sql = database() as? any SQLDatabase else { throw DatabaseConfigurationError("the \(location) database does not speak SQL") }
+        return sql
     }
 
     /// One round trip through the pool, to tell whether the database answers.
@@ -156,6 +201,7 @@ public final class ServiceDatabase: Sendable {
 
     public func shutdown() async {
         await sqliteReader?.close()
+        await writerLock.withLock { await sqliteWriter?.close() }
         await databases.shutdownAsync()
         try? await sqliteThreadPool?.shutdownGracefully()
     }

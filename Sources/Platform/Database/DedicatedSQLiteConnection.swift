@@ -4,9 +4,14 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A read-only SQLite connection, opened on first use, with a thread of its own (SQLite's calls
-/// block) so that reads never queue behind the writer's transactions.
-final class SQLiteReader: Sendable {
+/// An SQLite connection outside Fluent's pool, opened on first use, with a thread of its own
+/// (SQLite's calls block). The read-only one serves reads, which then never queue behind the
+/// writer's transactions; the read-write one serves the writes that go around Fluent.
+final class DedicatedSQLiteConnection: Sendable {
+    enum Access: Sendable {
+        case readOnly, readWrite
+    }
+
     private enum State {
         case closed
         case opening(Task<SQLiteConnection, any Error>)
@@ -15,12 +20,14 @@ final class SQLiteReader: Sendable {
     }
 
     private let path: String
+    private let access: Access
     private let logger: Logger
     private let threadPool = NIOThreadPool(numberOfThreads: 1)
     private let state = Mutex(State.closed)
 
-    init(path: String, logger: Logger) {
+    init(path: String, access: Access, logger: Logger) {
         self.path = path
+        self.access = access
         self.logger = logger
         threadPool.start()
     }
@@ -37,7 +44,9 @@ final class SQLiteReader: Sendable {
             case .opening(let task):
                 return .wait(task)
             case .closed:
-                let task = Task { [path, logger, threadPool] in try await Self.open(path: path, threadPool: threadPool, logger: logger) }
+                let task = Task { [path, access, logger, threadPool] in
+                    try await Self.open(path: path, access: access, threadPool: threadPool, logger: logger)
+                }
                 state = .opening(task)
                 return .wait(task)
             case .shutDown:
@@ -74,15 +83,21 @@ final class SQLiteReader: Sendable {
         }
     }
 
-    private static func open(path: String, threadPool: NIOThreadPool, logger: Logger) async throws -> SQLiteConnection {
+    private static func open(path: String, access: Access, threadPool: NIOThreadPool, logger: Logger) async throws -> SQLiteConnection {
         let connection = try await SQLiteConnection.open(
             storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
         )
         do {
             let sql = connection.sql(queryLogLevel: .trace)
-            // This connection only reads; the pool's connection writes.
-            try await sql.raw("PRAGMA query_only=ON").run()
-            // A reader waits for a lock only in rare cases (WAL recovery): sleep, don't spin.
+            switch access {
+            case .readOnly:
+                try await sql.raw("PRAGMA query_only=ON").run()
+            case .readWrite:
+                // As on the pool's connection (see `ServiceDatabase.migrate`): per connection.
+                try await sql.raw("PRAGMA synchronous=NORMAL").run()
+            }
+            // Another connection's transaction holds the write lock (or WAL recovery runs): wait
+            // for it, sleeping between tries, at most 10 s (SQLiteNIO's own handler spins).
             try await sql.raw("PRAGMA busy_timeout=10000").run()
         } catch {
             try? await connection.close()
