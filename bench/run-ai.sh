@@ -16,6 +16,8 @@
 # if missing; TTFB_RUNS=N changes the number of curl runs per TTFB series, default 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 duration=${1:-20}
 connections=64
 threads=2
@@ -43,18 +45,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-stop_process() {  # pid
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    local kept=()
-    for pid in "${running[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
-    running=("${kept[@]}")
-}
 
 # Starts the fake provider; sets fake_pid and fake_url (http://127.0.0.1:PORT/v1).
 start_fake() {  # name, fake-provider options…
@@ -129,23 +119,6 @@ load() {  # name, url, body, headers file[, connections]
     make_lua "$body" "$headers" >"$work/$name.lua"
     wrk -t$((conns < threads ? conns : threads)) -c"$conns" -d3s -s "$work/$name.lua" "$url" >/dev/null
     wrk -t$((conns < threads ? conns : threads)) -c"$conns" -d"${duration}s" --latency -s "$work/$name.lua" "$url" >"$work/$name.txt"
-}
-
-summary() {  # wrk output -> "rps|p50 ms|p99 ms|errors"
-    awk '
-        function ms(text,   value) {
-            value = text + 0
-            if (text ~ /us$/) return value / 1000
-            if (text ~ /ms$/) return value
-            if (text ~ /s$/) return value * 1000
-            return value
-        }
-        /Requests\/sec/ {rps = $2}
-        /^ +50%/ {p50 = ms($2)}
-        /^ +99%/ {p99 = ms($2)}
-        /Non-2xx/ {errors += $NF}
-        /Socket errors/ {gsub(/,/, ""); errors += $4 + $6 + $8 + $10}
-        END {printf "%.0f|%.2f|%.2f|%d", rps, p50, p99, errors}' "$1"
 }
 
 # Time to the first byte of a streamed completion, one fresh connection per run. A series with

@@ -15,6 +15,8 @@
 #   BENCH_SCRATCH=DIR builds in DIR instead of .build; TTFB_RUNS=N (default 200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 duration=${1:-15}
 connections=64
 threads=2
@@ -38,18 +40,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-stop_process() {  # pid
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    local kept=()
-    for pid in "${running[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
-    running=("${kept[@]}")
-}
 
 wait_for() {  # url, pid, log: until the URL answers 200
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
@@ -152,23 +142,6 @@ load() {  # name, url, lua script, connections, check headers file or "-", body
     wrk -t$t -c"$conns" -d"${duration}s" --latency -s "$script" "$url" -- "$warmup_nonces" >"$work/$name.txt"
 }
 
-summary() {  # wrk output -> "rps|p50 ms|p99 ms|errors"
-    awk '
-        function ms(text,   value) {
-            value = text + 0
-            if (text ~ /us$/) return value / 1000
-            if (text ~ /ms$/) return value
-            if (text ~ /s$/) return value * 1000
-            return value
-        }
-        /Requests\/sec/ {rps = $2}
-        /^ +50%/ {p50 = ms($2)}
-        /^ +99%/ {p99 = ms($2)}
-        /Non-2xx/ {errors += $NF}
-        /Socket errors/ {gsub(/,/, ""); errors += $4 + $6 + $8 + $10}
-        END {printf "%.0f|%.3f|%.3f|%d", rps, p50, p99, errors}' "$1"
-}
-
 # Time to the first byte of a stream, fresh connection per run -> "median|p95" ms.
 ttfb() {  # name, url, body, headers file
     local name=$1 url=$2 body=$3 headers=$4
@@ -195,6 +168,19 @@ EOF
 measure() {  # name, url, lua, check headers, body
     load "$1-1" "$2" "$3" 1 "$4" "$5"
     load "$1-64" "$2" "$3" "$connections" "$4" "$5"
+}
+
+# /v1 with the customer's API key, then the signed route without a nonce (one signed request
+# replayed until it expires): runs "$1-v1" and "$1-signed" against $base.
+measure_key_and_signed() {  # layout name
+    echo "Authorization: Bearer $api_key" >"$work/$1-key.headers"
+    make_lua "$openai_body" "$work/$1-key.headers" >"$work/$1-key.lua"
+    measure "$1-v1" "$base/v1/chat/completions" "$work/$1-key.lua" "$work/$1-key.headers" "$openai_body"
+    AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key "$bin/aisaas" sign --method POST \
+        --url "$base/ai/invoke/chat_completion" --data "$signed_body" --content-sha256 --expiration 3600 --print-headers \
+        | grep -vi '^host:' >"$work/$1-signed.headers"
+    make_lua "$signed_body" "$work/$1-signed.headers" >"$work/$1-signed.lua"
+    measure "$1-signed" "$base/ai/invoke/chat_completion" "$work/$1-signed.lua" "$work/$1-signed.headers" "$signed_body"
 }
 
 # --- the fake directly ---
@@ -239,16 +225,8 @@ all_pid=$!
 running+=("$all_pid")
 wait_for "$base/health" "$all_pid" "$work/all.log"
 make_customer
-echo "Authorization: Bearer $api_key" >"$work/key.headers"
-make_lua "$openai_body" "$work/key.headers" >"$work/key.lua"
-measure all-v1 "$base/v1/chat/completions" "$work/key.lua" "$work/key.headers" "$openai_body"
-ttfb_v1=$(ttfb stream-v1 "$base/v1/chat/completions" "$openai_stream_body" "$work/key.headers")
-
-export AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key
-"$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
-    --content-sha256 --expiration 3600 --print-headers | grep -vi '^host:' >"$work/signed.headers"
-make_lua "$signed_body" "$work/signed.headers" >"$work/signed.lua"
-measure all-signed "$base/ai/invoke/chat_completion" "$work/signed.lua" "$work/signed.headers" "$signed_body"
+measure_key_and_signed all
+ttfb_v1=$(ttfb stream-v1 "$base/v1/chat/completions" "$openai_stream_body" "$work/all-key.headers")
 
 # Enough for 12,000 requests/s: the warm-up's 3 s, then the measured run's.
 warmup_nonces=$((3 * 12000))
@@ -257,8 +235,8 @@ python3 bench/sign_requests.py --access-key "$access_key" --secret-key "$secret_
     --path /ai/invoke/chat_completion --body "$signed_body" --count "$nonce_count" --out "$work/nonces.txt"
 make_nonce_lua "$signed_body" "$work/nonces.txt" "127.0.0.1:$port" >"$work/nonce.lua"
 # A check with a nonce of its own (curl), so that the table's stay unused.
-"$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
-    --content-sha256 --expiration 3600 --nonce --print-headers | grep -vi '^host:' >"$work/nonce-check.headers"
+AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key "$bin/aisaas" sign --method POST \
+    --url "$base/ai/invoke/chat_completion" --data "$signed_body" --content-sha256 --expiration 3600 --nonce --print-headers | grep -vi '^host:' >"$work/nonce-check.headers"
 load all-nonce-1 "$base/ai/invoke/chat_completion" "$work/nonce.lua" 1 "$work/nonce-check.headers" "$signed_body"
 # Fresh nonces for the second load: the first used some of the table's.
 python3 bench/sign_requests.py --access-key "$access_key" --secret-key "$secret_key" --host "127.0.0.1:$port" \
@@ -282,24 +260,17 @@ gateway_pid=$!
 running+=("$gateway_pid")
 wait_for "$base/health" "$gateway_pid" "$work/gateway.log"
 make_customer
-echo "Authorization: Bearer $api_key" >"$work/split-key.headers"
-make_lua "$openai_body" "$work/split-key.headers" >"$work/split-key.lua"
-measure split-v1 "$base/v1/chat/completions" "$work/split-key.lua" "$work/split-key.headers" "$openai_body"
-export AISAAS_ACCESS_KEY=$access_key AISAAS_SECRET_KEY=$secret_key
-"$bin/aisaas" sign --method POST --url "$base/ai/invoke/chat_completion" --data "$signed_body" \
-    --content-sha256 --expiration 3600 --print-headers | grep -vi '^host:' >"$work/split-signed.headers"
-make_lua "$signed_body" "$work/split-signed.headers" >"$work/split-signed.lua"
-measure split-signed "$base/ai/invoke/chat_completion" "$work/split-signed.lua" "$work/split-signed.headers" "$signed_body"
+measure_key_and_signed split
 
 # --- report ---
 row() {  # label, name
     local r1 p1 q1 e1 r64 p64 q64 e64
-    IFS='|' read -r r1 p1 q1 e1 <<<"$(summary "$work/$2-1.txt")"
-    IFS='|' read -r r64 p64 q64 e64 <<<"$(summary "$work/$2-64.txt")"
+    IFS='|' read -r r1 p1 q1 e1 <<<"$(summary "$work/$2-1.txt" 3)"
+    IFS='|' read -r r64 p64 q64 e64 <<<"$(summary "$work/$2-64.txt" 3)"
     echo "| $1 | $p1 ms | $r1 | $r64 | $p64 / $q64 ms | $((e1 + e64)) |"
 }
 value() {  # name, field (1 rps, 2 p50, 3 p99)
-    summary "$work/$1.txt" | cut -d'|' -f"$2"
+    summary "$work/$1.txt" 3 | cut -d'|' -f"$2"
 }
 verdict() { python3 -c "print('met' if ($1) else '**missed**')"; }
 d1=$(value direct-1 2); v1=$(value all-v1-1 2); s1=$(value all-signed-1 2); n1=$(value all-nonce-1 2)

@@ -47,11 +47,7 @@ public struct OpenAIService: Sendable {
     // MARK: chat completions
 
     public func complete(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIAnswer {
-        let (provider, prepared, target) = try await recorded(.chat, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, PreparedChat) in
-            let object = try OpenAIBody.object(body)
-            let (provider, resolved) = try await resolve(object, caller: caller, allowed: allowed, chatModels: true, target: &target)
-            return (provider, try OpenAIBody.prepareChat(object, model: resolved.model, chatModel: resolved.chatModel, stream: false))
-        }
+        let (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: false)
         let admission = try await pipeline.admit(target, caller: caller)
         do {
             let answer = try await provider.passThrough(
@@ -71,11 +67,7 @@ public struct OpenAIService: Sendable {
 
     /// Admits the call and opens the provider's stream; relay it with `OpenAIChatStream.relay`.
     public func openStream(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIChatStream {
-        let (provider, prepared, target) = try await recorded(.chat, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, PreparedChat) in
-            let object = try OpenAIBody.object(body)
-            let (provider, resolved) = try await resolve(object, caller: caller, allowed: allowed, chatModels: true, target: &target)
-            return (provider, try OpenAIBody.prepareChat(object, model: resolved.model, chatModel: resolved.chatModel, stream: true))
-        }
+        let (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: true)
         let admission = try await pipeline.admit(target, caller: caller)
         let finisher = StreamFinisher(admission: admission, pipeline: pipeline, promptCharacters: prepared.promptCharacters)
         do {
@@ -84,6 +76,17 @@ public struct OpenAIService: Sendable {
         } catch {
             await finisher.finish(usage: nil, relayedCharacters: 0, error: error, cancelled: error is CancellationError || Task.isCancelled)
             throw error
+        }
+    }
+
+    /// The body parsed, its model resolved and a chat model applied; a refusal here is recorded.
+    private func prepareChat(
+        _ body: [UInt8], allowed: [String], caller: Caller, stream: Bool
+    ) async throws -> (any PassThroughProvider, PreparedChat, InvocationTarget) {
+        try await recorded(.chat, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, PreparedChat) in
+            let object = try OpenAIBody.object(body)
+            let (provider, resolved) = try await resolve(object, caller: caller, allowed: allowed, chatModels: true, target: &target)
+            return (provider, try OpenAIBody.prepareChat(object, model: resolved.model, chatModel: resolved.chatModel, stream: stream))
         }
     }
 

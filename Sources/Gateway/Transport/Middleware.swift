@@ -163,12 +163,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     let maxRevocationAge: Duration
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if revocations.isStale(maxAge: maxRevocationAge) {
-            try? await sync.refresh()
-            if revocations.isStale(maxAge: maxRevocationAge) {
-                throw APIError(.serviceUnavailable, message: "token revocations cannot be checked: the user service is unreachable")
-            }
-        }
+        try await sync.requireFresh(revocations, maxAge: maxRevocationAge, checking: "token")
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthenticated("missing access token: send Authorization: Bearer <token>")
         }
@@ -199,5 +194,17 @@ struct AdminOnlyMiddleware: RouterMiddleware {
             throw APIError.forbidden("this route is for admins only")
         }
         return try await next(request, context)
+    }
+}
+
+extension RevocationSync {
+    /// Refreshes `revocations` if they may miss other replicas' revocations (older than `maxAge`);
+    /// if they still do, credentials cannot be checked: 503, failing closed.
+    func requireFresh(_ revocations: RevocationList, maxAge: Duration, checking credentials: String) async throws {
+        guard revocations.isStale(maxAge: maxAge) else { return }
+        try? await refresh()
+        if revocations.isStale(maxAge: maxAge) {
+            throw APIError(.serviceUnavailable, message: "\(credentials) revocations cannot be checked: the user service is unreachable")
+        }
     }
 }

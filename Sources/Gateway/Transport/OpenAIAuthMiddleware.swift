@@ -28,12 +28,7 @@ struct OpenAIAuthMiddleware: RouterMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw APIError.unauthenticated("malformed Authorization header: expected Bearer sk-…").with(reason: .invalidApiKey)
         }
-        if revocations.isStale(maxAge: maxRevocationAge) {
-            try? await sync.refresh()
-            if revocations.isStale(maxAge: maxRevocationAge) {
-                throw APIError(.serviceUnavailable, message: "API key revocations cannot be checked: the user service is unreachable")
-            }
-        }
+        try await sync.requireFresh(revocations, maxAge: maxRevocationAge, checking: "API key")
         let key = try await apiKeys.verify(parts[1].trimmingCharacters(in: .whitespaces))
         var context = context
         context.apiKey = key

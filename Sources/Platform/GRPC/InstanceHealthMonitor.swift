@@ -13,7 +13,8 @@ import Synchronization
 /// is known the moment the instance reports it.
 public final class InstanceHealthMonitor: Service, Sendable {
     private enum Source: Sendable {
-        case network(ServiceEndpoints)
+        /// Instances found again every `refreshInterval`, each watched over a connection of its own.
+        case network(ServiceEndpoints, refreshInterval: Duration)
         case inProcess(HealthStatus)
     }
 
@@ -21,7 +22,6 @@ public final class InstanceHealthMonitor: Service, Sendable {
     /// The service's name and where its instances come from, as `/health` shows them.
     private let name: String
     private let sourceDescription: String
-    private let refreshInterval: Duration
     private let logger: Logger
     private let state = Mutex(State())
 
@@ -32,10 +32,9 @@ public final class InstanceHealthMonitor: Service, Sendable {
     }
 
     public init(endpoints: ServiceEndpoints, refreshInterval: Duration = .seconds(5), logger: Logger) {
-        self.source = .network(endpoints)
+        self.source = .network(endpoints, refreshInterval: refreshInterval)
         self.name = endpoints.name
         self.sourceDescription = endpoints.description
-        self.refreshInterval = refreshInterval
         self.logger = logger
     }
 
@@ -44,7 +43,6 @@ public final class InstanceHealthMonitor: Service, Sendable {
         self.source = .inProcess(health)
         self.name = name
         self.sourceDescription = "\(name)(in-process)"
-        self.refreshInterval = .seconds(3600)
         self.logger = logger
     }
 
@@ -63,34 +61,37 @@ public final class InstanceHealthMonitor: Service, Sendable {
     }
 
     public func run() async throws {
-        if case .inProcess(let health) = source {
+        switch source {
+        case .inProcess(let health):
             await cancelWhenGracefulShutdown { await self.watchInProcess(health) }
-            return
-        }
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                var watched: [String: Task<Void, Never>] = [:]
-                while !Task.isCancelled {
-                    let current = await self.resolve()
-                    for (label, address) in current where watched[label] == nil {
-                        let task = Task { await self.watch(address, label: label) }
-                        watched[label] = task
-                        group.addTask { await task.value }
-                    }
-                    for (label, task) in watched where current[label] == nil {
-                        task.cancel()
-                        watched[label] = nil
-                        _ = self.state.withLock { $0.instances.removeValue(forKey: label) }
-                    }
-                    try? await Task.sleep(for: self.refreshInterval)
-                }
-                for task in watched.values { task.cancel() }
-            }
+        case .network(let endpoints, let refreshInterval):
+            await cancelWhenGracefulShutdown { await self.watchInstances(of: endpoints, refreshingEvery: refreshInterval) }
         }
     }
 
-    private func resolve() async -> [String: GRPCNIOTransportCore.SocketAddress] {
-        guard case .network(let endpoints) = source else { return [:] }
+    /// Watches every instance `endpoints` names until cancelled, following the set as it changes.
+    private func watchInstances(of endpoints: ServiceEndpoints, refreshingEvery refreshInterval: Duration) async {
+        await withDiscardingTaskGroup { group in
+            var watched: [String: Task<Void, Never>] = [:]
+            while !Task.isCancelled {
+                let current = await self.resolve(endpoints)
+                for (label, address) in current where watched[label] == nil {
+                    let task = Task { await self.watch(address, label: label) }
+                    watched[label] = task
+                    group.addTask { await task.value }
+                }
+                for (label, task) in watched where current[label] == nil {
+                    task.cancel()
+                    watched[label] = nil
+                    _ = self.state.withLock { $0.instances.removeValue(forKey: label) }
+                }
+                try? await Task.sleep(for: refreshInterval)
+            }
+            for task in watched.values { task.cancel() }
+        }
+    }
+
+    private func resolve(_ endpoints: ServiceEndpoints) async -> [String: GRPCNIOTransportCore.SocketAddress] {
         do {
             let addresses = try await endpoints.addresses()
             state.withLock { state in
