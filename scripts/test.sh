@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test suite on a fresh machine: installs what the tests need from the Debian packages
-# (PostgreSQL, ffmpeg, python3-venv) and a Python virtual environment with the official `openai`
+# (PostgreSQL, ffmpeg, Prometheus, python3-venv) and a Python virtual environment with the official `openai`
 # package from PyPI, starts a throwaway PostgreSQL cluster on a free loopback port, and runs
 # `swift test` against SQLite and PostgreSQL. Extra arguments go to `swift test` (e.g. --filter X).
 # AISAAS_BUILD_CACHE=DIR keeps the build outside the clone; AISAAS_PYTHON_VENV=DIR puts the
@@ -16,6 +16,8 @@ command -v runuser >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 # Speech to text transcodes with ffmpeg; its tests use the real program.
 { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || need+=(ffmpeg)
+# A real Prometheus scrapes the platform in the observability tests (promtool checks deploy/).
+command -v prometheus >/dev/null || need+=(prometheus)
 # The OpenAI SDK tests run the official Python package from a virtual environment; Debian's
 # python3 makes one only with python3-venv (which ships ensurepip).
 venv=${AISAAS_PYTHON_VENV:-$HOME/.cache/aisaas/openai-venv}

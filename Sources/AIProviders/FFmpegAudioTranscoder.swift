@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import Platform
+import Tracing
 
 /// Converts uploads to mono 64 kbit/s MP3 with the `ffmpeg` program and measures them with `ffprobe`.
 public struct FFmpegAudioTranscoder: AudioTranscoding {
@@ -20,11 +21,14 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
     public var maxOutputBytes: Int
     /// Where each conversion gets a private folder, removed when it ends.
     public var temporaryDirectory: String
+    /// Each conversion is a span (`ffmpeg transcode`) when tracing is on.
+    public var tracer: any Tracer
 
     public init(
         ffmpegPath: String, ffprobePath: String, timeLimit: Duration = .seconds(120), maxOutputBytes: Int = 50 << 20,
-        temporaryDirectory: String = NSTemporaryDirectory()
+        temporaryDirectory: String = NSTemporaryDirectory(), tracer: any Tracer = NoOpTracer()
     ) {
+        self.tracer = tracer
         self.ffmpegPath = ffmpegPath
         self.ffprobePath = ffprobePath
         self.timeLimit = timeLimit
@@ -33,11 +37,11 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
     }
 
     /// nil when a program is missing. A nil path means: look for it on `PATH`.
-    public static func locate(ffmpegPath: String?, ffprobePath: String?) -> FFmpegAudioTranscoder? {
+    public static func locate(ffmpegPath: String?, ffprobePath: String?, tracer: any Tracer = NoOpTracer()) -> FFmpegAudioTranscoder? {
         guard let ffmpeg = executable(ffmpegPath, named: "ffmpeg"), let ffprobe = executable(ffprobePath, named: "ffprobe") else {
             return nil
         }
-        return FFmpegAudioTranscoder(ffmpegPath: ffmpeg, ffprobePath: ffprobe)
+        return FFmpegAudioTranscoder(ffmpegPath: ffmpeg, ffprobePath: ffprobe, tracer: tracer)
     }
 
     private static func executable(_ path: String?, named name: String) -> String? {
@@ -53,6 +57,16 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
     }
 
     public func transcodeForTranscription(_ audio: ByteBuffer, fileExtension: String) async throws -> TranscodedAudio {
+        try await tracer.withSpan("ffmpeg transcode", ofKind: .internal) { span in
+            span.attributes["aisaas.audio.input_format"] = fileExtension
+            span.attributes["aisaas.audio.input_bytes"] = audio.readableBytes
+            let transcoded = try await transcode(audio, fileExtension: fileExtension)
+            span.attributes["aisaas.audio.duration_seconds"] = transcoded.durationSeconds
+            return transcoded
+        }
+    }
+
+    private func transcode(_ audio: ByteBuffer, fileExtension: String) async throws -> TranscodedAudio {
         let format = fileExtension.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "."))
         guard Self.supportedExtensions.contains(format) else {
             throw DomainError(

@@ -3,7 +3,9 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 import Platform
+import Tracing
 
 /// Most a provider may send back: a JSON answer, an audio answer, one streamed event.
 public struct ProviderLimits: Sendable, Equatable {
@@ -25,11 +27,16 @@ public struct OpenAICompatibleProvider: AIProvider {
     let client: HTTPClient
     let logger: Logger
     let failures: ProviderFailures
+    let tracer: any Tracer
 
     public var name: String { configuration.name }
     public var defaults: ProviderModels { configuration.defaults }
 
-    public init(configuration: ProviderConfiguration, httpClient: HTTPClient, logger: Logger, limits: ProviderLimits = ProviderLimits()) {
+    public init(
+        configuration: ProviderConfiguration, httpClient: HTTPClient, logger: Logger, limits: ProviderLimits = ProviderLimits(),
+        tracer: any Tracer = NoOpTracer()
+    ) {
+        self.tracer = tracer
         self.configuration = configuration
         self.limits = limits
         self.client = httpClient
@@ -157,6 +164,11 @@ public struct OpenAICompatibleProvider: AIProvider {
 
     /// Sends the request and returns the response once its head says success.
     func execute(_ request: HTTPClientRequest, model: String, operation: String) async throws -> HTTPClientResponse {
+        var request = request
+        // The provider call's span (the AI service's) as the parent of whatever the provider traces.
+        if let context = InstrumentationContext.current {
+            tracer.inject(context, into: &request.headers, using: HTTPHeadersInjector())
+        }
         let response: HTTPClientResponse
         do {
             response = try await client.execute(request, deadline: .now() + Self.timeAmount(configuration.requestTimeout), logger: logger)

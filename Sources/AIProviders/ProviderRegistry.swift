@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Logging
+import Tracing
 import NIOCore
 import Synchronization
 
@@ -12,7 +13,8 @@ public final class ProviderRegistry: Sendable {
     private let httpClient: HTTPClient?
     private let isShutDown = Mutex(false)
 
-    public init(settings: ProviderSettings, logger: Logger, limits: ProviderLimits = ProviderLimits()) {
+    /// `tracer` puts the current trace context on each provider request (`traceparent`).
+    public init(settings: ProviderSettings, tracer: any Tracer = NoOpTracer(), logger: Logger, limits: ProviderLimits = ProviderLimits()) {
         var configuration = HTTPClient.Configuration()
         // A redirect could carry the API key to another host.
         configuration.redirectConfiguration = .disallow
@@ -30,7 +32,7 @@ public final class ProviderRegistry: Sendable {
 
         var providers: [String: any AIProvider] = [:]
         for provider in settings.providers {
-            providers[provider.name] = OpenAICompatibleProvider(configuration: provider, httpClient: client, logger: logger, limits: limits)
+            providers[provider.name] = OpenAICompatibleProvider(configuration: provider, httpClient: client, logger: logger, limits: limits, tracer: tracer)
         }
         self.providers = providers
         self.names = settings.providers.map(\.name)

@@ -45,9 +45,11 @@ public struct ProcessPlan {
 public func buildAllInOne(
     config: ConfigReader,
     logger: Logger,
-    onGatewayRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    onGatewayRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+    onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
+    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: true, logger: logger, onMetricsRunning: onMetricsRunning)
     let userSettings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0, logger: logger)
     let aiSettings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0)
     let gatewaySettings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
@@ -56,24 +58,31 @@ public func buildAllInOne(
     // and interceptors as between processes, without sockets.
     let userLink = InProcessServiceLink(name: userServiceApplication)
     let aiLink = InProcessServiceLink(name: aiServiceApplication, maxMessageBytes: 64 << 20)
-    let userProcess = try await buildUserService(settings: userSettings, inProcess: userLink, logger: logger.labelled("user-service"))
-    let aiLogger = logger.labelled("ai-service")
-    let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, logger: aiLogger)
+    let userProcess = try await buildUserService(
+        settings: userSettings, inProcess: userLink, telemetry: try observability.telemetry(component: userServiceApplication),
+        logger: logger.labelled(userServiceApplication)
+    )
+    let aiLogger = logger.labelled(aiServiceApplication)
+    let aiTelemetry = try observability.telemetry(component: aiServiceApplication)
+    let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, telemetry: aiTelemetry, logger: aiLogger)
     let aiProcess = try await buildAIService(
-        settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, logger: aiLogger
+        settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, telemetry: aiTelemetry,
+        logger: aiLogger
     )
     let gateway = try await buildGateway(
         settings: gatewaySettings,
         userService: .inProcess(userLink, health: userProcess.health),
         aiService: .inProcess(aiLink, health: aiProcess.health),
-        logger: logger.labelled("gateway"),
+        telemetry: try observability.telemetry(component: gatewayApplication),
+        logger: logger.labelled(gatewayApplication),
         onServerRunning: { port in
             logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
             await onGatewayRunning(port)
         }
     )
     return ProcessPlan(
-        services: userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services, logger: logger,
+        services: observability.services + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services,
+        logger: logger,
         drainTime: common.drainTime
     )
 }
@@ -81,6 +90,7 @@ public func buildAllInOne(
 /// The gateway alone, in front of user and AI services at configured addresses.
 public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
+    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
     var settings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
     if settings.userServiceAddresses.isEmpty { settings.userServiceAddresses = [HostPort(host: "127.0.0.1", port: 9101)] }
     if settings.aiServiceAddresses.isEmpty { settings.aiServiceAddresses = [HostPort(host: "127.0.0.1", port: 9102)] }
@@ -89,27 +99,34 @@ public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning:
         settings: settings,
         userService: .network(.fixed(name: userServiceApplication, settings.userServiceAddresses)),
         aiService: .network(.fixed(name: aiServiceApplication, settings.aiServiceAddresses)),
+        telemetry: try observability.telemetry(component: gatewayApplication),
         logger: logger,
         onServerRunning: { port in
             logger.notice("gateway ready", metadata: ["url": "http://\(host):\(port)"])
             await onRunning(port)
         }
     )
-    return ProcessPlan(services: gateway.services, logger: logger, drainTime: common.drainTime)
+    return ProcessPlan(services: observability.services + gateway.services, logger: logger, drainTime: common.drainTime)
 }
 
 public func buildUserServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
-    return ProcessPlan(services: try await buildUserService(settings: settings, logger: logger).services, logger: logger, drainTime: common.drainTime)
+    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
+    let process = try await buildUserService(settings: settings, telemetry: try observability.telemetry(component: userServiceApplication), logger: logger)
+    return ProcessPlan(services: observability.services + process.services, logger: logger, drainTime: common.drainTime)
 }
 
 public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
-    let runtime = AIProviderRuntime(settings: settings.providers, logger: logger)
-    let process = try await buildAIService(settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, logger: logger)
-    return ProcessPlan(services: [runtime.shutdownHook] + process.services, logger: logger, drainTime: common.drainTime)
+    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
+    let telemetry = try observability.telemetry(component: aiServiceApplication)
+    let runtime = AIProviderRuntime(settings: settings.providers, telemetry: telemetry, logger: logger)
+    let process = try await buildAIService(
+        settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, telemetry: telemetry, logger: logger
+    )
+    return ProcessPlan(services: observability.services + [runtime.shutdownHook] + process.services, logger: logger, drainTime: common.drainTime)
 }
 
 extension AIProviderRuntime {

@@ -79,7 +79,7 @@ public let aiServiceApplication = "ai-service"
 /// `inProcess`, the server takes its calls from that link instead of `settings.listen`.
 public func buildAIService(
     settings: AIServiceSettings, providers: AIProviderDirectory = .empty, transcoder: (any AudioTranscoding)? = nil,
-    inProcess: InProcessServiceLink? = nil, logger: Logger
+    inProcess: InProcessServiceLink? = nil, telemetry: Telemetry = .disabled(component: aiServiceApplication), logger: Logger
 ) async throws -> GRPCServiceProcess {
     if providers.isEmpty {
         logger.warning("no AI provider is configured: invocations answer UNAVAILABLE until AI_PROVIDERS and AI_PROVIDER_<NAME>_BASE_URL are set")
@@ -91,9 +91,9 @@ public func buildAIService(
         application: aiServiceApplication, listen: inProcess.map { .inProcess($0) } ?? .network(settings.listen), database: settings.database, databaseName: "AI database",
         migrations: AIMigrations.all, logger: logger, drainTime: settings.drainTime,
         // Speech to text uploads up to 25 MiB of audio.
-        maxRequestBytes: 32 << 20
+        maxRequestBytes: 32 << 20, telemetry: telemetry
     ) { database in
-        makeAIServices(settings: settings, database: database, providers: providers, transcoder: transcoder, logger: logger)
+        makeAIServices(settings: settings, database: database, providers: providers, transcoder: transcoder, telemetry: telemetry, logger: logger)
     }
 }
 
@@ -104,19 +104,19 @@ public struct AIProviderRuntime: Sendable {
     public let directory: AIProviderDirectory
     public let transcoder: FFmpegAudioTranscoder?
 
-    public init(settings: ProviderSettings, logger: Logger) {
-        let registry = ProviderRegistry(settings: settings, logger: logger)
+    public init(settings: ProviderSettings, telemetry: Telemetry = .disabled(component: aiServiceApplication), logger: Logger) {
+        let registry = ProviderRegistry(settings: settings, tracer: telemetry.tracer, logger: logger)
         self.registry = registry
         let providers = registry.names.compactMap { name in registry.provider(named: name).map { (name, $0) } }
         directory = AIProviderDirectory(providers: Dictionary(providers) { first, _ in first }, defaultName: registry.defaultName)
-        transcoder = FFmpegAudioTranscoder.locate(ffmpegPath: settings.ffmpegPath, ffprobePath: settings.ffprobePath)
+        transcoder = FFmpegAudioTranscoder.locate(ffmpegPath: settings.ffmpegPath, ffprobePath: settings.ffprobePath, tracer: telemetry.tracer)
     }
 }
 
 /// The AI service's RPC services over `database`, for the process and for tests.
 public func makeAIServices(
     settings: AIServiceSettings, database: ServiceDatabase, providers: AIProviderDirectory,
-    transcoder: (any AudioTranscoding)?, logger: Logger
+    transcoder: (any AudioTranscoding)?, telemetry: Telemetry = .disabled(component: aiServiceApplication), logger: Logger
 ) -> [any RegistrableRPCService] {
     let chatModels = SQLChatModelRepository(database: database)
     let usage = SQLUsageRepository(database: database)
@@ -127,7 +127,8 @@ public func makeAIServices(
     )
     let pipeline = InvocationPipeline(
         rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
-        quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger
+        quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,
+        instruments: InvocationTelemetry(telemetry: telemetry)
     )
     return [
         ChatModelGRPCService(

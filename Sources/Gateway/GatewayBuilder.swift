@@ -89,6 +89,7 @@ public func buildGateway(
     settings: GatewaySettings,
     userService: ServiceConnection,
     aiService: ServiceConnection,
+    telemetry: Telemetry = .disabled(component: gatewayApplication),
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> GatewayProcess {
@@ -98,26 +99,28 @@ public func buildGateway(
     let userSettings = ServiceClientSettings(callTimeout: settings.callTimeout)
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
     let aiSettings = ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
+    // Outermost, the telemetry sees the call as the gateway waits for it.
+    let interceptors: [any ClientInterceptor] = [TelemetryClientInterceptor(telemetry: telemetry), RequestScopeClientInterceptor()]
     var connections: [any Service] = []
     let users: any Grpc_User_V1_UserService.ClientProtocol
     switch userService {
     case .network(let endpoints):
-        let client = try ServiceClientFactory.make(endpoints, settings: userSettings)
+        let client = try ServiceClientFactory.make(endpoints, settings: userSettings, interceptors: interceptors)
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: userSettings)
+        let client = ServiceClientFactory.make(link, settings: userSettings, interceptors: interceptors)
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     }
     let clients: ServiceClients
     switch aiService {
     case .network(let endpoints):
-        let client = try ServiceClientFactory.make(endpoints, settings: aiSettings)
+        let client = try ServiceClientFactory.make(endpoints, settings: aiSettings, interceptors: interceptors)
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: aiSettings)
+        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: interceptors)
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     }
@@ -126,9 +129,10 @@ public func buildGateway(
     let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
 
     let monitors = [userService, aiService].map { $0.healthMonitor(logger: logger) }
+    for monitor in monitors { monitor.reportServing(to: telemetry) }
     let router = makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
-        healthMonitors: monitors, logger: logger
+        healthMonitors: monitors, telemetry: telemetry, logger: logger
     )
     let app = Application(
         router: router,
@@ -194,10 +198,14 @@ public func makeGatewayRouter(
     revocations: RevocationList,
     sync: RevocationSync,
     healthMonitors: [InstanceHealthMonitor],
+    telemetry: Telemetry = .disabled(component: gatewayApplication),
     logger: Logger
 ) -> Router<GatewayRequestContext> {
     let router = Router(context: GatewayRequestContext.self)
     let routeTable = RouteTable()
+    // Outermost: it times and names everything below, CORS preflights included.
+    router.add(middleware: HTTPTelemetryMiddleware(telemetry: telemetry, logger: logger))
+    let instruments = AuthInstruments(telemetry: telemetry)
     if !settings.corsOrigins.isEmpty {
         router.add(middleware: AllowListCORSMiddleware(origins: settings.corsOrigins))
     }
@@ -220,17 +228,18 @@ public func makeGatewayRouter(
 
     let signatures = SignatureVerifier(users: clients.users, revocations: revocations, maxRevocationAge: maxRevocationAge)
     let signed = router.group().add(middleware: SignedRequestMiddleware(
-        verifier: signatures, policy: settings.signing, maxBodyBytes: 1 << 20
+        verifier: signatures, policy: settings.signing, maxBodyBytes: 1 << 20, instruments: instruments
     ))
     let signedUpload = router.group().add(middleware: SignedRequestMiddleware(
-        verifier: signatures, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes
+        verifier: signatures, policy: settings.signing, maxBodyBytes: InvokeRoutes.maxTranscriptionBodyBytes, instruments: instruments
     ))
     InvokeRoutes(chatModels: clients.chatModels, speech: clients.speech).register(json: signed, upload: signedUpload)
 
     func openAIAuth(maxBodyBytes: Int) -> OpenAIAuthMiddleware {
         OpenAIAuthMiddleware(
             apiKeys: apiKeys, revocations: revocations, sync: sync, maxRevocationAge: maxRevocationAge,
-            signed: SignedRequestMiddleware(verifier: signatures, policy: settings.signing, maxBodyBytes: maxBodyBytes)
+            signed: SignedRequestMiddleware(verifier: signatures, policy: settings.signing, maxBodyBytes: maxBodyBytes, instruments: instruments),
+            instruments: instruments
         )
     }
     OpenAIRoutes(openAI: clients.openAI).register(

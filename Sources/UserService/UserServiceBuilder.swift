@@ -56,11 +56,12 @@ public let userServiceApplication = "user-service"
 /// admin if there are no users, and prepares the gRPC server (started by running `services`).
 /// With `inProcess`, the server takes its calls from that link instead of `settings.listen`.
 public func buildUserService(
-    settings: UserServiceSettings, inProcess: InProcessServiceLink? = nil, logger: Logger
+    settings: UserServiceSettings, inProcess: InProcessServiceLink? = nil,
+    telemetry: Telemetry = .disabled(component: userServiceApplication), logger: Logger
 ) async throws -> GRPCServiceProcess {
     try await GRPCServiceProcess.build(
         application: userServiceApplication, listen: inProcess.map { .inProcess($0) } ?? .network(settings.listen), database: settings.database, databaseName: "user database",
-        migrations: UserMigrations.all, logger: logger, drainTime: settings.drainTime
+        migrations: UserMigrations.all, logger: logger, drainTime: settings.drainTime, telemetry: telemetry
     ) { database in
         let manager = try makeUserManager(settings: settings, database: database)
         if let created = try await manager.bootstrapAdmin(username: settings.adminUsername, password: settings.adminPassword) {

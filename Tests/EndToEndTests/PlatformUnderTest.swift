@@ -38,6 +38,7 @@ final class PlatformUnderTest: Sendable {
             "ADMIN_PASSWORD": adminPassword,
             "JWT_SECRET": jwtSecret,
             "LOG_LEVEL": "warning",
+            "METRICS_PORT": "0",
         ]
         if kind == .postgres {
             values["USER_DATABASE_URL"] = try await kind.makeLocation(in: directory, name: "user").url

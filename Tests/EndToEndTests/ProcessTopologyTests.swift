@@ -322,6 +322,8 @@ final class ProcessSet: @unchecked Sendable {
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TEST_") }
+        // Many processes share this machine: no metrics listener unless a test asks for one.
+        env["METRICS_PORT"] = "0"
         env.merge(environment) { $1 }
         process.environment = env
         let logPath = directory + "/\(name).log"

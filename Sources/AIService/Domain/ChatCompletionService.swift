@@ -77,10 +77,11 @@ public struct ChatCompletionService: Sendable {
     /// `ChatStream.relay`. The invocation is finished exactly once whatever happens, even when
     /// the stream is never relayed (see `ChatStream`).
     public func openStream(_ input: CompletionInput, caller: Caller) async throws -> ChatStream {
-        let (provider, request, target) = try await prepareRecorded(input, caller: caller)
+        var (provider, request, target) = try await prepareRecorded(input, caller: caller)
+        target.streamed = true
         let admission = try await pipeline.admit(target, caller: caller)
         do {
-            let chunks = try await provider.stream(request)
+            let chunks = try await admission.calling { try await provider.stream(request) }
             return ChatStream(chunks: chunks, finisher: StreamFinisher(admission: admission, pipeline: pipeline, prompt: request.messages))
         } catch {
             await pipeline.finish(admission, consumed: Consumption(), error: error, cancelled: error is CancellationError)

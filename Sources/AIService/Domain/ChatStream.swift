@@ -19,8 +19,10 @@ public struct ChatStream: Sendable {
     public func relay(_ write: (ChatCompletionDelta) async throws -> Void) async throws {
         var usage: Consumption?
         var relayedCharacters = 0
+        var relayedNothing = true
         do {
             for try await chunk in chunks {
+                if relayedNothing { finisher.firstChunk(); relayedNothing = false }
                 if let reported = chunk.usage { usage = Consumption(reported) }
                 relayedCharacters += chunk.choices.reduce(0) { $0 + ($1.content?.count ?? 0) }
                 do {
@@ -65,6 +67,11 @@ final class StreamFinisher: Sendable {
         let prompt = max(1, (promptCharacters + 3) / 4)
         let completion = (relayedCharacters + 3) / 4
         return (Consumption(promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion), Self.estimatedNote)
+    }
+
+    /// The provider's first chunk arrived.
+    func firstChunk() {
+        pipeline.instruments.firstToken(admission)
     }
 
     /// True for the first caller only.

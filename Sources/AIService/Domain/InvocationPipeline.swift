@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Platform
+import Tracing
 
 /// What an invocation is about to call.
 struct InvocationTarget: Sendable {
@@ -8,6 +9,8 @@ struct InvocationTarget: Sendable {
     var provider: String
     var model: String
     var chatModelId: String
+    /// A chat completion streamed to the client.
+    var streamed = false
 }
 
 /// An invocation that passed the rate limit and the quota, and must be finished exactly once.
@@ -18,6 +21,32 @@ struct Admission: Sendable {
     var started: ContinuousClock.Instant
     /// The caller's rate limit after this call; nil when there is none.
     var rateLimit: RateLimitState?
+    /// False for a call refused before the provider was asked.
+    var admitted = true
+    /// When the provider was called (admission done).
+    var providerStarted: ContinuousClock.Instant
+    /// The provider call's span, with tracing on.
+    var span: (any Span)?
+
+    init(
+        caller: Caller, target: InvocationTarget, ticket: QuotaTicket?, started: ContinuousClock.Instant,
+        rateLimit: RateLimitState? = nil, admitted: Bool = true, span: (any Span)? = nil
+    ) {
+        self.caller = caller
+        self.target = target
+        self.ticket = ticket
+        self.started = started
+        self.rateLimit = rateLimit
+        self.admitted = admitted
+        self.providerStarted = ContinuousClock.now
+        self.span = span
+    }
+
+    /// Runs `call` (the provider's) in the span's context, so the provider's request carries it.
+    func calling<Value>(_ call: () async throws -> Value) async throws -> Value {
+        guard let span else { return try await call() }
+        return try await InstrumentationContext.$current.withValue(span.context) { try await call() }
+    }
 }
 
 /// Every invocation runs: rate limit → quota admission → provider → usage record + quota
@@ -27,11 +56,16 @@ struct InvocationPipeline: Sendable {
     let quotas: any QuotaStore
     let prices: PriceTable
     let logger: Logger
+    let instruments: InvocationTelemetry
     /// Concurrent invocations' bookings go to the ledger together.
     private let bookings: WriteBatcher<InvocationBooking, (any Error)?>
 
-    init(rateLimiter: (any RateLimiter)?, quotas: any QuotaStore, ledger: any InvocationLedger, prices: PriceTable, logger: Logger) {
+    init(
+        rateLimiter: (any RateLimiter)?, quotas: any QuotaStore, ledger: any InvocationLedger, prices: PriceTable, logger: Logger,
+        instruments: InvocationTelemetry = .disabled
+    ) {
         self.rateLimiter = rateLimiter
+        self.instruments = instruments
         self.quotas = quotas
         self.prices = prices
         self.logger = logger
@@ -44,9 +78,11 @@ struct InvocationPipeline: Sendable {
         do {
             let rateLimit = try await rateLimiter?.acquire(subject: caller.rateLimitSubject, now: Date())
             let ticket = try await quotas.admit(userId: caller.userId, now: Date())
-            return Admission(caller: caller, target: target, ticket: ticket, started: started, rateLimit: rateLimit)
+            return Admission(
+                caller: caller, target: target, ticket: ticket, started: started, rateLimit: rateLimit, span: instruments.startCall(target)
+            )
         } catch {
-            await finish(Admission(caller: caller, target: target, ticket: nil, started: started), consumed: Consumption(), error: error)
+            await finish(Admission(caller: caller, target: target, ticket: nil, started: started, admitted: false), consumed: Consumption(), error: error)
             throw error
         }
     }
@@ -59,6 +95,7 @@ struct InvocationPipeline: Sendable {
     func finish(_ admission: Admission, consumed: Consumption, error: (any Error)?, cancelled: Bool = false, note: String? = nil) async {
         let latency = ContinuousClock.now - admission.started
         let cost = prices.cost(provider: admission.target.provider, model: admission.target.model, of: consumed)
+        instruments.finished(admission, consumed: consumed, cost: cost, error: error, cancelled: cancelled)
         let now = Date()
         let record = UsageRecord(
             id: SortableID.make(at: now), userId: admission.caller.userId, accessKey: admission.caller.accessKey ?? "",
@@ -85,7 +122,7 @@ struct InvocationPipeline: Sendable {
     /// Records an invocation refused before admission (invalid input, unknown chat model, no
     /// provider, no ffmpeg): one usage row with zero amounts; the quota is not touched.
     func recordRejected(_ target: InvocationTarget, caller: Caller, error: any Error, started: ContinuousClock.Instant) async {
-        await finish(Admission(caller: caller, target: target, ticket: nil, started: started), consumed: Consumption(), error: error)
+        await finish(Admission(caller: caller, target: target, ticket: nil, started: started, admitted: false), consumed: Consumption(), error: error)
     }
 
     /// Admits, runs `call`, finishes. `call` answers its result and what it consumed.
@@ -96,7 +133,7 @@ struct InvocationPipeline: Sendable {
         let admission = try await admit(target, caller: caller)
         onAdmitted(admission)
         do {
-            let (result, consumed) = try await call()
+            let (result, consumed) = try await admission.calling(call)
             await finish(admission, consumed: consumed, error: nil)
             return result
         } catch {

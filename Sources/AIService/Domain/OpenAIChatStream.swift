@@ -17,8 +17,10 @@ public struct OpenAIChatStream: Sendable {
     public func relay(_ write: ([UInt8]) async throws -> Void) async throws {
         var usage: Consumption?
         var relayedCharacters = 0
+        var relayedNothing = true
         do {
             for try await data in events {
+                if relayedNothing { finisher.firstChunk(); relayedNothing = false }
                 let (forwarded, reported, characters) = Self.examine(data, forwardsUsage: forwardsUsage)
                 if let reported { usage = reported }
                 relayedCharacters += characters

@@ -50,9 +50,11 @@ public struct OpenAIService: Sendable {
         let (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: false)
         let admission = try await pipeline.admit(target, caller: caller)
         do {
-            let answer = try await provider.passThrough(
-                "chat/completions", json: JSONWriter.bytes(.object(prepared.body)), model: target.model, maxAnswerBytes: 10 << 20
-            )
+            let answer = try await admission.calling {
+                try await provider.passThrough(
+                    "chat/completions", json: JSONWriter.bytes(.object(prepared.body)), model: target.model, maxAnswerBytes: 10 << 20
+                )
+            }
             let (consumed, note) = Self.consumption(ofChatAnswer: answer.body, promptCharacters: prepared.promptCharacters)
             await pipeline.finish(admission, consumed: consumed, error: nil, note: note)
             return OpenAIAnswer(body: answer.body, contentType: answer.contentType ?? "application/json", rateLimit: admission.rateLimit)
@@ -67,11 +69,14 @@ public struct OpenAIService: Sendable {
 
     /// Admits the call and opens the provider's stream; relay it with `OpenAIChatStream.relay`.
     public func openStream(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIChatStream {
-        let (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: true)
+        var (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: true)
+        target.streamed = true
         let admission = try await pipeline.admit(target, caller: caller)
         let finisher = StreamFinisher(admission: admission, pipeline: pipeline, promptCharacters: prepared.promptCharacters)
         do {
-            let events = try await provider.passThroughStream(json: JSONWriter.bytes(.object(prepared.body)), model: target.model)
+            let events = try await admission.calling {
+                try await provider.passThroughStream(json: JSONWriter.bytes(.object(prepared.body)), model: target.model)
+            }
             return OpenAIChatStream(events: events, finisher: finisher, forwardsUsage: prepared.clientWantsUsage, rateLimit: admission.rateLimit)
         } catch {
             await finisher.finish(usage: nil, relayedCharacters: 0, error: error, cancelled: error is CancellationError || Task.isCancelled)

@@ -13,6 +13,17 @@ public struct GatewayRequestContext: RequestContext {
     /// For OpenAI-compatible requests made with an API key, once it is verified.
     public var apiKey: VerifiedAPIKey?
     public let peerAddress: String?
+    /// The client's W3C `traceparent`, if it sent one.
+    public var clientTraceparent: String?
+    /// The trace id of `clientTraceparent` (`00-<trace id>-<span id>-<flags>`), if well formed.
+    public var clientTraceId: String? {
+        guard let header = clientTraceparent else { return nil }
+        let parts = header.split(separator: "-")
+        guard parts.count >= 4, parts[1].utf8.count == 32,
+              parts[1].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
+              parts[1] != "00000000000000000000000000000000" else { return nil }
+        return String(parts[1])
+    }
     /// The client's connection, to notice when the client goes away.
     let channel: any Channel
     /// The largest request body accepted (413 beyond it).

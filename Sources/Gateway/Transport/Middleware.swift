@@ -81,7 +81,7 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
         let requestId = Self.adoptedRequestId(request.headers[.requestId]) ?? SortableID.make()
         context.requestId = requestId
         let started = ContinuousClock.now
-        var response = await RequestScope.$current.withValue(RequestScope(requestId: requestId)) {
+        var response = await RequestScope.$current.withValue(RequestScope(requestId: requestId, traceId: context.clientTraceId)) {
             defer {
                 logger.debug("request served", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "duration": "\(ContinuousClock.now - started)"])
             }
@@ -178,7 +178,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         }
         var context = context
         context.identity = identity
-        let scope = RequestScope(requestId: context.requestId, userId: identity.userId, role: identity.role)
+        let scope = RequestScope(requestId: context.requestId, userId: identity.userId, role: identity.role, traceId: context.clientTraceId)
         return try await RequestScope.$current.withValue(scope) {
             try await next(request, context)
         }

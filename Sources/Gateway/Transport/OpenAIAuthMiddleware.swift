@@ -13,29 +13,37 @@ struct OpenAIAuthMiddleware: RouterMiddleware {
     let sync: RevocationSync
     let maxRevocationAge: Duration
     let signed: SignedRequestMiddleware
+    let instruments: AuthInstruments
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
             // The signature travels in the x-authorization header or, as on /ai/invoke, the query.
             let signedInQuery = request.uri.queryParameters[Substring(CCAuthV1.authorizationHeader)] != nil
             if request.headers[values: HTTPField.Name(CCAuthV1.authorizationHeader)!].isEmpty, !signedInQuery {
+                instruments.apiKeyRefusals.increment()
                 throw APIError(.unauthorized, message: "You didn't provide an API key. Send it as Authorization: Bearer sk-…, or sign the request with cc-auth-v1.", headers: [:])
                     .with(reason: .invalidApiKey)
             }
             return try await signed.handle(request, context: context, next: next)
         }
+        let key = try await instruments.checking("api key verify", refusal: instruments.apiKeyRefusals) {
+            try await verify(header)
+        }
+        var context = context
+        context.apiKey = key
+        let scope = RequestScope(requestId: context.requestId, userId: key.userId, role: key.role, apiKeyId: key.keyId, traceId: context.clientTraceId)
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+
+    private func verify(_ header: String) async throws -> VerifiedAPIKey {
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw APIError.unauthenticated("malformed Authorization header: expected Bearer sk-…").with(reason: .invalidApiKey)
         }
         try await sync.requireFresh(revocations, maxAge: maxRevocationAge, checking: "API key")
-        let key = try await apiKeys.verify(parts[1].trimmingCharacters(in: .whitespaces))
-        var context = context
-        context.apiKey = key
-        let scope = RequestScope(requestId: context.requestId, userId: key.userId, role: key.role, apiKeyId: key.keyId)
-        return try await RequestScope.$current.withValue(scope) {
-            try await next(request, context)
-        }
+        return try await apiKeys.verify(parts[1].trimmingCharacters(in: .whitespaces))
     }
 }
 

@@ -20,10 +20,27 @@ struct SignedRequestMiddleware: RouterMiddleware {
     let verifier: SignatureVerifier
     let policy: SignaturePolicy
     let maxBodyBytes: Int
+    let instruments: AuthInstruments
     var logger: Logger = Logger(label: "gateway.aksk")
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var request = request
+        // The body is read here too (the request's body is the read one after).
+        let caller = try await instruments.checking("cc-auth-v1 verify", refusal: instruments.signatureRefusals) {
+            try await authenticate(&request)
+        }
+        var context = context
+        context.signedCaller = caller
+        let scope = RequestScope(
+            requestId: context.requestId, userId: caller.userId, role: caller.role, accessKey: caller.accessKey, traceId: context.clientTraceId
+        )
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+
+    /// Checks the signature (with the user service) and the body's digest; returns the signer.
+    private func authenticate(_ request: inout Request) async throws -> SignedCaller {
         let headers = Self.headers(of: request)
         // The digest header is signed, so the signature can be checked before the body is read:
         // no unauthenticated caller makes the gateway hold a large body. The body is compared
@@ -66,12 +83,7 @@ struct SignedRequestMiddleware: RouterMiddleware {
             throw APIError(.badRequest, message: "ContentDigestMismatch")
         }
 
-        var context = context
-        context.signedCaller = SignedCaller(userId: user.userId, role: user.role, accessKey: verification.accessKey)
-        let scope = RequestScope(requestId: context.requestId, userId: user.userId, role: user.role, accessKey: verification.accessKey)
-        return try await RequestScope.$current.withValue(scope) {
-            try await next(request, context)
-        }
+        return SignedCaller(userId: user.userId, role: user.role, accessKey: verification.accessKey)
     }
 
     private func userServiceName(_ error: RPCError) -> String {

@@ -10,9 +10,16 @@ public struct RequestScope: Sendable, Equatable {
     public var accessKey: String?
     /// The API key of an OpenAI-compatible call.
     public var apiKeyId: String?
+    /// The client's trace (from its `traceparent`), for log lines while tracing is off; with
+    /// tracing on, log lines take the current span's ids instead. Not sent to the services.
+    public var traceId: String?
 
-    public init(requestId: String, userId: String? = nil, role: String? = nil, accessKey: String? = nil, apiKeyId: String? = nil) {
+    public init(
+        requestId: String, userId: String? = nil, role: String? = nil, accessKey: String? = nil, apiKeyId: String? = nil,
+        traceId: String? = nil
+    ) {
         self.requestId = requestId
+        self.traceId = traceId
         self.userId = userId
         self.role = role
         self.accessKey = accessKey
@@ -53,6 +60,7 @@ extension Logger {
         guard let scope = RequestScope.current else { return [:] }
         var metadata: Logger.Metadata = ["request-id": .string(scope.requestId)]
         if let userId = scope.userId { metadata["user-id"] = .string(userId) }
+        if let traceId = scope.traceId { metadata["trace-id"] = .string(traceId) }
         return metadata
     }
 }

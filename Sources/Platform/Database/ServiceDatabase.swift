@@ -55,10 +55,13 @@ public final class ServiceDatabase: Sendable {
     private let writerLock = AsyncSerialLock()
     private let migrations: Migrations
     private let logger: Logger
+    /// Statement durations and spans; nil for a database built without telemetry.
+    private let instrumentation: DatabaseInstrumentation?
 
-    public init(location: DatabaseLocation, migrations: [any Migration], logger: Logger) throws {
+    public init(location: DatabaseLocation, migrations: [any Migration], logger: Logger, telemetry: Telemetry? = nil) throws {
         self.location = location
         self.logger = logger
+        instrumentation = telemetry.map { DatabaseInstrumentation(telemetry: $0, location: location) }
         switch location {
         case .sqlite(let path):
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
@@ -107,9 +110,20 @@ public final class ServiceDatabase: Sendable {
             guard let sql = database() as? any SQLDatabase else {
                 throw DatabaseConfigurationError("the \(location) database does not speak SQL")
             }
-            return sql
+            return instrumented(sql)
         }
-        return try await sqliteReader.database()
+        return instrumented(try await sqliteReader.database())
+    }
+
+    private func instrumented(_ sql: any SQLDatabase) -> any SQLDatabase {
+        guard let instrumentation else { return sql }
+        return InstrumentedSQLDatabase(base: sql, instrumentation: instrumentation)
+    }
+
+    /// `body` as one measured operation ("TRANSACTION") when instrumented.
+    private func measuredTransaction<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        guard let instrumentation else { return try await body() }
+        return try await instrumentation.measure(operation: "TRANSACTION", table: "", body)
     }
 
     /// Runs `body` with the connection for writes that go around Fluent's models. On SQLite it is a
@@ -120,35 +134,39 @@ public final class ServiceDatabase: Sendable {
     /// connections of one process would wait for each other's locks. On PostgreSQL: the pool.
     public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         guard let sqliteWriter else { return try await body(try poolSQL()) }
-        return try await writerLock.withLock { try await body(try await sqliteWriter.database()) }
+        return try await writerLock.withLock { try await body(instrumented(try await sqliteWriter.database())) }
     }
 
     /// `body` in one transaction, on the connection `write` uses. SQLite's transaction takes the
     /// write lock at its start (`BEGIN IMMEDIATE`), so what it reads is what it writes over.
     public func writeTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         guard let sqliteWriter else {
-            return try await database().transaction { database in
-                guard let sql = database as? any SQLDatabase else { throw DatabaseConfigurationError("the \(self.location) database does not speak SQL") }
-                return try await body(sql)
+            return try await measuredTransaction {
+                try await database().transaction { database in
+                    guard let sql = database as? any SQLDatabase else { throw DatabaseConfigurationError("the \(self.location) database does not speak SQL") }
+                    return try await body(self.instrumented(sql))
+                }
             }
         }
         return try await writerLock.withLock {
-            let sql = try await sqliteWriter.database()
-            try await sql.raw("BEGIN IMMEDIATE").run()
-            do {
-                let result = try await body(sql)
-                try await sql.raw("COMMIT").run()
-                return result
-            } catch {
-                try? await sql.raw("ROLLBACK").run()
-                throw error
+            try await measuredTransaction {
+                let sql = try await sqliteWriter.database()
+                try await sql.raw("BEGIN IMMEDIATE").run()
+                do {
+                    let result = try await body(instrumented(sql))
+                    try await sql.raw("COMMIT").run()
+                    return result
+                } catch {
+                    try? await sql.raw("ROLLBACK").run()
+                    throw error
+                }
             }
         }
     }
 
     private func poolSQL() throws -> any SQLDatabase {
         guard let sql = database() as? any SQLDatabase else { throw DatabaseConfigurationError("the \(location) database does not speak SQL") }
-        return sql
+        return instrumented(sql)
     }
 
     /// One round trip through the pool, to tell whether the database answers.

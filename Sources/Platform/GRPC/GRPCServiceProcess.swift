@@ -49,9 +49,10 @@ public struct GRPCServiceProcess: Sendable {
         logger: Logger,
         drainTime: Duration = .seconds(30),
         maxRequestBytes: Int = 4 << 20,
+        telemetry: Telemetry? = nil,
         makeServices: (ServiceDatabase) async throws -> [any RegistrableRPCService]
     ) async throws -> GRPCServiceProcess {
-        let database = try ServiceDatabase(location: location, migrations: migrations, logger: logger)
+        let database = try ServiceDatabase(location: location, migrations: migrations, logger: logger, telemetry: telemetry)
         do {
             try await database.migrate()
             let services = try await makeServices(database)
@@ -64,7 +65,9 @@ public struct GRPCServiceProcess: Sendable {
                 if let described = service as? any DescribedService { health.set(.serving, for: described.serviceName) }
             }
             let rpcServices = services + [HealthService(status: health)]
+            // Outermost, the telemetry sees every call as the client does, refusals included.
             let interceptors: [any ServerInterceptor] = [
+                TelemetryServerInterceptor(telemetry: telemetry ?? .disabled(component: application)),
                 DrainingServerInterceptor(health: health),
                 RequestScopeServerInterceptor(application: application, logger: logger, database: availability),
             ]

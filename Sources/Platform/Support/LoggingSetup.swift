@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import OTel
 import Synchronization
 
 /// Installs the process-wide log handler once. Every line carries the request id of the request
@@ -17,7 +18,24 @@ public enum LoggingSetup {
             { label, provider in
                 PlatformLogHandler(label: label, level: level, format: format, metadataProvider: provider)
             },
-            metadataProvider: Logger.requestScopeMetadataProvider
+            metadataProvider: .multiplex([Logger.requestScopeMetadataProvider, Logger.traceMetadataProvider])
         )
     }
+}
+
+extension Logger {
+    /// The current span's trace and span ids, when tracing is on (after the request scope's, so
+    /// these win over a client's trace id).
+    public static let traceMetadataProvider: Logger.MetadataProvider = {
+        var keys = OTel.Configuration.LoggingMetadataProviderConfiguration.default
+        keys.traceIDKey = "trace-id"
+        keys.spanIDKey = "span-id"
+        keys.traceFlagsKey = "trace-flags"
+        let spans = OTel.makeLoggingMetadataProvider(configuration: keys)
+        return Logger.MetadataProvider {
+            var metadata = spans.get()
+            metadata["trace-flags"] = nil
+            return metadata
+        }
+    }()
 }

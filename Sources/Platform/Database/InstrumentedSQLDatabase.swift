@@ -1,0 +1,118 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOCore
+import SQLKit
+import Tracing
+
+/// How a service's database reports its statements: a duration histogram by statement kind and
+/// table (`db_client_operation_duration_seconds`) and, when tracing, a client span per statement
+/// named `SELECT users` with OpenTelemetry's database attributes. Never a value: the statement's
+/// kind and table are read from its text, whose values are all bound parameters.
+public struct DatabaseInstrumentation: Sendable {
+    let telemetry: Telemetry
+    let system: String
+    let namespace: String
+    private let handles: MetricHandles<StatementLabels, CoreMetrics.Timer>
+    private let tables = BoundedLabelValues(limit: 100)
+
+    public init(telemetry: Telemetry, location: DatabaseLocation) {
+        self.telemetry = telemetry
+        switch location {
+        case .sqlite(let path):
+            system = "sqlite"
+            namespace = String(path.split(separator: "/").last ?? "")
+        case .postgres(let url):
+            system = "postgresql"
+            namespace = String(url.split(separator: "/").last?.split(separator: "?").first ?? "")
+        }
+        let factory = telemetry.metrics
+        let system = self.system
+        handles = MetricHandles { labels in
+            CoreMetrics.Timer(
+                label: "db_client_operation_duration_seconds",
+                dimensions: [("db_system_name", system), ("db_operation_name", labels.operation), ("db_collection_name", labels.table)],
+                factory: factory
+            )
+        }
+    }
+
+    /// Runs one statement (or transaction, `operation` "TRANSACTION") under its span and timer.
+    func measure<T>(operation: String, table: String, _ body: () async throws -> T) async throws -> T {
+        let started = ContinuousClock.now
+        let table = table.isEmpty ? "" : tables.value(table)
+        defer { handles[StatementLabels(operation: operation, table: table)].recordSince(started) }
+        guard telemetry.isTracing else { return try await body() }
+        let span = telemetry.tracer.startSpan(table.isEmpty ? operation : "\(operation) \(table)", ofKind: .client)
+        defer { span.end() }
+        span.attributes["db.system.name"] = system
+        span.attributes["db.operation.name"] = operation
+        if !table.isEmpty { span.attributes["db.collection.name"] = table }
+        if !namespace.isEmpty { span.attributes["db.namespace"] = namespace }
+        do {
+            return try await InstrumentationContext.$current.withValue(span.context) { try await body() }
+        } catch {
+            span.attributes["error.type"] = String(describing: type(of: error))
+            span.setStatus(SpanStatus(code: .error))
+            throw error
+        }
+    }
+
+    /// The statement kind (`SELECT`, `INSERT`, …) and the table it names first.
+    static func describe(_ sql: String) -> (operation: String, table: String) {
+        var words = sql.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "(" || $0 == "," }).makeIterator()
+        guard let first = words.next() else { return ("UNKNOWN", "") }
+        let operation = first.uppercased()
+        let marker: String? = switch operation {
+        case "SELECT", "DELETE": "FROM"
+        case "INSERT", "REPLACE": "INTO"
+        case "UPDATE": ""
+        default: nil
+        }
+        guard let marker else { return (operation.count <= 16 ? operation : "OTHER", "") }
+        var previous = ""
+        while let word = words.next() {
+            if marker.isEmpty || previous == marker {
+                if word.uppercased() == "OR" { _ = words.next(); continue }  // UPDATE OR REPLACE t
+                let name = word.trimmingCharacters(in: CharacterSet(charactersIn: "\"`[]"))
+                return (operation, name)
+            }
+            previous = word.uppercased()
+        }
+        return (operation, "")
+    }
+}
+
+struct StatementLabels: Hashable, Sendable {
+    var operation: String
+    var table: String
+}
+
+/// A connection whose statements are measured by `DatabaseInstrumentation`.
+struct InstrumentedSQLDatabase: SQLDatabase {
+    let base: any SQLDatabase
+    let instrumentation: DatabaseInstrumentation
+
+    var logger: Logger { base.logger }
+    var eventLoop: any EventLoop { base.eventLoop }
+    var version: (any SQLDatabaseReportedVersion)? { base.version }
+    var dialect: any SQLDialect { base.dialect }
+    var queryLogLevel: Logger.Level? { base.queryLogLevel }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) -> EventLoopFuture<Void> {
+        base.execute(sql: query, onRow)
+    }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
+        let (operation, table) = DatabaseInstrumentation.describe(base.serialize(query).sql)
+        try await instrumentation.measure(operation: operation, table: table) {
+            try await base.execute(sql: query, onRow)
+        }
+    }
+
+    func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await base.withSession { session in
+            try await closure(InstrumentedSQLDatabase(base: session, instrumentation: instrumentation))
+        }
+    }
+}

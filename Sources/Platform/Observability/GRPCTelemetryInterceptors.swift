@@ -1,0 +1,235 @@
+import CoreMetrics
+import GRPCCore
+import Synchronization
+import Tracing
+
+/// A client's calls as metrics (`rpc_client_duration_seconds`, `rpc_client_calls_total` by
+/// service, method, status code and instance) and as client spans whose context travels to the
+/// server in the call's metadata (`traceparent`).
+public struct TelemetryClientInterceptor: ClientInterceptor {
+    private let telemetry: Telemetry
+    private let handles: MetricHandles<CallLabels, CallHandles>
+
+    public init(telemetry: Telemetry) {
+        self.telemetry = telemetry
+        let factory = telemetry.metrics
+        handles = MetricHandles { labels in CallHandles(side: "client", labels: labels, factory: factory) }
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>,
+        context: ClientContext,
+        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+    ) async throws -> StreamingClientResponse<Output> {
+        let started = ContinuousClock.now
+        let instance = Self.instance(context.remotePeer)
+        let descriptor = context.descriptor
+        let record: @Sendable (RPCError.Code?) -> Void = { code in
+            let labels = CallLabels(service: descriptor.service.fullyQualifiedService, method: descriptor.method, code: code.map { "\($0)" } ?? "ok", instance: instance)
+            let handles = self.handles[labels]
+            handles.calls.increment()
+            handles.duration.recordSince(started)
+        }
+        guard telemetry.isTracing else {
+            return try await Self.measured(request: request, context: context, next: next, record: record)
+        }
+        let span = telemetry.tracer.startSpan(descriptor.fullyQualifiedMethod, ofKind: .client)
+        span.attributes["rpc.system"] = "grpc"
+        span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
+        span.attributes["rpc.method"] = descriptor.method
+        span.attributes["server.address"] = instance
+        var request = request
+        telemetry.tracer.inject(span.context, into: &request.metadata, using: MetadataInjector())
+        let traced = request
+        let ended: @Sendable (RPCError.Code?) -> Void = { code in
+            record(code)
+            span.attributes["rpc.grpc.status_code"] = Int(code.map { Int($0.rawValue) } ?? 0)
+            if let code { span.setStatus(SpanStatus(code: .error, message: "\(code)")) }
+            span.end()
+        }
+        return try await Self.measured(request: traced, context: context, next: next, record: ended)
+    }
+
+    /// Runs the call and reports its final status once: at once for a failed call, when the last
+    /// response part has been read for a streaming one.
+    private static func measured<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>,
+        context: ClientContext,
+        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>,
+        record: @escaping @Sendable (RPCError.Code?) -> Void
+    ) async throws -> StreamingClientResponse<Output> {
+        let response: StreamingClientResponse<Output>
+        do {
+            response = try await next(request, context)
+        } catch {
+            record((error as? RPCError)?.code ?? .unknown)
+            throw error
+        }
+        switch response.accepted {
+        case .failure(let error):
+            record(error.code)
+            return response
+        case .success(let contents):
+            let once = ReportOnce(record)
+            let body = RPCAsyncSequence<StreamingClientResponse<Output>.Contents.BodyPart, any Error>(
+                wrapping: ReportingSequence(base: contents.bodyParts, report: once)
+            )
+            return StreamingClientResponse(accepted: .success(.init(metadata: contents.metadata, bodyParts: body)))
+        }
+    }
+
+    /// `ipv4:127.0.0.1:9101` as `127.0.0.1:9101`; calls in this process as `in-process`.
+    static func instance(_ peer: String) -> String {
+        if peer.hasPrefix("in-process") { return "in-process" }
+        for prefix in ["ipv4:", "ipv6:", "unix:"] where peer.hasPrefix(prefix) { return String(peer.dropFirst(prefix.count)) }
+        return peer.isEmpty ? "unknown" : peer
+    }
+}
+
+/// A service's calls as metrics (`rpc_server_duration_seconds`, `rpc_server_calls_total`) and as
+/// server spans, children of the caller's span when its metadata carries a `traceparent`.
+public struct TelemetryServerInterceptor: ServerInterceptor {
+    private let telemetry: Telemetry
+    private let handles: MetricHandles<CallLabels, CallHandles>
+
+    public init(telemetry: Telemetry) {
+        self.telemetry = telemetry
+        let factory = telemetry.metrics
+        handles = MetricHandles { labels in CallHandles(side: "server", labels: labels, factory: factory) }
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let started = ContinuousClock.now
+        let descriptor = context.descriptor
+        let handles = self.handles
+        let record: @Sendable (RPCError.Code?) -> Void = { code in
+            let labels = CallLabels(service: descriptor.service.fullyQualifiedService, method: descriptor.method, code: code.map { "\($0)" } ?? "ok", instance: "")
+            let handle = handles[labels]
+            handle.calls.increment()
+            handle.duration.recordSince(started)
+        }
+        guard telemetry.isTracing else {
+            return try await Self.measured(request: request, context: context, next: next, spanContext: nil, record: record)
+        }
+        let parent = telemetry.tracer.extracting(from: request.metadata, using: MetadataExtractor())
+        let span = telemetry.tracer.startSpan(descriptor.fullyQualifiedMethod, context: parent, ofKind: .server)
+        span.attributes["rpc.system"] = "grpc"
+        span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
+        span.attributes["rpc.method"] = descriptor.method
+        let ended: @Sendable (RPCError.Code?) -> Void = { code in
+            record(code)
+            span.attributes["rpc.grpc.status_code"] = Int(code.map { Int($0.rawValue) } ?? 0)
+            if let code { span.setStatus(SpanStatus(code: .error, message: "\(code)")) }
+            span.end()
+        }
+        return try await InstrumentationContext.$current.withValue(span.context) {
+            try await Self.measured(request: request, context: context, next: next, spanContext: span.context, record: ended)
+        }
+    }
+
+    private static func measured<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>,
+        spanContext: InstrumentationContext?,
+        record: @escaping @Sendable (RPCError.Code?) -> Void
+    ) async throws -> StreamingServerResponse<Output> {
+        let response: StreamingServerResponse<Output>
+        do {
+            response = try await next(request, context)
+        } catch {
+            record((error as? RPCError)?.code ?? .unknown)
+            throw error
+        }
+        switch response.accepted {
+        case .failure(let error):
+            record(error.code)
+            return response
+        case .success(let contents):
+            // The handler's work for a unary call is done; a streaming one writes its messages
+            // in `producer`, and its end is the call's end.
+            let producer = contents.producer
+            let wrapped = StreamingServerResponse<Output>.Contents(metadata: contents.metadata) { writer in
+                do {
+                    let trailers = try await InstrumentationContext.$current.withValue(spanContext ?? InstrumentationContext.current) {
+                        try await producer(writer)
+                    }
+                    record(nil)
+                    return trailers
+                } catch {
+                    record((error as? RPCError)?.code ?? .unknown)
+                    throw error
+                }
+            }
+            return StreamingServerResponse(accepted: .success(wrapped))
+        }
+    }
+}
+
+struct CallLabels: Hashable, Sendable {
+    var service: String
+    var method: String
+    var code: String
+    var instance: String
+}
+
+struct CallHandles: Sendable {
+    let calls: Counter
+    let duration: CoreMetrics.Timer
+
+    init(side: String, labels: CallLabels, factory: any MetricsFactory) {
+        var dimensions = [("rpc_service", labels.service), ("rpc_method", labels.method), ("rpc_grpc_status_code", labels.code)]
+        if !labels.instance.isEmpty { dimensions.append(("instance_address", labels.instance)) }
+        calls = Counter(label: "rpc_\(side)_calls_total", dimensions: dimensions, factory: factory)
+        duration = CoreMetrics.Timer(label: "rpc_\(side)_duration_seconds", dimensions: dimensions, factory: factory)
+    }
+}
+
+/// Calls `report` once, with the first outcome it is given.
+final class ReportOnce: Sendable {
+    private let reported = Atomic<Bool>(false)
+    private let report: @Sendable (RPCError.Code?) -> Void
+
+    init(_ report: @escaping @Sendable (RPCError.Code?) -> Void) {
+        self.report = report
+    }
+
+    func callAsFunction(_ code: RPCError.Code?) {
+        guard !reported.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        report(code)
+    }
+}
+
+/// A response's parts, reporting the call's status when the trailers arrive or the stream fails.
+private struct ReportingSequence<Output: Sendable>: AsyncSequence, Sendable {
+    typealias Element = StreamingClientResponse<Output>.Contents.BodyPart
+    let base: RPCAsyncSequence<Element, any Error>
+    let report: ReportOnce
+
+    func makeAsyncIterator() -> Iterator {
+        Iterator(base: base.makeAsyncIterator(), report: report)
+    }
+
+    struct Iterator: AsyncIteratorProtocol {
+        var base: RPCAsyncSequence<Element, any Error>.AsyncIterator
+        let report: ReportOnce
+
+        mutating func next() async throws -> Element? {
+            do {
+                let part = try await base.next()
+                switch part {
+                case .trailingMetadata?, nil: report(nil)
+                case .message?: break
+                }
+                return part
+            } catch {
+                report((error as? RPCError)?.code ?? .unknown)
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Configuration
+import CoreMetrics
+import Logging
+import OTel
+import Prometheus
+import Synchronization
+import ServiceLifecycle
+import Tracing
+
+/// A process's metrics registry and tracers, made from `ObservabilitySettings`: one Prometheus
+/// registry with its `/metrics` listener, and one OpenTelemetry tracing pipeline per component
+/// (each with its own `service.name`). `services` run them; list them first so that they stop
+/// last, after the components have finished their spans.
+public final class ObservabilityRuntime: Sendable {
+    public let settings: ObservabilitySettings
+    /// The registry `/metrics` shows; nil when metrics are off.
+    public let registry: PrometheusCollectorRegistry?
+    private let factory: any MetricsFactory
+    private let logger: Logger
+    /// In `aisaas all`, where several components share the process.
+    private let sharedProcess: Bool
+    private let tracingServices = Mutex<[any Service]>([])
+    private let onMetricsRunning: @Sendable (Int) async -> Void
+    private let beforeScrape = ScrapeHooks()
+
+    public init(
+        settings: ObservabilitySettings, sharedProcess: Bool, logger: Logger,
+        onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.settings = settings
+        self.logger = logger
+        self.sharedProcess = sharedProcess
+        self.onMetricsRunning = onMetricsRunning
+        if settings.metricsListen != nil {
+            let registry = PrometheusCollectorRegistry()
+            self.registry = registry
+            factory = Self.prometheusFactory(registry)
+        } else {
+            registry = nil
+            factory = NOOPMetricsHandler.instance
+        }
+    }
+
+    /// The runtime `config` describes (METRICS_*, ACCESS_LOG, OTEL_*); a bad value is a
+    /// configuration error.
+    public static func read(
+        config: ConfigReader, sharedProcess: Bool, logger: Logger, onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> ObservabilityRuntime {
+        let reader = SettingsReader(config)
+        let settings = ObservabilitySettings.read(reader)
+        try reader.finish()
+        return ObservabilityRuntime(settings: settings, sharedProcess: sharedProcess, logger: logger, onMetricsRunning: onMetricsRunning)
+    }
+
+    /// What `component` reports to. With tracing on, each call makes that component's pipeline.
+    public func telemetry(component: String) throws -> Telemetry {
+        var tracer: any Tracer = NoOpTracer()
+        if let tracing = settings.tracing {
+            if sharedProcess {
+                // swift-otel applies the process's OTEL_* variables over the configuration it is
+                // given, so OTEL_SERVICE_NAME would name all three components alike. It was read
+                // into `settings` (it becomes `service.namespace`); this runs while the process
+                // starts, before any other thread reads the environment.
+                unsetenv("OTEL_SERVICE_NAME")
+            }
+            let backend = try OTel.makeTracingBackend(configuration: configuration(tracing, component: component))
+            tracer = backend.factory
+            tracingServices.withLock { $0.append(backend.service) }
+        }
+        return Telemetry(
+            component: component, metrics: factory, tracer: tracer,
+            capturesGenAIContent: settings.tracing?.capturesGenAIContent ?? false, accessLog: settings.accessLog,
+            beforeScrape: beforeScrape
+        )
+    }
+
+    /// The metrics listener and the tracing pipelines made so far.
+    public var services: [any Service] {
+        var services = tracingServices.withLock { $0 }
+        if let registry, let listen = settings.metricsListen {
+            services.append(MetricsEndpoint(
+                registry: registry, build: .current(commit: settings.buildCommit), listen: listen, beforeScrape: beforeScrape, logger: logger,
+                onRunning: onMetricsRunning
+            ))
+        }
+        return services
+    }
+
+    private func configuration(_ tracing: TracingSettings, component: String) -> OTel.Configuration {
+        var configuration = OTel.Configuration.default
+        configuration.metrics.enabled = false
+        configuration.logs.enabled = false
+        configuration.traces.enabled = true
+        configuration.diagnosticLogger = .custom(logger)
+        configuration.diagnosticLogLevel = .warning
+        configuration.resourceAttributes = tracing.resourceAttributes
+        configuration.resourceAttributes["service.version"] = BuildInfo.platformVersion
+        if sharedProcess {
+            configuration.serviceName = component
+            if let namespace = tracing.serviceName { configuration.resourceAttributes["service.namespace"] = namespace }
+        } else {
+            configuration.serviceName = tracing.serviceName ?? component
+        }
+        configuration.traces.exporter = .otlp
+        configuration.traces.batchSpanProcessor.scheduleDelay = tracing.scheduleDelay
+        switch tracing.otlpProtocol {
+        case .grpc: configuration.traces.otlpExporter.protocol = .grpc
+        case .httpProtobuf: configuration.traces.otlpExporter.protocol = .httpProtobuf
+        case .httpJSON: configuration.traces.otlpExporter.protocol = .httpJSON
+        }
+        if let endpoint = tracing.endpoint {
+            if tracing.endpointIsSignalSpecific || tracing.otlpProtocol == .grpc {
+                configuration.traces.otlpExporter.endpoint = endpoint
+            } else {
+                configuration.traces.otlpExporter.endpoint = endpoint.hasSuffix("/") ? endpoint + "v1/traces" : endpoint + "/v1/traces"
+            }
+        } else if tracing.otlpProtocol == .grpc {
+            configuration.traces.otlpExporter.endpoint = "http://localhost:4317"
+        }
+        switch tracing.sampler {
+        case .alwaysOn: configuration.traces.sampler = .alwaysOn
+        case .alwaysOff: configuration.traces.sampler = .alwaysOff
+        case .ratio(let ratio): configuration.traces.sampler = .traceIDRatio(ratio: ratio) ?? .alwaysOn
+        case .parentBasedAlwaysOn: configuration.traces.sampler = .parentBasedAlwaysOn
+        case .parentBasedAlwaysOff: configuration.traces.sampler = .parentBasedAlwaysOff
+        case .parentBasedRatio(let ratio): configuration.traces.sampler = .parentBasedTraceIDRatio(ratio: ratio) ?? .parentBasedAlwaysOn
+        }
+        return configuration
+    }
+
+    /// swift-metrics on the registry, with buckets for what the platform measures: latencies
+    /// from a tenth of a millisecond (the gateway's own work) to minutes (long speech), sizes in
+    /// bytes, and group-commit batches.
+    static func prometheusFactory(_ registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
+        ]
+        let bytes: [Double] = [64, 256, 1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864]
+        factory.valueHistogramBuckets = [
+            "http_server_request_body_size_bytes": bytes,
+            "http_server_response_body_size_bytes": bytes,
+            "aisaas_db_write_batch_size": [1, 2, 4, 8, 16, 32, 64, 128],
+        ]
+        return factory
+    }
+}
