@@ -15,8 +15,6 @@ struct AuthInstruments: Sendable {
         apiKeyRefusals = Counter(label: "aisaas_ai_refusals_total", dimensions: [("reason", "api_key")], factory: telemetry.metrics)
     }
 
-    static let disabled = AuthInstruments(telemetry: .disabled(component: gatewayApplication))
-
     /// Runs a check; a client error it throws (the credential was refused, not a service that
     /// is down) counts as a refusal.
     func checking<Value>(_ name: String, refusal: Counter, _ check: () async throws -> Value) async throws -> Value {

@@ -17,13 +17,18 @@ public struct GatewayRequestContext: RequestContext {
     public var clientTraceparent: String?
     /// The trace id of `clientTraceparent` (`00-<trace id>-<span id>-<flags>`), if well formed.
     public var clientTraceId: String? {
-        guard let header = clientTraceparent else { return nil }
+        clientTraceparent.flatMap(Self.traceID(inTraceparent:))
+    }
+
+    /// The trace id of a W3C `traceparent` header, if well formed.
+    static func traceID(inTraceparent header: String) -> String? {
         let parts = header.split(separator: "-")
         guard parts.count >= 4, parts[1].utf8.count == 32,
               parts[1].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
               parts[1] != "00000000000000000000000000000000" else { return nil }
         return String(parts[1])
     }
+
     /// The client's connection, to notice when the client goes away.
     let channel: any Channel
     /// The largest request body accepted (413 beyond it).

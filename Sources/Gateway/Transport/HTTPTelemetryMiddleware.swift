@@ -120,9 +120,7 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
     private func traceID(of span: any Span) -> String? {
         var fields = HTTPFields()
         telemetry.tracer.inject(span.context, into: &fields, using: HTTPFieldsInjector())
-        guard let header = fields[.traceparent] else { return nil }
-        let parts = header.split(separator: "-")
-        return parts.count >= 2 ? String(parts[1]) : nil
+        return fields[.traceparent].flatMap(Context.traceID(inTraceparent:))
     }
 
     /// The route template the router matched, never the raw path (its ids are unbounded).
