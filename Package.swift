@@ -200,6 +200,8 @@ let package = Package(
             name: "PlatformTests",
             dependencies: [
                 "Platform", "TestSupport", "AISaaSProtos",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

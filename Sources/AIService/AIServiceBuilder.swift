@@ -128,7 +128,7 @@ public func makeAIServices(
     let pipeline = InvocationPipeline(
         rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
         quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,
-        instruments: InvocationTelemetry(telemetry: telemetry)
+        instruments: InvocationTelemetry(telemetry: telemetry), observeBookingBatch: database.batchObserver(writer: "usage_ledger")
     )
     return [
         ChatModelGRPCService(

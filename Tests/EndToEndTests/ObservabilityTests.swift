@@ -40,7 +40,7 @@ struct ObservabilityTests {
             let exposition = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(metricsPort)/metrics"), timeout: .seconds(10))
             #expect(exposition.status.code == 200)
             let text = String(buffer: try await exposition.body.collect(upTo: 8 << 20))
-            for family in ["aisaas_build_info", "process_resident_memory_bytes", "process_open_fds", "rpc_server_duration_seconds_bucket", "db_client_operation_duration_seconds_bucket", "gen_ai_client_operation_duration_seconds_bucket"] {
+            for family in ["aisaas_build_info", "process_resident_memory_bytes", "process_open_fds", "rpc_server_duration_seconds_bucket", "db_client_operation_duration_seconds_bucket", "gen_ai_client_operation_duration_seconds_bucket", "db_client_connection_count", "db_client_connection_pending_requests"] {
                 #expect(text.contains(family), "\(family) missing from /metrics")
             }
             for secret in ["watched-user", token, client.accessKey, client.secretKey, AIFlowTests.providerKey] {
@@ -92,6 +92,9 @@ struct ObservabilityTests {
                 (#"sum(rpc_client_calls_total{component="gateway",instance_address="in-process"})"#, { $0 >= 10 }),
                 (#"sum(rpc_server_calls_total{component="user-service",rpc_grpc_status_code="ok"})"#, { $0 > 0 }),
                 (#"sum(db_client_operation_duration_seconds_count{component="ai-service"})"#, { $0 > 0 }),
+                // The user service's Fluent model writes (registration's INSERT) are measured too.
+                (#"sum(db_client_operation_duration_seconds_count{component="user-service",db_operation_name="INSERT",db_collection_name="users"})"#, { $0 >= 1 }),
+                (#"sum(aisaas_db_write_batch_size_sum{component="ai-service",writer="usage_ledger"})"#, { $0 == 2 }),
                 (#"count(aisaas_service_instance_serving == 1)"#, { $0 == 2 }),
                 (#"up{job="aisaas"}"#, { $0 == 1 }),
                 (#"process_resident_memory_bytes"#, { $0 > 1_000_000 }),

@@ -42,7 +42,7 @@ public struct SQLRateLimiter: RateLimiter {
         self.limitPerMinute = limitPerMinute
         let limit = Int64(limitPerMinute)
         let times = CallerTimes()
-        decisions = WriteBatcher { subjects in
+        decisions = WriteBatcher(observeBatch: database.batchObserver(writer: "rate_limiter")) { subjects in
             await Self.decide(subjects, limit: limit, database: database, givenSecond: timeSource == .caller ? times.latest : nil)
         }
         self.times = timeSource == .caller ? times : nil

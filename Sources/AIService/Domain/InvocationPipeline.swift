@@ -62,14 +62,14 @@ struct InvocationPipeline: Sendable {
 
     init(
         rateLimiter: (any RateLimiter)?, quotas: any QuotaStore, ledger: any InvocationLedger, prices: PriceTable, logger: Logger,
-        instruments: InvocationTelemetry = .disabled
+        instruments: InvocationTelemetry = .disabled, observeBookingBatch: (@Sendable (Int) -> Void)? = nil
     ) {
         self.rateLimiter = rateLimiter
         self.instruments = instruments
         self.quotas = quotas
         self.prices = prices
         self.logger = logger
-        bookings = WriteBatcher { await ledger.book($0) }
+        bookings = WriteBatcher(observeBatch: observeBookingBatch) { await ledger.book($0) }
     }
 
     /// Rate limit and quota; a refusal is recorded, then thrown.

@@ -13,7 +13,10 @@ public struct DatabaseInstrumentation: Sendable {
     let telemetry: Telemetry
     let system: String
     let namespace: String
-    private let handles: MetricHandles<StatementLabels, CoreMetrics.Timer>
+    /// Operations holding a connection now, for the connection gauges.
+    let usage = ConnectionUsage()
+    private let durations: MetricHandles<StatementLabels, CoreMetrics.Timer>
+    private let errors: MetricHandles<String, Counter>
     private let tables = BoundedLabelValues(limit: 100)
 
     public init(telemetry: Telemetry, location: DatabaseLocation) {
@@ -28,27 +31,67 @@ public struct DatabaseInstrumentation: Sendable {
         }
         let factory = telemetry.metrics
         let system = self.system
-        handles = MetricHandles { labels in
+        durations = MetricHandles { labels in
             CoreMetrics.Timer(
                 label: "db_client_operation_duration_seconds",
                 dimensions: [("db_system_name", system), ("db_operation_name", labels.operation), ("db_collection_name", labels.table)],
                 factory: factory
             )
         }
+        errors = MetricHandles { operation in
+            Counter(
+                label: "db_client_operation_errors_total",
+                dimensions: [("db_system_name", system), ("db_operation_name", operation)],
+                factory: factory
+            )
+        }
     }
 
     /// Runs one statement (or transaction, `operation` "TRANSACTION") under its span and timer.
-    func measure<T>(operation: String, table: String, _ body: () async throws -> T) async throws -> T {
+    /// `holdsConnection` is false for a statement whose connection is counted already (one in a
+    /// transaction that Fluent runs).
+    func measure<T>(operation: String, table: String, holdsConnection: Bool = true, _ body: () async throws -> T) async throws -> T {
         let started = ContinuousClock.now
         let table = table.isEmpty ? "" : tables.value(table)
-        defer { handles[StatementLabels(operation: operation, table: table)].recordSince(started) }
-        guard telemetry.isTracing else { return try await body() }
-        let span = telemetry.tracer.startSpan(table.isEmpty ? operation : "\(operation) \(table)", ofKind: .client)
+        defer { durations[StatementLabels(operation: operation, table: table)].recordSince(started) }
+        func run() async throws -> T {
+            guard telemetry.isTracing else { return try await body() }
+            return try await traced(operation: operation, table: table, body)
+        }
+        do {
+            return holdsConnection ? try await usage.holding { try await run() } : try await run()
+        } catch {
+            errors[operation].increment()
+            throw error
+        }
+    }
+
+    /// `measure` for FluentKit's future-returning calls. `holdsConnection` is false for calls
+    /// made inside a measured transaction, whose connection is already counted.
+    func measure<T>(
+        operation: String, table: String, holdsConnection: Bool, _ body: () -> EventLoopFuture<T>
+    ) -> EventLoopFuture<T> {
+        let started = ContinuousClock.now
+        let table = table.isEmpty ? "" : tables.value(table)
+        let span = telemetry.isTracing ? startSpan(operation: operation, table: table) : nil
+        if holdsConnection { usage.began() }
+        let future = InstrumentationContext.$current.withValue(span?.context ?? InstrumentationContext.current) { body() }
+        future.whenComplete { [durations, errors, usage] result in
+            if holdsConnection { usage.ended() }
+            durations[StatementLabels(operation: operation, table: table)].recordSince(started)
+            if case .failure(let error) = result {
+                errors[operation].increment()
+                span?.attributes["error.type"] = String(describing: type(of: error))
+                span?.setStatus(SpanStatus(code: .error))
+            }
+            span?.end()
+        }
+        return future
+    }
+
+    private func traced<T>(operation: String, table: String, _ body: () async throws -> T) async throws -> T {
+        let span = startSpan(operation: operation, table: table)
         defer { span.end() }
-        span.attributes["db.system.name"] = system
-        span.attributes["db.operation.name"] = operation
-        if !table.isEmpty { span.attributes["db.collection.name"] = table }
-        if !namespace.isEmpty { span.attributes["db.namespace"] = namespace }
         do {
             return try await InstrumentationContext.$current.withValue(span.context) { try await body() }
         } catch {
@@ -56,6 +99,21 @@ public struct DatabaseInstrumentation: Sendable {
             span.setStatus(SpanStatus(code: .error))
             throw error
         }
+    }
+
+    private func startSpan(operation: String, table: String) -> any Span {
+        let span = telemetry.tracer.startSpan(table.isEmpty ? operation : "\(operation) \(table)", ofKind: .client)
+        span.attributes["db.system.name"] = system
+        span.attributes["db.operation.name"] = operation
+        if !table.isEmpty { span.attributes["db.collection.name"] = table }
+        if !namespace.isEmpty { span.attributes["db.namespace"] = namespace }
+        return span
+    }
+
+    /// Records each group commit's size in `aisaas_db_write_batch_size{writer}`.
+    func batchObserver(writer: String) -> @Sendable (Int) -> Void {
+        let histogram = Recorder(label: "aisaas_db_write_batch_size", dimensions: [("writer", writer)], factory: telemetry.metrics)
+        return { histogram.record($0) }
     }
 
     /// The statement kind (`SELECT`, `INSERT`, …) and the table it names first.
@@ -92,6 +150,7 @@ struct StatementLabels: Hashable, Sendable {
 struct InstrumentedSQLDatabase: SQLDatabase {
     let base: any SQLDatabase
     let instrumentation: DatabaseInstrumentation
+    var holdsConnection = true
 
     var logger: Logger { base.logger }
     var eventLoop: any EventLoop { base.eventLoop }
@@ -105,14 +164,14 @@ struct InstrumentedSQLDatabase: SQLDatabase {
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
         let (operation, table) = DatabaseInstrumentation.describe(base.serialize(query).sql)
-        try await instrumentation.measure(operation: operation, table: table) {
+        try await instrumentation.measure(operation: operation, table: table, holdsConnection: holdsConnection) {
             try await base.execute(sql: query, onRow)
         }
     }
 
     func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
         try await base.withSession { session in
-            try await closure(InstrumentedSQLDatabase(base: session, instrumentation: instrumentation))
+            try await closure(InstrumentedSQLDatabase(base: session, instrumentation: instrumentation, holdsConnection: holdsConnection))
         }
     }
 }

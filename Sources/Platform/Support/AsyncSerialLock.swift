@@ -13,6 +13,11 @@ public final class AsyncSerialLock: Sendable {
 
     public init() {}
 
+    /// Callers waiting for the lock (not the one holding it).
+    public var waitingCount: Int {
+        state.withLock { $0.waiters.count }
+    }
+
     public func withLock<T>(_ body: () async throws -> T) async rethrows -> T {
         await acquire()
         defer { release() }

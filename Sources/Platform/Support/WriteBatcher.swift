@@ -11,6 +11,8 @@ import Synchronization
 /// in a task of its own: a cancelled caller never cuts a write short.
 public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
     public typealias Write = @Sendable ([Entry]) async -> [Outcome]
+    /// Told the size of each batch before it is written (the batch-size histogram).
+    public typealias BatchObserver = @Sendable (Int) -> Void
 
     private enum Signal: Sendable {
         case written(Outcome)
@@ -32,10 +34,12 @@ public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
     private let state = Mutex(State())
     private let maxBatch: Int
     private let write: Write
+    private let observeBatch: BatchObserver?
 
     /// `write` answers one outcome per entry, in order.
-    public init(maxBatch: Int = 256, write: @escaping Write) {
+    public init(maxBatch: Int = 256, observeBatch: BatchObserver? = nil, write: @escaping Write) {
         self.maxBatch = max(1, maxBatch)
+        self.observeBatch = observeBatch
         self.write = write
     }
 
@@ -75,6 +79,7 @@ public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
         }
         let write = self.write
         let entries = batch.map(\.entry)
+        observeBatch?(entries.count)
         let outcomes = await Task { await write(entries) }.value
         precondition(outcomes.count == batch.count, "WriteBatcher: write answered \(outcomes.count) outcomes for \(batch.count) entries")
 
