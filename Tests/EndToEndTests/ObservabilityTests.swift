@@ -133,6 +133,53 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("OTLP over gRPC; with OTEL_GENAI_CAPTURE_CONTENT the GenAI spans carry prompt and answer: signed and /v1, plain and streamed")
+    func capturedContentOverGRPC() async throws {
+        let receiver = try await OTLPTraceReceiver.startGRPC()
+        defer { Task { await receiver.stop() } }
+        try await AIFlowTests.withPlatform(.sqlite, settings: [
+            "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_GENAI_CAPTURE_CONTENT": "true",
+        ]) { platform, _ in
+            let (token, client) = try await AIFlowTests.customer(platform, "captured-user")
+            let id = try await Self.chatModel(platform, token: token)
+            let (key, _) = try await OpenAICompatibleTests.apiKey(platform, token: token)
+            let signed = try await client.json("/ai/invoke/chat_completion", #"{"chatModelId":"\#(id)","question":"alpha"}"#)
+            #expect(signed.status == 200, "\(signed.message)")
+            let signedStream = try await client.stream("/ai/invoke/chat_completion", #"{"question":"bravo","stream":true}"#)
+            #expect(signedStream.status == 200)
+            let plain = try await platform.request(.POST, "/v1/chat/completions", json: #"{"model":"gpt-test","messages":[{"role":"user","content":"charlie"}]}"#, token: key)
+            #expect(plain.status == 200)
+            let streamed = try await platform.request(
+                .POST, "/v1/chat/completions",
+                json: #"{"model":"gpt-test","stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"delta"}]}]}"#, token: key
+            )
+            #expect(streamed.status == 200)
+
+            let words = ["alpha", "bravo", "charlie", "delta"]
+            let spans = try await receiver.waitForSpans { spans in
+                words.allSatisfy { word in spans.contains { $0.attributes["gen_ai.output.messages"]?.contains(word) == true } }
+            }
+            for word in words {
+                let span = try #require(spans.first { $0.attributes["gen_ai.input.messages"]?.contains(word) == true }, "no GenAI span for \(word)")
+                #expect(span.serviceName == "ai-service" && span.kind == 3 && span.name == "chat gpt-test")
+                let input = try #require(span.attributes["gen_ai.input.messages"].flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [[String: Any]] })
+                let last = try #require(input.last)
+                #expect(last["role"] as? String == "user")
+                let parts = try #require(last["parts"] as? [[String: Any]])
+                #expect(parts.first?["type"] as? String == "text")
+                #expect((parts.first?["content"] as? String)?.contains(word) == true)
+                let output = try #require(span.attributes["gen_ai.output.messages"].flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [[String: Any]] })
+                #expect(output.first?["role"] as? String == "assistant")
+                let answer = (output.first?["parts"] as? [[String: Any]])?.first?["content"] as? String
+                #expect(answer?.hasPrefix("echo: ") == true && answer?.contains(word) == true, "the answer: \(answer ?? "none")")
+                #expect(output.first?["finish_reason"] as? String == "stop")
+            }
+            // The chat model's template is part of what was sent: the captured prompt is the provider's.
+            #expect(spans.contains { $0.attributes["gen_ai.input.messages"]?.contains("Q: alpha") == true })
+        }
+    }
+
     /// The spans of `trace` form one tree under the client's span, reaching every component and
     /// the provider's call.
     static func checkTrace(

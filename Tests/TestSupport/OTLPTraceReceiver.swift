@@ -4,8 +4,8 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// An OTLP/HTTP trace receiver on loopback (`POST /v1/traces`, `application/x-protobuf`), the
-/// part of an OpenTelemetry Collector the tests need. It decodes the spans of
+/// An OTLP/HTTP trace receiver on loopback (`POST /v1/traces`, `application/x-protobuf`), or an
+/// OTLP/gRPC one (`startGRPC`), the part of an OpenTelemetry Collector the tests need. It decodes the spans of
 /// `ExportTraceServiceRequest` with a small protobuf reader (field numbers of opentelemetry-proto's
 /// trace.proto) and keeps them.
 public final class OTLPTraceReceiver: Sendable {
@@ -26,10 +26,10 @@ public final class OTLPTraceReceiver: Sendable {
     }
 
     public let endpoint: String
-    private let received = Mutex<[ReceivedSpan]>([])
-    private let server = Mutex<Task<Void, Never>?>(nil)
+    let received = Mutex<[ReceivedSpan]>([])
+    let server = Mutex<Task<Void, Never>?>(nil)
 
-    private init(port: Int) {
+    init(port: Int) {
         endpoint = "http://127.0.0.1:\(port)"
     }
 

@@ -67,8 +67,13 @@ public struct ChatCompletionService: Sendable {
 
     public func complete(_ input: CompletionInput, caller: Caller) async throws -> ChatCompletion {
         let (provider, request, target) = try await prepareRecorded(input, caller: caller)
-        return try await pipeline.run(target, caller: caller) {
+        var admission: Admission?
+        return try await pipeline.run(target, caller: caller, onAdmitted: { admitted in
+            admitted.recordInput(GenAIContent.messages(request.messages))
+            admission = admitted
+        }) {
             let completion = try await provider.complete(request)
+            admission?.recordOutput(GenAIContent.answer(completion))
             return (completion, Consumption(completion.usage))
         }
     }

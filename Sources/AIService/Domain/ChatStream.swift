@@ -20,10 +20,12 @@ public struct ChatStream: Sendable {
         var usage: Consumption?
         var relayedCharacters = 0
         var relayedNothing = true
+        var answer: GenAIContent.StreamedAnswer? = finisher.capturesContent ? GenAIContent.StreamedAnswer() : nil
         do {
             for try await chunk in chunks {
                 if relayedNothing { finisher.firstChunk(); relayedNothing = false }
                 if let reported = chunk.usage { usage = Consumption(reported) }
+                answer?.add(chunk)
                 relayedCharacters += chunk.choices.reduce(0) { $0 + ($1.content?.count ?? 0) }
                 do {
                     try await write(chunk)
@@ -34,10 +36,10 @@ public struct ChatStream: Sendable {
             try Task.checkCancellation()
         } catch {
             let cancelled = Task.isCancelled || error is CancellationError || error is ClientGone
-            await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, error: error, cancelled: cancelled)
+            await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: error, cancelled: cancelled)
             throw error
         }
-        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, error: nil, cancelled: false)
+        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: nil, cancelled: false)
     }
 }
 
@@ -56,7 +58,11 @@ final class StreamFinisher: Sendable {
 
     convenience init(admission: Admission, pipeline: InvocationPipeline, prompt: [ChatMessage]) {
         self.init(admission: admission, pipeline: pipeline, promptCharacters: prompt.reduce(0) { $0 + $1.content.count })
+        admission.recordInput(GenAIContent.messages(prompt))
     }
+
+    /// Whether the relayed text is wanted for the span (`GenAIContent`).
+    var capturesContent: Bool { admission.capturesContent }
 
     static let estimatedNote = "usage estimated: stream ended early"
 
@@ -82,8 +88,11 @@ final class StreamFinisher: Sendable {
         }
     }
 
-    func finish(usage: Consumption?, relayedCharacters: Int, error: (any Error)?, cancelled: Bool) async {
+    func finish(
+        usage: Consumption?, relayedCharacters: Int, answer: GenAIContent.StreamedAnswer? = nil, error: (any Error)?, cancelled: Bool
+    ) async {
         guard claim() else { return }
+        if let answer { admission.recordOutput(answer.messages) }
         var (consumed, note) = consumption(usage: usage, relayedCharacters: relayedCharacters)
         if note != nil && error == nil && !cancelled { note = "usage estimated: the provider reported none" }
         await pipeline.finish(admission, consumed: consumed, error: error, cancelled: cancelled, note: note)

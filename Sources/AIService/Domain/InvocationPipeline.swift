@@ -27,10 +27,12 @@ struct Admission: Sendable {
     var providerStarted: ContinuousClock.Instant
     /// The provider call's span, with tracing on.
     var span: (any Span)?
+    /// Whether the span carries the prompt and the answer (`GenAIContent`).
+    var capturesContent: Bool
 
     init(
         caller: Caller, target: InvocationTarget, ticket: QuotaTicket?, started: ContinuousClock.Instant,
-        rateLimit: RateLimitState? = nil, admitted: Bool = true, span: (any Span)? = nil
+        rateLimit: RateLimitState? = nil, admitted: Bool = true, span: (any Span)? = nil, capturesContent: Bool = false
     ) {
         self.caller = caller
         self.target = target
@@ -40,6 +42,7 @@ struct Admission: Sendable {
         self.admitted = admitted
         self.providerStarted = ContinuousClock.now
         self.span = span
+        self.capturesContent = span != nil && capturesContent
     }
 
     /// Runs `call` (the provider's) in the span's context, so the provider's request carries it.
@@ -79,7 +82,8 @@ struct InvocationPipeline: Sendable {
             let rateLimit = try await rateLimiter?.acquire(subject: caller.rateLimitSubject, now: Date())
             let ticket = try await quotas.admit(userId: caller.userId, now: Date())
             return Admission(
-                caller: caller, target: target, ticket: ticket, started: started, rateLimit: rateLimit, span: instruments.startCall(target)
+                caller: caller, target: target, ticket: ticket, started: started, rateLimit: rateLimit, span: instruments.startCall(target),
+                capturesContent: instruments.telemetry.capturesGenAIContent
             )
         } catch {
             await finish(Admission(caller: caller, target: target, ticket: nil, started: started, admitted: false), consumed: Consumption(), error: error)

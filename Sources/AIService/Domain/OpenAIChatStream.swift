@@ -18,10 +18,11 @@ public struct OpenAIChatStream: Sendable {
         var usage: Consumption?
         var relayedCharacters = 0
         var relayedNothing = true
+        var answer: GenAIContent.StreamedAnswer? = finisher.capturesContent ? GenAIContent.StreamedAnswer() : nil
         do {
             for try await data in events {
                 if relayedNothing { finisher.firstChunk(); relayedNothing = false }
-                let (forwarded, reported, characters) = Self.examine(data, forwardsUsage: forwardsUsage)
+                let (forwarded, reported, characters) = Self.examine(data, forwardsUsage: forwardsUsage, answer: &answer)
                 if let reported { usage = reported }
                 relayedCharacters += characters
                 guard let forwarded else { continue }
@@ -34,18 +35,22 @@ public struct OpenAIChatStream: Sendable {
             try Task.checkCancellation()
         } catch {
             let cancelled = Task.isCancelled || error is CancellationError || error is ChatStream.ClientGone
-            await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, error: error, cancelled: cancelled)
+            await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: error, cancelled: cancelled)
             throw error
         }
-        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, error: nil, cancelled: false)
+        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: nil, cancelled: false)
     }
 
     /// What to forward of one event (nil: nothing), the usage it reports and the characters of
-    /// text it carries. An event that is not JSON is forwarded as it came.
-    static func examine(_ data: String, forwardsUsage: Bool) -> (forwarded: [UInt8]?, usage: Consumption?, characters: Int) {
+    /// text it carries (added to `answer` when there is one). An event that is not JSON is
+    /// forwarded as it came.
+    static func examine(
+        _ data: String, forwardsUsage: Bool, answer: inout GenAIContent.StreamedAnswer?
+    ) -> (forwarded: [UInt8]?, usage: Consumption?, characters: Int) {
         let bytes = Array(data.utf8)
         guard case .object(var chunk)? = try? JSONParser.parse(bytes) else { return (bytes, nil, 0) }
         let choices = chunk["choices"]?.arrayValue ?? []
+        answer?.add(openAIChoices: choices)
         let characters = choices.reduce(0) { $0 + OpenAIBody.textCharacters(ofContent: $1.objectValue?["delta"]?.objectValue?["content"]) }
         guard let usageValue = chunk["usage"], usageValue != .null else { return (bytes, nil, characters) }
         let usage = OpenAIBody.usage(usageValue)

@@ -49,12 +49,14 @@ public struct OpenAIService: Sendable {
     public func complete(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIAnswer {
         let (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: false)
         let admission = try await pipeline.admit(target, caller: caller)
+        admission.recordInput(GenAIContent.messages(openAI: prepared.body["messages"]))
         do {
             let answer = try await admission.calling {
                 try await provider.passThrough(
                     "chat/completions", json: JSONWriter.bytes(.object(prepared.body)), model: target.model, maxAnswerBytes: 10 << 20
                 )
             }
+            admission.recordOutput(GenAIContent.answer(openAI: try? JSONParser.parse(answer.body.readableBytesView)))
             let (consumed, note) = Self.consumption(ofChatAnswer: answer.body, promptCharacters: prepared.promptCharacters)
             await pipeline.finish(admission, consumed: consumed, error: nil, note: note)
             return OpenAIAnswer(body: answer.body, contentType: answer.contentType ?? "application/json", rateLimit: admission.rateLimit)
@@ -72,6 +74,7 @@ public struct OpenAIService: Sendable {
         var (provider, prepared, target) = try await prepareChat(body, allowed: allowed, caller: caller, stream: true)
         target.streamed = true
         let admission = try await pipeline.admit(target, caller: caller)
+        admission.recordInput(GenAIContent.messages(openAI: prepared.body["messages"]))
         let finisher = StreamFinisher(admission: admission, pipeline: pipeline, promptCharacters: prepared.promptCharacters)
         do {
             let events = try await admission.calling {
