@@ -245,7 +245,8 @@ struct ObservabilityTests {
             "AI_PROVIDER_OPENAI_CHAT_MODEL": "gpt-test",
             "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "LOG_FORMAT": "json", "LOG_LEVEL": "info", "ACCESS_LOG": "true",
+            "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "ACCESS_LOG": "true",
+            "ADMIN_USERNAME": PlatformUnderTest.adminUsername, "ADMIN_PASSWORD": PlatformUnderTest.adminPassword,
         ]
         let processes = ProcessSet(directory: directory.path)
         defer { processes.killAll() }
@@ -277,6 +278,28 @@ struct ObservabilityTests {
         try await Self.checkTrace(receiver, trace: trace, providerTraceparent: sent)
         let requestId = try #require(reply.headers.first(name: "x-request-id"))
 
+        // The other flows that handle secrets, so that none of them logs one (at debug level).
+        let apiKeyReply = try await http.send("POST", "/user/api_keys", json: #"{"name":"logged-app"}"#, token: token)
+        let apiKey = try #require(apiKeyReply.data["key"] as? String, "\(apiKeyReply.message)")
+        let v1 = try await http.send("POST", "/v1/chat/completions", json: #"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#, token: apiKey)
+        #expect(v1.status == 200)
+        #expect(try await http.send("GET", "/v1/models", token: apiKey).status == 200)
+        #expect(try await http.send("GET", "/v1/models", token: apiKey + "x").status == 401)
+        let newKeys = try await http.send("PATCH", "/user/update_keys", token: token)
+        let newSecretKey = try #require(newKeys.data["secretKey"] as? String)
+        let changed = try await http.send("PATCH", "/user/update", json: #"{"password":"changed-pass-77"}"#, token: token)
+        #expect(changed.status == 200, "\(changed.message)")
+        let newToken = try #require(changed.data["accessToken"] as? String)
+        #expect(try await http.send("PUT", "/auth/login", json: #"{"username":"process-traced","password":"wrong-guess-55"}"#).status == 401)
+        let adminLogin = try await http.send("PUT", "/auth/login", json: #"{"username":"\#(PlatformUnderTest.adminUsername)","password":"\#(PlatformUnderTest.adminPassword)"}"#)
+        let adminToken = try #require(adminLogin.data["accessToken"] as? String)
+        #expect(try await http.send("GET", "/user?current=1&pageSize=10", token: adminToken).status == 200)
+        let badSignature = try await SignedClient(port: gatewayPort, accessKey: accessKey, secretKey: secretKey).send(
+            "POST", "/ai/invoke/chat_completion", body: Array(#"{"chatModelId":"\#(id)","question":"hi"}"#.utf8)
+        )
+        #expect(badSignature.status == 403, "the old access key is no one's any more")
+        #expect(try await http.send("DELETE", "/auth/logout", token: newToken).status == 200)
+
         gateway.terminate()
         gateway.waitUntilExit()
         var objects: [[String: String]] = []
@@ -289,8 +312,14 @@ struct ObservabilityTests {
         #expect(access["route"] == "/ai/invoke/chat_completion" && access["status"] == "200" && access["method"] == "POST")
         #expect(access["trace_id"] == trace.traceID, "the access line carries the trace id")
         #expect(Double(access["duration_ms"] ?? "") != nil && Int(access["bytes"] ?? "") ?? 0 > 0)
-        for secret in [secretKey, token, "password123", AIFlowTests.providerKey, PlatformUnderTest.jwtSecret] {
-            #expect(!processes.allLogs().contains(secret), "a secret reached the logs")
+        let logs = processes.allLogs()
+        #expect(logs.contains("\"level\":\"debug\""), "the run logged at debug level")
+        let secrets = [
+            secretKey, newSecretKey, token, newToken, adminToken, apiKey, "password123", "changed-pass-77", "wrong-guess-55",
+            PlatformUnderTest.adminPassword, AIFlowTests.providerKey, PlatformUnderTest.jwtSecret, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ]
+        for secret in secrets {
+            #expect(!logs.contains(secret), "a secret reached the logs: \(secret.prefix(6))…")
         }
     }
 }
