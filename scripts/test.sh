@@ -18,6 +18,8 @@ command -v python3 >/dev/null || need+=(python3)
 { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || need+=(ffmpeg)
 # A real Prometheus scrapes the platform in the observability tests (promtool checks deploy/).
 command -v prometheus >/dev/null || need+=(prometheus)
+# The service registry tests run a real etcd (DISCOVERY=etcd).
+command -v etcd >/dev/null || need+=(etcd-server)
 # The OpenAI SDK tests run the official Python package from a virtual environment; Debian's
 # python3 makes one only with python3-venv (which ships ensurepip).
 venv=${AISAAS_PYTHON_VENV:-$HOME/.cache/aisaas/openai-venv}

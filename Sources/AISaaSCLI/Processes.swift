@@ -87,46 +87,77 @@ public func buildAllInOne(
     )
 }
 
-/// The gateway alone, in front of user and AI services at configured addresses.
+/// The gateway alone, in front of user and AI services found as `DISCOVERY` says.
 public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
     var settings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
+    let discovery = try readDiscovery(config)
     if settings.userServiceAddresses.isEmpty { settings.userServiceAddresses = [HostPort(host: "127.0.0.1", port: 9101)] }
     if settings.aiServiceAddresses.isEmpty { settings.aiServiceAddresses = [HostPort(host: "127.0.0.1", port: 9102)] }
+    let watcher = discovery.makeStore().map { RegistryWatcher(store: $0, prefix: discovery.etcdPrefix, logger: logger) }
     let host = settings.listen.host
+    let telemetry = try observability.telemetry(component: gatewayApplication)
+    watcher?.report(to: telemetry)
     let gateway = try await buildGateway(
         settings: settings,
-        userService: .network(.fixed(name: userServiceApplication, settings.userServiceAddresses)),
-        aiService: .network(.fixed(name: aiServiceApplication, settings.aiServiceAddresses)),
-        telemetry: try observability.telemetry(component: gatewayApplication),
+        userService: .network(discovery.endpoints(for: userServiceApplication, addresses: settings.userServiceAddresses, watcher: watcher)),
+        aiService: .network(discovery.endpoints(for: aiServiceApplication, addresses: settings.aiServiceAddresses, watcher: watcher)),
+        registry: watcher,
+        telemetry: telemetry,
         logger: logger,
         onServerRunning: { port in
             logger.notice("gateway ready", metadata: ["url": "http://\(host):\(port)"])
             await onRunning(port)
         }
     )
-    return ProcessPlan(services: observability.services + gateway.services, logger: logger, drainTime: common.drainTime)
+    let registryServices: [any Service] = watcher.map { [$0] } ?? []
+    return ProcessPlan(services: observability.services + registryServices + gateway.services, logger: logger, drainTime: common.drainTime)
+}
+
+func readDiscovery(_ config: ConfigReader) throws -> DiscoverySettings {
+    let reader = SettingsReader(config)
+    let discovery = DiscoverySettings.read(reader)
+    try reader.finish()
+    return discovery
+}
+
+/// The registration of a service process when `DISCOVERY=etcd`: after the process's own
+/// services, so that it leaves the registry before the server drains.
+func registrationServices(_ discovery: DiscoverySettings, service: String, process: GRPCServiceProcess, logger: Logger) -> [any Service] {
+    guard let registration = discovery.registration(
+        service: service, store: discovery.makeStore(), logger: logger, listening: { try await process.listeningAddress() }
+    ) else { return [] }
+    return [registration]
 }
 
 public func buildUserServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
     let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
+    let discovery = try readDiscovery(config)
     let process = try await buildUserService(settings: settings, telemetry: try observability.telemetry(component: userServiceApplication), logger: logger)
-    return ProcessPlan(services: observability.services + process.services, logger: logger, drainTime: common.drainTime)
+    return ProcessPlan(
+        services: observability.services + process.services + registrationServices(discovery, service: userServiceApplication, process: process, logger: logger),
+        logger: logger, drainTime: common.drainTime
+    )
 }
 
 public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
     let common = CommonSettings.read(SettingsReader(config))
     let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
     let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
+    let discovery = try readDiscovery(config)
     let telemetry = try observability.telemetry(component: aiServiceApplication)
     let runtime = AIProviderRuntime(settings: settings.providers, telemetry: telemetry, logger: logger)
     let process = try await buildAIService(
         settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, telemetry: telemetry, logger: logger
     )
-    return ProcessPlan(services: observability.services + [runtime.shutdownHook] + process.services, logger: logger, drainTime: common.drainTime)
+    return ProcessPlan(
+        services: observability.services + [runtime.shutdownHook] + process.services
+            + registrationServices(discovery, service: aiServiceApplication, process: process, logger: logger),
+        logger: logger, drainTime: common.drainTime
+    )
 }
 
 extension AIProviderRuntime {

@@ -89,6 +89,7 @@ public func buildGateway(
     settings: GatewaySettings,
     userService: ServiceConnection,
     aiService: ServiceConnection,
+    registry: RegistryWatcher? = nil,
     telemetry: Telemetry = .disabled(component: gatewayApplication),
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -132,7 +133,7 @@ public func buildGateway(
     for monitor in monitors { monitor.reportServing(to: telemetry) }
     let router = makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
-        healthMonitors: monitors, telemetry: telemetry, logger: logger
+        healthMonitors: monitors, registry: registry, telemetry: telemetry, logger: logger
     )
     let app = Application(
         router: router,
@@ -198,6 +199,7 @@ public func makeGatewayRouter(
     revocations: RevocationList,
     sync: RevocationSync,
     healthMonitors: [InstanceHealthMonitor],
+    registry: RegistryWatcher? = nil,
     telemetry: Telemetry = .disabled(component: gatewayApplication),
     logger: Logger
 ) -> Router<GatewayRequestContext> {
@@ -246,7 +248,7 @@ public func makeGatewayRouter(
         json: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxJSONBodyBytes)),
         upload: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxUploadBodyBytes))
     )
-    SystemRoutes(monitors: healthMonitors).register(on: router)
+    SystemRoutes(monitors: healthMonitors, registry: registry).register(on: router)
     routeTable.set(router.routes)
     return router
 }

@@ -6,6 +6,9 @@ import Platform
 /// `/health`, `/openapi.json` and the Swagger UI at `/api`.
 struct SystemRoutes {
     let monitors: [InstanceHealthMonitor]
+    /// With `DISCOVERY=etcd`: whether etcd answers. An unreachable registry does not make the
+    /// gateway unhealthy (it keeps the last known instances) but is reported.
+    var registry: RegistryWatcher?
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/health", use: health)
@@ -19,10 +22,17 @@ struct SystemRoutes {
         let status: String
     }
 
+    struct RegistryReport: Encodable {
+        let status: String
+        let detail: String?
+        let instances: Int
+    }
+
     struct HealthReport: Encodable {
         let status: String
         let gateway: String
         let instances: [InstanceReport]
+        let registry: RegistryReport?
     }
 
     /// 200 when every instance of every service reports SERVING; otherwise 503 naming the others.
@@ -39,7 +49,13 @@ struct SystemRoutes {
         }
         return try ResponseBody.success(HealthReport(
             status: "SERVING", gateway: "SERVING",
-            instances: results.map { InstanceReport(service: $0.service, address: $0.address, status: $0.detail) }
+            instances: results.map { InstanceReport(service: $0.service, address: $0.address, status: $0.detail) },
+            registry: registry.map { registry in
+                let status = registry.status
+                return RegistryReport(
+                    status: status.reachable ? "REACHABLE" : "UNREACHABLE", detail: status.reachable ? nil : status.detail, instances: status.instances
+                )
+            }
         ))
     }
 

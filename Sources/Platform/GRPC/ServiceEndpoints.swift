@@ -3,20 +3,25 @@ import GRPCNIOTransportCore
 import NIOCore
 import NIOPosix
 
-/// The instances of one service that a client may call. The set is asked for again whenever
-/// the client reconnects, so a source backed by DNS or a registry can change at run time.
+/// The instances of one service that a client may call. Without `changes` the set is asked for
+/// again whenever the client reconnects; with it (DNS, a registry) the client's set is replaced
+/// each time the source signals a change and answers a different set.
 public struct ServiceEndpoints: Sendable, CustomStringConvertible {
     public let name: String
     private let resolve: @Sendable () async throws -> [GRPCNIOTransportCore.SocketAddress]
     private let describe: String
+    /// A signal whenever the set may have changed; nil for a set asked for on reconnection only.
+    let changes: (@Sendable () -> AsyncStream<Void>)?
 
     public init(
         name: String,
         describedAs description: String,
+        changes: (@Sendable () -> AsyncStream<Void>)? = nil,
         resolve: @escaping @Sendable () async throws -> [GRPCNIOTransportCore.SocketAddress]
     ) {
         self.name = name
         self.describe = description
+        self.changes = changes
         self.resolve = resolve
     }
 
@@ -80,10 +85,28 @@ public struct ServiceEndpointsResolverFactory: NameResolverFactory, Sendable {
 
     public func resolver(for target: ServiceEndpointsTarget) -> NameResolver {
         let endpoints = target.endpoints
-        let names = AsyncThrowingStream<NameResolutionResult, any Error> {
-            let addresses = try await endpoints.addresses()
-            return NameResolutionResult(endpoints: addresses.map { Endpoint(addresses: [$0]) }, serviceConfig: nil)
+        guard let changes = endpoints.changes else {
+            let names = AsyncThrowingStream<NameResolutionResult, any Error> {
+                let addresses = try await endpoints.addresses()
+                return NameResolutionResult(endpoints: addresses.map { Endpoint(addresses: [$0]) }, serviceConfig: nil)
+            }
+            return NameResolver(names: RPCAsyncSequence(wrapping: names), updateMode: .pull)
         }
-        return NameResolver(names: RPCAsyncSequence(wrapping: names), updateMode: .pull)
+        // Pushed: a new set goes to the load balancer, which opens connections to new instances
+        // and closes those of instances gone, letting their calls in flight finish. A failed
+        // lookup keeps the set the client has.
+        let names = AsyncThrowingStream<NameResolutionResult, any Error> { continuation in
+            let task = Task {
+                var last: [GRPCNIOTransportCore.SocketAddress]?
+                for await _ in changes() {
+                    guard let addresses = try? await endpoints.addresses(), addresses != last else { continue }
+                    last = addresses
+                    continuation.yield(NameResolutionResult(endpoints: addresses.map { Endpoint(addresses: [$0]) }, serviceConfig: nil))
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+        return NameResolver(names: RPCAsyncSequence(wrapping: names), updateMode: .push)
     }
 }

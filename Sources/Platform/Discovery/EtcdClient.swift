@@ -1,0 +1,247 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import Synchronization
+
+/// What the registry needs of a key-value store with leases and watches: etcd's v3 API, spoken
+/// here through etcd's JSON gateway (`/v3/...`), behind this small interface so that tests and
+/// another store can stand in.
+public protocol RegistryStore: Sendable {
+    /// A lease of `ttl` seconds; keys put under it go when it expires or is revoked.
+    func grantLease(ttl: Int) async throws -> Int64
+    /// Renews the lease; answers the seconds it has left, 0 when it is gone.
+    func keepAlive(lease: Int64) async throws -> Int
+    func revoke(lease: Int64) async throws
+    func put(key: String, value: String, lease: Int64?) async throws
+    func delete(key: String) async throws
+    /// Keys under `prefix`, with the store's revision when read.
+    func range(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64)
+    /// Changes under `prefix` after `revision`, until the stream fails or is cancelled.
+    func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<[RegistryChange], any Error>
+}
+
+public struct RegistryEntry: Sendable, Equatable {
+    public var key: String
+    public var value: String
+}
+
+public enum RegistryChange: Sendable, Equatable {
+    case put(RegistryEntry)
+    case delete(key: String)
+}
+
+/// An etcd v3 cluster through its JSON gateway: several endpoints, tried in turn; optional user
+/// and password (etcd's token auth); `https://` endpoints for TLS.
+public final class EtcdClient: RegistryStore {
+    private let endpoints: [String]
+    private let credentials: (user: String, password: String)?
+    private let http: HTTPClient
+    private let token = Mutex<String?>(nil)
+    /// The endpoint that answered last: tried first next time.
+    private let preferred = Atomic<Int>(0)
+
+    public init(endpoints: [String], user: String? = nil, password: String? = nil, http: HTTPClient = .shared) {
+        self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.credentials = user.map { ($0, password ?? "") }
+        self.http = http
+    }
+
+    public func grantLease(ttl: Int) async throws -> Int64 {
+        let answer = try await call("/v3/lease/grant", ["TTL": ttl])
+        guard let id = Self.int64(answer["ID"]) else { throw EtcdError("lease grant answered no ID") }
+        return id
+    }
+
+    public func keepAlive(lease: Int64) async throws -> Int {
+        let answer = try await call("/v3/lease/keepalive", ["ID": String(lease)])
+        let result = answer["result"] as? [String: Any] ?? answer
+        return Int(Self.int64(result["TTL"]) ?? 0)
+    }
+
+    public func revoke(lease: Int64) async throws {
+        _ = try await call("/v3/lease/revoke", ["ID": String(lease)])
+    }
+
+    public func put(key: String, value: String, lease: Int64?) async throws {
+        var body: [String: Any] = ["key": Self.base64(key), "value": Self.base64(value)]
+        if let lease { body["lease"] = String(lease) }
+        _ = try await call("/v3/kv/put", body)
+    }
+
+    public func delete(key: String) async throws {
+        _ = try await call("/v3/kv/deleterange", ["key": Self.base64(key)])
+    }
+
+    public func range(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64) {
+        let answer = try await call("/v3/kv/range", ["key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix))])
+        let revision = Self.int64((answer["header"] as? [String: Any])?["revision"]) ?? 0
+        let entries = (answer["kvs"] as? [[String: Any]] ?? []).compactMap(Self.entry)
+        return (entries, revision)
+    }
+
+    public func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<[RegistryChange], any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let request = ["create_request": [
+                        "key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
+                        "start_revision": String(revision + 1),
+                    ]]
+                    try await self.stream("/v3/watch", request) { object in
+                        guard let result = object["result"] as? [String: Any] else {
+                            if let error = object["error"] as? [String: Any] { throw EtcdError("watch: \(error["message"] ?? error)") }
+                            return
+                        }
+                        if (result["canceled"] as? Bool) == true {
+                            throw EtcdError("watch canceled: \(result["cancel_reason"] ?? "compacted")")
+                        }
+                        let changes = (result["events"] as? [[String: Any]] ?? []).compactMap(Self.change)
+                        if !changes.isEmpty { continuation.yield(changes) }
+                    }
+                    continuation.finish(throwing: EtcdError("the watch ended"))
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: - Calls
+
+    /// One unary call, on the preferred endpoint first, then the others.
+    private func call(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+        var lastError: any Error = EtcdError("no etcd endpoint configured")
+        let start = preferred.load(ordering: .relaxed)
+        for offset in 0..<endpoints.count {
+            let index = (start + offset) % endpoints.count
+            do {
+                let answer = try await callOnce(endpoints[index], path, body, retryingAuth: true)
+                preferred.store(index, ordering: .relaxed)
+                return answer
+            } catch let error as EtcdError where error.fromServer {
+                throw error
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    private func callOnce(_ endpoint: String, _ path: String, _ body: [String: Any], retryingAuth: Bool) async throws -> [String: Any] {
+        var request = HTTPClientRequest(url: endpoint + path)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        if let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
+        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        let response = try await http.execute(request, timeout: .seconds(5))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] ?? [:]
+        guard response.status == .ok else {
+            let message = object["message"] as? String ?? object["error"] as? String ?? "HTTP \(response.status.code)"
+            if retryingAuth, credentials != nil, message.contains("token") {
+                token.withLock { $0 = nil }
+                return try await callOnce(endpoint, path, body, retryingAuth: false)
+            }
+            throw EtcdError(message, fromServer: true)
+        }
+        return object
+    }
+
+    /// A streaming call: `handle` gets each JSON object of the answer as it arrives.
+    private func stream(_ path: String, _ body: [String: Any], handle: ([String: Any]) throws -> Void) async throws {
+        let endpoint = endpoints[preferred.load(ordering: .relaxed) % max(1, endpoints.count)]
+        var request = HTTPClientRequest(url: endpoint + path)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        if let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
+        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        // A watch lasts; the watcher starts a new one when this one ends.
+        let response = try await http.execute(request, timeout: .hours(1))
+        guard response.status == .ok else { throw EtcdError("watch: HTTP \(response.status.code)", fromServer: true) }
+        var pending: [UInt8] = []
+        for try await chunk in response.body {
+            pending += chunk.readableBytesView
+            // The gateway writes one JSON object per line.
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(pending[..<newline])
+                pending.removeSubrange(...newline)
+                guard !line.isEmpty, let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else { continue }
+                try handle(object)
+            }
+            if let object = (try? JSONSerialization.jsonObject(with: Data(pending))) as? [String: Any] {
+                pending.removeAll()
+                try handle(object)
+            }
+        }
+    }
+
+    private func authToken(_ endpoint: String) async throws -> String? {
+        guard let credentials else { return nil }
+        if let token = token.withLock({ $0 }) { return token }
+        var request = HTTPClientRequest(url: endpoint + "/v3/auth/authenticate")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: ["name": credentials.user, "password": credentials.password])))
+        let response = try await http.execute(request, timeout: .seconds(5))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] ?? [:]
+        guard response.status == .ok, let fresh = object["token"] as? String else {
+            throw EtcdError("etcd refused the user \(credentials.user.quotedForMessage): \(object["message"] as? String ?? "HTTP \(response.status.code)")", fromServer: true)
+        }
+        token.withLock { $0 = fresh }
+        return fresh
+    }
+
+    // MARK: - Encoding
+
+    static func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+
+    static func text(_ base64: Any?) -> String? {
+        guard let base64 = base64 as? String, let data = Data(base64Encoded: base64) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The gateway writes 64-bit numbers as strings.
+    static func int64(_ value: Any?) -> Int64? {
+        if let text = value as? String { return Int64(text) }
+        return (value as? NSNumber)?.int64Value
+    }
+
+    /// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
+    static func prefixEnd(_ prefix: String) -> String {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            bytes.removeLast()
+        }
+        return "\0"
+    }
+
+    private static func entry(_ kv: [String: Any]) -> RegistryEntry? {
+        guard let key = text(kv["key"]) else { return nil }
+        return RegistryEntry(key: key, value: text(kv["value"]) ?? "")
+    }
+
+    private static func change(_ event: [String: Any]) -> RegistryChange? {
+        guard let kv = event["kv"] as? [String: Any], let key = text(kv["key"]) else { return nil }
+        if (event["type"] as? String) == "DELETE" { return .delete(key: key) }
+        return .put(RegistryEntry(key: key, value: text(kv["value"]) ?? ""))
+    }
+}
+
+public struct EtcdError: Error, CustomStringConvertible {
+    public let description: String
+    /// etcd answered (and refused); another endpoint would answer the same.
+    let fromServer: Bool
+
+    init(_ description: String, fromServer: Bool = false) {
+        self.description = description
+        self.fromServer = fromServer
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import GRPCNIOTransportCore
+import ServiceLifecycle
+import Testing
+import TestSupport
+@testable import Platform
+
+@Suite("service registry on etcd", .serialized)
+struct RegistryTests {
+    static func quietLogger() -> Logger {
+        var logger = Logger(label: "registry-test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    @Test("the etcd client puts, reads a prefix, watches changes and lets a lease expire")
+    func etcdClient() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let client = EtcdClient(endpoints: ["http://127.0.0.1:1", etcd.endpoint])  // the first is down: the next is tried
+        try await client.put(key: "/t/services/a/1", value: "one", lease: nil)
+        try await client.put(key: "/t/servicesX", value: "outside", lease: nil)
+        let (entries, revision) = try await client.range(prefix: "/t/services/")
+        #expect(entries == [RegistryEntry(key: "/t/services/a/1", value: "one")])
+        #expect(revision > 0)
+
+        let watch = Task {
+            var seen: [RegistryChange] = []
+            for try await changes in client.watch(prefix: "/t/services/", after: revision) {
+                seen += changes
+                if seen.count >= 3 { break }
+            }
+            return seen
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let lease = try await client.grantLease(ttl: 2)
+        try await client.put(key: "/t/services/a/2", value: "two", lease: lease)
+        try await client.delete(key: "/t/services/a/1")
+        #expect(try await client.keepAlive(lease: lease) > 0)
+        // Not renewed any more: the key goes with the lease.
+        let seen = try await watch.value
+        #expect(seen == [.put(RegistryEntry(key: "/t/services/a/2", value: "two")), .delete(key: "/t/services/a/1"), .delete(key: "/t/services/a/2")])
+        #expect(try await client.keepAlive(lease: lease) == 0)
+    }
+
+    @Test("an instance registers, a watcher sees it within a second, and it leaves as draining then gone on shutdown")
+    func registrationAndWatch() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let store = EtcdClient(endpoints: [etcd.endpoint])
+        let watcher = RegistryWatcher(store: store, prefix: "/p", logger: Self.quietLogger())
+        let registration = ServiceRegistration(store: store, prefix: "/p", service: "user-service", id: "a", ttl: 3, logger: Self.quietLogger()) {
+            "10.1.2.3:9101"
+        }
+        let watching = Task { try await watcher.run() }
+        defer { watching.cancel() }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: registration)], logger: Self.quietLogger()))
+        let running = Task { try await group.run() }
+
+        try await Self.waitFor("the instance listed") { watcher.serving("user-service").map(\.address) == ["10.1.2.3:9101"] }
+        #expect(watcher.status.reachable)
+        let (entries, _) = try await store.range(prefix: "/p/services/")
+        #expect(entries.count == 1)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        try await Self.waitFor("the instance gone") { watcher.serving("user-service").isEmpty && watcher.all.isEmpty }
+        #expect(try await store.range(prefix: "/p/services/").entries.isEmpty, "the key is deleted, not left to expire")
+    }
+
+    @Test("a killed instance's lease expires; an etcd outage keeps the last set and the watcher recovers by itself")
+    func expiryAndOutage() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let store = EtcdClient(endpoints: [etcd.endpoint])
+        let watcher = RegistryWatcher(store: store, prefix: "/p", logger: Self.quietLogger())
+        let watching = Task { try await watcher.run() }
+        defer { watching.cancel() }
+        // One instance that keeps its lease, one whose process "died" (nobody renews its lease).
+        let registration = ServiceRegistration(store: store, prefix: "/p", service: "ai-service", id: "alive", ttl: 2, logger: Self.quietLogger()) {
+            "10.0.0.1:9102"
+        }
+        let keeping = Task { try await registration.run() }
+        defer { keeping.cancel() }
+        let deadLease = try await store.grantLease(ttl: 2)
+        try await store.put(
+            key: "/p/services/ai-service/dead",
+            value: RegisteredInstance(service: "ai-service", id: "dead", address: "10.0.0.2:9102", state: .serving).value, lease: deadLease
+        )
+        try await Self.waitFor("both listed") { watcher.serving("ai-service").count == 2 }
+        try await Self.waitFor("the dead one dropped when its lease expires", timeout: .seconds(10)) {
+            watcher.serving("ai-service").map(\.id) == ["alive"]
+        }
+
+        etcd.stop()
+        try await Self.waitFor("the outage seen") { !watcher.status.reachable }
+        #expect(watcher.serving("ai-service").map(\.id) == ["alive"], "the last known set stays")
+        try await etcd.start()
+        try await Self.waitFor("recovered", timeout: .seconds(15)) { watcher.status.reachable }
+        try await Self.waitFor("still registered after the outage", timeout: .seconds(10)) { watcher.serving("ai-service").map(\.id) == ["alive"] }
+    }
+
+    @Test("registry endpoints follow the watcher; DNS endpoints list every address of a name")
+    func endpointSources() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let store = EtcdClient(endpoints: [etcd.endpoint])
+        let watcher = RegistryWatcher(store: store, prefix: "/e", logger: Self.quietLogger())
+        let watching = Task { try await watcher.run() }
+        defer { watching.cancel() }
+        let endpoints = ServiceEndpoints.registry(name: "user-service", watcher: watcher)
+        for (id, state) in [("1", RegisteredInstance.State.serving), ("2", .draining), ("3", .serving)] {
+            try await store.put(
+                key: "/e/services/user-service/\(id)",
+                value: RegisteredInstance(service: "user-service", id: id, address: "127.0.0.\(id):9101", state: state).value, lease: nil
+            )
+        }
+        try await Self.waitFor("two serving") { watcher.serving("user-service").count == 2 }
+        #expect(try await endpoints.addresses() == [.ipv4(host: "127.0.0.1", port: 9101), .ipv4(host: "127.0.0.3", port: 9101)])
+
+        let local = try await GRPCNIOTransportCore.SocketAddress.resolvingAll(HostPort(host: "localhost", port: 80))
+        #expect(local.contains(.ipv4(host: "127.0.0.1", port: 80)))
+        let literal = ServiceEndpoints.dns(name: "x", [HostPort(host: "127.0.0.9", port: 7), HostPort(host: "127.0.0.8", port: 7)], refresh: .seconds(1))
+        #expect(try await literal.addresses() == [.ipv4(host: "127.0.0.8", port: 7), .ipv4(host: "127.0.0.9", port: 7)])
+    }
+
+    static func waitFor(_ what: String, timeout: Duration = .seconds(5), _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out waiting: \(what)")
+        throw CancellationError()
+    }
+}
