@@ -29,6 +29,8 @@ public struct GatewaySettings: Sendable {
     public var aiServiceAddresses: [HostPort]
     /// How long a stopping process lets work in flight finish (SHUTDOWN_DRAIN_SECONDS).
     public var drainTime: Duration = .seconds(30)
+    /// `OUTLIER_*`: when an instance leaves the rotation (see `OutlierEjection`).
+    public var outlierPolicy = OutlierEjection.Policy()
 
     public static func read(_ settings: SettingsReader, common: CommonSettings, logger: Logger) throws -> GatewaySettings {
         let listen = HostPort(
@@ -62,6 +64,11 @@ public struct GatewaySettings: Sendable {
             settings.report("JWT_SECRET must be at least 32 characters long")
         }
         let cors = settings.list("cors.allowed.origins")
+        let outliers = OutlierEjection.Policy(
+            consecutiveFailures: settings.int("outlier.consecutive.failures", default: 3, range: 1...1000),
+            baseEjection: .seconds(settings.int("outlier.base.ejection.seconds", default: 5, range: 1...3600)),
+            maxEjection: .seconds(settings.int("outlier.max.ejection.seconds", default: 60, range: 1...86_400))
+        )
         try settings.finish()
         let secret = try PersistentSecret.resolve(
             configured: configuredSecret, name: "jwt-secret", settingName: "JWT_SECRET",
@@ -71,7 +78,7 @@ public struct GatewaySettings: Sendable {
             listen: listen, httpLimits: httpLimits, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
             loginLimits: limits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
             callTimeout: .milliseconds(timeout), aiCallTimeout: .seconds(aiTimeout), signing: signing,
-            userServiceAddresses: users, aiServiceAddresses: ai, drainTime: common.drainTime
+            userServiceAddresses: users, aiServiceAddresses: ai, drainTime: common.drainTime, outlierPolicy: outliers
         )
     }
 }
@@ -104,9 +111,20 @@ public func buildGateway(
     let interceptors: [any ClientInterceptor] = [TelemetryClientInterceptor(telemetry: telemetry), RequestScopeClientInterceptor()]
     var connections: [any Service] = []
     let users: any Grpc_User_V1_UserService.ClientProtocol
+    // Instances that fail or stop serving leave each client's rotation (the health monitors
+    // report to the same ejection).
+    func ejection(_ connection: ServiceConnection) -> OutlierEjection? {
+        guard case .network(let endpoints) = connection else { return nil }
+        return OutlierEjection(service: endpoints.name, policy: settings.outlierPolicy, telemetry: telemetry, logger: logger)
+    }
+    let userEjection = ejection(userService), aiEjection = ejection(aiService)
+    func clientInterceptors(_ ejection: OutlierEjection?) -> [any ClientInterceptor] {
+        interceptors + (ejection.map { [OutlierClientInterceptor($0)] } ?? [])
+    }
     switch userService {
     case .network(let endpoints):
-        let client = try ServiceClientFactory.make(endpoints, settings: userSettings, interceptors: interceptors)
+        let ejecting = userEjection.map { endpoints.ejecting($0) } ?? endpoints
+        let client = try ServiceClientFactory.make(ejecting, settings: userSettings, interceptors: clientInterceptors(userEjection))
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
@@ -117,7 +135,8 @@ public func buildGateway(
     let clients: ServiceClients
     switch aiService {
     case .network(let endpoints):
-        let client = try ServiceClientFactory.make(endpoints, settings: aiSettings, interceptors: interceptors)
+        let ejecting = aiEjection.map { endpoints.ejecting($0) } ?? endpoints
+        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: clientInterceptors(aiEjection))
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
@@ -129,7 +148,7 @@ public func buildGateway(
     let sync = RevocationSync(users: clients.users, revocations: revocations)
     let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
 
-    let monitors = [userService, aiService].map { $0.healthMonitor(logger: logger) }
+    let monitors = [userService.healthMonitor(ejection: userEjection, logger: logger), aiService.healthMonitor(ejection: aiEjection, logger: logger)]
     for monitor in monitors { monitor.reportServing(to: telemetry) }
     let router = makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,

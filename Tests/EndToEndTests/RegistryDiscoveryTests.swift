@@ -67,7 +67,7 @@ struct RegistryDiscoveryTests {
 
         // A new replica: registered and in the gateway's rotation within seconds.
         let second = try startUser(1)
-        try await waitUntil("the second replica in the gateway's set", timeout: .seconds(10)) {
+        try await waitUntil("the second replica in the gateway's set", timeout: .seconds(20)) {
             let instances = (try? await http.get("/health"))?.data["instances"] as? [[String: Any]] ?? []
             return instances.contains { ($0["address"] as? String)?.hasSuffix(":\(userPorts[1])") == true }
         }
@@ -75,16 +75,16 @@ struct RegistryDiscoveryTests {
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         for _ in 0..<20 { #expect(try await http.get("/user/current", token: token).status == 200) }
-        try await waitUntil("the killed replica's key expired", timeout: .seconds(10)) {
+        try await waitUntil("the killed replica's key expired", timeout: .seconds(20)) {
             (try? Self.registered(processes, environment).map { $0["id"] ?? "" }.sorted()) == ["ai-0", "user-1"]
         }
 
         // A third joins; the second stops cleanly and leaves the registry at once (well before its TTL).
         _ = try startUser(2)
-        try await waitUntil("the third replica registered", timeout: .seconds(10)) {
+        try await waitUntil("the third replica registered", timeout: .seconds(20)) {
             (try? Self.registered(processes, environment).contains { $0["id"] == "user-2" }) == true
         }
-        try await waitUntil("the third replica in the gateway's set", timeout: .seconds(10)) {
+        try await waitUntil("the third replica in the gateway's set", timeout: .seconds(20)) {
             let instances = (try? await http.get("/health"))?.data["instances"] as? [[String: Any]] ?? []
             return instances.contains { ($0["address"] as? String)?.hasSuffix(":\(userPorts[2])") == true }
         }

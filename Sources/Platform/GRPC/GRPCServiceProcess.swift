@@ -85,7 +85,12 @@ public struct GRPCServiceProcess: Sendable {
                 let http2 = GRPCServer(
                     transport: HTTP2ServerTransport.Posix(
                         address: address, transportSecurity: .plaintext,
-                        config: .defaults { $0.rpc.maxRequestPayloadSize = maxRequestBytes }
+                        config: .defaults {
+                            $0.rpc.maxRequestPayloadSize = maxRequestBytes
+                            // Clients ping every second when a connection is quiet, to find a
+                            // frozen instance quickly (ServiceClientFactory, InstanceHealthMonitor).
+                            $0.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .milliseconds(500), allowWithoutCalls: true)
+                        }
                     ),
                     services: rpcServices, interceptors: interceptors
                 )

@@ -168,9 +168,9 @@ public enum ServiceConnection: Sendable {
     case inProcess(InProcessServiceLink, health: HealthStatus)
 
     /// The monitor `/health` reads for this service.
-    public func healthMonitor(logger: Logger) -> InstanceHealthMonitor {
+    public func healthMonitor(ejection: OutlierEjection? = nil, logger: Logger) -> InstanceHealthMonitor {
         switch self {
-        case .network(let endpoints): InstanceHealthMonitor(endpoints: endpoints, logger: logger)
+        case .network(let endpoints): InstanceHealthMonitor(endpoints: endpoints, ejection: ejection, logger: logger)
         case .inProcess(let link, let health): InstanceHealthMonitor(inProcess: link.name, health: health, logger: logger)
         }
     }

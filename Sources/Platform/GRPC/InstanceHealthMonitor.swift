@@ -24,6 +24,8 @@ public final class InstanceHealthMonitor: Service, Sendable {
     private let sourceDescription: String
     private let logger: Logger
     private let state = Mutex(State())
+    /// Told each instance's health, so that the client skips those not serving.
+    private let ejection: OutlierEjection?
 
     private struct State {
         var instances: [String: InstanceHealth] = [:]
@@ -31,10 +33,11 @@ public final class InstanceHealthMonitor: Service, Sendable {
         var resolvedOnce = false
     }
 
-    public init(endpoints: ServiceEndpoints, refreshInterval: Duration = .seconds(5), logger: Logger) {
+    public init(endpoints: ServiceEndpoints, refreshInterval: Duration = .seconds(5), ejection: OutlierEjection? = nil, logger: Logger) {
         self.source = .network(endpoints, refreshInterval: refreshInterval)
         self.name = endpoints.name
         self.sourceDescription = endpoints.description
+        self.ejection = ejection
         self.logger = logger
     }
 
@@ -43,6 +46,7 @@ public final class InstanceHealthMonitor: Service, Sendable {
         self.source = .inProcess(health)
         self.name = name
         self.sourceDescription = "\(name)(in-process)"
+        self.ejection = nil
         self.logger = logger
     }
 
@@ -69,11 +73,23 @@ public final class InstanceHealthMonitor: Service, Sendable {
         }
     }
 
-    /// Watches every instance `endpoints` names until cancelled, following the set as it changes.
+    /// Watches every instance `endpoints` names until cancelled, following the set as it changes:
+    /// every `refreshInterval`, and at once when the source signals a change (a registry).
     private func watchInstances(of endpoints: ServiceEndpoints, refreshingEvery refreshInterval: Duration) async {
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    wake.yield()
+                    try? await Task.sleep(for: refreshInterval)
+                }
+            }
+            if let changes = endpoints.changes {
+                group.addTask { for await _ in changes() { wake.yield() } }
+            }
             var watched: [String: Task<Void, Never>] = [:]
-            while !Task.isCancelled {
+            for await _ in wakeups {
+                if Task.isCancelled { break }
                 let current = await self.resolve(endpoints)
                 for (label, address) in current where watched[label] == nil {
                     let task = Task { await self.watch(address, label: label) }
@@ -85,9 +101,9 @@ public final class InstanceHealthMonitor: Service, Sendable {
                     watched[label] = nil
                     _ = self.state.withLock { $0.instances.removeValue(forKey: label) }
                 }
-                try? await Task.sleep(for: refreshInterval)
             }
             for task in watched.values { task.cancel() }
+            group.cancelAll()
         }
     }
 
@@ -116,7 +132,7 @@ public final class InstanceHealthMonitor: Service, Sendable {
                 let single = ServiceEndpoints(name: name, describedAs: label) { [address] }
                 var config = HTTP2ClientTransport.Posix.Config.defaults
                 // A frozen instance stops answering pings: its connection, and its watch, fail.
-                config.connection.keepalive = .init(time: .seconds(5), timeout: .seconds(3), allowWithoutCalls: true)
+                config.connection.keepalive = .init(time: .seconds(1), timeout: .seconds(1), allowWithoutCalls: true)
                 config.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
                 var resolvers = NameResolverRegistry.defaults
                 resolvers.registerFactory(ServiceEndpointsResolverFactory())
@@ -153,6 +169,8 @@ public final class InstanceHealthMonitor: Service, Sendable {
     }
 
     private func update(_ label: String, serving: Bool, detail: String) {
+        // CONNECTING at the start of a watch is not a verdict on the instance.
+        if detail != "CONNECTING" { ejection?.recordHealth(address: label, serving: serving) }
         let previous = state.withLock { state in
             defer { state.instances[label] = InstanceHealth(service: name, address: label, serving: serving, detail: detail) }
             return state.instances[label]

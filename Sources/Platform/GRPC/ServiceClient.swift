@@ -39,6 +39,10 @@ public enum ServiceClientFactory {
         let serviceConfig = ServiceConfig(methodConfig: [methodConfig], loadBalancingConfig: [.roundRobin])
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+        // A quiet connection is pinged after a second; one whose instance does not answer within
+        // another (a frozen process keeps its sockets open) is closed, its calls fail UNAVAILABLE
+        // and the balancer skips it, instead of calls waiting out their deadline.
+        config.connection.keepalive = .init(time: .seconds(1), timeout: .seconds(1), allowWithoutCalls: true)
         let http2 = try HTTP2ClientTransport.Posix(
             target: ServiceEndpointsTarget(endpoints),
             transportSecurity: .plaintext,

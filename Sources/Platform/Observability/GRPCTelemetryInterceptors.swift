@@ -52,7 +52,7 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
 
     /// Runs the call and reports its final status once: at once for a failed call, when the last
     /// response part has been read for a streaming one.
-    private static func measured<Input: Sendable, Output: Sendable>(
+    static func measured<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>,
         context: ClientContext,
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>,
@@ -131,7 +131,7 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
         }
     }
 
-    private static func measured<Input: Sendable, Output: Sendable>(
+    static func measured<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>,

@@ -1,0 +1,78 @@
+import GRPCCore
+import GRPCNIOTransportCore
+import Logging
+import Testing
+@testable import Platform
+
+@Suite("outlier ejection")
+struct OutlierEjectionTests {
+    let a = GRPCNIOTransportCore.SocketAddress.ipv4(host: "10.0.0.1", port: 9101)
+    let b = GRPCNIOTransportCore.SocketAddress.ipv4(host: "10.0.0.2", port: 9101)
+
+    func ejection(_ policy: OutlierEjection.Policy) -> OutlierEjection {
+        OutlierEjection(service: "user-service", policy: policy, logger: Logger(label: "test"))
+    }
+
+    @Test("consecutive UNAVAILABLE or DEADLINE_EXCEEDED eject an instance; any answer in between resets the count")
+    func consecutiveFailures() {
+        let ejection = ejection(.init(consecutiveFailures: 3, baseEjection: .seconds(60)))
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
+        ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded)
+        ejection.recordCall(address: "10.0.0.1:9101", code: .notFound)  // the instance answered
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
+        #expect(!ejection.isEjected("10.0.0.1:9101"))
+        #expect(ejection.filter([a, b]) == [a, b])
+        ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded)
+        #expect(ejection.isEjected("10.0.0.1:9101"))
+        #expect(ejection.filter([a, b]) == [b])
+    }
+
+    @Test("the ejection ends after its time and doubles while the instance keeps failing")
+    func growingBackoff() async throws {
+        let ejection = ejection(.init(consecutiveFailures: 1, baseEjection: .seconds(1), maxEjection: .seconds(10)))
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
+        #expect(ejection.isEjected("10.0.0.1:9101"))
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(!ejection.isEjected("10.0.0.1:9101"), "back after a second")
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)  // fails again: two seconds now
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(ejection.isEjected("10.0.0.1:9101"), "the second ejection lasts longer")
+        try await Task.sleep(for: .milliseconds(1000))
+        #expect(!ejection.isEjected("10.0.0.1:9101"))
+        ejection.recordCall(address: "10.0.0.1:9101", code: nil)  // a success: the next ejection is short again
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(!ejection.isEjected("10.0.0.1:9101"))
+    }
+
+    @Test("NOT_SERVING ejects at once and SERVING brings back; never all instances; changes are signalled")
+    func healthAndFloor() async throws {
+        let ejection = ejection(.init())
+        var changes = ejection.changes().makeAsyncIterator()
+        ejection.recordHealth(address: "10.0.0.2:9101", serving: false)
+        #expect(await changes.next() != nil)
+        #expect(ejection.filter([a, b]) == [a])
+        ejection.recordHealth(address: "10.0.0.1:9101", serving: false)
+        #expect(ejection.filter([a, b]) == [a, b], "with every instance out, all stay in")
+        ejection.recordHealth(address: "10.0.0.1:9101", serving: true)
+        ejection.recordHealth(address: "10.0.0.2:9101", serving: true)
+        #expect(ejection.filter([a, b]) == [a, b])
+        #expect(!ejection.isEjected("10.0.0.2:9101"))
+    }
+
+    @Test("ejecting endpoints push the set without the ejected instances")
+    func ejectingEndpoints() async throws {
+        let ejection = ejection(.init())
+        let (a, b) = (self.a, self.b)
+        let endpoints = ServiceEndpoints(name: "user-service", describedAs: "test") { [a, b] }.ejecting(ejection, refresh: .seconds(60))
+        let resolver = ServiceEndpointsResolverFactory().resolver(for: ServiceEndpointsTarget(endpoints))
+        #expect(resolver.updateMode == .push)
+        var names = resolver.names.makeAsyncIterator()
+        #expect(try await names.next()?.endpoints == [Endpoint(addresses: [a]), Endpoint(addresses: [b])])
+        ejection.recordHealth(address: "10.0.0.1:9101", serving: false)
+        #expect(try await names.next()?.endpoints == [Endpoint(addresses: [b])])
+        ejection.recordHealth(address: "10.0.0.1:9101", serving: true)
+        #expect(try await names.next()?.endpoints == [Endpoint(addresses: [a]), Endpoint(addresses: [b])])
+    }
+}
