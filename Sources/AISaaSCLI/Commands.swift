@@ -17,7 +17,7 @@ public struct AISaaSCommand: AsyncParsableCommand {
             config file; the README lists every key. With no settings at all, `aisaas all` serves \
             on http://127.0.0.1:9000 and keeps its data under ./data.
             """,
-        subcommands: [All.self, GatewayCommand.self, UserServiceCommand.self, AIServiceCommand.self, Migrate.self, Seed.self, SignCommand.self, InvokeCommand.self, RegistryCommand.self],
+        subcommands: [All.self, GatewayCommand.self, UserServiceCommand.self, AIServiceCommand.self, Migrate.self, Seed.self, SignCommand.self, InvokeCommand.self, RegistryCommand.self, ProbeCommand.self],
         defaultSubcommand: nil
     )
 

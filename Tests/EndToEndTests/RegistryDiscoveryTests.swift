@@ -59,6 +59,16 @@ struct RegistryDiscoveryTests {
         #expect(listed.first { $0["id"] == "user-0" }?["address"] == "127.0.0.1:\(userPorts[0])")
         #expect(listed.allSatisfy { $0["state"] == "serving" })
 
+        // The container health check: 0 for a serving process, 1 otherwise.
+        for (arguments, status) in [
+            (["probe", "--grpc", "127.0.0.1:\(userPorts[0])"], Int32(0)), (["probe", "http://127.0.0.1:\(gatewayPort)/health"], 0),
+            (["probe", "--grpc", "127.0.0.1:\(userPorts[2])"], 1),
+        ] {
+            let probe = try processes.start("probe-\(arguments.count)-\(status)", arguments, environment: [:])
+            probe.waitUntilExit()
+            #expect(probe.terminationStatus == status, "\(arguments)")
+        }
+
         let registeredUser = try await firstCall(processes) {
             try await http.send("POST", "/user/register", json: #"{"username":"found","password":"password123"}"#)
         }
