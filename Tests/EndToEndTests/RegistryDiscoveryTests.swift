@@ -29,7 +29,7 @@ struct RegistryDiscoveryTests {
         let environment = [
             "DATA_DIR": directory.path, "JWT_SECRET": PlatformUnderTest.jwtSecret,
             "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "BCRYPT_COST": "4",
-            "DISCOVERY": "etcd", "ETCD_ENDPOINTS": etcd.endpoint, "ETCD_PREFIX": "/test-platform", "ETCD_LEASE_TTL_SECONDS": "2",
+            "DISCOVERY": "etcd", "ETCD_ENDPOINTS": etcd.endpoint, "ETCD_PREFIX": "/test-platform", "ETCD_LEASE_TTL_SECONDS": "4",
             "AI_SERVICE_PORT": "\(aiPort)", "HTTP_PORT": "\(gatewayPort)", "LOG_LEVEL": "notice",
         ]
         let processes = ProcessSet(directory: directory.path)

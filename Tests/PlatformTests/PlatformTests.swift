@@ -48,6 +48,29 @@ struct PlatformTests {
         }
     }
 
+    @Test("SECRETS_DIR: one file per key (Compose and Kubernetes secrets), below the environment, above the config file")
+    func secretsDirectory() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let secrets = directory.path + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
+        try Data("from-the-secret-file-0123456789abcdef\n".utf8).write(to: URL(fileURLWithPath: secrets + "/jwt-secret"))
+        try Data("9200".utf8).write(to: URL(fileURLWithPath: secrets + "/http-port"))
+        try Data("postgres://u:p@db/users".utf8).write(to: URL(fileURLWithPath: secrets + "/user-database-url"))
+        let file = directory.path + "/config.json"
+        try Data(#"{"http": {"port": 9100}, "jwt": {"secret": "from-the-config-file"}}"#.utf8).write(to: URL(fileURLWithPath: file))
+        let reader = try await ConfigurationLoader.load(
+            environment: ["SECRETS_DIR": secrets, "USER_DATABASE_URL": "postgres://env/users"], envFile: nil, configFile: file
+        )
+        let settings = SettingsReader(reader)
+        #expect(settings.string("jwt.secret", isSecret: true) == "from-the-secret-file-0123456789abcdef", "trimmed, and above the config file")
+        #expect(settings.int("http.port", default: 1, range: 0...65535) == 9200)
+        #expect(settings.string("user.database.url") == "postgres://env/users", "the environment wins")
+        await #expect(throws: ConfigurationError.self) {
+            _ = try await ConfigurationLoader.load(environment: ["SECRETS_DIR": directory.path + "/none"], envFile: nil)
+        }
+    }
+
     @Test("database URLs choose the driver; passwords never reach a log")
     func databaseLocations() throws {
         #expect(try DatabaseLocation.parse(nil, defaultSQLitePath: "d/u.sqlite").get() == .sqlite(path: "d/u.sqlite"))

@@ -3,7 +3,8 @@ import Foundation
 import SystemPackage
 
 /// Where settings come from, highest precedence first: environment variables, then a `.env`
-/// file, then an optional JSON config file. A key such as `user.database.url` is read as the
+/// file, then the files of `SECRETS_DIR` (one file per key, `jwt-secret` for `jwt.secret`: Docker
+/// and Compose secrets, Kubernetes Secret volumes), then an optional JSON config file. A key such as `user.database.url` is read as the
 /// environment variable `USER_DATABASE_URL` or the JSON path `{"user": {"database": {"url": …}}}`.
 public enum ConfigurationLoader {
     public static func load(
@@ -14,6 +15,12 @@ public enum ConfigurationLoader {
         var providers: [any ConfigProvider] = [EnvironmentVariablesProvider(environmentVariables: environment)]
         if let envFile {
             providers.append(try await EnvironmentVariablesProvider(environmentFilePath: FilePath(envFile), allowMissing: true))
+        }
+        if let secrets = environment["SECRETS_DIR"], !secrets.isEmpty {
+            guard FileManager.default.fileExists(atPath: secrets) else {
+                throw ConfigurationError(problems: ["SECRETS_DIR \(secrets) does not exist"])
+            }
+            providers.append(try await DirectoryFilesProvider(directoryPath: FilePath(secrets)))
         }
         let configFile = configFile ?? environment["CONFIG_FILE"]
         if let configFile, !configFile.isEmpty {
