@@ -8,6 +8,8 @@
 #       data source; the datasource/component/instance variables exist; every PromQL
 #       expression parses (promtool checks them as recording rules) and names only metric
 #       families that the platform exports.
+#   - deploy/kubernetes/, deploy/compose.yaml, Dockerfile: scripts/check-manifests.py (schemas of
+#       the objects' fields and the references between them; no cluster or container engine).
 # Installs Debian's `prometheus` package (which ships promtool) when promtool is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -239,5 +241,13 @@ PY
 
 echo "== promtool check rules (the dashboard's expressions)"
 promtool check rules "$work/dashboard-exprs.yml"
+
+echo "== deployment files (Kubernetes manifests, compose.yaml, Dockerfile)"
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    echo "installing: python3-yaml"
+    if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-yaml
+fi
+python3 scripts/check-manifests.py
 
 echo "deploy checks passed"
