@@ -143,3 +143,27 @@ final class Note: Model, @unchecked Sendable {
 
     init() {}
 }
+
+@Suite("statement labels")
+struct StatementLabelTests {
+    @Test("the kind and first table of a statement, in any case and quoting; never a value")
+    func describesStatements() {
+        let cases: [(String, String, String)] = [
+            ("SELECT id, name, (SELECT 1 FROM x) FROM \"users\" WHERE id = $1", "SELECT", "x"),
+            ("select a,b from usage_record where user_id = ?", "SELECT", "usage_record"),
+            ("INSERT INTO quota(user_id, used) VALUES ($1, $2)", "INSERT", "quota"),
+            ("insert or replace into `nonce` values (?)", "INSERT", "nonce"),
+            ("UPDATE OR REPLACE api_key SET name = 'secret value' WHERE id = 1", "UPDATE", "api_key"),
+            ("update\n\t[users]\nset x = 1", "UPDATE", "users"),
+            ("DELETE FROM revocation WHERE created < $1", "DELETE", "revocation"),
+            ("BEGIN IMMEDIATE", "BEGIN", ""),
+            ("PRAGMA journal_mode=WAL", "PRAGMA", ""),
+            ("   ", "UNKNOWN", ""),
+            ("SELECT 1", "SELECT", ""),
+        ]
+        for (sql, operation, table) in cases {
+            let described = DatabaseInstrumentation.describe(sql)
+            #expect(described.operation == operation && described.table == table, "\(sql) → \(described)")
+        }
+    }
+}

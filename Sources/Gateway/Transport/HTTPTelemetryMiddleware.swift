@@ -66,8 +66,10 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
         method: String, started: ContinuousClock.Instant, active: Meter, span: (any Span)?
     ) async throws -> Response {
         let requestBytes = request.headers[.contentLength].flatMap { Int($0) }
+        // Nothing of the access line is made unless it is written (the level may leave it out).
+        let writesAccessLine = telemetry.accessLog && logger.logLevel <= .info
         // The access line is written once the body is, outside the span's task: it names the trace itself.
-        let traceId = telemetry.accessLog ? span.map { traceID(of: $0) } ?? context.clientTraceId : nil
+        let traceId = writesAccessLine ? span.map { traceID(of: $0) } ?? context.clientTraceId : nil
         let finish: @Sendable (_ route: String, _ status: Int, _ requestId: String, _ bytes: Int, _ failure: String?) -> Void = { route, status, requestId, bytes, failure in
             active.decrement()
             let handles = routes[RouteLabels(method: method, route: route, status: status)]
@@ -83,7 +85,7 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
                 if let failure { span.attributes["error.type"] = failure }
                 span.end()
             }
-            if telemetry.accessLog {
+            if writesAccessLine {
                 var metadata: Logger.Metadata = [
                     "method": .string(method), "route": .string(route), "status": .stringConvertible(status),
                     "duration_ms": .string(Self.milliseconds(ContinuousClock.now - started)), "bytes": .stringConvertible(bytes),

@@ -1,20 +1,12 @@
 import CoreMetrics
 import Synchronization
 
-/// How many of a database's operations hold a connection right now. An operation inside another
-/// (a statement in a measured transaction) shares its connection and is not counted again.
+/// How many of a database's operations hold a connection right now. A statement inside a
+/// transaction shares the transaction's connection: it is measured with `holdsConnection` false.
 final class ConnectionUsage: Sendable {
-    @TaskLocal private static var insideOperation = false
     private let inFlight = Atomic<Int>(0)
 
     var current: Int { inFlight.load(ordering: .relaxed) }
-
-    func holding<T>(_ body: () async throws -> T) async rethrows -> T {
-        if Self.insideOperation { return try await body() }
-        began()
-        defer { ended() }
-        return try await Self.$insideOperation.withValue(true) { try await body() }
-    }
 
     func began() { inFlight.add(1, ordering: .relaxed) }
     func ended() { inFlight.subtract(1, ordering: .relaxed) }

@@ -58,8 +58,10 @@ public struct DatabaseInstrumentation: Sendable {
             guard telemetry.isTracing else { return try await body() }
             return try await traced(operation: operation, table: table, body)
         }
+        if holdsConnection { usage.began() }
+        defer { if holdsConnection { usage.ended() } }
         do {
-            return holdsConnection ? try await usage.holding { try await run() } : try await run()
+            return try await run()
         } catch {
             errors[operation].increment()
             throw error
@@ -116,9 +118,10 @@ public struct DatabaseInstrumentation: Sendable {
         return { histogram.record($0) }
     }
 
-    /// The statement kind (`SELECT`, `INSERT`, …) and the table it names first.
+    /// The statement kind (`SELECT`, `INSERT`, …) and the table it names first. Reads words from
+    /// the start and stops at the table: no copy of the statement, which may be long.
     static func describe(_ sql: String) -> (operation: String, table: String) {
-        var words = sql.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "(" || $0 == "," }).makeIterator()
+        var words = SQLWords(sql.utf8)
         guard let first = words.next() else { return ("UNKNOWN", "") }
         let operation = first.uppercased()
         let marker: String? = switch operation {
@@ -128,16 +131,53 @@ public struct DatabaseInstrumentation: Sendable {
         default: nil
         }
         guard let marker else { return (operation.count <= 16 ? operation : "OTHER", "") }
-        var previous = ""
-        while let word = words.next() {
-            if marker.isEmpty || previous == marker {
-                if word.uppercased() == "OR" { _ = words.next(); continue }  // UPDATE OR REPLACE t
-                let name = word.trimmingCharacters(in: CharacterSet(charactersIn: "\"`[]"))
-                return (operation, name)
+        var afterMarker = marker.isEmpty
+        // A SELECT's columns come before FROM: at most this many words are read.
+        for _ in 0..<512 {
+            guard let word = words.next() else { break }
+            if afterMarker {
+                if SQLWords.word(word, is: "OR") { _ = words.next(); continue }  // UPDATE OR REPLACE t
+                let quotes: Set<Character> = ["\"", "`", "[", "]"]
+                var name = word
+                while let first = name.first, quotes.contains(first) { name.removeFirst() }
+                while let last = name.last, quotes.contains(last) { name.removeLast() }
+                return (operation, String(name))
             }
-            previous = word.uppercased()
+            if SQLWords.word(word, is: marker) { afterMarker = true }
         }
         return (operation, "")
+    }
+}
+
+/// The words of an SQL statement, split at spaces, new lines, tabs, parentheses and commas.
+struct SQLWords: IteratorProtocol {
+    private let bytes: String.UTF8View
+    private var index: String.UTF8View.Index
+
+    init(_ bytes: String.UTF8View) {
+        self.bytes = bytes
+        self.index = bytes.startIndex
+    }
+
+    private static func separates(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\t")
+            || byte == UInt8(ascii: "(") || byte == UInt8(ascii: ",") || byte == UInt8(ascii: ")")
+    }
+
+    /// Whether `word` is `keyword` (upper case ASCII), in any case.
+    static func word(_ word: Substring, is keyword: String) -> Bool {
+        guard word.utf8.count == keyword.utf8.count else { return false }
+        return zip(word.utf8, keyword.utf8).allSatisfy { byte, upper in
+            byte == upper || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") && byte - 32 == upper)
+        }
+    }
+
+    mutating func next() -> Substring? {
+        while index < bytes.endIndex, Self.separates(bytes[index]) { bytes.formIndex(after: &index) }
+        guard index < bytes.endIndex else { return nil }
+        let start = index
+        while index < bytes.endIndex, !Self.separates(bytes[index]) { bytes.formIndex(after: &index) }
+        return Substring(bytes[start..<index])
     }
 }
 

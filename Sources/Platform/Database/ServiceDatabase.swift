@@ -127,9 +127,10 @@ public final class ServiceDatabase: Sendable {
         return instrumented(try await sqliteReader.database())
     }
 
-    private func instrumented(_ sql: any SQLDatabase) -> any SQLDatabase {
+    /// `holdsConnection` false for statements inside a measured transaction (counted by it).
+    private func instrumented(_ sql: any SQLDatabase, holdsConnection: Bool = true) -> any SQLDatabase {
         guard let instrumentation else { return sql }
-        return InstrumentedSQLDatabase(base: sql, instrumentation: instrumentation)
+        return InstrumentedSQLDatabase(base: sql, instrumentation: instrumentation, holdsConnection: holdsConnection)
     }
 
     /// `body` as one measured operation ("TRANSACTION") when instrumented.
@@ -156,7 +157,7 @@ public final class ServiceDatabase: Sendable {
             return try await measuredTransaction {
                 try await poolDatabase().transaction { database in
                     guard let sql = database as? any SQLDatabase else { throw DatabaseConfigurationError("the \(self.location) database does not speak SQL") }
-                    return try await body(self.instrumented(sql))
+                    return try await body(self.instrumented(sql, holdsConnection: false))
                 }
             }
         }
@@ -165,7 +166,7 @@ public final class ServiceDatabase: Sendable {
                 let sql = try await sqliteWriter.database()
                 try await sql.raw("BEGIN IMMEDIATE").run()
                 do {
-                    let result = try await body(instrumented(sql))
+                    let result = try await body(instrumented(sql, holdsConnection: false))
                     try await sql.raw("COMMIT").run()
                     return result
                 } catch {

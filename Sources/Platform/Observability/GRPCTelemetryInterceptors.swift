@@ -22,11 +22,10 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
         let started = ContinuousClock.now
-        let instance = Self.instance(context.remotePeer)
+        let peer = context.remotePeer
         let descriptor = context.descriptor
         let record: @Sendable (RPCError.Code?) -> Void = { code in
-            let labels = CallLabels(service: descriptor.service.fullyQualifiedService, method: descriptor.method, code: code.map { "\($0)" } ?? "ok", instance: instance)
-            let handles = self.handles[labels]
+            let handles = self.handles[CallLabels(method: descriptor, code: code, peer: peer)]
             handles.calls.increment()
             handles.duration.recordSince(started)
         }
@@ -37,7 +36,7 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
         span.attributes["rpc.system"] = "grpc"
         span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
         span.attributes["rpc.method"] = descriptor.method
-        span.attributes["server.address"] = instance
+        span.attributes["server.address"] = Self.instance(peer)
         var request = request
         telemetry.tracer.inject(span.context, into: &request.metadata, using: MetadataInjector())
         let traced = request
@@ -107,8 +106,7 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
         let descriptor = context.descriptor
         let handles = self.handles
         let record: @Sendable (RPCError.Code?) -> Void = { code in
-            let labels = CallLabels(service: descriptor.service.fullyQualifiedService, method: descriptor.method, code: code.map { "\($0)" } ?? "ok", instance: "")
-            let handle = handles[labels]
+            let handle = handles[CallLabels(method: descriptor, code: code, peer: nil)]
             handle.calls.increment()
             handle.duration.recordSince(started)
         }
@@ -155,8 +153,11 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
             let producer = contents.producer
             let wrapped = StreamingServerResponse<Output>.Contents(metadata: contents.metadata) { writer in
                 do {
-                    let trailers = try await InstrumentationContext.$current.withValue(spanContext ?? InstrumentationContext.current) {
-                        try await producer(writer)
+                    let trailers: Metadata
+                    if let spanContext {
+                        trailers = try await InstrumentationContext.$current.withValue(spanContext) { try await producer(writer) }
+                    } else {
+                        trailers = try await producer(writer)
                     }
                     record(nil)
                     return trailers
@@ -170,11 +171,13 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
     }
 }
 
+/// A call's series, keyed by what the call has at hand (no strings made per call): the label
+/// values are spelled out once, when the series' handles are made.
 struct CallLabels: Hashable, Sendable {
-    var service: String
-    var method: String
-    var code: String
-    var instance: String
+    var method: MethodDescriptor
+    var code: RPCError.Code?
+    /// The client's `remotePeer`; nil on the server side.
+    var peer: String?
 }
 
 struct CallHandles: Sendable {
@@ -182,8 +185,11 @@ struct CallHandles: Sendable {
     let duration: CoreMetrics.Timer
 
     init(side: String, labels: CallLabels, factory: any MetricsFactory) {
-        var dimensions = [("rpc_service", labels.service), ("rpc_method", labels.method), ("rpc_grpc_status_code", labels.code)]
-        if !labels.instance.isEmpty { dimensions.append(("instance_address", labels.instance)) }
+        var dimensions = [
+            ("rpc_service", labels.method.service.fullyQualifiedService), ("rpc_method", labels.method.method),
+            ("rpc_grpc_status_code", labels.code.map { "\($0)" } ?? "ok"),
+        ]
+        if let peer = labels.peer { dimensions.append(("instance_address", TelemetryClientInterceptor.instance(peer))) }
         calls = Counter(label: "rpc_\(side)_calls_total", dimensions: dimensions, factory: factory)
         duration = CoreMetrics.Timer(label: "rpc_\(side)_duration_seconds", dimensions: dimensions, factory: factory)
     }

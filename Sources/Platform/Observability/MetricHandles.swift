@@ -3,14 +3,17 @@ import Synchronization
 
 /// Metric handles made once per label set and kept: making a handle asks the factory (a lock and
 /// a lookup of the series); recording on a kept one is an atomic add.
+/// Inlinable, so that each caller's lookup is specialized for its key type: unspecialized, the
+/// dictionary's hashing and the lock's closure go through generic metadata on every request.
 public final class MetricHandles<Key: Hashable & Sendable, Handles: Sendable>: Sendable {
-    private let cache = Mutex<[Key: Handles]>([:])
-    private let make: @Sendable (Key) -> Handles
+    @usableFromInline let cache = Mutex<[Key: Handles]>([:])
+    @usableFromInline let make: @Sendable (Key) -> Handles
 
     public init(_ make: @escaping @Sendable (Key) -> Handles) {
         self.make = make
     }
 
+    @inlinable
     public subscript(key: Key) -> Handles {
         cache.withLock { cache in
             if let handles = cache[key] { return handles }
@@ -25,13 +28,14 @@ public final class MetricHandles<Key: Hashable & Sendable, Handles: Sendable>: S
 /// Labels whose values come from configuration (providers, models) stay bounded even if a
 /// mistake lets a client's text through.
 public final class BoundedLabelValues: Sendable {
-    private let seen = Mutex<Set<String>>([])
-    private let limit: Int
+    @usableFromInline let seen = Mutex<Set<String>>([])
+    @usableFromInline let limit: Int
 
     public init(limit: Int = 200) {
         self.limit = limit
     }
 
+    @inlinable
     public func value(_ candidate: String) -> String {
         guard !candidate.isEmpty else { return "none" }
         guard candidate.utf8.count <= 120 else { return "other" }
@@ -50,13 +54,15 @@ extension Duration {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 
-    var nanoseconds: Int64 {
+    @inlinable
+    public var nanoseconds: Int64 {
         components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }
 
 extension CoreMetrics.Timer {
     /// Records the time since `start`.
+    @inlinable
     public func recordSince(_ start: ContinuousClock.Instant) {
         recordNanoseconds((ContinuousClock.now - start).nanoseconds)
     }
