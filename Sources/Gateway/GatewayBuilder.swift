@@ -109,6 +109,7 @@ public func buildGateway(
     let aiSettings = ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
     // Outermost, the telemetry sees the call as the gateway waits for it.
     let interceptors: [any ClientInterceptor] = [TelemetryClientInterceptor(telemetry: telemetry), RequestScopeClientInterceptor()]
+    let callMetrics = ClientCallMetrics(telemetry: telemetry)
     var connections: [any Service] = []
     let users: any Grpc_User_V1_UserService.ClientProtocol
     // Instances that fail or stop serving leave each client's rotation (the health monitors
@@ -124,11 +125,11 @@ public func buildGateway(
     switch userService {
     case .network(let endpoints):
         let ejecting = userEjection.map { endpoints.ejecting($0) } ?? endpoints
-        let client = try ServiceClientFactory.make(ejecting, settings: userSettings, interceptors: clientInterceptors(userEjection))
+        let client = try ServiceClientFactory.make(ejecting, settings: userSettings, interceptors: clientInterceptors(userEjection), metrics: callMetrics)
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: userSettings, interceptors: interceptors)
+        let client = ServiceClientFactory.make(link, settings: userSettings, interceptors: interceptors, metrics: callMetrics)
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     }
@@ -136,11 +137,11 @@ public func buildGateway(
     switch aiService {
     case .network(let endpoints):
         let ejecting = aiEjection.map { endpoints.ejecting($0) } ?? endpoints
-        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: clientInterceptors(aiEjection))
+        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: clientInterceptors(aiEjection), metrics: callMetrics)
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: interceptors)
+        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: interceptors, metrics: callMetrics)
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     }

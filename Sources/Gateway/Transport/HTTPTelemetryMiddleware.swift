@@ -113,6 +113,12 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
             finish(route, status, requestId, 0, nil)
             return response
         }
+        // A body of known length is one buffer written right after this returns: counted as
+        // it is. A stream is followed to its end.
+        if let length = response.body.contentLength {
+            finish(route, status, requestId, length, nil)
+            return response
+        }
         response.body = response.body.counted { bytes, failed in
             finish(route, status, requestId, bytes, failed ? "response write failed" : nil)
         }

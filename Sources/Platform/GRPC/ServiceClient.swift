@@ -28,7 +28,8 @@ public enum ServiceClientFactory {
     public static func make(
         _ endpoints: ServiceEndpoints,
         settings: ServiceClientSettings = ServiceClientSettings(),
-        interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()]
+        interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()],
+        metrics: ClientCallMetrics? = nil
     ) throws -> GRPCClient<ServiceClientTransport<HTTP2ClientTransport.Posix>> {
         var resolvers = NameResolverRegistry.defaults
         resolvers.registerFactory(ServiceEndpointsResolverFactory())
@@ -50,7 +51,7 @@ public enum ServiceClientFactory {
             resolverRegistry: resolvers,
             serviceConfig: serviceConfig
         )
-        return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout), interceptors: interceptors)
+        return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout, metrics: metrics), interceptors: interceptors)
     }
 
     /// A client of a service in this process: the same interceptors and deadlines, no sockets.
@@ -58,10 +59,13 @@ public enum ServiceClientFactory {
     public static func make(
         _ link: InProcessServiceLink,
         settings: ServiceClientSettings = ServiceClientSettings(),
-        interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()]
+        interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()],
+        metrics: ClientCallMetrics? = nil
     ) -> GRPCClient<ServiceClientTransport<InProcessTransport.Client>> {
         GRPCClient(
-            transport: ServiceClientTransport(link.transport.client, callTimeout: settings.callTimeout, inProcessCalls: link.calls),
+            transport: ServiceClientTransport(
+                link.transport.client, callTimeout: settings.callTimeout, inProcessCalls: link.calls, metrics: metrics
+            ),
             interceptors: interceptors
         )
     }

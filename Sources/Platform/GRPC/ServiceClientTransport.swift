@@ -23,12 +23,19 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
     private let callTimeout: Duration
     private let deadlines: DeadlineWheel
     private let inProcessCalls: InProcessCalls?
+    /// Each call's status and duration (`rpc_client_*`), read from the stream this transport
+    /// already watches: no interceptor wrapping the response for it.
+    private let metrics: ClientCallMetrics?
 
-    public init(_ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(), inProcessCalls: InProcessCalls? = nil) {
+    public init(
+        _ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(), inProcessCalls: InProcessCalls? = nil,
+        metrics: ClientCallMetrics? = nil
+    ) {
         self.base = base
         self.callTimeout = callTimeout
         self.deadlines = deadlines
         self.inProcessCalls = inProcessCalls
+        self.metrics = metrics
     }
 
     public var retryThrottle: RetryThrottle? { base.retryThrottle }
@@ -54,10 +61,15 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
         options: CallOptions,
         _ closure: (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
-        try await base.withStream(descriptor: descriptor, options: options) { stream, context in
+        let started = ContinuousClock.now
+        return try await base.withStream(descriptor: descriptor, options: options) { stream, context in
             let call = inProcessCalls?.open()
             let watch = StreamDeadline<Bytes>(
-                outbound: stream.outbound, timeout: callTimeout, method: descriptor, inProcessCall: call, calls: inProcessCalls
+                outbound: stream.outbound, timeout: callTimeout, method: descriptor, inProcessCall: call, calls: inProcessCalls,
+                report: metrics.map { metrics in
+                    let peer = context.remotePeer
+                    return { code in metrics.record(method: descriptor, peer: peer, code: code, started: started) }
+                }
             )
             let ticket = deadlines.schedule(after: callTimeout) { await watch.expire() }
             defer {
@@ -91,22 +103,32 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
     private let outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable
     private let inProcessCall: InProcessCalls.CallID?
     private let calls: InProcessCalls?
+    /// Told the call's outcome once (nil: OK).
+    private let report: (@Sendable (RPCError.Code?) -> Void)?
+    private let reported = Atomic<Bool>(false)
     let error: RPCError
 
     init(
         outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable, timeout: Duration, method: MethodDescriptor,
-        inProcessCall: InProcessCalls.CallID?, calls: InProcessCalls?
+        inProcessCall: InProcessCalls.CallID?, calls: InProcessCalls?, report: (@Sendable (RPCError.Code?) -> Void)? = nil
     ) {
         self.outbound = outbound
         self.inProcessCall = inProcessCall
         self.calls = calls
+        self.report = report
         self.error = RPCError(code: .deadlineExceeded, message: "\(method.fullyQualifiedMethod) did not finish within its deadline of \(timeout)")
     }
 
     var hasExpired: Bool { phase.load(ordering: .acquiring) == .expired }
 
-    func sawStatus() {
+    func sawStatus(_ code: Status.Code) {
         statusArrived.store(true, ordering: .releasing)
+        reportOnce(RPCError.Code(code))
+    }
+
+    func reportOnce(_ code: RPCError.Code?) {
+        guard let report, !reported.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        report(code)
     }
 
     /// Fails the stream (the transport then resets it), unless the call is already over.
@@ -118,6 +140,8 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
 
     /// The call is over; in process, a server still at work on it is told to stop.
     func close() {
+        // Ended without a status: the caller left, or the stream failed before one came.
+        reportOnce(hasExpired ? .deadlineExceeded : .cancelled)
         _ = phase.compareExchange(expected: .open, desired: .closed, ordering: .acquiringAndReleasing)
         if let inProcessCall { calls?.end(inProcessCall, completed: statusArrived.load(ordering: .acquiring)) }
     }
@@ -146,15 +170,20 @@ private struct DeadlineInbound<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequ
             do {
                 let part = try await base.next()
                 if case .status(let status, _)? = part {
-                    deadline.sawStatus()
                     if status.code != .ok, deadline.hasExpired {
+                        deadline.sawStatus(.deadlineExceeded)
                         finished = true
                         return .status(Status(code: .deadlineExceeded, message: deadline.error.message), [:])
                     }
+                    deadline.sawStatus(status.code)
                 }
                 return part
             } catch {
-                if deadline.hasExpired { throw deadline.error }
+                if deadline.hasExpired {
+                    deadline.reportOnce(.deadlineExceeded)
+                    throw deadline.error
+                }
+                deadline.reportOnce((error as? RPCError)?.code ?? .unknown)
                 throw error
             }
         }

@@ -3,17 +3,14 @@ import GRPCCore
 import Synchronization
 import Tracing
 
-/// A client's calls as metrics (`rpc_client_duration_seconds`, `rpc_client_calls_total` by
-/// service, method, status code and instance) and as client spans whose context travels to the
-/// server in the call's metadata (`traceparent`).
+/// A client's calls as client spans whose context travels to the server in the call's metadata
+/// (`traceparent`). The calls' metrics are kept by the transport (`ClientCallMetrics`), which
+/// sees each call's status without wrapping its response; with tracing off this does nothing.
 public struct TelemetryClientInterceptor: ClientInterceptor {
     private let telemetry: Telemetry
-    private let handles: MetricHandles<CallLabels, CallHandles>
 
     public init(telemetry: Telemetry) {
         self.telemetry = telemetry
-        let factory = telemetry.metrics
-        handles = MetricHandles { labels in CallHandles(side: "client", labels: labels, factory: factory) }
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -21,27 +18,17 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
         context: ClientContext,
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
-        let started = ContinuousClock.now
-        let peer = context.remotePeer
+        guard telemetry.isTracing else { return try await next(request, context) }
         let descriptor = context.descriptor
-        let record: @Sendable (RPCError.Code?) -> Void = { code in
-            let handles = self.handles[CallLabels(method: descriptor, code: code, peer: peer)]
-            handles.calls.increment()
-            handles.duration.recordSince(started)
-        }
-        guard telemetry.isTracing else {
-            return try await Self.measured(request: request, context: context, next: next, record: record)
-        }
         let span = telemetry.tracer.startSpan(descriptor.fullyQualifiedMethod, ofKind: .client)
         span.attributes["rpc.system"] = "grpc"
         span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
         span.attributes["rpc.method"] = descriptor.method
-        span.attributes["server.address"] = Self.instance(peer)
+        span.attributes["server.address"] = Self.instance(context.remotePeer)
         var request = request
         telemetry.tracer.inject(span.context, into: &request.metadata, using: MetadataInjector())
         let traced = request
         let ended: @Sendable (RPCError.Code?) -> Void = { code in
-            record(code)
             span.attributes["rpc.grpc.status_code"] = Int(code.map { Int($0.rawValue) } ?? 0)
             if let code { span.setStatus(SpanStatus(code: .error, message: "\(code)")) }
             span.end()
@@ -168,6 +155,23 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
             }
             return StreamingServerResponse(accepted: .success(wrapped))
         }
+    }
+}
+
+/// `rpc_client_duration_seconds` and `rpc_client_calls_total` by service, method, status code and
+/// instance, recorded by `ServiceClientTransport` as each call ends.
+public final class ClientCallMetrics: Sendable {
+    private let handles: MetricHandles<CallLabels, CallHandles>
+
+    public init(telemetry: Telemetry) {
+        let factory = telemetry.metrics
+        handles = MetricHandles { labels in CallHandles(side: "client", labels: labels, factory: factory) }
+    }
+
+    func record(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant) {
+        let call = handles[CallLabels(method: method, code: code, peer: peer)]
+        call.calls.increment()
+        call.duration.recordSince(started)
     }
 }
 
