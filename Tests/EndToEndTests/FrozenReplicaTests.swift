@@ -54,7 +54,7 @@ struct FrozenReplicaTests {
         let succeeded = calls.filter(\.ok).count
         #expect(Double(succeeded) >= 0.95 * Double(calls.count), "\(succeeded) of \(calls.count) succeeded")
         let ejected = try #require(ejectedAt, "the gateway's health never named the frozen instance")
-        #expect(ejected - frozen < .seconds(5), "named after \(ejected - frozen)")
+        #expect(ejected - frozen < .seconds(8), "named after \(ejected - frozen)")
         let after = calls.filter { $0.started > ejected }
         #expect(after.count >= 10, "calls kept flowing after the ejection: \(after.count)")
         let slowest = after.map(\.took).max() ?? .zero

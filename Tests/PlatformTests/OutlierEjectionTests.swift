@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportCore
 import Logging
+import Synchronization
 import Testing
 @testable import Platform
 
@@ -29,20 +30,29 @@ struct OutlierEjectionTests {
     }
 
     @Test("the ejection ends after its time and doubles while the instance keeps failing")
-    func growingBackoff() async throws {
-        let ejection = ejection(.init(consecutiveFailures: 1, baseEjection: .seconds(1), maxEjection: .seconds(10)))
+    func growingBackoff() {
+        let clock = ManualClock()
+        let ejection = OutlierEjection(
+            service: "user-service", policy: .init(consecutiveFailures: 1, baseEjection: .seconds(1), maxEjection: .seconds(3)),
+            logger: Logger(label: "test"), now: { clock.now }
+        )
         ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
         #expect(ejection.isEjected("10.0.0.1:9101"))
-        try await Task.sleep(for: .milliseconds(1500))
+        clock.advance(.milliseconds(1100))
         #expect(!ejection.isEjected("10.0.0.1:9101"), "back after a second")
         ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)  // fails again: two seconds now
-        try await Task.sleep(for: .milliseconds(1500))
+        clock.advance(.milliseconds(1900))
         #expect(ejection.isEjected("10.0.0.1:9101"), "the second ejection lasts longer")
-        try await Task.sleep(for: .milliseconds(1000))
+        clock.advance(.milliseconds(200))
         #expect(!ejection.isEjected("10.0.0.1:9101"))
+        ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)  // a third: four seconds, capped at three
+        clock.advance(.milliseconds(2900))
+        #expect(ejection.isEjected("10.0.0.1:9101"))
+        clock.advance(.milliseconds(200))
+        #expect(!ejection.isEjected("10.0.0.1:9101"), "at most the maximum")
         ejection.recordCall(address: "10.0.0.1:9101", code: nil)  // a success: the next ejection is short again
         ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
-        try await Task.sleep(for: .milliseconds(1500))
+        clock.advance(.milliseconds(1100))
         #expect(!ejection.isEjected("10.0.0.1:9101"))
     }
 
@@ -74,5 +84,16 @@ struct OutlierEjectionTests {
         #expect(try await names.next()?.endpoints == [Endpoint(addresses: [b])])
         ejection.recordHealth(address: "10.0.0.1:9101", serving: true)
         #expect(try await names.next()?.endpoints == [Endpoint(addresses: [a]), Endpoint(addresses: [b])])
+    }
+}
+
+/// Time that moves only when told.
+final class ManualClock: Sendable {
+    private let current = Mutex(ContinuousClock.now)
+
+    var now: ContinuousClock.Instant { current.withLock { $0 } }
+
+    func advance(_ duration: Duration) {
+        current.withLock { $0 += duration }
     }
 }

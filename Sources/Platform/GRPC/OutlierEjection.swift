@@ -44,11 +44,17 @@ public final class OutlierEjection: Sendable {
     private let state = Mutex(State())
     private let logger: Logger
     private let ejectionCount: MetricHandles<String, Counter>
+    /// The time ejections are measured in (a manual clock in tests).
+    private let now: @Sendable () -> ContinuousClock.Instant
 
-    public init(service: String, policy: Policy = Policy(), telemetry: Telemetry? = nil, logger: Logger) {
+    public init(
+        service: String, policy: Policy = Policy(), telemetry: Telemetry? = nil, logger: Logger,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    ) {
         self.service = service
         self.policy = policy
         self.logger = logger
+        self.now = now
         let factory = (telemetry ?? .disabled(component: service)).metrics
         ejectionCount = MetricHandles { reason in
             Counter(label: "aisaas_service_instance_ejections_total", dimensions: [("service", service), ("reason", reason)], factory: factory)
@@ -63,7 +69,7 @@ public final class OutlierEjection: Sendable {
             var instance = state.instances[address] ?? Instance()
             if failed {
                 instance.consecutiveFailures += 1
-                let now = ContinuousClock.now
+                let now = self.now()
                 let alreadyOut = instance.ejectedUntil.map { $0 > now } ?? false
                 if instance.consecutiveFailures >= policy.consecutiveFailures, !alreadyOut {
                     let factor = 1 << min(instance.ejections, 20)
@@ -76,7 +82,7 @@ public final class OutlierEjection: Sendable {
             } else {
                 // Any answer from the instance, an error included, shows it alive.
                 instance.consecutiveFailures = 0
-                if instance.ejectedUntil.map({ $0 <= ContinuousClock.now }) ?? true { instance.ejections = 0 }
+                if instance.ejectedUntil.map({ $0 <= self.now() }) ?? true { instance.ejections = 0 }
             }
             state.instances[address] = instance
         }
@@ -110,7 +116,7 @@ public final class OutlierEjection: Sendable {
     }
 
     public func isEjected(_ address: String) -> Bool {
-        let now = ContinuousClock.now
+        let now = self.now()
         return state.withLock { state in
             guard let instance = state.instances[address] else { return false }
             return instance.unhealthy || (instance.ejectedUntil.map { $0 > now } ?? false)
