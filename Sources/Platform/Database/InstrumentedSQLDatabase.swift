@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import SQLKit
+import Synchronization
 import Tracing
 
 /// How a service's database reports its statements: a duration histogram by statement kind and
@@ -66,6 +67,52 @@ public struct DatabaseInstrumentation: Sendable {
             errors[operation].increment()
             throw error
         }
+    }
+
+    /// One statement, labelled by what the driver serialized (`DescribedStatement`): its kind and
+    /// table are known once it has run, and the span is named then.
+    func measureStatement<T>(
+        _ statement: StatementDescription, holdsConnection: Bool, _ body: () async throws -> T
+    ) async throws -> T {
+        let started = ContinuousClock.now
+        if holdsConnection { usage.began() }
+        defer { if holdsConnection { usage.ended() } }
+        let span = telemetry.isTracing ? telemetry.tracer.startSpan("statement", ofKind: .client) : nil
+        func labels() -> StatementLabels {
+            let (operation, table) = statement.labels
+            return StatementLabels(operation: operation, table: table.isEmpty ? "" : tables.value(table))
+        }
+        do {
+            let result: T
+            if let span {
+                result = try await InstrumentationContext.$current.withValue(span.context) { try await body() }
+            } else {
+                result = try await body()
+            }
+            let labels = labels()
+            durations[labels].recordSince(started)
+            if let span { name(span, labels) }
+            return result
+        } catch {
+            let labels = labels()
+            durations[labels].recordSince(started)
+            errors[labels.operation].increment()
+            if let span {
+                name(span, labels)
+                span.attributes["error.type"] = String(describing: type(of: error))
+                span.setStatus(SpanStatus(code: .error))
+            }
+            throw error
+        }
+    }
+
+    private func name(_ span: any Span, _ labels: StatementLabels) {
+        span.operationName = labels.table.isEmpty ? labels.operation : "\(labels.operation) \(labels.table)"
+        span.attributes["db.system.name"] = system
+        span.attributes["db.operation.name"] = labels.operation
+        if !labels.table.isEmpty { span.attributes["db.collection.name"] = labels.table }
+        if !namespace.isEmpty { span.attributes["db.namespace"] = namespace }
+        span.end()
     }
 
     /// `measure` for FluentKit's future-returning calls. `holdsConnection` is false for calls
@@ -181,6 +228,34 @@ struct SQLWords: IteratorProtocol {
     }
 }
 
+/// What a statement turned out to be, read from the text the driver serialized.
+final class StatementDescription: Sendable {
+    private let described = Mutex<(operation: String, table: String)?>(nil)
+
+    func record(_ sql: String) {
+        let labels = DatabaseInstrumentation.describe(sql)
+        described.withLock { $0 = labels }
+    }
+
+    /// `UNKNOWN` for a statement that failed before the driver serialized it.
+    var labels: (operation: String, table: String) {
+        described.withLock { $0 } ?? ("UNKNOWN", "")
+    }
+}
+
+/// A statement that notes its own text as the driver serializes it, so that it is serialized
+/// once, by the driver, and still labelled (the labels need the text; values are bound apart).
+struct DescribedStatement: SQLExpression {
+    let base: any SQLExpression
+    let description: StatementDescription
+
+    func serialize(to serializer: inout SQLSerializer) {
+        let start = serializer.sql.endIndex
+        base.serialize(to: &serializer)
+        description.record(String(serializer.sql[start...]))
+    }
+}
+
 struct StatementLabels: Hashable, Sendable {
     var operation: String
     var table: String
@@ -203,9 +278,9 @@ struct InstrumentedSQLDatabase: SQLDatabase {
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
-        let (operation, table) = DatabaseInstrumentation.describe(base.serialize(query).sql)
-        try await instrumentation.measure(operation: operation, table: table, holdsConnection: holdsConnection) {
-            try await base.execute(sql: query, onRow)
+        let statement = StatementDescription()
+        try await instrumentation.measureStatement(statement, holdsConnection: holdsConnection) {
+            try await base.execute(sql: DescribedStatement(base: query, description: statement), onRow)
         }
     }
 
