@@ -1,6 +1,8 @@
 import GRPCCore
 import GRPCNIOTransportCore
 import Logging
+import Prometheus
+import Tracing
 import Synchronization
 import Testing
 @testable import Platform
@@ -16,7 +18,11 @@ struct OutlierEjectionTests {
 
     @Test("consecutive UNAVAILABLE or DEADLINE_EXCEEDED eject an instance; any answer in between resets the count")
     func consecutiveFailures() {
-        let ejection = ejection(.init(consecutiveFailures: 3, baseEjection: .seconds(60)))
+        let registry = PrometheusCollectorRegistry()
+        let telemetry = Telemetry(component: "test", metrics: ObservabilityRuntime.prometheusFactory(registry), tracer: NoOpTracer())
+        let ejection = OutlierEjection(
+            service: "user-service", policy: .init(consecutiveFailures: 3, baseEjection: .seconds(60)), telemetry: telemetry, logger: Logger(label: "test")
+        )
         ejection.recordCall(address: "10.0.0.1:9101", code: .unavailable)
         ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded)
         ejection.recordCall(address: "10.0.0.1:9101", code: .notFound)  // the instance answered
@@ -27,6 +33,9 @@ struct OutlierEjectionTests {
         ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded)
         #expect(ejection.isEjected("10.0.0.1:9101"))
         #expect(ejection.filter([a, b]) == [b])
+        var exposition: [UInt8] = []
+        registry.emit(into: &exposition)
+        #expect(String(decoding: exposition, as: UTF8.self).contains(#"aisaas_service_instance_ejections_total{component="test",service="user-service",reason="failures"} 1"#))
     }
 
     @Test("the ejection ends after its time and doubles while the instance keeps failing")
