@@ -5,6 +5,11 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+stop_running() {  # every process in `running`
+    for pid in "${running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${running[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
 stop_process() {  # pid
     kill -TERM "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true

@@ -36,8 +36,7 @@ work=$(mktemp -d /tmp/aisaas-bench-ai.XXXXXX)
 pg_dir=""
 running=()
 cleanup() {
-    for pid in "${running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${running[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_running
     if [ -n "$pg_dir" ]; then
         scripts/test-postgres.sh stop "$pg_dir" 2>/dev/null
         rm -rf "$pg_dir"

@@ -43,8 +43,7 @@ commit=$(git rev-parse --short HEAD)
 work=$(mktemp -d /tmp/aisaas-bench-obs.XXXXXX)
 running=()
 cleanup() {
-    for pid in "${running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${running[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_running
     rm -rf "$work"
 }
 trap cleanup EXIT

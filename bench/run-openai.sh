@@ -35,8 +35,7 @@ bin="$(swift build -c release "${scratch[@]}" --show-bin-path)"
 work=$(mktemp -d /tmp/aisaas-bench-openai.XXXXXX)
 running=()
 cleanup() {
-    for pid in "${running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${running[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_running
     rm -rf "$work"
 }
 trap cleanup EXIT

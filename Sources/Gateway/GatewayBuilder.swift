@@ -119,17 +119,17 @@ public func buildGateway(
         return OutlierEjection(service: endpoints.name, policy: settings.outlierPolicy, telemetry: telemetry, logger: logger)
     }
     let userEjection = ejection(userService), aiEjection = ejection(aiService)
-    func clientInterceptors(_ ejection: OutlierEjection?) -> [any ClientInterceptor] {
-        interceptors + (ejection.map { [OutlierClientInterceptor($0)] } ?? [])
+    func observers(_ ejection: OutlierEjection?) -> [any ClientCallObserver] {
+        [callMetrics] + (ejection.map { [$0] } ?? [])
     }
     switch userService {
     case .network(let endpoints):
         let ejecting = userEjection.map { endpoints.ejecting($0) } ?? endpoints
-        let client = try ServiceClientFactory.make(ejecting, settings: userSettings, interceptors: clientInterceptors(userEjection), metrics: callMetrics)
+        let client = try ServiceClientFactory.make(ejecting, settings: userSettings, interceptors: interceptors, observers: observers(userEjection))
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: userSettings, interceptors: interceptors, metrics: callMetrics)
+        let client = ServiceClientFactory.make(link, settings: userSettings, interceptors: interceptors, observers: [callMetrics])
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     }
@@ -137,11 +137,11 @@ public func buildGateway(
     switch aiService {
     case .network(let endpoints):
         let ejecting = aiEjection.map { endpoints.ejecting($0) } ?? endpoints
-        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: clientInterceptors(aiEjection), metrics: callMetrics)
+        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: interceptors, observers: observers(aiEjection))
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: interceptors, metrics: callMetrics)
+        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: interceptors, observers: [callMetrics])
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     }

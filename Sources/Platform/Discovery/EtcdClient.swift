@@ -132,11 +132,7 @@ public final class EtcdClient: RegistryStore {
     }
 
     private func callOnce(_ endpoint: String, _ path: String, _ body: [String: Any], retryingAuth: Bool) async throws -> [String: Any] {
-        var request = HTTPClientRequest(url: endpoint + path)
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        if let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
-        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        let request = try await post(endpoint, path, body, authorized: true)
         let response = try await http.execute(request, timeout: .seconds(5))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] ?? [:]
@@ -154,11 +150,7 @@ public final class EtcdClient: RegistryStore {
     /// A streaming call: `handle` gets each JSON object of the answer as it arrives.
     private func stream(_ path: String, _ body: [String: Any], handle: ([String: Any]) throws -> Void) async throws {
         let endpoint = endpoints[preferred.load(ordering: .relaxed) % max(1, endpoints.count)]
-        var request = HTTPClientRequest(url: endpoint + path)
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        if let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
-        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        let request = try await post(endpoint, path, body, authorized: true)
         // A watch lasts; the watcher starts a new one when this one ends.
         let response = try await http.execute(request, timeout: .hours(1))
         guard response.status == .ok else { throw EtcdError("watch: HTTP \(response.status.code)", fromServer: true) }
@@ -179,12 +171,20 @@ public final class EtcdClient: RegistryStore {
         }
     }
 
+    /// A JSON POST to the gateway, with the auth token when `authorized` and there are credentials.
+    private func post(_ endpoint: String, _ path: String, _ body: [String: Any], authorized: Bool) async throws -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: endpoint + path)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        if authorized, let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
+        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        return request
+    }
+
     private func authToken(_ endpoint: String) async throws -> String? {
         guard let credentials else { return nil }
         if let token = token.withLock({ $0 }) { return token }
-        var request = HTTPClientRequest(url: endpoint + "/v3/auth/authenticate")
-        request.method = .POST
-        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: ["name": credentials.user, "password": credentials.password])))
+        let request = try await post(endpoint, "/v3/auth/authenticate", ["name": credentials.user, "password": credentials.password], authorized: false)
         let response = try await http.execute(request, timeout: .seconds(5))
         let bytes = try await response.body.collect(upTo: 1 << 20)
         let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] ?? [:]

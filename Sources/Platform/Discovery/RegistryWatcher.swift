@@ -77,15 +77,13 @@ public final class RegistryWatcher: Service, Sendable {
     private struct State {
         var instances: [String: RegisteredInstance] = [:]  // by key
         var status = RegistryStatus(reachable: false, detail: "not read yet", instances: 0)
-        var subscribers: [Int: AsyncStream<Void>.Continuation] = [:]
-        var nextSubscriber = 0
     }
 
     public let prefix: String
     private let store: any RegistryStore
     private let logger: Logger
     private let state = Mutex(State())
-    private let firstRead = AsyncSignal()
+    private let changed = ChangeSignal()
 
     public init(store: any RegistryStore, prefix: String, logger: Logger) {
         self.store = store
@@ -106,32 +104,14 @@ public final class RegistryWatcher: Service, Sendable {
         state.withLock { state in state.instances.values.sorted { ($0.service, $0.id) < ($1.service, $1.id) } }
     }
 
-    /// Waits until the first read of the registry succeeded, or `timeout` passed.
-    public func waitForFirstRead(timeout: Duration) async {
-        await firstRead.wait(timeout: timeout)
-    }
-
     /// A signal after every change of the set (and once at once).
     public func changes() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        continuation.yield()
-        let id = state.withLock { state in
-            defer { state.nextSubscriber += 1 }
-            state.subscribers[state.nextSubscriber] = continuation
-            return state.nextSubscriber
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
+        changed.stream(signalNow: true)
     }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown { await self.follow() }
-        state.withLock { state in
-            for continuation in state.subscribers.values { continuation.finish() }
-            state.subscribers = [:]
-        }
+        changed.finish()
     }
 
     private func follow() async {
@@ -140,7 +120,6 @@ public final class RegistryWatcher: Service, Sendable {
             do {
                 let (entries, revision) = try await store.range(prefix: prefix + "/services/")
                 replace(with: entries)
-                firstRead.signal()
                 backoff = .milliseconds(200)
                 for try await changes in store.watch(prefix: prefix + "/services/", after: revision) {
                     apply(changes)
@@ -194,26 +173,10 @@ public final class RegistryWatcher: Service, Sendable {
         }
     }
 
-    /// Changes the state and tells the subscribers.
+    /// Changes the state and tells the listeners.
     private func update<T>(_ body: (inout State) -> T) -> T {
-        let (result, subscribers) = state.withLock { state in (body(&state), Array(state.subscribers.values)) }
-        for subscriber in subscribers { subscriber.yield() }
+        let result = state.withLock { state in body(&state) }
+        changed.signal()
         return result
-    }
-}
-
-/// A one-time signal that tasks can wait for (startup only: waiting polls).
-final class AsyncSignal: Sendable {
-    private let signalled = Atomic<Bool>(false)
-
-    func signal() {
-        signalled.store(true, ordering: .releasing)
-    }
-
-    func wait(timeout: Duration) async {
-        let deadline = ContinuousClock.now + timeout
-        while !signalled.load(ordering: .acquiring), ContinuousClock.now < deadline, !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
     }
 }

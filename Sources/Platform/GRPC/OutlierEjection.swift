@@ -13,7 +13,7 @@ import Synchronization
 ///    most `maxEjection`.
 /// Never every instance: when all would be out, all stay in (better a call that may fail than a
 /// call that cannot be made).
-public final class OutlierEjection: Sendable {
+public final class OutlierEjection: ClientCallObserver {
     public struct Policy: Sendable, Equatable {
         public var consecutiveFailures: Int
         public var baseEjection: Duration
@@ -35,13 +35,12 @@ public final class OutlierEjection: Sendable {
 
     private struct State {
         var instances: [String: Instance] = [:]
-        var subscribers: [Int: AsyncStream<Void>.Continuation] = [:]
-        var nextSubscriber = 0
     }
 
     public let service: String
     public let policy: Policy
     private let state = Mutex(State())
+    private let changeSignal = ChangeSignal()
     private let logger: Logger
     private let ejectionCount: MetricHandles<String, Counter>
     /// The time ejections are measured in (a manual clock in tests).
@@ -61,7 +60,11 @@ public final class OutlierEjection: Sendable {
         }
     }
 
-    /// `address` as the client's `ClientContext.remotePeer` or the health monitor names it (`host:port`).
+    public func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant) {
+        recordCall(address: TelemetryClientInterceptor.instance(peer), code: code)
+    }
+
+    /// `address` as the health monitor names it (`host:port`).
     public func recordCall(address: String, code: RPCError.Code?) {
         let failed = code == .unavailable || code == .deadlineExceeded
         var ejectedFor: Duration?
@@ -131,20 +134,11 @@ public final class OutlierEjection: Sendable {
 
     /// A signal at every ejection and return.
     public func changes() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state in
-            defer { state.nextSubscriber += 1 }
-            state.subscribers[state.nextSubscriber] = continuation
-            return state.nextSubscriber
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
+        changeSignal.stream()
     }
 
     private func changed() {
-        for subscriber in state.withLock({ Array($0.subscribers.values) }) { subscriber.yield() }
+        changeSignal.signal()
     }
 }
 
@@ -179,27 +173,6 @@ extension ServiceEndpoints {
             }
         ) {
             ejection.filter(try await base.addresses())
-        }
-    }
-}
-
-/// Tells an `OutlierEjection` how each call to an instance ended.
-public struct OutlierClientInterceptor: ClientInterceptor {
-    let ejection: OutlierEjection
-
-    public init(_ ejection: OutlierEjection) {
-        self.ejection = ejection
-    }
-
-    public func intercept<Input: Sendable, Output: Sendable>(
-        request: StreamingClientRequest<Input>,
-        context: ClientContext,
-        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
-    ) async throws -> StreamingClientResponse<Output> {
-        let address = TelemetryClientInterceptor.instance(context.remotePeer)
-        let ejection = self.ejection
-        return try await TelemetryClientInterceptor.measured(request: request, context: context, next: next) { code in
-            ejection.recordCall(address: address, code: code)
         }
     }
 }

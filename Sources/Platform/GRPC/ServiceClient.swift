@@ -29,7 +29,7 @@ public enum ServiceClientFactory {
         _ endpoints: ServiceEndpoints,
         settings: ServiceClientSettings = ServiceClientSettings(),
         interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()],
-        metrics: ClientCallMetrics? = nil
+        observers: [any ClientCallObserver] = []
     ) throws -> GRPCClient<ServiceClientTransport<HTTP2ClientTransport.Posix>> {
         var resolvers = NameResolverRegistry.defaults
         resolvers.registerFactory(ServiceEndpointsResolverFactory())
@@ -51,7 +51,7 @@ public enum ServiceClientFactory {
             resolverRegistry: resolvers,
             serviceConfig: serviceConfig
         )
-        return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout, metrics: metrics), interceptors: interceptors)
+        return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout, observers: observers), interceptors: interceptors)
     }
 
     /// A client of a service in this process: the same interceptors and deadlines, no sockets.
@@ -60,11 +60,11 @@ public enum ServiceClientFactory {
         _ link: InProcessServiceLink,
         settings: ServiceClientSettings = ServiceClientSettings(),
         interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()],
-        metrics: ClientCallMetrics? = nil
+        observers: [any ClientCallObserver] = []
     ) -> GRPCClient<ServiceClientTransport<InProcessTransport.Client>> {
         GRPCClient(
             transport: ServiceClientTransport(
-                link.transport.client, callTimeout: settings.callTimeout, inProcessCalls: link.calls, metrics: metrics
+                link.transport.client, callTimeout: settings.callTimeout, inProcessCalls: link.calls, observers: observers
             ),
             interceptors: interceptors
         )

@@ -23,19 +23,19 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
     private let callTimeout: Duration
     private let deadlines: DeadlineWheel
     private let inProcessCalls: InProcessCalls?
-    /// Each call's status and duration (`rpc_client_*`), read from the stream this transport
+    /// Told each call's outcome (metrics, outlier ejection), read from the stream this transport
     /// already watches: no interceptor wrapping the response for it.
-    private let metrics: ClientCallMetrics?
+    private let observers: [any ClientCallObserver]
 
     public init(
         _ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(), inProcessCalls: InProcessCalls? = nil,
-        metrics: ClientCallMetrics? = nil
+        observers: [any ClientCallObserver] = []
     ) {
         self.base = base
         self.callTimeout = callTimeout
         self.deadlines = deadlines
         self.inProcessCalls = inProcessCalls
-        self.metrics = metrics
+        self.observers = observers
     }
 
     public var retryThrottle: RetryThrottle? { base.retryThrottle }
@@ -56,6 +56,17 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
         base.config(forMethod: descriptor)
     }
 
+    /// What tells the observers how a call ended; nil without observers.
+    private func reporter(
+        _ descriptor: MethodDescriptor, peer: String, started: ContinuousClock.Instant
+    ) -> (@Sendable (RPCError.Code?) -> Void)? {
+        guard !observers.isEmpty else { return nil }
+        let observers = observers
+        return { code in
+            for observer in observers { observer.callEnded(method: descriptor, peer: peer, code: code, started: started) }
+        }
+    }
+
     public func withStream<T: Sendable>(
         descriptor: MethodDescriptor,
         options: CallOptions,
@@ -66,10 +77,7 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
             let call = inProcessCalls?.open()
             let watch = StreamDeadline<Bytes>(
                 outbound: stream.outbound, timeout: callTimeout, method: descriptor, inProcessCall: call, calls: inProcessCalls,
-                report: metrics.map { metrics in
-                    let peer = context.remotePeer
-                    return { code in metrics.record(method: descriptor, peer: peer, code: code, started: started) }
-                }
+                report: reporter(descriptor, peer: context.remotePeer, started: started)
             )
             let ticket = deadlines.schedule(after: callTimeout) { await watch.expire() }
             defer {

@@ -28,12 +28,7 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
         var request = request
         telemetry.tracer.inject(span.context, into: &request.metadata, using: MetadataInjector())
         let traced = request
-        let ended: @Sendable (RPCError.Code?) -> Void = { code in
-            span.attributes["rpc.grpc.status_code"] = Int(code.map { Int($0.rawValue) } ?? 0)
-            if let code { span.setStatus(SpanStatus(code: .error, message: "\(code)")) }
-            span.end()
-        }
-        return try await Self.measured(request: traced, context: context, next: next, record: ended)
+        return try await Self.measured(request: traced, context: context, next: next) { code in endRPCSpan(span, code) }
     }
 
     /// Runs the call and reports its final status once: at once for a failed call, when the last
@@ -107,9 +102,7 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
         span.attributes["rpc.method"] = descriptor.method
         let ended: @Sendable (RPCError.Code?) -> Void = { code in
             record(code)
-            span.attributes["rpc.grpc.status_code"] = Int(code.map { Int($0.rawValue) } ?? 0)
-            if let code { span.setStatus(SpanStatus(code: .error, message: "\(code)")) }
-            span.end()
+            endRPCSpan(span, code)
         }
         return try await InstrumentationContext.$current.withValue(span.context) {
             try await Self.measured(request: request, context: context, next: next, spanContext: span.context, record: ended)
@@ -158,9 +151,23 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
     }
 }
 
+/// Ends a client or server span with the call's status (nil: OK).
+func endRPCSpan(_ span: any Span, _ code: RPCError.Code?) {
+    span.attributes["rpc.grpc.status_code"] = Int(code.map { Int($0.rawValue) } ?? 0)
+    if let code { span.setStatus(SpanStatus(code: .error, message: "\(code)")) }
+    span.end()
+}
+
+/// Told how each call of a client ended, by `ServiceClientTransport`, which watches every call's
+/// status for its deadline anyway: metrics and outlier ejection need no interceptor of their own.
+public protocol ClientCallObserver: Sendable {
+    /// `peer` is the call's `remotePeer`; `code` nil for OK.
+    func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant)
+}
+
 /// `rpc_client_duration_seconds` and `rpc_client_calls_total` by service, method, status code and
-/// instance, recorded by `ServiceClientTransport` as each call ends.
-public final class ClientCallMetrics: Sendable {
+/// instance.
+public final class ClientCallMetrics: ClientCallObserver {
     private let handles: MetricHandles<CallLabels, CallHandles>
 
     public init(telemetry: Telemetry) {
@@ -168,7 +175,7 @@ public final class ClientCallMetrics: Sendable {
         handles = MetricHandles { labels in CallHandles(side: "client", labels: labels, factory: factory) }
     }
 
-    func record(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant) {
+    public func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant) {
         let call = handles[CallLabels(method: method, code: code, peer: peer)]
         call.calls.increment()
         call.duration.recordSince(started)
