@@ -11,10 +11,13 @@ public final class ProviderRegistry: Sendable {
     public let defaultName: String?
     private let providers: [String: any AIProvider]
     private let httpClient: HTTPClient?
+    /// Whether `shutdown()` closes `httpClient` (a registry made by `replaced(with:)` borrows it).
+    private let ownsClient: Bool
     private let isShutDown = Mutex(false)
+    private let make: (@Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider)?
 
     /// `tracer` puts the current trace context on each provider request (`traceparent`).
-    public init(settings: ProviderSettings, tracer: any Tracer = NoOpTracer(), logger: Logger, limits: ProviderLimits = ProviderLimits()) {
+    public convenience init(settings: ProviderSettings, tracer: any Tracer = NoOpTracer(), logger: Logger, limits: ProviderLimits = ProviderLimits()) {
         var configuration = HTTPClient.Configuration()
         // A redirect could carry the API key to another host.
         configuration.redirectConfiguration = .disallow
@@ -30,14 +33,32 @@ public final class ProviderRegistry: Sendable {
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.maxConnectionsPerHost
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 
+        let make: @Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider = { configuration, client in
+            OpenAICompatibleProvider(configuration: configuration, httpClient: client, logger: logger, limits: limits, tracer: tracer)
+        }
+        self.init(settings: settings, client: client, ownsClient: true, make: make)
+    }
+
+    private init(settings: ProviderSettings, client: HTTPClient, ownsClient: Bool, make: @escaping @Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider) {
         var providers: [String: any AIProvider] = [:]
         for provider in settings.providers {
-            providers[provider.name] = OpenAICompatibleProvider(configuration: provider, httpClient: client, logger: logger, limits: limits, tracer: tracer)
+            providers[provider.name] = make(provider, client)
         }
         self.providers = providers
         self.names = settings.providers.map(\.name)
         self.defaultName = settings.defaultProvider.flatMap { providers[$0] == nil ? nil : $0 }
         self.httpClient = client
+        self.ownsClient = ownsClient
+        self.make = make
+    }
+
+    /// The providers `settings` names, over this registry's HTTP client: a configuration change
+    /// (providers, base URLs, keys, models) without a new connection pool. The client's own
+    /// limits (`AI_MAX_PROVIDER_CONNECTIONS`, the longest timeouts) stay those of the start.
+    /// Nil for a registry of test doubles.
+    public func replaced(with settings: ProviderSettings) -> ProviderRegistry? {
+        guard let httpClient, let make else { return nil }
+        return ProviderRegistry(settings: settings, client: httpClient, ownsClient: false, make: make)
     }
 
     /// Providers made elsewhere (test doubles); `shutdown()` then has nothing to close.
@@ -52,6 +73,8 @@ public final class ProviderRegistry: Sendable {
         self.names = names
         self.defaultName = defaultName ?? (byName["openai"] == nil ? names.first : "openai")
         self.httpClient = nil
+        self.ownsClient = false
+        self.make = nil
     }
 
     public func provider(named name: String) -> (any AIProvider)? {
@@ -68,7 +91,7 @@ public final class ProviderRegistry: Sendable {
             defer { done = true }
             return !done
         }
-        guard first, let httpClient else { return }
+        guard first, ownsClient, let httpClient else { return }
         try await httpClient.shutdown()
     }
 }

@@ -17,7 +17,7 @@ public struct AISaaSCommand: AsyncParsableCommand {
             config file; the README lists every key. With no settings at all, `aisaas all` serves \
             on http://127.0.0.1:9000 and keeps its data under ./data.
             """,
-        subcommands: [All.self, GatewayCommand.self, UserServiceCommand.self, AIServiceCommand.self, Migrate.self, Seed.self, SignCommand.self, InvokeCommand.self, RegistryCommand.self, ProbeCommand.self],
+        subcommands: [All.self, GatewayCommand.self, UserServiceCommand.self, AIServiceCommand.self, Migrate.self, Seed.self, SignCommand.self, InvokeCommand.self, RegistryCommand.self, ConfigCommand.self, ProbeCommand.self],
         defaultSubcommand: nil
     )
 
@@ -26,19 +26,25 @@ public struct AISaaSCommand: AsyncParsableCommand {
 
 /// Options every subcommand takes.
 struct SourceOptions: ParsableArguments {
-    @Option(name: .long, help: "JSON config file (lowest precedence; also CONFIG_FILE).")
+    @Option(name: .long, help: "JSON or YAML config file, watched for changes (lowest precedence; also CONFIG_FILE).")
     var config: String?
 
     @Option(name: .long, help: "File of KEY=value lines read after the environment.")
     var envFile: String = ".env"
 
-    func load() async throws -> (ConfigReader, Logger) {
-        let reader = try await ConfigurationLoader.load(envFile: envFile, configFile: config)
-        let settings = SettingsReader(reader)
+    func load() async throws -> (PlatformConfiguration, Logger) {
+        let configuration = try await ConfigurationLoader.load(envFile: envFile, configFile: config)
+        let settings = SettingsReader(configuration.reader)
         let common = CommonSettings.read(settings)
         try settings.finish()
         LoggingSetup.bootstrap(level: common.logLevel, format: common.logFormat)
-        return (reader, Logger(label: "aisaas"))
+        return (configuration, Logger(label: "aisaas"))
+    }
+
+    /// For one-off commands: the settings as they are now.
+    func loadReader() async throws -> (ConfigReader, Logger) {
+        let (configuration, logger) = try await load()
+        return (configuration.reader, logger)
     }
 }
 
@@ -153,7 +159,7 @@ public struct Migrate: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
-            let (config, logger) = try await sources.load()
+            let (config, logger) = try await sources.loadReader()
             let common = CommonSettings.read(SettingsReader(config))
             if service != .ai {
                 let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
@@ -193,7 +199,7 @@ public struct Seed: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
-            let (config, logger) = try await sources.load()
+            let (config, logger) = try await sources.loadReader()
             let reader = SettingsReader(config)
             let common = CommonSettings.read(reader)
             let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)

@@ -40,19 +40,42 @@ public struct ProcessPlan {
     }
 }
 
+/// The configuration center of a process: etcd's `<prefix>/config/` keys are a source with
+/// `DISCOVERY=etcd`; the log level, the access log and the sampler follow changes.
+func makeConfigurationCenter(
+    config: PlatformConfiguration, discovery: DiscoverySettings, observability: ObservabilityRuntime, logger: Logger
+) async throws -> ConfigurationCenter {
+    let center = ConfigurationCenter(
+        configuration: config, etcd: discovery.makeStore().map { ($0, discovery.etcdPrefix) }, metrics: observability.processMetrics, logger: logger
+    )
+    await center.loadInitial()
+    try center.register("process") { reader in
+        let level = CommonSettings.readLogLevel(reader)
+        let observed = ObservabilitySettings.Dynamic.read(reader)
+        try reader.finish()
+        return {
+            LoggingSetup.processLevel.set(level)
+            observability.apply(observed)
+        }
+    }
+    return center
+}
+
 /// The whole platform in one process: the gateway calls the user and AI services over gRPC's
 /// in-process transport.
 public func buildAllInOne(
-    config: ConfigReader,
+    config: PlatformConfiguration,
     logger: Logger,
     onGatewayRunning: @escaping @Sendable (Int) async -> Void = { _ in },
     onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> ProcessPlan {
-    let common = CommonSettings.read(SettingsReader(config))
-    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: true, logger: logger, onMetricsRunning: onMetricsRunning)
-    let userSettings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0, logger: logger)
-    let aiSettings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 0)
-    let gatewaySettings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
+    let observability = try ObservabilityRuntime.read(config: config.reader, sharedProcess: true, logger: logger, onMetricsRunning: onMetricsRunning)
+    let center = try await makeConfigurationCenter(config: config, discovery: try readDiscovery(config.reader), observability: observability, logger: logger)
+    let reader = center.reader
+    let common = CommonSettings.read(SettingsReader(reader))
+    let userSettings = try UserServiceSettings.read(SettingsReader(reader), common: common, defaultPort: 0, logger: logger)
+    let aiSettings = try AIServiceSettings.read(SettingsReader(reader), common: common, defaultPort: 0)
+    let gatewaySettings = try GatewaySettings.read(SettingsReader(reader), common: common, logger: logger)
 
     // The gateway reaches the services through in-process links: the same gRPC clients, servers
     // and interceptors as between processes, without sockets.
@@ -67,32 +90,36 @@ public func buildAllInOne(
     let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, telemetry: aiTelemetry, logger: aiLogger)
     let aiProcess = try await buildAIService(
         settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, telemetry: aiTelemetry,
-        logger: aiLogger
+        center: center, rebuildProviders: { aiRuntime.directory(for: $0) }, logger: aiLogger
     )
     let gateway = try await buildGateway(
         settings: gatewaySettings,
         userService: .inProcess(userLink, health: userProcess.health),
         aiService: .inProcess(aiLink, health: aiProcess.health),
         telemetry: try observability.telemetry(component: gatewayApplication),
+        center: center,
         logger: logger.labelled(gatewayApplication),
         onServerRunning: { port in
             logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
             await onGatewayRunning(port)
         }
     )
+    center.markStarted()
     return ProcessPlan(
-        services: observability.services + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services,
+        services: observability.services + [center] + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services,
         logger: logger,
         drainTime: common.drainTime
     )
 }
 
 /// The gateway alone, in front of user and AI services found as `DISCOVERY` says.
-public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> ProcessPlan {
-    let common = CommonSettings.read(SettingsReader(config))
-    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
-    var settings = try GatewaySettings.read(SettingsReader(config), common: common, logger: logger)
-    let discovery = try readDiscovery(config)
+public func buildGatewayProcess(config: PlatformConfiguration, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> ProcessPlan {
+    let observability = try ObservabilityRuntime.read(config: config.reader, sharedProcess: false, logger: logger)
+    let discovery = try readDiscovery(config.reader)
+    let center = try await makeConfigurationCenter(config: config, discovery: discovery, observability: observability, logger: logger)
+    let reader = center.reader
+    let common = CommonSettings.read(SettingsReader(reader))
+    var settings = try GatewaySettings.read(SettingsReader(reader), common: common, logger: logger)
     if settings.userServiceAddresses.isEmpty { settings.userServiceAddresses = [HostPort(host: "127.0.0.1", port: 9101)] }
     if settings.aiServiceAddresses.isEmpty { settings.aiServiceAddresses = [HostPort(host: "127.0.0.1", port: 9102)] }
     let watcher = discovery.makeStore().map { RegistryWatcher(store: $0, prefix: discovery.etcdPrefix, logger: logger) }
@@ -105,14 +132,16 @@ public func buildGatewayProcess(config: ConfigReader, logger: Logger, onRunning:
         aiService: .network(discovery.endpoints(for: aiServiceApplication, addresses: settings.aiServiceAddresses, watcher: watcher)),
         registry: watcher,
         telemetry: telemetry,
+        center: center,
         logger: logger,
         onServerRunning: { port in
             logger.notice("gateway ready", metadata: ["url": "http://\(host):\(port)"])
             await onRunning(port)
         }
     )
+    center.markStarted()
     let registryServices: [any Service] = watcher.map { [$0] } ?? []
-    return ProcessPlan(services: observability.services + registryServices + gateway.services, logger: logger, drainTime: common.drainTime)
+    return ProcessPlan(services: observability.services + [center] + registryServices + gateway.services, logger: logger, drainTime: common.drainTime)
 }
 
 func readDiscovery(_ config: ConfigReader) throws -> DiscoverySettings {
@@ -131,30 +160,38 @@ func registrationServices(_ discovery: DiscoverySettings, service: String, proce
     return [registration]
 }
 
-public func buildUserServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
-    let common = CommonSettings.read(SettingsReader(config))
-    let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
-    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
-    let discovery = try readDiscovery(config)
+public func buildUserServiceProcess(config: PlatformConfiguration, logger: Logger) async throws -> ProcessPlan {
+    let observability = try ObservabilityRuntime.read(config: config.reader, sharedProcess: false, logger: logger)
+    let discovery = try readDiscovery(config.reader)
+    let center = try await makeConfigurationCenter(config: config, discovery: discovery, observability: observability, logger: logger)
+    let reader = center.reader
+    let common = CommonSettings.read(SettingsReader(reader))
+    let settings = try UserServiceSettings.read(SettingsReader(reader), common: common, defaultPort: 9101, logger: logger)
     let process = try await buildUserService(settings: settings, telemetry: try observability.telemetry(component: userServiceApplication), logger: logger)
+    center.markStarted()
     return ProcessPlan(
-        services: observability.services + process.services + registrationServices(discovery, service: userServiceApplication, process: process, logger: logger),
+        services: observability.services + [center] + process.services
+            + registrationServices(discovery, service: userServiceApplication, process: process, logger: logger),
         logger: logger, drainTime: common.drainTime
     )
 }
 
-public func buildAIServiceProcess(config: ConfigReader, logger: Logger) async throws -> ProcessPlan {
-    let common = CommonSettings.read(SettingsReader(config))
-    let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
-    let observability = try ObservabilityRuntime.read(config: config, sharedProcess: false, logger: logger)
-    let discovery = try readDiscovery(config)
+public func buildAIServiceProcess(config: PlatformConfiguration, logger: Logger) async throws -> ProcessPlan {
+    let observability = try ObservabilityRuntime.read(config: config.reader, sharedProcess: false, logger: logger)
+    let discovery = try readDiscovery(config.reader)
+    let center = try await makeConfigurationCenter(config: config, discovery: discovery, observability: observability, logger: logger)
+    let reader = center.reader
+    let common = CommonSettings.read(SettingsReader(reader))
+    let settings = try AIServiceSettings.read(SettingsReader(reader), common: common, defaultPort: 9102)
     let telemetry = try observability.telemetry(component: aiServiceApplication)
     let runtime = AIProviderRuntime(settings: settings.providers, telemetry: telemetry, logger: logger)
     let process = try await buildAIService(
-        settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, telemetry: telemetry, logger: logger
+        settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, telemetry: telemetry,
+        center: center, rebuildProviders: { runtime.directory(for: $0) }, logger: logger
     )
+    center.markStarted()
     return ProcessPlan(
-        services: observability.services + [runtime.shutdownHook] + process.services
+        services: observability.services + [center] + [runtime.shutdownHook] + process.services
             + registrationServices(discovery, service: aiServiceApplication, process: process, logger: logger),
         logger: logger, drainTime: common.drainTime
     )

@@ -28,7 +28,7 @@ struct RegistryList: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let (config, _) = try await source.load()
+        let (config, _) = try await source.loadReader()
         let settings = SettingsReader(config)
         var discovery = DiscoverySettings.read(settings)
         try settings.finish()

@@ -1,4 +1,5 @@
 import AIProviders
+import Foundation
 import AISaaSProtos
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -35,6 +36,35 @@ public struct AIServiceSettings: Sendable {
         self.database = database
     }
 
+    /// The settings that apply without a restart: rate limit, quota defaults, prices, providers.
+    public mutating func readDynamic(_ settings: SettingsReader) {
+        rateLimitPerMinute = settings.int("ai.rate.limit.per.minute", default: 600, range: 0...1_000_000)
+        quotaReservationSeconds = settings.int("ai.quota.reservation.seconds", default: 900, range: 10...86_400)
+        quotaMinimumCallTokens = settings.int("ai.quota.min.call.tokens", default: 1, range: 1...1_000_000_000)
+        quotaFirstCallWaitSeconds = settings.int("ai.quota.first.call.wait.seconds", default: 10, range: 0...600)
+        if let text = settings.string("ai.quota.min.call.cost") {
+            if let cost = Double(text), cost.isFinite, cost > 0 {
+                quotaMinimumCallCost = cost
+            } else {
+                settings.report("AI_QUOTA_MIN_CALL_COST must be a number above 0")
+            }
+        }
+        if let json = settings.string("ai.prices") {
+            switch PriceTable.parse(json: json) {
+            case .success(let table): prices = table
+            case .failure(let error): settings.report("AI_PRICES \(error.problem)")
+            }
+        }
+        providers = ProviderSettings.read(settings)
+    }
+
+    public var quotaPolicy: QuotaPolicy {
+        QuotaPolicy(
+            reservationLifetime: Double(quotaReservationSeconds), minimumCallTokens: quotaMinimumCallTokens,
+            minimumCallCost: quotaMinimumCallCost, firstCallWait: .seconds(quotaFirstCallWaitSeconds)
+        )
+    }
+
     public static func read(_ settings: SettingsReader, common: CommonSettings, defaultPort: Int) throws -> AIServiceSettings {
         let listen = HostPort(
             host: settings.string("ai.service.host", default: "127.0.0.1"),
@@ -48,24 +78,7 @@ public struct AIServiceSettings: Sendable {
             database = .sqlite(path: common.dataDirectory + "/ai.sqlite")
         }
         var result = AIServiceSettings(listen: listen, database: database)
-        result.rateLimitPerMinute = settings.int("ai.rate.limit.per.minute", default: 600, range: 0...1_000_000)
-        result.quotaReservationSeconds = settings.int("ai.quota.reservation.seconds", default: 900, range: 10...86_400)
-        result.quotaMinimumCallTokens = settings.int("ai.quota.min.call.tokens", default: 1, range: 1...1_000_000_000)
-        result.quotaFirstCallWaitSeconds = settings.int("ai.quota.first.call.wait.seconds", default: 10, range: 0...600)
-        if let text = settings.string("ai.quota.min.call.cost") {
-            if let cost = Double(text), cost.isFinite, cost > 0 {
-                result.quotaMinimumCallCost = cost
-            } else {
-                settings.report("AI_QUOTA_MIN_CALL_COST must be a number above 0")
-            }
-        }
-        if let json = settings.string("ai.prices") {
-            switch PriceTable.parse(json: json) {
-            case .success(let table): result.prices = table
-            case .failure(let error): settings.report("AI_PRICES \(error.problem)")
-            }
-        }
-        result.providers = ProviderSettings.read(settings)
+        result.readDynamic(settings)
         result.drainTime = common.drainTime
         try settings.finish()
         return result
@@ -77,9 +90,13 @@ public let aiServiceApplication = "ai-service"
 /// Builds the AI service: opens and migrates its database and prepares its gRPC server.
 /// `transcoder` nil means ffmpeg is missing: speech to text then answers UNAVAILABLE. With
 /// `inProcess`, the server takes its calls from that link instead of `settings.listen`.
+///
+/// With `center`, the dynamic settings (`AI_RATE_LIMIT_PER_MINUTE`, `AI_PRICES`, `AI_QUOTA_*`, and
+/// with `rebuildProviders` the providers) follow configuration changes while the process runs.
 public func buildAIService(
     settings: AIServiceSettings, providers: AIProviderDirectory = .empty, transcoder: (any AudioTranscoding)? = nil,
-    inProcess: InProcessServiceLink? = nil, telemetry: Telemetry = .disabled(component: aiServiceApplication), logger: Logger
+    inProcess: InProcessServiceLink? = nil, telemetry: Telemetry = .disabled(component: aiServiceApplication),
+    center: ConfigurationCenter? = nil, rebuildProviders: (@Sendable (ProviderSettings) -> AIProviderDirectory)? = nil, logger: Logger
 ) async throws -> GRPCServiceProcess {
     if providers.isEmpty {
         logger.warning("no AI provider is configured: invocations answer UNAVAILABLE until AI_PROVIDERS and AI_PROVIDER_<NAME>_BASE_URL are set")
@@ -93,12 +110,26 @@ public func buildAIService(
         // Speech to text uploads up to 25 MiB of audio.
         maxRequestBytes: 32 << 20, telemetry: telemetry
     ) { database in
-        makeAIServices(settings: settings, database: database, providers: providers, transcoder: transcoder, telemetry: telemetry, logger: logger)
+        let live = AIDomainVersions(settings: settings, providers: providers, database: database, transcoder: transcoder, telemetry: telemetry, logger: logger)
+        let services = makeAIServices(versions: live)
+        if let center {
+            try center.register(aiServiceApplication) { reader in
+                var read = settings
+                read.readDynamic(reader)
+                try reader.finish()
+                let next = read
+                let directory = next.providers == settings.providers || rebuildProviders == nil
+                    ? nil : rebuildProviders.map { $0(next.providers) }
+                return { live.apply(next, providers: directory) }
+            }
+        }
+        return services
     }
 }
 
 /// The providers and the ffmpeg that configuration names. The registry owns an HTTP client:
-/// shut it down when the process stops.
+/// shut it down when the process stops. `directory(for:)` makes the providers of new settings
+/// over the same client.
 public struct AIProviderRuntime: Sendable {
     public let registry: ProviderRegistry
     public let directory: AIProviderDirectory
@@ -107,9 +138,18 @@ public struct AIProviderRuntime: Sendable {
     public init(settings: ProviderSettings, telemetry: Telemetry = .disabled(component: aiServiceApplication), logger: Logger) {
         let registry = ProviderRegistry(settings: settings, tracer: telemetry.tracer, logger: logger)
         self.registry = registry
-        let providers = registry.names.compactMap { name in registry.provider(named: name).map { (name, $0) } }
-        directory = AIProviderDirectory(providers: Dictionary(providers) { first, _ in first }, defaultName: registry.defaultName)
+        directory = Self.directory(of: registry)
         transcoder = FFmpegAudioTranscoder.locate(ffmpegPath: settings.ffmpegPath, ffprobePath: settings.ffprobePath, tracer: telemetry.tracer)
+    }
+
+    public func directory(for settings: ProviderSettings) -> AIProviderDirectory {
+        guard let replaced = registry.replaced(with: settings) else { return directory }
+        return Self.directory(of: replaced)
+    }
+
+    static func directory(of registry: ProviderRegistry) -> AIProviderDirectory {
+        let providers = registry.names.compactMap { name in registry.provider(named: name).map { (name, $0) } }
+        return AIProviderDirectory(providers: Dictionary(providers) { first, _ in first }, defaultName: registry.defaultName)
     }
 }
 
@@ -118,25 +158,75 @@ public func makeAIServices(
     settings: AIServiceSettings, database: ServiceDatabase, providers: AIProviderDirectory,
     transcoder: (any AudioTranscoding)?, telemetry: Telemetry = .disabled(component: aiServiceApplication), logger: Logger
 ) -> [any RegistrableRPCService] {
-    let chatModels = SQLChatModelRepository(database: database)
-    let usage = SQLUsageRepository(database: database)
-    let quotas = SQLQuotaStore(
-        database: database, reservationLifetime: Double(settings.quotaReservationSeconds),
-        minimumCallTokens: settings.quotaMinimumCallTokens, minimumCallCost: settings.quotaMinimumCallCost,
-        firstCallWait: .seconds(settings.quotaFirstCallWaitSeconds)
-    )
-    let pipeline = InvocationPipeline(
-        rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
-        quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,
-        instruments: InvocationTelemetry(telemetry: telemetry), observeBookingBatch: database.batchObserver(writer: "usage_ledger")
-    )
+    makeAIServices(versions: AIDomainVersions(
+        settings: settings, providers: providers, database: database, transcoder: transcoder, telemetry: telemetry, logger: logger
+    ))
+}
+
+func makeAIServices(versions: AIDomainVersions) -> [any RegistrableRPCService] {
+    let live = versions.live
     return [
-        ChatModelGRPCService(
-            chatModels: ChatModelManager(repository: chatModels, providers: providers),
-            completions: ChatCompletionService(chatModels: chatModels, providers: providers, pipeline: pipeline)
-        ),
-        SpeechGRPCService(speech: SpeechService(providers: providers, transcoder: transcoder, pipeline: pipeline)),
-        UsageGRPCService(usage: UsageService(usage: usage, quotas: quotas)),
-        OpenAIGRPCService(openAI: OpenAIService(providers: providers, chatModels: chatModels, transcoder: transcoder, pipeline: pipeline)),
+        ChatModelGRPCService(domain: live),
+        SpeechGRPCService(domain: live),
+        UsageGRPCService(usage: UsageService(usage: SQLUsageRepository(database: versions.database), quotas: SQLQuotaStore(database: versions.database))),
+        OpenAIGRPCService(domain: live),
     ]
+}
+
+/// The AI service's domain services, made again for each version of its dynamic settings: each
+/// version is immutable, and a call reads the current one once.
+final class AIDomainVersions: Sendable {
+    let database: ServiceDatabase
+    let live: LiveSetting<AIDomainServices>
+    private let transcoder: (any AudioTranscoding)?
+    private let instruments: InvocationTelemetry
+    private let logger: Logger
+    /// The models list's `created`: when the process started, not when settings last changed.
+    private let listedSince: Date
+    private let providers: LiveSetting<AIProviderDirectory>
+
+    init(
+        settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
+        telemetry: Telemetry, logger: Logger
+    ) {
+        let instruments = InvocationTelemetry(telemetry: telemetry)
+        let listedSince = Date()
+        self.database = database
+        self.transcoder = transcoder
+        self.instruments = instruments
+        self.logger = logger
+        self.listedSince = listedSince
+        self.providers = LiveSetting(providers)
+        live = LiveSetting(Self.make(
+            settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince, logger: logger
+        ))
+    }
+
+    /// Puts `settings` in place; `providers` nil keeps the current providers.
+    func apply(_ settings: AIServiceSettings, providers directory: AIProviderDirectory?) {
+        if let directory { providers.replace(with: directory) }
+        live.replace(with: Self.make(
+            settings, providers: providers.current, database: database, transcoder: transcoder, instruments: instruments,
+            listedSince: listedSince, logger: logger
+        ))
+    }
+
+    private static func make(
+        _ settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
+        instruments: InvocationTelemetry, listedSince: Date, logger: Logger
+    ) -> AIDomainServices {
+        let chatModels = SQLChatModelRepository(database: database)
+        let quotas = SQLQuotaStore(database: database, policy: LiveSetting(settings.quotaPolicy))
+        let pipeline = InvocationPipeline(
+            rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
+            quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,
+            instruments: instruments, observeBookingBatch: database.batchObserver(writer: "usage_ledger")
+        )
+        return AIDomainServices(
+            chatModels: ChatModelManager(repository: chatModels, providers: providers),
+            completions: ChatCompletionService(chatModels: chatModels, providers: providers, pipeline: pipeline),
+            speech: SpeechService(providers: providers, transcoder: transcoder, pipeline: pipeline),
+            openAI: OpenAIService(providers: providers, chatModels: chatModels, transcoder: transcoder, pipeline: pipeline, listedSince: listedSince)
+        )
+    }
 }

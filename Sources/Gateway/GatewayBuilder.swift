@@ -44,11 +44,7 @@ public struct GatewaySettings: Sendable {
             maxConnections: settings.int("http.max.connections", default: 4096, range: 1...1_000_000)
         )
         let lifetime = settings.int("jwt.expires.in", default: 7 * 86_400, range: 60...(365 * 86_400))
-        let limits = LoginThrottle.Limits(
-            perUsername: settings.int("login.max.failures.per.username", default: 5, range: 1...1000),
-            perAddress: settings.int("login.max.failures.per.address", default: 20, range: 1...100_000),
-            window: TimeInterval(settings.int("login.failure.window.seconds", default: 900, range: 1...86_400))
-        )
+        let dynamic = GatewayDynamicSettings.read(settings)
         let trustForwardedFor = settings.bool("trust.forwarded.for", default: false)
         let poll = settings.int("revocation.poll.milliseconds", default: 2000, range: 100...5000)
         let timeout = settings.int("grpc.timeout.milliseconds", default: 10_000, range: 100...600_000)
@@ -63,7 +59,6 @@ public struct GatewaySettings: Sendable {
         if let configuredSecret, configuredSecret.utf8.count < 32 {
             settings.report("JWT_SECRET must be at least 32 characters long")
         }
-        let cors = settings.list("cors.allowed.origins")
         let outliers = OutlierEjection.Policy(
             consecutiveFailures: settings.int("outlier.consecutive.failures", default: 3, range: 1...1000),
             baseEjection: .seconds(settings.int("outlier.base.ejection.seconds", default: 5, range: 1...3600)),
@@ -75,10 +70,29 @@ public struct GatewaySettings: Sendable {
             byteCount: 48, dataDirectory: common.dataDirectory, logger: logger
         )
         return GatewaySettings(
-            listen: listen, httpLimits: httpLimits, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: cors,
-            loginLimits: limits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
+            listen: listen, httpLimits: httpLimits, jwtSecret: secret, tokenLifetime: TimeInterval(lifetime), corsOrigins: dynamic.corsOrigins,
+            loginLimits: dynamic.loginLimits, trustForwardedFor: trustForwardedFor, revocationPollInterval: .milliseconds(poll),
             callTimeout: .milliseconds(timeout), aiCallTimeout: .seconds(aiTimeout), signing: signing,
             userServiceAddresses: users, aiServiceAddresses: ai, drainTime: common.drainTime, outlierPolicy: outliers
+        )
+    }
+}
+
+/// The gateway's settings that apply without a restart.
+public struct GatewayDynamicSettings: Sendable {
+    /// `CORS_ALLOWED_ORIGINS`.
+    public var corsOrigins: [String]
+    /// `LOGIN_MAX_FAILURES_PER_USERNAME`, `LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_FAILURE_WINDOW_SECONDS`.
+    public var loginLimits: LoginThrottle.Limits
+
+    public static func read(_ settings: SettingsReader) -> GatewayDynamicSettings {
+        GatewayDynamicSettings(
+            corsOrigins: settings.list("cors.allowed.origins"),
+            loginLimits: LoginThrottle.Limits(
+                perUsername: settings.int("login.max.failures.per.username", default: 5, range: 1...1000),
+                perAddress: settings.int("login.max.failures.per.address", default: 20, range: 1...100_000),
+                window: TimeInterval(settings.int("login.failure.window.seconds", default: 900, range: 1...86_400))
+            )
         )
     }
 }
@@ -98,6 +112,7 @@ public func buildGateway(
     aiService: ServiceConnection,
     registry: RegistryWatcher? = nil,
     telemetry: Telemetry = .disabled(component: gatewayApplication),
+    center: ConfigurationCenter? = nil,
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> GatewayProcess {
@@ -151,9 +166,9 @@ public func buildGateway(
 
     let monitors = [userService.healthMonitor(ejection: userEjection, logger: logger), aiService.healthMonitor(ejection: aiEjection, logger: logger)]
     for monitor in monitors { monitor.reportServing(to: telemetry) }
-    let router = makeGatewayRouter(
+    let router = try makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
-        healthMonitors: monitors, registry: registry, telemetry: telemetry, logger: logger
+        healthMonitors: monitors, registry: registry, telemetry: telemetry, center: center, logger: logger
     )
     let app = Application(
         router: router,
@@ -221,22 +236,32 @@ public func makeGatewayRouter(
     healthMonitors: [InstanceHealthMonitor],
     registry: RegistryWatcher? = nil,
     telemetry: Telemetry = .disabled(component: gatewayApplication),
+    center: ConfigurationCenter? = nil,
     logger: Logger
-) -> Router<GatewayRequestContext> {
+) throws -> Router<GatewayRequestContext> {
     let router = Router(context: GatewayRequestContext.self)
     let routeTable = RouteTable()
     // Outermost: it times and names everything below, CORS preflights included.
     router.add(middleware: HTTPTelemetryMiddleware(telemetry: telemetry, logger: logger))
     let instruments = AuthInstruments(telemetry: telemetry)
-    if !settings.corsOrigins.isEmpty {
-        router.add(middleware: AllowListCORSMiddleware(origins: settings.corsOrigins))
+    // Dynamic settings: the configuration center replaces them while the gateway runs.
+    let origins = LiveSetting(AllowedOrigins(settings.corsOrigins))
+    let throttle = LoginThrottle(limits: settings.loginLimits)
+    try center?.register(gatewayApplication) { reader in
+        let next = GatewayDynamicSettings.read(reader)
+        try reader.finish()
+        return {
+            origins.replace(with: AllowedOrigins(next.corsOrigins))
+            throttle.update(next.loginLimits)
+        }
     }
+    router.add(middleware: AllowListCORSMiddleware(origins: origins))
     router.add(middleware: RequestEnvelopeMiddleware(routes: routeTable, logger: logger))
     // Other replicas' logouts must reach this one within 5 s; past that, fail closed.
     let maxRevocationAge = max(.seconds(5), settings.revocationPollInterval * 3)
     AccountRoutes(
         users: clients.users, tokens: tokens, revocations: revocations, revocationSync: sync,
-        throttle: LoginThrottle(limits: settings.loginLimits), trustForwardedFor: settings.trustForwardedFor,
+        throttle: throttle, trustForwardedFor: settings.trustForwardedFor,
         maxRevocationAge: maxRevocationAge
     ).register(on: router)
 
@@ -268,7 +293,7 @@ public func makeGatewayRouter(
         json: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxJSONBodyBytes)),
         upload: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxUploadBodyBytes))
     )
-    SystemRoutes(monitors: healthMonitors, registry: registry).register(on: router)
+    SystemRoutes(monitors: healthMonitors, registry: registry, configuration: center).register(on: router)
     routeTable.set(router.routes)
     return router
 }

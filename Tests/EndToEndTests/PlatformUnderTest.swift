@@ -48,7 +48,7 @@ final class PlatformUnderTest: Sendable {
         let (ports, portSink) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "platform-under-test")
         logger.logLevel = .warning
-        let plan = try await buildAllInOne(config: ConfigurationLoader.fixed(values), logger: logger) { port in
+        let plan = try await buildAllInOne(config: PlatformConfiguration.fixed(values), logger: logger) { port in
             portSink.yield(port)
         }
         let group = plan.makeGroup(shutdownSignals: [])

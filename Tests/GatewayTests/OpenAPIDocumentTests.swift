@@ -43,7 +43,7 @@ struct OpenAPIDocumentTests {
 func makeTestRouter() async throws -> Router<GatewayRequestContext> {
     let revocations = RevocationList()
     let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: revocations)
-    return makeTestRouter(over: GRPCClient(transport: InProcessTransport().client), tokens: tokens, revocations: revocations)
+    return try makeTestRouter(over: GRPCClient(transport: InProcessTransport().client), tokens: tokens, revocations: revocations)
 }
 
 let testJWTSecret = String(repeating: "s", count: 40)
@@ -51,7 +51,7 @@ let testJWTSecret = String(repeating: "s", count: 40)
 /// The gateway's router with every service client on `client`, and test settings.
 func makeTestRouter<Transport: ClientTransport>(
     over client: GRPCClient<Transport>, tokens: AccessTokens, revocations: RevocationList, logger: Logger = Logger(label: "test")
-) -> Router<GatewayRequestContext> {
+) throws -> Router<GatewayRequestContext> {
     let users = Grpc_User_V1_UserService.Client(wrapping: client)
     let clients = ServiceClients(
         users: users,
@@ -66,7 +66,7 @@ func makeTestRouter<Transport: ClientTransport>(
         callTimeout: .seconds(5), aiCallTimeout: .seconds(5), signing: SignaturePolicy(),
         userServiceAddresses: [], aiServiceAddresses: []
     )
-    return makeGatewayRouter(
+    return try makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations,
         sync: RevocationSync(users: users, revocations: revocations), healthMonitors: [], logger: logger
     )

@@ -82,7 +82,7 @@ struct ServiceCallRetryTests {
                 let revocations = RevocationList()
                 revocations.markSynced()
                 let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: revocations)
-                let router = makeTestRouter(over: client, tokens: tokens, revocations: revocations, logger: logger)
+                let router = try makeTestRouter(over: client, tokens: tokens, revocations: revocations, logger: logger)
                 let (token, _) = try await tokens.issue(userId: registered.user.id, username: "alice", role: "user")
 
                 try await Application(router: router).test(.router) { http in

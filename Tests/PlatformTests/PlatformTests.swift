@@ -39,7 +39,7 @@ struct PlatformTests {
         let file = directory.path + "/config.json"
         try Data(#"{"http": {"port": 9100, "host": "0.0.0.0"}, "trust": {"forwarded": {"for": true}}}"#.utf8).write(to: URL(fileURLWithPath: file))
         let reader = try await ConfigurationLoader.load(environment: ["HTTP_HOST": "127.0.0.2"], envFile: nil, configFile: file)
-        let settings = SettingsReader(reader)
+        let settings = SettingsReader(reader.reader)
         #expect(settings.int("http.port", default: 1, range: 0...65535) == 9100)
         #expect(settings.string("http.host") == "127.0.0.2")
         #expect(settings.bool("trust.forwarded.for", default: false))
@@ -62,7 +62,7 @@ struct PlatformTests {
         let reader = try await ConfigurationLoader.load(
             environment: ["SECRETS_DIR": secrets, "USER_DATABASE_URL": "postgres://env/users"], envFile: nil, configFile: file
         )
-        let settings = SettingsReader(reader)
+        let settings = SettingsReader(reader.reader)
         #expect(settings.string("jwt.secret", isSecret: true) == "from-the-secret-file-0123456789abcdef", "trimmed, and above the config file")
         #expect(settings.int("http.port", default: 1, range: 0...65535) == 9200)
         #expect(settings.string("user.database.url") == "postgres://env/users", "the environment wins")

@@ -31,30 +31,38 @@ import SQLKit
 /// leak one estimate until an admin calls SetQuota with reset_usage.
 public struct SQLQuotaStore: QuotaStore {
     private let database: ServiceDatabase
-    private let reservationLifetime: TimeInterval
-    private let minimumCallTokens: Int64
-    private let minimumCallCost: Double
-    private let firstCallWait: Duration
+    /// The configuration center may replace it: an admission reads it once when it starts.
+    private let policy: LiveSetting<QuotaPolicy>
+    private var reservationLifetime: TimeInterval { policy.current.reservationLifetime }
+    private var minimumCallTokens: Int64 { Int64(max(1, policy.current.minimumCallTokens)) }
+    private var minimumCallCost: Double {
+        let cost = policy.current.minimumCallCost
+        return cost.isFinite && cost > 0 ? cost : 0.000_001
+    }
+
+    public init(database: ServiceDatabase, policy: LiveSetting<QuotaPolicy>) {
+        self.database = database
+        self.policy = policy
+    }
 
     public init(
         database: ServiceDatabase, reservationLifetime: TimeInterval = 900,
         minimumCallTokens: Int = 1, minimumCallCost: Double = 0.000_001, firstCallWait: Duration = .seconds(10)
     ) {
-        self.database = database
-        self.reservationLifetime = reservationLifetime
-        self.minimumCallTokens = Int64(max(1, minimumCallTokens))
-        self.minimumCallCost = minimumCallCost.isFinite && minimumCallCost > 0 ? minimumCallCost : 0.000_001
-        self.firstCallWait = firstCallWait
+        self.init(database: database, policy: LiveSetting(QuotaPolicy(
+            reservationLifetime: reservationLifetime, minimumCallTokens: minimumCallTokens, minimumCallCost: minimumCallCost, firstCallWait: firstCallWait
+        )))
     }
 
     public func admit(userId: String, now: Date) async throws -> QuotaTicket? {
+        let policy = self.policy.current
         // Most users have no budget: a read tells, and spares them a write per call. A budget set
         // meanwhile applies from the next call, as if this one had been admitted a moment earlier.
         let budgeted = try await database.reads().raw("""
             SELECT user_id FROM ai_quota WHERE user_id = \(bind: userId) AND (token_budget IS NOT NULL OR cost_budget IS NOT NULL)
             """).first()
         if budgeted == nil { return nil }
-        let deadline = ContinuousClock.now + firstCallWait
+        let deadline = ContinuousClock.now + policy.firstCallWait
         var pause = Duration.milliseconds(10)
         var attemptTime = now
         while true {

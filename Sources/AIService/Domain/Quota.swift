@@ -44,6 +44,24 @@ public protocol QuotaStore: Sendable {
     func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota
 }
 
+/// How admission treats budgets (`AI_QUOTA_*`); the configuration center may change it.
+public struct QuotaPolicy: Sendable, Equatable {
+    /// How long a reservation outlives a call that never settled it.
+    public var reservationLifetime: TimeInterval = 900
+    /// The least a settled call counts as when admission estimates the next one.
+    public var minimumCallTokens: Int = 1
+    public var minimumCallCost: Double = 0.000_001
+    /// How long a call waits while the user's first budgeted call runs.
+    public var firstCallWait: Duration = .seconds(10)
+
+    public init(reservationLifetime: TimeInterval = 900, minimumCallTokens: Int = 1, minimumCallCost: Double = 0.000_001, firstCallWait: Duration = .seconds(10)) {
+        self.reservationLifetime = reservationLifetime
+        self.minimumCallTokens = minimumCallTokens
+        self.minimumCallCost = minimumCallCost
+        self.firstCallWait = firstCallWait
+    }
+}
+
 /// What one finished call books against its user's quota: what it consumed, and the release
 /// of its reservation if it held one. Booked for failed calls too.
 public struct QuotaSettlement: Sendable, Equatable {

@@ -8,8 +8,10 @@ import SwiftProtobuf
 
 /// `grpc.ai.v1.AiChatModelService`: chat model CRUD and chat completions for the caller.
 public struct ChatModelGRPCService: Grpc_Ai_V1_AiChatModelService.SimpleServiceProtocol, DescribedService {
-    let chatModels: ChatModelManager
-    let completions: ChatCompletionService
+    /// Read once per call: a call works with one version of the settings throughout.
+    let domain: LiveSetting<AIDomainServices>
+    private var chatModels: ChatModelManager { domain.current.chatModels }
+    private var completions: ChatCompletionService { domain.current.completions }
     public var serviceName: String { Grpc_Ai_V1_AiChatModelService.descriptor.fullyQualifiedService }
 
     public func createChatModel(request: Grpc_Ai_V1_CreateChatModelRequest, context: ServerContext) async throws -> Grpc_Ai_V1_ChatModel {

@@ -7,7 +7,9 @@ import Platform
 
 /// `grpc.ai.v1.AiOpenAIService`: the OpenAI wire API, bodies passed through.
 public struct OpenAIGRPCService: Grpc_Ai_V1_AiOpenAIService.SimpleServiceProtocol, DescribedService {
-    let openAI: OpenAIService
+    /// Read once per call: a call works with one version of the settings throughout.
+    let domain: LiveSetting<AIDomainServices>
+    private var openAI: OpenAIService { domain.current.openAI }
     public var serviceName: String { Grpc_Ai_V1_AiOpenAIService.descriptor.fullyQualifiedService }
 
     public func createChatCompletion(request: Grpc_Ai_V1_OpenAIRequest, context: ServerContext) async throws -> Grpc_Ai_V1_OpenAIResponse {

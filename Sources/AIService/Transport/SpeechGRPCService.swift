@@ -6,7 +6,9 @@ import Platform
 
 /// `grpc.ai.v1.AiSpeechService`: speech to text and text to speech.
 public struct SpeechGRPCService: Grpc_Ai_V1_AiSpeechService.SimpleServiceProtocol, DescribedService {
-    let speech: SpeechService
+    /// Read once per call: a call works with one version of the settings throughout.
+    let domain: LiveSetting<AIDomainServices>
+    private var speech: SpeechService { domain.current.speech }
     public var serviceName: String { Grpc_Ai_V1_AiSpeechService.descriptor.fullyQualifiedService }
 
     public func createTranscription(request: Grpc_Ai_V1_CreateTranscriptionRequest, context: ServerContext) async throws -> Grpc_Ai_V1_CreateTranscriptionResponse {

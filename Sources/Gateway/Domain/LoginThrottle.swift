@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Synchronization
 
 /// Slows down password guessing: after too many failed logins for one username, or from one
@@ -16,11 +17,17 @@ public final class LoginThrottle: Sendable {
         }
     }
 
-    public let limits: Limits
+    /// The configuration center may change them; counted failures stay.
+    public var limits: Limits { configured.current }
+    private let configured: LiveSetting<Limits>
     private let failures = Mutex<[String: [Date]]>([:])
 
     public init(limits: Limits) {
-        self.limits = limits
+        configured = LiveSetting(limits)
+    }
+
+    public func update(_ limits: Limits) {
+        configured.replace(with: limits)
     }
 
     /// Starts a login attempt: returns how long the caller must wait, or nil if it may go ahead.

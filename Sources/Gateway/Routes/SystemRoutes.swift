@@ -9,6 +9,8 @@ struct SystemRoutes {
     /// With `DISCOVERY=etcd`: whether etcd answers. An unreachable registry does not make the
     /// gateway unhealthy (it keeps the last known instances) but is reported.
     var registry: RegistryWatcher?
+    /// The settings this process runs with: the last applied and the last refused version.
+    var configuration: ConfigurationCenter?
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/health", use: health)
@@ -33,6 +35,7 @@ struct SystemRoutes {
         let gateway: String
         let instances: [InstanceReport]
         let registry: RegistryReport?
+        let configuration: ConfigurationCenter.Status?
     }
 
     /// 200 when every instance of every service reports SERVING; otherwise 503 naming the others.
@@ -55,7 +58,8 @@ struct SystemRoutes {
                 return RegistryReport(
                     status: status.reachable ? "REACHABLE" : "UNREACHABLE", detail: status.reachable ? nil : status.detail, instances: status.instances
                 )
-            }
+            },
+            configuration: configuration?.status
         ))
     }
 

@@ -11,12 +11,24 @@ public struct CommonSettings: Sendable {
     /// `LOG_FORMAT`: `text` (default) or `json`, one object per line.
     public var logFormat: LogFormat = .text
 
-    public static func read(_ settings: SettingsReader) -> CommonSettings {
+    public init(dataDirectory: String, logLevel: Logger.Level, drainTime: Duration = .seconds(30), logFormat: LogFormat = .text) {
+        self.dataDirectory = dataDirectory
+        self.logLevel = logLevel
+        self.drainTime = drainTime
+        self.logFormat = logFormat
+    }
+
+    /// `LOG_LEVEL`, which applies without a restart.
+    public static func readLogLevel(_ settings: SettingsReader) -> Logger.Level {
         let levelText = settings.string("log.level", default: "info").lowercased()
-        let level = Logger.Level(rawValue: levelText) ?? {
+        return Logger.Level(rawValue: levelText) ?? {
             settings.report("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical; got '\(levelText)'")
             return .info
         }()
+    }
+
+    public static func read(_ settings: SettingsReader) -> CommonSettings {
+        let level = readLogLevel(settings)
         let formatText = settings.string("log.format", default: "text").lowercased()
         let format = LogFormat(rawValue: formatText) ?? {
             settings.report("LOG_FORMAT must be text or json; got \(formatText.quotedForMessage)")

@@ -1,40 +1,124 @@
 import Configuration
 import Foundation
+import ServiceLifecycle
 import SystemPackage
 
 /// Where settings come from, highest precedence first: environment variables, then a `.env`
 /// file, then the files of `SECRETS_DIR` (one file per key, `jwt-secret` for `jwt.secret`: Docker
-/// and Compose secrets, Kubernetes Secret volumes), then an optional JSON config file. A key such as `user.database.url` is read as the
-/// environment variable `USER_DATABASE_URL` or the JSON path `{"user": {"database": {"url": …}}}`.
+/// and Compose secrets, Kubernetes Secret volumes), then (with `DISCOVERY=etcd`) the keys under
+/// `<prefix>/config/` in etcd, then an optional JSON or YAML config file, watched for changes. A
+/// key such as `user.database.url` is read as the environment variable `USER_DATABASE_URL`, the
+/// etcd key `<prefix>/config/user.database.url` or the file path `{"user": {"database": {"url": …}}}`.
 public enum ConfigurationLoader {
     public static func load(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         envFile: String? = ".env",
-        configFile: String? = nil
-    ) async throws -> ConfigReader {
-        var providers: [any ConfigProvider] = [EnvironmentVariablesProvider(environmentVariables: environment)]
+        configFile: String? = nil,
+        pollInterval: Duration = .seconds(2)
+    ) async throws -> PlatformConfiguration {
+        var layers: [any ConfigProvider] = [EnvironmentVariablesProvider(environmentVariables: environment)]
         if let envFile {
-            providers.append(try await EnvironmentVariablesProvider(environmentFilePath: FilePath(envFile), allowMissing: true))
+            layers.append(try await EnvironmentVariablesProvider(environmentFilePath: FilePath(envFile), allowMissing: true))
         }
         if let secrets = environment["SECRETS_DIR"], !secrets.isEmpty {
             guard FileManager.default.fileExists(atPath: secrets) else {
                 throw ConfigurationError(problems: ["SECRETS_DIR \(secrets) does not exist"])
             }
-            providers.append(try await DirectoryFilesProvider(directoryPath: FilePath(secrets)))
+            layers.append(try await DirectoryFilesProvider(directoryPath: FilePath(secrets)))
         }
         let configFile = configFile ?? environment["CONFIG_FILE"]
+        var file: WatchedConfigFile?
         if let configFile, !configFile.isEmpty {
-            guard FileManager.default.fileExists(atPath: configFile) else {
-                throw ConfigurationError(problems: ["config file \(configFile) does not exist"])
-            }
-            providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(configFile)))
+            file = try await WatchedConfigFile.open(path: configFile, pollInterval: pollInterval)
         }
-        return ConfigReader(providers: providers)
+        return PlatformConfiguration(layers: layers, file: file)
     }
 
     /// A reader over fixed values, for tests and embedding.
     public static func fixed(_ values: [String: String]) -> ConfigReader {
         ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: values))
+    }
+}
+
+/// The sources of one process's settings: the fixed layers (environment, `.env`, secrets) and the
+/// watched config file. The configuration center adds etcd's keys between the two.
+public struct PlatformConfiguration: Sendable {
+    public let layers: [any ConfigProvider]
+    public let file: WatchedConfigFile?
+
+    public init(layers: [any ConfigProvider], file: WatchedConfigFile? = nil) {
+        self.layers = layers
+        self.file = file
+    }
+
+    /// Fixed values, for tests and embedding.
+    public static func fixed(_ values: [String: String]) -> PlatformConfiguration {
+        PlatformConfiguration(layers: [EnvironmentVariablesProvider(environmentVariables: values)])
+    }
+
+    /// Every source but etcd, as it is now.
+    public var reader: ConfigReader { reader(etcd: nil) }
+
+    func reader(etcd: (any ConfigProvider)?) -> ConfigReader {
+        var providers = layers
+        if let etcd { providers.append(etcd) }
+        if let file { providers.append(file.provider) }
+        return ConfigReader(providers: providers)
+    }
+}
+
+/// `CONFIG_FILE`: JSON, or YAML when the name ends in `.yaml` or `.yml` (a mounted Kubernetes
+/// ConfigMap). It is read again when it changes (checked every `pollInterval`, and on SIGHUP); a
+/// file that no longer parses keeps the last good contents and the configuration center reports it.
+public struct WatchedConfigFile: Sendable {
+    public let path: String
+    let pollInterval: Duration
+    let provider: any ConfigProvider
+    /// Polls the file; runs with the process.
+    let watcher: any Service
+    /// Calls `changed` after each reload (and once at once) until cancelled.
+    let follow: @Sendable (_ changed: @escaping @Sendable () -> Void) async throws -> Void
+
+    public static func isYAML(_ path: String) -> Bool {
+        let lowered = path.lowercased()
+        return lowered.hasSuffix(".yaml") || lowered.hasSuffix(".yml")
+    }
+
+    static func open(path: String, pollInterval: Duration) async throws -> WatchedConfigFile {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigurationError(problems: ["config file \(path) does not exist"])
+        }
+        do {
+            if isYAML(path) {
+                return make(path: path, pollInterval, try await ReloadingFileProvider<YAMLSnapshot>(filePath: FilePath(path), pollInterval: pollInterval))
+            }
+            return make(path: path, pollInterval, try await ReloadingFileProvider<JSONSnapshot>(filePath: FilePath(path), pollInterval: pollInterval))
+        } catch {
+            throw ConfigurationError(problems: ["config file \(path) cannot be read: \(error)"])
+        }
+    }
+
+    private static func make<Snapshot>(path: String, _ pollInterval: Duration, _ provider: ReloadingFileProvider<Snapshot>) -> WatchedConfigFile {
+        WatchedConfigFile(path: path, pollInterval: pollInterval, provider: provider, watcher: provider) { changed in
+            try await provider.watchSnapshot { updates in
+                for await _ in updates { changed() }
+            }
+        }
+    }
+
+    /// Parses `path` as the process would, without applying it: nil, or what is wrong.
+    public static func problem(parsing path: String) async -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return "\(path) does not exist" }
+        do {
+            if isYAML(path) {
+                _ = try await FileProvider<YAMLSnapshot>(filePath: FilePath(path))
+            } else {
+                _ = try await FileProvider<JSONSnapshot>(filePath: FilePath(path))
+            }
+            return nil
+        } catch {
+            return "\(path) does not parse: \(error)"
+        }
     }
 }
 
@@ -52,11 +136,14 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 /// Typed, validated reads from a `ConfigReader`. Reads never fail on their own: each problem is
 /// recorded and `finish()` throws them all at once.
 public final class SettingsReader {
-    private let reader: ConfigReader
+    private let reader: ConfigSnapshotReader
     private var problems: [String] = []
+    /// Every value read, by key: what the configuration center compares and fingerprints.
+    public private(set) var valuesRead: [String: String] = [:]
 
+    /// Reads one snapshot of `reader`: every value comes from the same state of its sources.
     public init(_ reader: ConfigReader) {
-        self.reader = reader
+        self.reader = reader.snapshot()
     }
 
     private static func environmentName(_ key: String) -> String {
@@ -72,7 +159,9 @@ public final class SettingsReader {
             ?? reader.bool(forKey: configKey).map(String.init)
         guard let value = text else { return nil }
         let trimmed = value.trimmingCharacters(in: .whitespaces)
-        return trimmed.isEmpty ? nil : trimmed
+        if trimmed.isEmpty { return nil }
+        valuesRead[key] = trimmed
+        return trimmed
     }
 
     public func string(_ key: String, default defaultValue: String) -> String {
@@ -108,6 +197,8 @@ public final class SettingsReader {
     public func report(_ problem: String) {
         problems.append(problem)
     }
+
+    public var problemsSoFar: [String] { problems }
 
     public func finish() throws {
         if !problems.isEmpty { throw ConfigurationError(problems: problems) }

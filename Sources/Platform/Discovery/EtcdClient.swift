@@ -17,6 +17,8 @@ public protocol RegistryStore: Sendable {
     func revoke(lease: Int64) async throws
     func put(key: String, value: String, lease: Int64?) async throws
     func delete(key: String) async throws
+    /// Puts (a value) and deletes (nil) several keys in one revision: watchers see them together.
+    func write(_ changes: [String: String?]) async throws
     /// Keys under `prefix`, with the store's revision when read.
     func range(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64)
     /// Changes under `prefix` after `revision`, until the stream fails or is cancelled.
@@ -73,6 +75,15 @@ public final class EtcdClient: RegistryStore {
 
     public func delete(key: String) async throws {
         _ = try await call("/v3/kv/deleterange", ["key": Self.base64(key)])
+    }
+
+    /// One transaction (`/v3/kv/txn`, no conditions).
+    public func write(_ changes: [String: String?]) async throws {
+        let operations: [[String: Any]] = changes.sorted { $0.key < $1.key }.map { key, value in
+            if let value { return ["requestPut": ["key": Self.base64(key), "value": Self.base64(value)]] }
+            return ["requestDeleteRange": ["key": Self.base64(key)]]
+        }
+        _ = try await call("/v3/kv/txn", ["success": operations])
     }
 
     public func range(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64) {

@@ -23,6 +23,9 @@ public final class ObservabilityRuntime: Sendable {
     private let tracingServices = Mutex<[any Service]>([])
     private let onMetricsRunning: @Sendable (Int) async -> Void
     private let beforeScrape = ScrapeHooks()
+    /// `ACCESS_LOG` and `OTEL_TRACES_SAMPLER`: the configuration center may change them.
+    public let accessLog: LiveFlag
+    public let sampler: LiveSetting<TracingSettings.Sampler>
 
     public init(
         settings: ObservabilitySettings, sharedProcess: Bool, logger: Logger,
@@ -32,6 +35,8 @@ public final class ObservabilityRuntime: Sendable {
         self.logger = logger
         self.sharedProcess = sharedProcess
         self.onMetricsRunning = onMetricsRunning
+        accessLog = LiveFlag(settings.accessLog)
+        sampler = LiveSetting(settings.tracing?.sampler ?? .parentBasedAlwaysOn)
         if settings.metricsListen != nil {
             let registry = PrometheusCollectorRegistry()
             self.registry = registry
@@ -64,15 +69,28 @@ public final class ObservabilityRuntime: Sendable {
                 // starts, before any other thread reads the environment.
                 unsetenv("OTEL_SERVICE_NAME")
             }
+            // swift-otel would apply OTEL_TRACES_SAMPLER over its configuration, and sample twice:
+            // the sampler is `LiveSamplingTracer`'s. This runs while the process starts.
+            unsetenv("OTEL_TRACES_SAMPLER")
+            unsetenv("OTEL_TRACES_SAMPLER_ARG")
             let backend = try OTel.makeTracingBackend(configuration: configuration(tracing, component: component))
-            tracer = backend.factory
+            tracer = LiveSamplingTracer(base: backend.factory, sampler: sampler)
             tracingServices.withLock { $0.append(backend.service) }
         }
         return Telemetry(
             component: component, metrics: factory, tracer: tracer,
-            capturesGenAIContent: settings.tracing?.capturesGenAIContent ?? false, accessLog: settings.accessLog,
+            capturesGenAIContent: settings.tracing?.capturesGenAIContent ?? false, accessLog: accessLog,
             beforeScrape: beforeScrape
         )
+    }
+
+    /// The process's registry without a component label (settings reloads, for example).
+    public var processMetrics: any MetricsFactory { factory }
+
+    /// Puts the access log switch and the sampler of `settings` in place (a configuration change).
+    public func apply(_ settings: ObservabilitySettings.Dynamic) {
+        accessLog.set(settings.accessLog)
+        sampler.replace(with: settings.sampler)
     }
 
     /// The metrics listener and the tracing pipelines made so far.
@@ -118,14 +136,8 @@ public final class ObservabilityRuntime: Sendable {
         } else if tracing.otlpProtocol == .grpc {
             configuration.traces.otlpExporter.endpoint = "http://localhost:4317"
         }
-        switch tracing.sampler {
-        case .alwaysOn: configuration.traces.sampler = .alwaysOn
-        case .alwaysOff: configuration.traces.sampler = .alwaysOff
-        case .ratio(let ratio): configuration.traces.sampler = .traceIDRatio(ratio: ratio) ?? .alwaysOn
-        case .parentBasedAlwaysOn: configuration.traces.sampler = .parentBasedAlwaysOn
-        case .parentBasedAlwaysOff: configuration.traces.sampler = .parentBasedAlwaysOff
-        case .parentBasedRatio(let ratio): configuration.traces.sampler = .parentBasedTraceIDRatio(ratio: ratio) ?? .parentBasedAlwaysOn
-        }
+        // Sampling is `LiveSamplingTracer`'s; this pipeline keeps the decision it is handed.
+        configuration.traces.sampler = .parentBasedAlwaysOn
         return configuration
     }
 

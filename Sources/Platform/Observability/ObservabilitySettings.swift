@@ -4,6 +4,16 @@ import Logging
 /// How a process reports itself: Prometheus metrics on a listener of their own, the access log,
 /// and OpenTelemetry traces, configured by OpenTelemetry's standard variables.
 public struct ObservabilitySettings: Sendable {
+    /// The part that applies without a restart: `ACCESS_LOG` and `OTEL_TRACES_SAMPLER(_ARG)`.
+    public struct Dynamic: Sendable, Equatable {
+        public var accessLog: Bool
+        public var sampler: TracingSettings.Sampler
+
+        public static func read(_ settings: SettingsReader) -> Dynamic {
+            Dynamic(accessLog: settings.bool("access.log", default: true), sampler: TracingSettings.readSampler(settings))
+        }
+    }
+
     /// `METRICS_HOST:METRICS_PORT` (default `127.0.0.1:9464`); nil when `METRICS_PORT=0`.
     public var metricsListen: HostPort?
     /// `ACCESS_LOG` (default true): one line per HTTP request.
@@ -110,7 +120,7 @@ public struct TracingSettings: Sendable {
         return tracing
     }
 
-    private static func readSampler(_ settings: SettingsReader) -> Sampler {
+    static func readSampler(_ settings: SettingsReader) -> Sampler {
         let name = settings.string("otel.traces.sampler", default: "parentbased_always_on").lowercased()
         func ratio() -> Double {
             guard let text = settings.string("otel.traces.sampler.arg") else { return 1 }

@@ -15,8 +15,9 @@ public struct Telemetry: Sendable {
     public var tracer: any Tracer
     /// `OTEL_GENAI_CAPTURE_CONTENT`: prompts and completions go into provider spans only when set.
     public var capturesGenAIContent: Bool
-    /// `ACCESS_LOG`: one line per HTTP request.
-    public var accessLog: Bool
+    /// `ACCESS_LOG`: one line per HTTP request (a switch the configuration center may flip).
+    public var accessLog: Bool { accessLogSwitch.isOn }
+    public let accessLogSwitch: LiveFlag
     /// Run before each scrape: gauges that are read rather than counted (instance health).
     public let beforeScrape: ScrapeHooks
 
@@ -24,11 +25,21 @@ public struct Telemetry: Sendable {
         component: String, metrics: any MetricsFactory, tracer: any Tracer, capturesGenAIContent: Bool = false, accessLog: Bool = false,
         beforeScrape: ScrapeHooks = ScrapeHooks()
     ) {
+        self.init(
+            component: component, metrics: metrics, tracer: tracer, capturesGenAIContent: capturesGenAIContent, accessLog: LiveFlag(accessLog),
+            beforeScrape: beforeScrape
+        )
+    }
+
+    public init(
+        component: String, metrics: any MetricsFactory, tracer: any Tracer, capturesGenAIContent: Bool = false, accessLog: LiveFlag,
+        beforeScrape: ScrapeHooks = ScrapeHooks()
+    ) {
         self.component = component
         self.metrics = ComponentMetricsFactory(component: component, base: metrics)
         self.tracer = tracer
         self.capturesGenAIContent = capturesGenAIContent
-        self.accessLog = accessLog
+        self.accessLogSwitch = accessLog
         self.beforeScrape = beforeScrape
     }
 

@@ -7,6 +7,8 @@ import Synchronization
 /// being served (see `Logger.requestScopeMetadataProvider`).
 public enum LoggingSetup {
     private static let bootstrapped = Mutex(false)
+    /// The level of every logger made after `bootstrap`; `LOG_LEVEL` changes it while the process runs.
+    public static let processLevel = LiveLogLevel(.info)
 
     public static func bootstrap(level: Logger.Level, format: LogFormat = .text) {
         let first = bootstrapped.withLock { done in
@@ -14,9 +16,10 @@ public enum LoggingSetup {
             return !done
         }
         guard first else { return }
+        processLevel.set(level)
         LoggingSystem.bootstrap(
             { label, provider in
-                PlatformLogHandler(label: label, level: level, format: format, metadataProvider: provider)
+                PlatformLogHandler(label: label, level: processLevel, format: format, metadataProvider: provider)
             },
             metadataProvider: .multiplex([Logger.requestScopeMetadataProvider, Logger.traceMetadataProvider])
         )
@@ -38,4 +41,20 @@ extension Logger {
             return metadata
         }
     }()
+}
+
+/// A log level shared by loggers and changed while they live: one atomic load per log call.
+public final class LiveLogLevel: Sendable {
+    private static let levels = Logger.Level.allCases
+    private let index: Atomic<Int>
+
+    public init(_ level: Logger.Level) {
+        index = Atomic(Self.levels.firstIndex(of: level) ?? 2)
+    }
+
+    public var level: Logger.Level { Self.levels[index.load(ordering: .relaxed)] }
+
+    public func set(_ level: Logger.Level) {
+        index.store(Self.levels.firstIndex(of: level) ?? 2, ordering: .relaxed)
+    }
 }

@@ -12,20 +12,34 @@ public enum LogFormat: String, Sendable, CaseIterable {
 public struct PlatformLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
-    public var logLevel: Logger.Level
+    /// The process's level (`LOG_LEVEL`, which the configuration center may change while the
+    /// process runs) unless code set one on this logger.
+    public var logLevel: Logger.Level {
+        get { ownLevel ?? processLevel.level }
+        set { ownLevel = newValue }
+    }
+    private var ownLevel: Logger.Level?
+    private let processLevel: LiveLogLevel
     private let label: String
     private let format: LogFormat
     private let output: @Sendable (String) -> Void
 
     public init(
-        label: String, level: Logger.Level, format: LogFormat, metadataProvider: Logger.MetadataProvider? = nil,
+        label: String, level: LiveLogLevel, format: LogFormat, metadataProvider: Logger.MetadataProvider? = nil,
         output: @escaping @Sendable (String) -> Void = PlatformLogHandler.standardError
     ) {
         self.label = label
-        self.logLevel = level
+        self.processLevel = level
         self.format = format
         self.metadataProvider = metadataProvider
         self.output = output
+    }
+
+    public init(
+        label: String, level: Logger.Level, format: LogFormat, metadataProvider: Logger.MetadataProvider? = nil,
+        output: @escaping @Sendable (String) -> Void = PlatformLogHandler.standardError
+    ) {
+        self.init(label: label, level: LiveLogLevel(level), format: format, metadataProvider: metadataProvider, output: output)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -1,0 +1,140 @@
+import Foundation
+import Platform
+import Testing
+import TestSupport
+
+/// Dynamic settings applied while the real processes run: from etcd across replicas, and from a
+/// watched YAML file.
+@Suite("configuration center", .serialized)
+struct ConfigReloadTests {
+    static func appliedVersion(_ port: Int) async -> String? {
+        let health = try? await HTTPTestClient(port: port).get("/health")
+        return ((health?.data["configuration"] as? [String: Any])?["applied"] as? [String: Any])?["version"] as? String
+    }
+
+    static func refused(_ port: Int) async -> [String: Any]? {
+        let health = try? await HTTPTestClient(port: port).get("/health")
+        return (health?.data["configuration"] as? [String: Any])?["refused"] as? [String: Any]
+    }
+
+    static func runCLI(_ processes: ProcessSet, _ arguments: [String], _ environment: [String: String]) throws -> (status: Int32, output: String) {
+        let name = "cli-\(UInt32.random(in: 0...UInt32.max))"
+        let process = try processes.start(name, arguments, environment: environment)
+        process.waitUntilExit()
+        return (process.terminationStatus, processes.log(name))
+    }
+
+    @Test("a change in etcd reaches every replica without a restart; the CLI refuses an invalid one; one written around it is refused by the processes, which keep their settings")
+    func etcdChangeAppliesEverywhere() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let provider = try await FakeProvider.start()
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let userPort = try freePort()
+        let aiPorts = [try freePort(), try freePort()]
+        let gatewayPorts = [try freePort(), try freePort()]
+        let metricsPort = try freePort()
+        let environment = [
+            "DATA_DIR": directory.path, "JWT_SECRET": PlatformUnderTest.jwtSecret,
+            "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "BCRYPT_COST": "4",
+            "DISCOVERY": "etcd", "ETCD_ENDPOINTS": etcd.endpoint, "ETCD_PREFIX": "/config-test",
+            "AI_PROVIDERS": "openai", "AI_PROVIDER_OPENAI_BASE_URL": provider.baseURL, "LOG_LEVEL": "notice", "METRICS_PORT": "0",
+        ]
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let migrate = try processes.start("migrate", ["migrate"], environment: environment)
+        migrate.waitUntilExit()
+        _ = try processes.start("user", ["user-service"], environment: environment.merging(["USER_SERVICE_PORT": "\(userPort)"]) { $1 })
+        for (index, port) in aiPorts.enumerated() {
+            _ = try processes.start("ai-\(index)", ["ai-service"], environment: environment.merging(["AI_SERVICE_PORT": "\(port)"]) { $1 })
+        }
+        try await waitUntilListening([userPort] + aiPorts, processes)
+        for (index, port) in gatewayPorts.enumerated() {
+            let metrics = index == 0 ? "\(metricsPort)" : "0"
+            _ = try processes.start("gateway-\(index)", ["gateway"], environment: environment.merging(["HTTP_PORT": "\(port)", "METRICS_PORT": metrics]) { $1 })
+        }
+        try await waitUntil("both gateways see the three instances; logs: \(processes.allLogs())", timeout: .seconds(30)) {
+            for port in gatewayPorts {
+                guard let health = try? await HTTPTestClient(port: port).get("/health"), health.status == 200,
+                      (health.data["instances"] as? [Any])?.count == 3 else { return false }
+            }
+            return true
+        }
+        let startVersion = try #require(await Self.appliedVersion(gatewayPorts[0]))
+        #expect(await Self.appliedVersion(gatewayPorts[1]) == startVersion, "the same settings give the same version everywhere")
+
+        let registered = try await firstCall(processes) {
+            try await HTTPTestClient(port: gatewayPorts[0]).send("POST", "/user/register", json: #"{"username":"fleet-owner","password":"password123"}"#)
+        }
+        let accessKey = try #require(registered.data["accessKey"] as? String)
+        let secretKey = try #require(registered.data["secretKey"] as? String)
+        let devices = gatewayPorts.map { SignedClient(port: $0, accessKey: accessKey, secretKey: secretKey) }
+        for device in devices {
+            #expect(try await device.json("/ai/invoke/chat_completion", #"{"question":"before"}"#).status == 200)
+        }
+
+        // One command changes the rate limit and the login throttle of the whole fleet.
+        let set = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=3", "login.max.failures.per.username=1"], environment)
+        #expect(set.status == 0, "\(set.output)")
+        #expect(try Self.runCLI(processes, ["config", "get", "ai.rate.limit.per.minute"], environment).output.contains("3"))
+        try await waitUntil("both gateways applied the change", timeout: .seconds(15)) {
+            for port in gatewayPorts {
+                guard let version = await Self.appliedVersion(port), version != startVersion else { return false }
+            }
+            return true
+        }
+        // Each gateway throttles logins by itself: one failure, then 429, on either.
+        for (index, port) in gatewayPorts.enumerated() {
+            let http = HTTPTestClient(port: port)
+            let login = #"{"username":"fleet-owner-\#(index)","password":"wrong-password"}"#
+            #expect(try await http.send("PUT", "/auth/login", json: login).status == 401)
+            #expect(try await http.send("PUT", "/auth/login", json: login).status == 429, "gateway \(index) kept the old limit")
+        }
+        // Three calls a minute per key, counted across replicas, through either gateway: the two
+        // made before the change and one more; the AI replicas have the new limit within seconds.
+        var statuses: [Int] = []
+        try await waitUntil("the AI replicas refuse the fourth call", timeout: .seconds(15)) {
+            let status = (try? await devices[statuses.count % 2].json("/ai/invoke/chat_completion", #"{"question":"after"}"#).status) ?? 0
+            statuses.append(status)
+            return status == 429
+        }
+        for index in 0..<4 {
+            let refused = try await devices[index % 2].json("/ai/invoke/chat_completion", #"{"question":"refused"}"#)
+            #expect(refused.status == 429 && refused.message.contains("at most 3 requests per minute"), "\(refused.status) \(refused.json)")
+        }
+
+        // The CLI checks a change before it writes it.
+        let invalid = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=-5"], environment)
+        #expect(invalid.status == 78 && invalid.output.contains("AI_RATE_LIMIT_PER_MINUTE"), "\(invalid.output)")
+        #expect(try Self.runCLI(processes, ["config", "get", "ai.rate.limit.per.minute"], environment).output.contains("3"))
+
+        // Written around the CLI, an invalid change is refused whole by every process: the login
+        // throttle in the same change does not apply either.
+        let store = EtcdClient(endpoints: [etcd.endpoint])
+        let applied = await Self.appliedVersion(gatewayPorts[0])
+        try await store.write([
+            "/config-test/config/login.max.failures.per.username": "1000",
+            "/config-test/config/cors.allowed.origins": "https://app.example",
+            "/config-test/config/otel.traces.sampler": "sometimes",
+        ])
+        try await waitUntil("both gateways refused the change", timeout: .seconds(15)) {
+            for port in gatewayPorts {
+                guard let refused = await Self.refused(port), let problems = refused["problems"] as? [String],
+                      problems.contains(where: { $0.contains("OTEL_TRACES_SAMPLER") }) else { return false }
+            }
+            return true
+        }
+        #expect(await Self.appliedVersion(gatewayPorts[0]) == applied, "the running settings stay")
+        let stillThrottled = try await HTTPTestClient(port: gatewayPorts[0]).send(
+            "PUT", "/auth/login", json: #"{"username":"fleet-owner-0","password":"wrong-password"}"#
+        )
+        #expect(stillThrottled.status == 429, "the refused change's login limit must not apply")
+        let exposition = String(decoding: try await HTTPTestClient(port: metricsPort).get("/metrics").body, as: UTF8.self)
+        #expect(exposition.contains(#"aisaas_config_reloads_total{outcome="refused"} 1"#), "\(exposition)")
+        #expect(exposition.contains(#"aisaas_config_version_info{state="applied",version="\#(applied ?? "")"} 1"#))
+        #expect(exposition.contains(#"aisaas_config_version_info{state="refused""#))
+        await provider.stop()
+    }
+}
