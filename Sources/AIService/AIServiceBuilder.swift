@@ -118,8 +118,9 @@ public func buildAIService(
                 read.readDynamic(reader)
                 try reader.finish()
                 let next = read
-                let directory = next.providers == settings.providers || rebuildProviders == nil
-                    ? nil : rebuildProviders.map { $0(next.providers) }
+                // New provider objects only when their settings changed (they hold no state, but
+                // a pool of connections is worth keeping).
+                let directory = next.providers == live.providerSettings ? nil : rebuildProviders.map { $0(next.providers) }
                 return { live.apply(next, providers: directory) }
             }
         }
@@ -184,6 +185,9 @@ final class AIDomainVersions: Sendable {
     /// The models list's `created`: when the process started, not when settings last changed.
     private let listedSince: Date
     private let providers: LiveSetting<AIProviderDirectory>
+    private let appliedProviderSettings: LiveSetting<ProviderSettings>
+    /// The provider settings of the current version.
+    var providerSettings: ProviderSettings { appliedProviderSettings.current }
 
     init(
         settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
@@ -197,6 +201,7 @@ final class AIDomainVersions: Sendable {
         self.logger = logger
         self.listedSince = listedSince
         self.providers = LiveSetting(providers)
+        appliedProviderSettings = LiveSetting(settings.providers)
         live = LiveSetting(Self.make(
             settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince, logger: logger
         ))
@@ -204,7 +209,10 @@ final class AIDomainVersions: Sendable {
 
     /// Puts `settings` in place; `providers` nil keeps the current providers.
     func apply(_ settings: AIServiceSettings, providers directory: AIProviderDirectory?) {
-        if let directory { providers.replace(with: directory) }
+        if let directory {
+            providers.replace(with: directory)
+            appliedProviderSettings.replace(with: settings.providers)
+        }
         live.replace(with: Self.make(
             settings, providers: providers.current, database: database, transcoder: transcoder, instruments: instruments,
             listedSince: listedSince, logger: logger

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Platform
 import Testing
 import TestSupport
@@ -40,8 +41,12 @@ struct ConfigReloadTests {
             "DATA_DIR": directory.path, "JWT_SECRET": PlatformUnderTest.jwtSecret,
             "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "BCRYPT_COST": "4",
             "DISCOVERY": "etcd", "ETCD_ENDPOINTS": etcd.endpoint, "ETCD_PREFIX": "/config-test",
-            "AI_PROVIDERS": "openai", "AI_PROVIDER_OPENAI_BASE_URL": provider.baseURL, "LOG_LEVEL": "notice", "METRICS_PORT": "0",
+            "LOG_LEVEL": "notice", "METRICS_PORT": "0",
         ]
+        // The providers come from etcd, as the whole fleet's: the environment would win over it.
+        try await EtcdClient(endpoints: [etcd.endpoint]).write([
+            "/config-test/config/ai.providers": "openai", "/config-test/config/ai.provider.openai.base.url": provider.baseURL,
+        ])
         let processes = ProcessSet(directory: directory.path)
         defer { processes.killAll() }
         let migrate = try processes.start("migrate", ["migrate"], environment: environment)
@@ -74,6 +79,25 @@ struct ConfigReloadTests {
         for device in devices {
             #expect(try await device.json("/ai/invoke/chat_completion", #"{"question":"before"}"#).status == 200)
         }
+
+        // A provider's base URL and key change: calls go to the new one, with the new key.
+        let replacement = try await FakeProvider.start()
+        replacement.setChatReply("answered by the replacement provider")
+        replacement.requireAPIKey("sk-rotated")
+        let moved = try Self.runCLI(processes, [
+            "config", "set", "ai.provider.openai.base.url=\(replacement.baseURL)", "ai.provider.openai.api.key=sk-rotated",
+        ], environment)
+        #expect(moved.status == 0, "\(moved.output)")
+        try await waitUntil("both AI replicas call the replacement", timeout: .seconds(15)) {
+            for device in devices {
+                for _ in 0..<2 {
+                    let reply = try? await device.json("/ai/invoke/chat_completion", #"{"question":"which provider?"}"#)
+                    guard let reply, reply.status == 200, String(decoding: reply.body, as: UTF8.self).contains("replacement provider") else { return false }
+                }
+            }
+            return true
+        }
+        #expect(!(try Self.runCLI(processes, ["config", "get"], environment).output.contains("sk-rotated")), "secrets are not printed")
 
         // One command changes the rate limit and the login throttle of the whole fleet.
         let set = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=3", "login.max.failures.per.username=1"], environment)
@@ -136,5 +160,92 @@ struct ConfigReloadTests {
         #expect(exposition.contains(#"aisaas_config_version_info{state="applied",version="\#(applied ?? "")"} 1"#))
         #expect(exposition.contains(#"aisaas_config_version_info{state="refused""#))
         await provider.stop()
+        await replacement.stop()
+    }
+
+    @Test("a watched YAML file: CORS origins, the access log and the log level change without a restart; a bad value and a file that stops parsing are refused; config validate checks a file")
+    func fileChangeApplies() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = directory.path + "/settings.yaml"
+        func write(_ yaml: String) throws {
+            // Written whole then renamed, as a ConfigMap update is: the watcher never reads half a file.
+            try Data(yaml.utf8).write(to: URL(fileURLWithPath: file + ".new"))
+            guard rename(file + ".new", file) == 0 else { throw TestFailure("rename failed: \(errno)") }
+        }
+        try Data("access:\n  log: false\nlog:\n  level: notice\n".utf8).write(to: URL(fileURLWithPath: file))
+        let port = try freePort()
+        let environment = [
+            "DATA_DIR": directory.path, "JWT_SECRET": PlatformUnderTest.jwtSecret, "BCRYPT_COST": "4",
+            "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "HTTP_PORT": "\(port)", "METRICS_PORT": "0", "CONFIG_FILE": file,
+        ]
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        _ = try processes.start("all", ["all"], environment: environment)
+        let http = HTTPTestClient(port: port)
+        try await waitUntil("the platform answers; logs: \(processes.allLogs())", timeout: .seconds(30)) {
+            (try? await http.get("/health").status) == 200
+        }
+        let origin = [("Origin", "https://console.example")]
+        #expect(try await http.send("GET", "/health", headers: origin).headers["access-control-allow-origin"].isEmpty)
+        _ = try await http.get("/openapi.json")
+        #expect(!processes.log("all").contains("/openapi.json"), "ACCESS_LOG is off")
+        let startVersion = try #require(await Self.appliedVersion(port))
+
+        try write("""
+            config:
+              version: "2026-12-04.2"
+            access:
+              log: true
+            log:
+              level: info
+            cors:
+              allowed:
+                origins: "https://console.example"
+            """)
+        try await waitUntil("the file's new version applied", timeout: .seconds(15)) { await Self.appliedVersion(port) == "2026-12-04.2" }
+        #expect(try await http.send("GET", "/health", headers: origin).headers["access-control-allow-origin"] == ["https://console.example"])
+        _ = try await http.get("/openapi.json?after-change")
+        try await waitUntil("the access line", timeout: .seconds(5)) { processes.log("all").contains("/openapi.json") }
+
+        // A value out of range: refused whole, the CORS change in the same version included.
+        try write("""
+            config:
+              version: "2026-12-04.3"
+            cors:
+              allowed:
+                origins: "https://other.example"
+            login:
+              max:
+                failures:
+                  per:
+                    username: 0
+            """)
+        try await waitUntil("the bad version refused", timeout: .seconds(15)) { await Self.refused(port)?["version"] as? String == "2026-12-04.3" }
+        let problems = await Self.refused(port)?["problems"] as? [String] ?? []
+        #expect(problems.contains { $0.contains("LOGIN_MAX_FAILURES_PER_USERNAME") }, "\(problems)")
+        #expect(await Self.appliedVersion(port) == "2026-12-04.2")
+        #expect(try await http.send("GET", "/health", headers: origin).headers["access-control-allow-origin"] == ["https://console.example"])
+        #expect(processes.log("all").contains("settings change refused"))
+
+        // A file that no longer parses keeps the last good settings and is reported as refused.
+        try write("cors: [unclosed\n")
+        try await waitUntil("the unparsable file refused", timeout: .seconds(15)) {
+            (await Self.refused(port)?["version"] as? String)?.hasPrefix("file:") == true
+        }
+        #expect(await Self.appliedVersion(port) == "2026-12-04.2")
+        #expect(startVersion != "2026-12-04.2")
+
+        // `config validate` checks a file without applying it.
+        let good = directory.path + "/good.json", bad = directory.path + "/bad.yaml"
+        try Data(#"{"ai": {"rate": {"limit": {"per": {"minute": 30}}}}}"#.utf8).write(to: URL(fileURLWithPath: good))
+        try Data("ai:\n  prices: '{not json'\n".utf8).write(to: URL(fileURLWithPath: bad))
+        let valid = try Self.runCLI(processes, ["config", "validate", good], [:])
+        #expect(valid.status == 0 && valid.output.contains("valid"), "\(valid.output)")
+        let invalid = try Self.runCLI(processes, ["config", "validate", bad], [:])
+        #expect(invalid.status == 78 && invalid.output.contains("AI_PRICES"), "\(invalid.output)")
+        let unparsable = try Self.runCLI(processes, ["config", "validate", file], [:])
+        #expect(unparsable.status == 78 && unparsable.output.contains("does not parse"), "\(unparsable.output)")
     }
 }

@@ -12,6 +12,9 @@ import Synchronization
 /// sections read the new snapshot; if any finds a problem the whole change is refused (the running
 /// settings stay, the log and `status` say why), otherwise all are put in place together.
 ///
+/// A version is named by the `config.version` setting when there is one (say, the ConfigMap's
+/// revision), otherwise by a hash of the values the sections read.
+///
 /// Precedence is the loader's: environment > `.env` > secrets > etcd > file > defaults. Static
 /// settings (addresses, database URLs, secrets) are read from the same sources when the process
 /// starts; changing them later asks for a restart.
@@ -164,12 +167,15 @@ public final class ConfigurationCenter: Service, Sendable {
         }
         problems += settings.problemsSoFar.filter { !problems.contains($0) }
         let fingerprint = Self.fingerprint(settings.valuesRead)
-        let version = settings.valuesRead["config.version"] ?? fingerprint
+        let version = settings.string("config.version") ?? fingerprint
         let isNew = state.withLock { state in
             defer { state.lastSeen = fingerprint }
             return state.lastSeen != fingerprint
         }
-        guard isNew else { return }
+        guard isNew else {
+            logger.debug("settings unchanged", metadata: ["config-version": "\(version)"])
+            return
+        }
         if problems.isEmpty {
             for apply in applies { apply() }
             state.withLock { $0.status.applied = Outcome(version: version, at: Date().formatted(.iso8601), problems: []) }
@@ -211,7 +217,7 @@ public final class ConfigurationCenter: Service, Sendable {
         let settings = SettingsReader(reader)
         for section in state.withLock({ $0.sections }) { _ = try? section.read(settings) }
         let fingerprint = Self.fingerprint(settings.valuesRead)
-        let version = settings.valuesRead["config.version"] ?? fingerprint
+        let version = settings.string("config.version") ?? fingerprint
         state.withLock { state in
             state.lastSeen = fingerprint
             state.status.applied = Outcome(version: version, at: Date().formatted(.iso8601), problems: [])
