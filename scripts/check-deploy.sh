@@ -10,6 +10,8 @@
 #       families that the platform exports.
 #   - deploy/kubernetes/, deploy/compose.yaml, Dockerfile: scripts/check-manifests.py (schemas of
 #       the objects' fields and the references between them; no cluster or container engine).
+#   - the dynamic settings files (deploy/compose/settings.yaml, the aisaas-dynamic ConfigMap):
+#       aisaas config validate.
 # Installs Debian's `prometheus` package (which ships promtool) when promtool is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -252,5 +254,19 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-yaml
 fi
 python3 scripts/check-manifests.py
+
+echo "== dynamic settings files: aisaas config validate"
+# The files operators edit at run time: a mistake there is refused by every replica, so catch it here.
+bin=$(ls .build/debug/aisaas .build/release/aisaas 2>/dev/null | head -1 || true)
+if [ -z "$bin" ]; then
+    swift build --product aisaas >/dev/null
+    bin=.build/debug/aisaas
+fi
+python3 -c 'import sys, yaml
+for document in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")):
+    if document["metadata"]["name"] == "aisaas-dynamic":
+        open(sys.argv[1], "w").write(document["data"]["settings.yaml"])' "$work/kubernetes-settings.yaml"
+"$bin" config validate deploy/compose/settings.yaml
+"$bin" config validate "$work/kubernetes-settings.yaml"
 
 echo "deploy checks passed"

@@ -131,6 +131,7 @@ def check_kubernetes():
     if not objects:
         problem("deploy/kubernetes", "no manifests")
     workloads, services, config_maps, secrets, deployments = [], [], set(), set(), {}
+    config_map_data = {}
     for name, obj in objects:
         kind = obj.get("kind")
         if kind == "Kustomization":
@@ -151,6 +152,13 @@ def check_kubernetes():
             problem(where, "not in the aisaas namespace")
         if kind == "ConfigMap":
             config_maps.add(object_name)
+            config_map_data[object_name] = obj.get("data", {}) or {}
+            for data_key, text in config_map_data[object_name].items():
+                if data_key.endswith((".yaml", ".yml")):
+                    try:
+                        yaml.safe_load(text)
+                    except yaml.YAMLError as error:
+                        problem(where, f"data {data_key} is not YAML: {error}")
         elif kind == "Secret":
             secrets.add(object_name)
         elif kind == "Service":
@@ -173,6 +181,8 @@ def check_kubernetes():
         for volume in volumes.values():
             if "secret" in volume and volume["secret"].get("secretName") not in secrets:
                 problem(where, f"volume {volume.get('name')} names Secret {volume['secret'].get('secretName')}, which no manifest defines")
+            if "configMap" in volume and volume["configMap"].get("name") not in config_maps:
+                problem(where, f"volume {volume.get('name')} names ConfigMap {volume['configMap'].get('name')}, which no manifest defines")
         ports = {}
         for container in pod.get("containers", []):
             cwhere = f"{where} container {container.get('name')}"
@@ -188,6 +198,20 @@ def check_kubernetes():
             for mount in container.get("volumeMounts", []):
                 if mount.get("name") not in volumes:
                     problem(cwhere, f"mounts volume {mount.get('name')}, which the pod does not have")
+            # CONFIG_FILE must be a file the pod mounts from a ConfigMap that has that key.
+            for source in container.get("envFrom", []):
+                config_file = config_map_data.get(source.get("configMapRef", {}).get("name"), {}).get("CONFIG_FILE")
+                if not config_file:
+                    continue
+                found = False
+                for mount in container.get("volumeMounts", []):
+                    volume = volumes.get(mount.get("name"), {})
+                    data = config_map_data.get(volume.get("configMap", {}).get("name"), {})
+                    prefix = mount.get("mountPath", "").rstrip("/") + "/"
+                    if config_file.startswith(prefix) and config_file[len(prefix):] in data:
+                        found = True
+                if not found:
+                    problem(cwhere, f"CONFIG_FILE {config_file} is not a key of a ConfigMap the container mounts")
             named = {p.get("name"): p.get("containerPort") for p in container.get("ports", []) if p.get("name")}
             numbers = {p.get("containerPort") for p in container.get("ports", [])}
             ports.update(named)
