@@ -151,6 +151,7 @@ let package = Package(
             name: "AISaaSCLI",
             dependencies: [
                 "Platform", "UserService", "AIService", "AIProviders", "Gateway", "AKSKSigning",
+                // aisaas scaffold: service dependencies
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -273,5 +274,6 @@ let package = Package(
             exclude: ["openai_sdk_flows.py"],
             swiftSettings: swiftSettings
         ),
+        // aisaas scaffold: service targets
     ]
 )

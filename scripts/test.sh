@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test suite on a fresh machine: installs what the tests need from the Debian packages
-# (PostgreSQL, ffmpeg, Prometheus, python3-venv) and a Python virtual environment with the official `openai`
+# (PostgreSQL, ffmpeg, Prometheus, etcd, iproute2, curl, python3-venv) and a Python virtual environment with the official `openai`
 # package from PyPI, starts a throwaway PostgreSQL cluster on a free loopback port, and runs
 # `swift test` against SQLite and PostgreSQL. Extra arguments go to `swift test` (e.g. --filter X).
 # AISAAS_BUILD_CACHE=DIR keeps the build outside the clone; AISAAS_PYTHON_VENV=DIR puts the
@@ -20,6 +20,10 @@ command -v python3 >/dev/null || need+=(python3)
 command -v prometheus >/dev/null || need+=(prometheus)
 # The service registry tests run a real etcd (DISCOVERY=etcd).
 command -v etcd >/dev/null || need+=(etcd-server)
+# The multi-host test makes hosts of network namespaces (iproute2's ip, as root) and calls the
+# gateways from one of them with curl.
+command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
 # The OpenAI SDK tests run the official Python package from a virtual environment; Debian's
 # python3 makes one only with python3-venv (which ships ensurepip).
 venv=${AISAAS_PYTHON_VENV:-$HOME/.cache/aisaas/openai-venv}

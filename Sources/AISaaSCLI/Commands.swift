@@ -17,7 +17,9 @@ public struct AISaaSCommand: AsyncParsableCommand {
             config file; the README lists every key. With no settings at all, `aisaas all` serves \
             on http://127.0.0.1:9000 and keeps its data under ./data.
             """,
-        subcommands: [All.self, GatewayCommand.self, UserServiceCommand.self, AIServiceCommand.self, Migrate.self, Seed.self, SignCommand.self, InvokeCommand.self, RegistryCommand.self, ConfigCommand.self, ProbeCommand.self],
+        subcommands: [All.self, GatewayCommand.self, UserServiceCommand.self, AIServiceCommand.self] + addedServices.map { $0.command } + [
+            Migrate.self, Seed.self, SignCommand.self, InvokeCommand.self, RegistryCommand.self, ConfigCommand.self, ProbeCommand.self, ScaffoldCommand.self,
+        ],
         defaultSubcommand: nil
     )
 
@@ -150,24 +152,34 @@ public struct Migrate: AsyncParsableCommand {
 
     public init() {}
 
-    @Option(help: "Which database: user, ai or all.")
-    var service: ServiceChoice = .all
+    @Option(help: "Which database: user, ai, an added service's name, or all.")
+    var service: String = "all"
 
-    enum ServiceChoice: String, ExpressibleByArgument, CaseIterable {
-        case user, ai, all
+    /// `user`, `ai`, then each added service by the name it was scaffolded with.
+    static var serviceNames: [String] { ["user", "ai"] + addedServices.map { $0.application.replacingOccurrences(of: "-service", with: "") } }
+
+    public func validate() throws {
+        guard service == "all" || Self.serviceNames.contains(service) else {
+            throw ValidationError("--service must be \((Self.serviceNames + ["all"]).joined(separator: ", ")), not '\(service)'")
+        }
     }
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
             let (config, logger) = try await sources.loadReader()
             let common = CommonSettings.read(SettingsReader(config))
-            if service != .ai {
+            let wanted = { (name: String) in service == "all" || service == name }
+            if wanted("user") {
                 let settings = try UserServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9101, logger: logger)
                 try await migrate(settings.database, UserMigrations.all, logger: logger)
             }
-            if service != .user {
+            if wanted("ai") {
                 let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
                 try await migrate(settings.database, AIMigrations.all, logger: logger)
+            }
+            for added in addedServices where wanted(added.application.replacingOccurrences(of: "-service", with: "")) {
+                let (location, migrations) = try added.database(SettingsReader(config), common: common)
+                try await migrate(location, migrations, logger: logger)
             }
         }
     }

@@ -88,28 +88,38 @@ public func buildAllInOne(
     let aiLogger = logger.labelled(aiServiceApplication)
     let aiTelemetry = try observability.telemetry(component: aiServiceApplication)
     let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, telemetry: aiTelemetry, logger: aiLogger)
-    let aiProcess = try await buildAIService(
-        settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, telemetry: aiTelemetry,
-        center: center, rebuildProviders: { aiRuntime.directory(for: $0) }, logger: aiLogger
-    )
-    let gateway = try await buildGateway(
-        settings: gatewaySettings,
-        userService: .inProcess(userLink, health: userProcess.health),
-        aiService: .inProcess(aiLink, health: aiProcess.health),
-        telemetry: try observability.telemetry(component: gatewayApplication),
-        center: center,
-        logger: logger.labelled(gatewayApplication),
-        onServerRunning: { port in
-            logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
-            await onGatewayRunning(port)
+    return try await aiRuntime.shutDownIfThrowing {
+        let aiProcess = try await buildAIService(
+            settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, telemetry: aiTelemetry,
+            center: center, rebuildProviders: { aiRuntime.directory(for: $0) }, logger: aiLogger
+        )
+        var added: [AddedServiceInProcess] = []
+        for service in addedServices {
+            added.append(try await AddedServiceInProcess.build(
+                service, reader: reader, common: common, callTimeout: gatewaySettings.callTimeout, observability: observability, logger: logger
+            ))
         }
-    )
-    center.markStarted()
-    return ProcessPlan(
-        services: observability.services + [center] + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services + gateway.services,
-        logger: logger,
-        drainTime: common.drainTime
-    )
+        let gateway = try await buildGateway(
+            settings: gatewaySettings,
+            userService: .inProcess(userLink, health: userProcess.health),
+            aiService: .inProcess(aiLink, health: aiProcess.health),
+            addedServices: added.map(\.connection),
+            telemetry: try observability.telemetry(component: gatewayApplication),
+            center: center,
+            logger: logger.labelled(gatewayApplication),
+            onServerRunning: { port in
+                logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
+                await onGatewayRunning(port)
+            }
+        )
+        center.markStarted()
+        return ProcessPlan(
+            services: observability.services + [center] + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services
+                + added.flatMap(\.process.services) + gateway.services,
+            logger: logger,
+            drainTime: common.drainTime
+        )
+    }
 }
 
 /// The gateway alone, in front of user and AI services found as `DISCOVERY` says.
@@ -130,6 +140,7 @@ public func buildGatewayProcess(config: PlatformConfiguration, logger: Logger, o
         settings: settings,
         userService: .network(discovery.endpoints(for: userServiceApplication, addresses: settings.userServiceAddresses, watcher: watcher)),
         aiService: .network(discovery.endpoints(for: aiServiceApplication, addresses: settings.aiServiceAddresses, watcher: watcher)),
+        addedServices: try addedServiceConnections(reader: reader, discovery: discovery, watcher: watcher, callTimeout: settings.callTimeout),
         registry: watcher,
         telemetry: telemetry,
         center: center,
@@ -185,10 +196,12 @@ public func buildAIServiceProcess(config: PlatformConfiguration, logger: Logger)
     let settings = try AIServiceSettings.read(SettingsReader(reader), common: common, defaultPort: 9102)
     let telemetry = try observability.telemetry(component: aiServiceApplication)
     let runtime = AIProviderRuntime(settings: settings.providers, telemetry: telemetry, logger: logger)
-    let process = try await buildAIService(
-        settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, telemetry: telemetry,
-        center: center, rebuildProviders: { runtime.directory(for: $0) }, logger: logger
-    )
+    let process = try await runtime.shutDownIfThrowing {
+        try await buildAIService(
+            settings: settings, providers: runtime.directory, transcoder: runtime.transcoder, telemetry: telemetry,
+            center: center, rebuildProviders: { runtime.directory(for: $0) }, logger: logger
+        )
+    }
     center.markStarted()
     return ProcessPlan(
         services: observability.services + [center] + [runtime.shutdownHook] + process.services
@@ -201,6 +214,17 @@ extension AIProviderRuntime {
     /// Listed before the AI service's own services, so it runs after they stopped.
     var shutdownHook: ShutdownHook {
         ShutdownHook { try? await registry.shutdown() }
+    }
+
+    /// `body`'s result; if it throws (a database that refuses the service, say), the providers'
+    /// HTTP client is shut down first, since no service group will ever do it.
+    func shutDownIfThrowing<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            try? await registry.shutdown()
+            throw error
+        }
     }
 }
 

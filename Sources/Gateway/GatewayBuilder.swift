@@ -110,6 +110,7 @@ public func buildGateway(
     settings: GatewaySettings,
     userService: ServiceConnection,
     aiService: ServiceConnection,
+    addedServices: [AddedServiceConnection] = [],
     registry: RegistryWatcher? = nil,
     telemetry: Telemetry = .disabled(component: gatewayApplication),
     center: ConfigurationCenter? = nil,
@@ -164,11 +165,31 @@ public func buildGateway(
     let sync = RevocationSync(users: clients.users, revocations: revocations)
     let tokens = await AccessTokens(secret: settings.jwtSecret, lifetime: settings.tokenLifetime, revocations: revocations)
 
-    let monitors = [userService.healthMonitor(ejection: userEjection, logger: logger), aiService.healthMonitor(ejection: aiEjection, logger: logger)]
+    var monitors = [userService.healthMonitor(ejection: userEjection, logger: logger), aiService.healthMonitor(ejection: aiEjection, logger: logger)]
+    // Services added to the platform: a client each, with the same ejection and health, and
+    // their routes behind the JWT authentication.
+    var addedRoutes: [@Sendable (RouterGroup<GatewayRequestContext>) -> Void] = []
+    for added in addedServices {
+        let clientSettings = ServiceClientSettings(callTimeout: added.callTimeout)
+        let addedEjection = ejection(added.connection)
+        let routes = added.routes
+        switch added.connection {
+        case .network(let endpoints):
+            let ejecting = addedEjection.map { endpoints.ejecting($0) } ?? endpoints
+            let client = try ServiceClientFactory.make(ejecting, settings: clientSettings, interceptors: interceptors, observers: observers(addedEjection))
+            addedRoutes.append { routes.register(client: client, on: $0) }
+            connections.append(GRPCClientService(client))
+        case .inProcess(let link, _):
+            let client = ServiceClientFactory.make(link, settings: clientSettings, interceptors: interceptors, observers: [callMetrics])
+            addedRoutes.append { routes.register(client: client, on: $0) }
+            connections.append(GRPCClientService(client))
+        }
+        monitors.append(added.connection.healthMonitor(ejection: addedEjection, logger: logger))
+    }
     for monitor in monitors { monitor.reportServing(to: telemetry) }
     let router = try makeGatewayRouter(
         settings: settings, clients: clients, tokens: tokens, revocations: revocations, sync: sync,
-        healthMonitors: monitors, registry: registry, telemetry: telemetry, center: center, logger: logger
+        healthMonitors: monitors, addedRoutes: addedRoutes, registry: registry, telemetry: telemetry, center: center, logger: logger
     )
     let app = Application(
         router: router,
@@ -182,8 +203,7 @@ public func buildGateway(
     )
     return GatewayProcess(
         router: router,
-        services: connections + [
-            monitors[0], monitors[1],
+        services: connections + monitors.map { $0 as any Service } + [
             RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
             DrainLimitedService(app, drainTime: settings.drainTime, name: "gateway", logger: logger),
         ]
@@ -234,6 +254,7 @@ public func makeGatewayRouter(
     revocations: RevocationList,
     sync: RevocationSync,
     healthMonitors: [InstanceHealthMonitor],
+    addedRoutes: [@Sendable (RouterGroup<GatewayRequestContext>) -> Void] = [],
     registry: RegistryWatcher? = nil,
     telemetry: Telemetry = .disabled(component: gatewayApplication),
     center: ConfigurationCenter? = nil,
@@ -272,6 +293,7 @@ public func makeGatewayRouter(
     let apiKeys = APIKeyVerifier(users: clients.users, revocations: revocations)
     APIKeyRoutes(users: clients.users, revocations: revocations, apiKeys: apiKeys).register(on: authenticated)
     UsageRoutes(usage: clients.usage, users: clients.users).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
+    for register in addedRoutes { register(authenticated) }
 
     let signatures = SignatureVerifier(users: clients.users, revocations: revocations, maxRevocationAge: maxRevocationAge)
     let signed = router.group().add(middleware: SignedRequestMiddleware(

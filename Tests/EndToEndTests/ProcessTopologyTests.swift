@@ -316,9 +316,9 @@ final class ProcessSet: @unchecked Sendable {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("aisaas")
     }
 
-    func start(_ name: String, _ arguments: [String], environment: [String: String]) throws -> Process {
+    func start(_ name: String, _ arguments: [String], environment: [String: String], executable: URL? = nil) throws -> Process {
         let process = Process()
-        process.executableURL = Self.binary
+        process.executableURL = executable ?? Self.binary
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TEST_") }

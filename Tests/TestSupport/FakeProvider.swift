@@ -125,15 +125,15 @@ public final class FakeProvider: Sendable {
     /// `http://127.0.0.1:PORT/v1`, what a provider's base URL is set to.
     public let baseURL: String
 
-    private init(port: Int) {
+    private init(host: String, port: Int) {
         self.port = port
-        self.baseURL = "http://127.0.0.1:\(port)/v1"
+        self.baseURL = "http://\(host):\(port)/v1"
     }
 
     public struct StartFailed: Error {}
 
-    /// Starts a fake on a free port of 127.0.0.1.
-    public static func start(logger: Logger? = nil) async throws -> FakeProvider {
+    /// Starts a fake on a free port of `host` (127.0.0.1 unless a test's network says otherwise).
+    public static func start(host: String = "127.0.0.1", logger: Logger? = nil) async throws -> FakeProvider {
         // Hummingbird reports the cancellation that stops it as an error: quiet unless asked.
         let logger = logger ?? {
             var quiet = Logger(label: "fake-provider")
@@ -149,7 +149,7 @@ public final class FakeProvider: Sendable {
         let app = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [CloseWhenClientLeaves()])),
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: "fake-provider"),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: 0), serverName: "fake-provider"),
             onServerRunning: { channel in
                 portContinuation.yield(channel.localAddress?.port)
                 portContinuation.finish()
@@ -165,7 +165,7 @@ public final class FakeProvider: Sendable {
             task.cancel()
             throw StartFailed()
         }
-        let fake = FakeProvider(port: port)
+        let fake = FakeProvider(host: host, port: port)
         box.withLock { $0 = fake }
         fake.server.withLock { $0 = task }
         return fake

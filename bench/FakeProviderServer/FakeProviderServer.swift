@@ -5,7 +5,7 @@ import TestSupport
 
 /// `fake-provider`: the tests' `FakeProvider` as a process of its own, so that a load generator
 /// can call it directly and the platform can be pointed at it. Prints its base URL
-/// (`http://127.0.0.1:PORT/v1`) as the first line of standard output, then serves until SIGTERM or
+/// (`http://HOST:PORT/v1`) as the first line of standard output, then serves until SIGTERM or
 /// SIGINT.
 @main
 struct FakeProviderServer: AsyncParsableCommand {
@@ -13,6 +13,9 @@ struct FakeProviderServer: AsyncParsableCommand {
         commandName: "fake-provider",
         abstract: "Serve the fake OpenAI-compatible provider on a free port of 127.0.0.1."
     )
+
+    @Option(help: "Address to listen on (a test's network namespace gives it another one).")
+    var host: String = "127.0.0.1"
 
     @Option(help: "Milliseconds every answer waits before it is sent (0: at once).")
     var delayMs: Int = 0
@@ -48,7 +51,7 @@ struct FakeProviderServer: AsyncParsableCommand {
             return source
         }
 
-        let fake = try await FakeProvider.start()
+        let fake = try await FakeProvider.start(host: host)
         fake.setRecordingLimit(recordingLimit)
         fake.setBehavior(delayMs > 0 ? .delay(.milliseconds(delayMs)) : .answer)
         fake.setStreaming(.init(chunks: streamChunks, interval: .milliseconds(streamIntervalMs)))
