@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 if ! command -v protoc >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq protobuf-compiler
 fi
-swift build --product protoc-gen-swift
-swift build --product protoc-gen-grpc-swift-2
-bin="$(swift build --show-bin-path)"
+# AISAAS_BUILD_CACHE=DIR builds the plugins there, as scripts/test.sh builds the package.
+scratch=()
+[ -n "${AISAAS_BUILD_CACHE:-}" ] && scratch=(--scratch-path "$AISAAS_BUILD_CACHE")
+swift build "${scratch[@]}" --product protoc-gen-swift
+swift build "${scratch[@]}" --product protoc-gen-grpc-swift-2
+bin="$(swift build "${scratch[@]}" --show-bin-path)"
 
 out=Sources/AISaaSProtos
 find "$out" -name '*.pb.swift' -delete
