@@ -81,44 +81,54 @@ public func buildAllInOne(
     // and interceptors as between processes, without sockets.
     let userLink = InProcessServiceLink(name: userServiceApplication)
     let aiLink = InProcessServiceLink(name: aiServiceApplication, maxMessageBytes: 64 << 20)
-    let userProcess = try await buildUserService(
-        settings: userSettings, inProcess: userLink, telemetry: try observability.telemetry(component: userServiceApplication),
-        logger: logger.labelled(userServiceApplication)
-    )
-    let aiLogger = logger.labelled(aiServiceApplication)
-    let aiTelemetry = try observability.telemetry(component: aiServiceApplication)
-    let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, telemetry: aiTelemetry, logger: aiLogger)
-    return try await aiRuntime.shutDownIfThrowing {
-        let aiProcess = try await buildAIService(
-            settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, telemetry: aiTelemetry,
-            center: center, rebuildProviders: { aiRuntime.directory(for: $0) }, logger: aiLogger
+    // Built but never run if a later step fails: their databases are closed here then.
+    var built: [GRPCServiceProcess] = []
+    do {
+        let userProcess = try await buildUserService(
+            settings: userSettings, inProcess: userLink, telemetry: try observability.telemetry(component: userServiceApplication),
+            logger: logger.labelled(userServiceApplication)
         )
-        var added: [AddedServiceInProcess] = []
-        for service in addedServices {
-            added.append(try await AddedServiceInProcess.build(
-                service, reader: reader, common: common, callTimeout: gatewaySettings.callTimeout, observability: observability, logger: logger
-            ))
-        }
-        let gateway = try await buildGateway(
-            settings: gatewaySettings,
-            userService: .inProcess(userLink, health: userProcess.health),
-            aiService: .inProcess(aiLink, health: aiProcess.health),
-            addedServices: added.map(\.connection),
-            telemetry: try observability.telemetry(component: gatewayApplication),
-            center: center,
-            logger: logger.labelled(gatewayApplication),
-            onServerRunning: { port in
-                logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
-                await onGatewayRunning(port)
+        built.append(userProcess)
+        let aiLogger = logger.labelled(aiServiceApplication)
+        let aiTelemetry = try observability.telemetry(component: aiServiceApplication)
+        let aiRuntime = AIProviderRuntime(settings: aiSettings.providers, telemetry: aiTelemetry, logger: aiLogger)
+        return try await aiRuntime.shutDownIfThrowing {
+            let aiProcess = try await buildAIService(
+                settings: aiSettings, providers: aiRuntime.directory, transcoder: aiRuntime.transcoder, inProcess: aiLink, telemetry: aiTelemetry,
+                center: center, rebuildProviders: { aiRuntime.directory(for: $0) }, logger: aiLogger
+            )
+            built.append(aiProcess)
+            var added: [AddedServiceInProcess] = []
+            for service in addedServices {
+                added.append(try await AddedServiceInProcess.build(
+                    service, reader: reader, common: common, callTimeout: gatewaySettings.callTimeout, observability: observability, logger: logger
+                ))
+                built.append(added[added.count - 1].process)
             }
-        )
-        center.markStarted()
-        return ProcessPlan(
-            services: observability.services + [center] + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services
-                + added.flatMap(\.process.services) + gateway.services,
-            logger: logger,
-            drainTime: common.drainTime
-        )
+            let gateway = try await buildGateway(
+                settings: gatewaySettings,
+                userService: .inProcess(userLink, health: userProcess.health),
+                aiService: .inProcess(aiLink, health: aiProcess.health),
+                addedServices: added.map(\.connection),
+                telemetry: try observability.telemetry(component: gatewayApplication),
+                center: center,
+                logger: logger.labelled(gatewayApplication),
+                onServerRunning: { port in
+                    logger.notice("platform ready", metadata: ["url": "http://\(gatewaySettings.listen.host):\(port)"])
+                    await onGatewayRunning(port)
+                }
+            )
+            center.markStarted()
+            return ProcessPlan(
+                services: observability.services + [center] + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services
+                    + added.flatMap(\.process.services) + gateway.services,
+                logger: logger,
+                drainTime: common.drainTime
+            )
+        }
+    } catch {
+        for process in built { await process.database.shutdown() }
+        throw error
     }
 }
 

@@ -45,8 +45,21 @@ final class HostNetwork: @unchecked Sendable {
         return address
     }
 
+    /// Gives `host` its own /etc/hosts (`ip netns exec` mounts /etc/netns/<namespace>/hosts over
+    /// it): the host's name resolution, as a DNS server's records would be, one line per address.
+    func setHosts(_ host: String, _ records: [(address: String, name: String)]) throws {
+        let folder = "/etc/netns/" + namespace(host)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let lines = ["127.0.0.1 localhost"] + records.map { "\($0.address) \($0.name)" }
+        // Replaced in place: the file is mounted into processes that run there already.
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: folder + "/hosts"))
+    }
+
     func remove() {
-        for namespace in namespaces.reversed() { _ = try? Self.run(["netns", "del", namespace]) }
+        for namespace in namespaces.reversed() {
+            _ = try? Self.run(["netns", "del", namespace])
+            try? FileManager.default.removeItem(atPath: "/etc/netns/" + namespace)
+        }
         namespaces = []
     }
 

@@ -46,6 +46,12 @@ struct MultiHostTests {
         let users = try (1...3).map { try network.addHost("user\($0)", octet: 10 + $0) }
         let ais = try (1...2).map { try network.addHost("ai\($0)", octet: 20 + $0) }
         let gateways = try (1...2).map { try network.addHost("gw\($0)", octet: 30 + $0) }
+        // A third gateway finds the services by DNS: one name with a record per replica.
+        let dnsGateway = try network.addHost("gw3", octet: 33)
+        func dnsRecords(users: ArraySlice<String>) -> [(address: String, name: String)] {
+            users.map { ($0, "users.fleet") } + ais.map { ($0, "ai.fleet") }
+        }
+        try network.setHosts("gw3", dnsRecords(users: users[0...1]))
         try network.addHost("client", octet: 40)
         let client = Call(network: network, host: "client")
 
@@ -137,13 +143,20 @@ struct MultiHostTests {
                 "HTTP_HOST": address, "HTTP_PORT": "9000",
             ]) { $1 })
         }
+        _ = try processes.start("gw3", on: "gw3", of: network, ["gateway"], environment: environment.merging([
+            "HTTP_HOST": dnsGateway, "HTTP_PORT": "9000", "DISCOVERY": "dns", "DNS_REFRESH_SECONDS": "1",
+            "USER_SERVICE_ADDRS": "users.fleet:9101", "AI_SERVICE_ADDRS": "ai.fleet:9102",
+        ]) { $1 })
+        let dnsGatewayURL = "http://\(dnsGateway):9000"
         let gatewayURLs = gateways.map { "http://\($0):9000" }
         func instances(_ gateway: String) -> [String] {
             let health = try? client.send("GET", gateway + "/health")
             return ((health?.json["data"] as? [String: Any])?["instances"] as? [[String: Any]] ?? []).compactMap { $0["address"] as? String }
         }
-        try await waitUntil("both gateways see two user and two AI services; logs: \(processes.allLogs())", timeout: .seconds(60)) {
-            gatewayURLs.allSatisfy { Set(instances($0)) == Set(["\(users[0]):9101", "\(users[1]):9101", "\(ais[0]):9102", "\(ais[1]):9102"]) }
+        try await waitUntil("every gateway sees two user and two AI services; logs: \(processes.allLogs())", timeout: .seconds(60)) {
+            (gatewayURLs + [dnsGatewayURL]).allSatisfy {
+                Set(instances($0)) == Set(["\(users[0]):9101", "\(users[1]):9101", "\(ais[0]):9102", "\(ais[1]):9102"])
+            }
         }
 
         // An account, made through one gateway and used through the other.
@@ -158,7 +171,7 @@ struct MultiHostTests {
                 ProcessSet.binary.path, "invoke", "chat", "--base-url", gateway, "--question", "hello from the client host", "--timeout", "\(timeout)",
             ], environment: signing)
         }
-        for gateway in gatewayURLs {
+        for gateway in gatewayURLs + [dnsGatewayURL] {
             let signed = try signedCall(gateway)
             #expect(signed.status == 0, "signed call through \(gateway): \(signed.output)")
             let openAI = try client.send("POST", gateway + "/v1/chat/completions", json: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#, token: apiKey)
@@ -167,8 +180,9 @@ struct MultiHostTests {
 
         // A new replica: in both gateways' rotation within seconds, and taking calls.
         _ = try startUser(2, logLevel: "debug")
-        try await waitUntil("the new replica in both gateways' sets", timeout: .seconds(20)) {
-            gatewayURLs.allSatisfy { instances($0).contains("\(users[2]):9101") }
+        try network.setHosts("gw3", dnsRecords(users: users[0...2]))
+        try await waitUntil("the new replica in every gateway's set, by the registry and by DNS", timeout: .seconds(20)) {
+            (gatewayURLs + [dnsGatewayURL]).allSatisfy { instances($0).contains("\(users[2]):9101") }
         }
         for index in 0..<24 {
             #expect(try client.send("GET", gatewayURLs[index % 2] + "/user/current", token: token).status == 200)

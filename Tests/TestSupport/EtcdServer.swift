@@ -12,17 +12,21 @@ public final class EtcdServer: @unchecked Sendable {
     public let peerPort: Int
     public let directory: TemporaryDirectory
     private var process: Process?
+    /// With TLS: its certificates, and etcd asks clients for one signed by the same CA.
+    public let certificates: TestCertificates?
 
-    public var endpoint: String { "http://127.0.0.1:\(clientPort)" }
+    public var endpoint: String { "\(certificates == nil ? "http" : "https")://127.0.0.1:\(clientPort)" }
 
     public static var binary: String? {
         ["/usr/bin/etcd", "/usr/local/bin/etcd"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    public init() throws {
+    /// `tls`: serve clients over TLS with certificates made for the test, requiring client ones.
+    public init(tls: Bool = false) throws {
         clientPort = try LoopbackPort.free()
         peerPort = try LoopbackPort.free()
         directory = try TemporaryDirectory()
+        certificates = tls ? try TestCertificates(in: directory.path + "/tls") : nil
     }
 
     /// Starts etcd and waits until it answers.
@@ -36,6 +40,12 @@ public final class EtcdServer: @unchecked Sendable {
             "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
             "--initial-cluster", "test=http://127.0.0.1:\(peerPort)", "--log-level", "error",
         ]
+        if let certificates {
+            process.arguments? += [
+                "--cert-file", certificates.serverCertificate, "--key-file", certificates.serverKey,
+                "--client-cert-auth", "--trusted-ca-file", certificates.authority,
+            ]
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["ETCD_UNSUPPORTED_ARCH"] = environment["ETCD_UNSUPPORTED_ARCH"] ?? ""
         process.environment = environment
@@ -69,7 +79,7 @@ public final class EtcdServer: @unchecked Sendable {
     }
 
     private func answers() async -> Bool {
-        (try? await EtcdClient(endpoints: [endpoint]).range(prefix: "/")) != nil
+        (try? await EtcdClient(endpoints: [endpoint], tls: certificates?.clientConfiguration()).range(prefix: "/")) != nil
     }
 }
 

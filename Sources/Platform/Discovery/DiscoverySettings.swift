@@ -3,6 +3,7 @@ import GRPCNIOTransportCore
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// How clients find service instances (`DISCOVERY`), and how instances make themselves found.
 public struct DiscoverySettings: Sendable {
@@ -21,6 +22,8 @@ public struct DiscoverySettings: Sendable {
     public var etcdPrefix = "/aisaas"
     public var etcdUser: String?
     public var etcdPassword: String?
+    /// From `ETCD_CA_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE`; nil trusts the system's roots.
+    public var etcdTLS: TLSConfiguration?
     public var leaseTTL = 10
     /// `ADVERTISE_ADDR`: the `host:port` other hosts reach this instance at; by default the
     /// listening address, or this host's first non-loopback IP when listening on every address.
@@ -56,6 +59,7 @@ public struct DiscoverySettings: Sendable {
         discovery.etcdPrefix = prefix
         discovery.etcdUser = settings.string("etcd.username")
         discovery.etcdPassword = settings.string("etcd.password", isSecret: true)
+        discovery.etcdTLS = EtcdTLS.read(settings)
         discovery.leaseTTL = settings.int("etcd.lease.ttl.seconds", default: 10, range: 2...300)
         if let text = settings.string("advertise.addr") {
             if let address = HostPort(parsing: text) { discovery.advertiseAddress = address } else {
@@ -78,7 +82,7 @@ public struct DiscoverySettings: Sendable {
     /// The etcd client, when discovery is etcd.
     public func makeStore() -> (any RegistryStore)? {
         guard mode == .etcd else { return nil }
-        return EtcdClient(endpoints: etcdEndpoints, user: etcdUser, password: etcdPassword)
+        return EtcdClient(endpoints: etcdEndpoints, user: etcdUser, password: etcdPassword, tls: etcdTLS)
     }
 
     /// Where a client finds `service`: the fixed list, its names' DNS records, or the registry.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOSSL
 import Foundation
 import Logging
 import NIOCore
@@ -41,13 +42,17 @@ public final class EtcdClient: RegistryStore {
     private let endpoints: [String]
     private let credentials: (user: String, password: String)?
     private let http: HTTPClient
+    private let tls: TLSConfiguration?
     private let token = Mutex<String?>(nil)
     /// The endpoint that answered last: tried first next time.
     private let preferred = Atomic<Int>(0)
 
-    public init(endpoints: [String], user: String? = nil, password: String? = nil, http: HTTPClient = .shared) {
+    /// `tls` applies to `https://` endpoints: each request carries it, so the shared client's
+    /// connections to etcd are pooled by it.
+    public init(endpoints: [String], user: String? = nil, password: String? = nil, tls: TLSConfiguration? = nil, http: HTTPClient = .shared) {
         self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.credentials = user.map { ($0, password ?? "") }
+        self.tls = tls
         self.http = http
     }
 
@@ -185,6 +190,7 @@ public final class EtcdClient: RegistryStore {
     /// A JSON POST to the gateway, with the auth token when `authorized` and there are credentials.
     private func post(_ endpoint: String, _ path: String, _ body: [String: Any], authorized: Bool) async throws -> HTTPClientRequest {
         var request = HTTPClientRequest(url: endpoint + path)
+        request.tlsConfiguration = tls
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
         if authorized, let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
