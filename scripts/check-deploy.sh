@@ -257,11 +257,11 @@ python3 scripts/check-manifests.py
 
 echo "== dynamic settings files: aisaas config validate"
 # The files operators edit at run time: a mistake there is refused by every replica, so catch it here.
-bin=$(ls .build/debug/aisaas .build/release/aisaas 2>/dev/null | head -1 || true)
-if [ -z "$bin" ]; then
-    swift build --product aisaas >/dev/null
-    bin=.build/debug/aisaas
-fi
+# Built where scripts/test.sh built it (AISAAS_BUILD_CACHE, else .build): already there in CI.
+scratch=()
+[ -n "${AISAAS_BUILD_CACHE:-}" ] && scratch=(--scratch-path "$AISAAS_BUILD_CACHE")
+swift build "${scratch[@]}" --product aisaas >/dev/null
+bin="$(swift build "${scratch[@]}" --show-bin-path)/aisaas"
 python3 -c 'import sys, yaml
 for document in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")):
     if document["metadata"]["name"] == "aisaas-dynamic":
