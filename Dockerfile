@@ -14,6 +14,8 @@ RUN mkdir -p Sources Tests && swift package resolve
 COPY Sources Sources
 COPY Tests Tests
 COPY Protos Protos
+# The manifest's tool targets (the fake provider, the gRPC bench) live there.
+COPY bench bench
 # The Swift runtime linked in: the runtime image needs no Swift toolchain.
 RUN swift build -c release --product aisaas --static-swift-stdlib
 # The binary and its resource bundle (the OpenAPI document), found next to it at run time.
