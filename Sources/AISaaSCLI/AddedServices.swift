@@ -28,6 +28,11 @@ protocol AddedService {
     ) async throws -> GRPCServiceProcess
 }
 
+extension AddedService {
+    /// The name it was scaffolded with (`billing`), as `aisaas migrate --service` takes it.
+    static var name: String { String(application.dropLast("-service".count)) }
+}
+
 /// The services `aisaas scaffold service` added, in the order they were added.
 let addedServices: [any AddedService.Type] = [
     // aisaas scaffold: added services

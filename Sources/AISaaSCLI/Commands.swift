@@ -156,7 +156,7 @@ public struct Migrate: AsyncParsableCommand {
     var service: String = "all"
 
     /// `user`, `ai`, then each added service by the name it was scaffolded with.
-    static var serviceNames: [String] { ["user", "ai"] + addedServices.map { $0.application.replacingOccurrences(of: "-service", with: "") } }
+    static var serviceNames: [String] { ["user", "ai"] + addedServices.map { $0.name } }
 
     public func validate() throws {
         guard service == "all" || Self.serviceNames.contains(service) else {
@@ -177,7 +177,7 @@ public struct Migrate: AsyncParsableCommand {
                 let settings = try AIServiceSettings.read(SettingsReader(config), common: common, defaultPort: 9102)
                 try await migrate(settings.database, AIMigrations.all, logger: logger)
             }
-            for added in addedServices where wanted(added.application.replacingOccurrences(of: "-service", with: "")) {
+            for added in addedServices where wanted(added.name) {
                 let (location, migrations) = try added.database(SettingsReader(config), common: common)
                 try await migrate(location, migrations, logger: logger)
             }

@@ -53,7 +53,12 @@ public struct TestCertificates: Sendable {
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw EtcdServerError("openssl \(arguments.joined(separator: " ")) failed: \(String(decoding: data, as: UTF8.self))")
+            throw TestCertificateError("openssl \(arguments.joined(separator: " ")) failed: \(String(decoding: data, as: UTF8.self))")
         }
     }
+}
+
+public struct TestCertificateError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
