@@ -4,6 +4,7 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
 ]
 
 let package = Package(
@@ -163,7 +164,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "aisaas",
-            dependencies: ["AISaaSCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "AISaaSCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -171,7 +175,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "Platform",
+                "Platform", "WireFormats",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "FluentKit", package: "fluent-kit"),

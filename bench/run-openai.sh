@@ -219,7 +219,7 @@ stop_process "$litellm_pid"
 # --- aisaas all on SQLite ---
 port=$(free_port)
 base="http://127.0.0.1:$port"
-env DATA_DIR="$work/all-data" HTTP_PORT="$port" "${common_env[@]}" "$bin/aisaas" all >"$work/all.log" 2>&1 &
+env DATA_DIR="$work/all-data" HTTP_PORT="$port" METRICS_PORT="$(free_port)" "${common_env[@]}" "$bin/aisaas" all >"$work/all.log" 2>&1 &
 all_pid=$!
 running+=("$all_pid")
 wait_for "$base/health" "$all_pid" "$work/all.log"
@@ -249,11 +249,12 @@ user_port=$(free_port)
 ai_port=$(free_port)
 port=$(free_port)
 base="http://127.0.0.1:$port"
-env DATA_DIR="$work/split-data" USER_SERVICE_PORT="$user_port" "${common_env[@]}" "$bin/aisaas" user-service >"$work/user.log" 2>&1 &
+# Metrics on, as by default, each process on a port of its own.
+env DATA_DIR="$work/split-data" USER_SERVICE_PORT="$user_port" METRICS_PORT="$(free_port)" "${common_env[@]}" "$bin/aisaas" user-service >"$work/user.log" 2>&1 &
 running+=($!)
-env DATA_DIR="$work/split-data" AI_SERVICE_PORT="$ai_port" "${common_env[@]}" "$bin/aisaas" ai-service >"$work/ai.log" 2>&1 &
+env DATA_DIR="$work/split-data" AI_SERVICE_PORT="$ai_port" METRICS_PORT="$(free_port)" "${common_env[@]}" "$bin/aisaas" ai-service >"$work/ai.log" 2>&1 &
 running+=($!)
-env DATA_DIR="$work/split-data" HTTP_PORT="$port" USER_SERVICE_ADDRS="127.0.0.1:$user_port" AI_SERVICE_ADDRS="127.0.0.1:$ai_port" \
+env DATA_DIR="$work/split-data" HTTP_PORT="$port" METRICS_PORT="$(free_port)" USER_SERVICE_ADDRS="127.0.0.1:$user_port" AI_SERVICE_ADDRS="127.0.0.1:$ai_port" \
     "${common_env[@]}" "$bin/aisaas" gateway >"$work/gateway.log" 2>&1 &
 gateway_pid=$!
 running+=("$gateway_pid")

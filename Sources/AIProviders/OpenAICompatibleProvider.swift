@@ -73,7 +73,7 @@ public struct OpenAICompatibleProvider: AIProvider {
 
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ChatCompletionDelta.self)
         let reader = StreamReader(failures: failures, maxEventBytes: limits.maxStreamEventBytes)
-        let task = Task {
+        let task = Task.onCurrentLoop {
             do {
                 try await reader.read(response.body, into: continuation)
                 continuation.finish()

@@ -58,7 +58,7 @@ extension OpenAICompatibleProvider: PassThroughProvider {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: String.self)
         let failures = self.failures
         let maxEventBytes = limits.maxStreamEventBytes
-        let task = Task {
+        let task = Task.onCurrentLoop {
             var parser = ServerSentEventParser(maxEventBytes: maxEventBytes)
             do {
                 for try await buffer in response.body {

@@ -31,6 +31,10 @@ public final class ProviderRegistry: Sendable {
         // HTTP/1.1 allows one call per connection, so this bounds the calls in flight per provider
         // (the client's default of 8 would queue every call behind eight slow answers).
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.maxConnectionsPerHost
+        // The provider call has a span of its own, with the GenAI attributes, whose context goes
+        // out in `traceparent` (`OpenAICompatibleProvider.execute`); the client's own HTTP span
+        // would only repeat it, and costs its attributes on every call even with tracing off.
+        configuration.tracing.tracer = nil
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 
         let make: @Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider = { configuration, client in

@@ -89,7 +89,9 @@ public let aiServiceApplication = "ai-service"
 
 /// Builds the AI service: opens and migrates its database and prepares its gRPC server.
 /// `transcoder` nil means ffmpeg is missing: speech to text then answers UNAVAILABLE. With
-/// `inProcess`, the server takes its calls from that link instead of `settings.listen`.
+/// `inProcess`, the server takes its calls from that link instead of `settings.listen`, and, being
+/// the only AI service of the platform, keeps the per-key rate-limit windows in memory
+/// (`MemoryRateLimiter`) rather than in the database replicas share.
 ///
 /// With `center`, the dynamic settings (`AI_RATE_LIMIT_PER_MINUTE`, `AI_PRICES`, `AI_QUOTA_*`, and
 /// with `rebuildProviders` the providers) follow configuration changes while the process runs.
@@ -110,7 +112,10 @@ public func buildAIService(
         // Speech to text uploads up to 25 MiB of audio.
         maxRequestBytes: 32 << 20, telemetry: telemetry
     ) { database in
-        let live = AIDomainVersions(settings: settings, providers: providers, database: database, transcoder: transcoder, telemetry: telemetry, logger: logger)
+        let live = AIDomainVersions(
+            settings: settings, providers: providers, database: database, transcoder: transcoder, telemetry: telemetry,
+            rateLimitWindows: inProcess == nil ? nil : RateLimitWindows(), logger: logger
+        )
         let services = makeAIServices(versions: live)
         if let center {
             try center.register(aiServiceApplication) { reader in
@@ -186,15 +191,18 @@ final class AIDomainVersions: Sendable {
     private let listedSince: Date
     private let providers: LiveSetting<AIProviderDirectory>
     private let appliedProviderSettings: LiveSetting<ProviderSettings>
+    /// Rate-limit windows kept in this process; nil: in the database.
+    private let rateLimitWindows: RateLimitWindows?
     /// The provider settings of the current version.
     var providerSettings: ProviderSettings { appliedProviderSettings.current }
 
     init(
         settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
-        telemetry: Telemetry, logger: Logger
+        telemetry: Telemetry, rateLimitWindows: RateLimitWindows? = nil, logger: Logger
     ) {
         let instruments = InvocationTelemetry(telemetry: telemetry)
         let listedSince = Date()
+        self.rateLimitWindows = rateLimitWindows
         self.database = database
         self.transcoder = transcoder
         self.instruments = instruments
@@ -203,7 +211,8 @@ final class AIDomainVersions: Sendable {
         self.providers = LiveSetting(providers)
         appliedProviderSettings = LiveSetting(settings.providers)
         live = LiveSetting(Self.make(
-            settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince, logger: logger
+            settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince,
+            rateLimitWindows: rateLimitWindows, logger: logger
         ))
     }
 
@@ -215,18 +224,23 @@ final class AIDomainVersions: Sendable {
         }
         live.replace(with: Self.make(
             settings, providers: providers.current, database: database, transcoder: transcoder, instruments: instruments,
-            listedSince: listedSince, logger: logger
+            listedSince: listedSince, rateLimitWindows: rateLimitWindows, logger: logger
         ))
     }
 
     private static func make(
         _ settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
-        instruments: InvocationTelemetry, listedSince: Date, logger: Logger
+        instruments: InvocationTelemetry, listedSince: Date, rateLimitWindows: RateLimitWindows?, logger: Logger
     ) -> AIDomainServices {
         let chatModels = SQLChatModelRepository(database: database)
+        var rateLimiter: (any RateLimiter)?
+        if settings.rateLimitPerMinute > 0 {
+            rateLimiter = rateLimitWindows.map { MemoryRateLimiter(windows: $0, limitPerMinute: settings.rateLimitPerMinute) }
+                ?? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute)
+        }
         let quotas = SQLQuotaStore(database: database, policy: LiveSetting(settings.quotaPolicy))
         let pipeline = InvocationPipeline(
-            rateLimiter: settings.rateLimitPerMinute > 0 ? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute) : nil,
+            rateLimiter: rateLimiter,
             quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,
             instruments: instruments, observeBookingBatch: database.batchObserver(writer: "usage_ledger")
         )

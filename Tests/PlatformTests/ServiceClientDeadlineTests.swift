@@ -51,7 +51,7 @@ private struct RecordingInterceptor: ServerInterceptor {
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+        next: @concurrent @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         if context.descriptor.method == "Check" {
             seen.withLock {
@@ -118,8 +118,8 @@ struct ServiceClientDeadlineTests {
         }
     }
 
-    /// In process there is no stream to reset: the deadline still ends the call and cancels the
-    /// server's handler, through the link's call registry.
+    /// In process, the deadline resets the call as between processes: it ends for the caller and
+    /// the server's handler is cancelled.
     @Test func inProcessDeadlineCancelsTheHandler() async throws {
         let seen = Seen()
         let link = InProcessServiceLink(name: "hanging")
@@ -136,7 +136,7 @@ struct ServiceClientDeadlineTests {
                 #expect(error.code == .deadlineExceeded)
             }
             #expect(try await Self.eventually { seen.withLock { $0.cancelled == 1 } })
-            #expect(link.calls.openCount == 0)
+            #expect(try await Self.eventually { link.serverTransport.openCalls == 0 })
             client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }
@@ -160,11 +160,11 @@ struct ServiceClientDeadlineTests {
             call.cancel()
             _ = await call.result
             #expect(try await Self.eventually { seen.withLock { $0.cancelled == 1 } })
-            #expect(link.calls.openCount == 0)
+            #expect(try await Self.eventually { link.serverTransport.openCalls == 0 })
             // A call that completes leaves nothing behind and cancels nothing.
             _ = try await health.watch(.with { $0.service = "" }) { _ in }
             #expect(seen.withLock { $0.cancelled } == 1)
-            #expect(link.calls.openCount == 0)
+            #expect(try await Self.eventually { link.serverTransport.openCalls == 0 })
             client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Synchronization
+import WireFormats
 
 /// An OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks. It records every
 /// request and can be told at run time how to answer (normally, late, streamed in pieces,
@@ -337,7 +338,9 @@ public final class FakeProvider: Sendable {
     private func chat(_ request: RecordedRequest, _ settings: Settings, _ context: FakeProviderContext) -> Response {
         // Codable, not JSONSerialization: a benchmark's load generator, the platform and this fake
         // share the machine, and Foundation's object graphs took half of the fake's time.
-        let wire = (try? JSONDecoder().decode(ChatWire.Request.self, from: Data(request.body))) ?? ChatWire.Request()
+        // WireFormats' parser and writer rather than Codable: Foundation's coders took most of
+        // the fake's time per answer, on cores it shares with the platform it stands beside.
+        let wire = ChatWire.Request(json: request.body)
         let messages = wire.messages ?? []
         let lastUser = messages.last { $0.role == "user" }?.content?.text ?? ""
         let toolResult = messages.last?.role == "tool" ? messages.last?.content?.text : nil
@@ -357,9 +360,7 @@ public final class FakeProvider: Sendable {
             ))
         }
         guard wire.stream == true else {
-            return Self.json(ChatWire.Completion(
-                model: model, choices: [.init(message: .init(role: "assistant", content: reply))], usage: usage
-            ))
+            return Self.jsonResponse(ChatWire.completionJSON(model: model, reply: reply, usage: usage), status: 200)
         }
 
         var events: [ChatWire.Chunk] = []
@@ -512,7 +513,7 @@ public final class FakeProvider: Sendable {
         jsonResponse((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8), status: status)
     }
 
-    private static func jsonResponse(_ data: Data, status: Int) -> Response {
+    private static func jsonResponse(_ data: some Sequence<UInt8>, status: Int) -> Response {
         Response(
             status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
@@ -609,6 +610,43 @@ enum ChatWire {
             case model, messages, stream, tools
             case streamOptions = "stream_options"
         }
+
+        /// The fields the fake reads; what is missing or of another type stays nil.
+        init(json: [UInt8]) {
+            guard let object = (try? JSONParser.parse(json))?.objectValue else { return }
+            model = object["model"]?.stringValue
+            if case .bool(let value)? = object["stream"] { stream = value }
+            if case .bool(let value)? = object["stream_options"]?.objectValue?["include_usage"] {
+                streamOptions = StreamOptions(includeUsage: value)
+            }
+            messages = object["messages"]?.arrayValue?.map { item in
+                let message = item.objectValue
+                let content: Content? = switch message?["content"] {
+                case .string(let text)?: Content(text: text)
+                case .array(let parts)?: Content(text: parts.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: " "))
+                default: nil
+                }
+                return Message(role: message?["role"]?.stringValue, content: content)
+            }
+            tools = object["tools"]?.arrayValue?.map { Tool(function: Tool.Function(name: $0.objectValue?["function"]?.objectValue?["name"]?.stringValue)) }
+        }
+
+        init() {}
+    }
+
+    /// A plain completion as `encoder` writes it (sorted keys, snake case).
+    static func completionJSON(model: String, reply: String, usage: Usage) -> [UInt8] {
+        JSONWriter.bytes(.object(JSONObject([
+            ("choices", .array([.object(JSONObject([
+                ("finish_reason", .string("stop")), ("index", .integer(0)),
+                ("message", .object(JSONObject([("content", .string(reply)), ("role", .string("assistant"))]))),
+            ]))])),
+            ("created", .integer(0)), ("id", .string("chatcmpl-fake")), ("model", .string(model)), ("object", .string("chat.completion")),
+            ("usage", .object(JSONObject([
+                ("completion_tokens", .integer(usage.completionTokens)), ("prompt_tokens", .integer(usage.promptTokens)),
+                ("total_tokens", .integer(usage.totalTokens)),
+            ]))),
+        ])))
     }
 
     struct Tool: Decodable {
@@ -646,6 +684,10 @@ enum ChatWire {
     /// A message's content: text, or parts of which the text ones count.
     struct Content: Decodable {
         var text: String
+
+        init(text: String) {
+            self.text = text
+        }
 
         private struct Part: Decodable {
             var text: String?

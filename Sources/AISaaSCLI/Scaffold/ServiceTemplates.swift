@@ -453,7 +453,6 @@ enum ServiceTemplates {
         import AsyncHTTPClient
         import Foundation
         import GRPCCore
-        import GRPCInProcessTransport
         import Logging
         import NIOCore
         import NIOHTTP1
@@ -481,7 +480,7 @@ enum ServiceTemplates {
                 try await withThrowingDiscardingTaskGroup { tasks in
                     tasks.addTask { try await group.run() }
                     defer { Task { await group.triggerGracefulShutdown() } }
-                    try await withGRPCClient(transport: link.transport.client, interceptors: [RequestScopeClientInterceptor()]) { client in
+                    try await withGRPCClient(transport: link.makeClientTransport(), interceptors: [RequestScopeClientInterceptor()]) { client in
                         let items = Grpc___Name___V1___Name__Service.Client(wrapping: client)
                         func asUser<T: Sendable>(_ user: String?, _ body: () async throws -> T) async throws -> T {
                             try await RequestScope.$current.withValue(RequestScope(requestId: "test", userId: user)) { try await body() }

@@ -16,6 +16,8 @@ public struct SQLInvocationLedger: InvocationLedger {
         self.quotas = quotas
     }
 
+    public var booksInline: Bool { database.writesInline }
+
     public func book(_ bookings: [InvocationBooking]) async -> [(any Error)?] {
         do {
             try await bookTogether(bookings)

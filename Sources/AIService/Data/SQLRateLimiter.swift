@@ -7,12 +7,9 @@ import Synchronization
 /// `RateLimiter` over a sliding window kept in `ai_rate_bucket`, shared by every replica: no
 /// 60-second stretch admits more than the limit.
 ///
-/// Admissions are counted per access key in one-second buckets. A request is admitted when the
-/// buckets of the last 61 seconds (this one and the 60 before) hold fewer than the limit: any
-/// 60-second window [t, t+60) lies within the 61 buckets its last admission counted, so it can
-/// never hold more than the limit (a fixed clock-minute window admitted up to twice the limit
-/// across a minute's boundary). Refused requests are not counted. The time is the database's
-/// clock, so replicas with drifting clocks still count alike.
+/// Admissions are counted per access key in one-second buckets (`RateWindow`; a fixed
+/// clock-minute window admitted up to twice the limit across a minute's boundary). The time is
+/// the database's clock, so replicas with drifting clocks still count alike.
 ///
 /// Requests that arrive together are decided together: one transaction per batch, in which each
 /// key is locked (PostgreSQL: an advisory lock per key, in key order; SQLite: the database's write
@@ -35,14 +32,13 @@ public struct SQLRateLimiter: RateLimiter {
         case refused(retryAfter: Int)
     }
 
-    /// Seconds counted besides the current one.
-    static let windowSeconds: Int64 = 60
+    static let windowSeconds = RateWindow.windowSeconds
 
     public init(database: ServiceDatabase, limitPerMinute: Int, timeSource: TimeSource = .database) {
         self.limitPerMinute = limitPerMinute
         let limit = Int64(limitPerMinute)
         let times = CallerTimes()
-        decisions = WriteBatcher(observeBatch: database.batchObserver(writer: "rate_limiter")) { subjects in
+        decisions = WriteBatcher(writesInline: database.writesInline, observeBatch: database.batchObserver(writer: "rate_limiter")) { subjects in
             await Self.decide(subjects, limit: limit, database: database, givenSecond: timeSource == .caller ? times.latest : nil)
         }
         self.times = timeSource == .caller ? times : nil
@@ -57,14 +53,7 @@ public struct SQLRateLimiter: RateLimiter {
         case .admitted(let remaining, let reset):
             return RateLimitState(limit: limitPerMinute, remaining: Int(remaining), resetSeconds: reset)
         case .refused(let retryAfter):
-            var refusal = DomainError(
-                .resourceExhausted,
-                "rate limit: at most \(limitPerMinute) requests per minute per access key",
-                reason: ErrorReason.rateLimited.rawValue,
-                retryAfterSeconds: retryAfter
-            )
-            refusal.rateLimitPerMinute = limitPerMinute
-            throw refusal
+            throw RateWindow.refusal(limitPerMinute: limitPerMinute, retryAfter: retryAfter)
         }
     }
 
@@ -186,16 +175,8 @@ public struct SQLRateLimiter: RateLimiter {
         return Outcome(admitted: 1, roomAfter: room, retryAfter: retry)
     }
 
-    /// Seconds until the window has room for one more request: when enough of its oldest
-    /// admissions have left it.
     static func retryAfter(_ buckets: [(second: Int64, hits: Int64)], limit: Int64, now: Int64) -> Int {
-        var total = buckets.reduce(0) { $0 + $1.hits }
-        for bucket in buckets.sorted(by: { $0.second < $1.second }) {
-            guard total >= limit else { break }
-            total -= bucket.hits
-            if total < limit { return Int(max(1, bucket.second + windowSeconds + 1 - now)) }
-        }
-        return 1
+        RateWindow.retryAfter(buckets, limit: limit, now: now)
     }
 
     /// A stable 64-bit key for the advisory lock of an access key (FNV-1a).

@@ -72,7 +72,7 @@ struct InvocationPipeline: Sendable {
         self.quotas = quotas
         self.prices = prices
         self.logger = logger
-        bookings = WriteBatcher(observeBatch: observeBookingBatch) { await ledger.book($0) }
+        bookings = WriteBatcher(writesInline: ledger.booksInline, observeBatch: observeBookingBatch) { await ledger.book($0) }
     }
 
     /// Rate limit and quota; a refusal is recorded, then thrown.

@@ -1,3 +1,4 @@
+import Platform
 import Foundation
 
 /// A user's budgets (nil: unlimited) and what has been spent against them.
@@ -85,10 +86,44 @@ public struct RateLimitState: Sendable, Equatable {
     }
 }
 
-/// Requests per minute per access key, counted in the database so that replicas share it.
+/// Requests per minute per access key: counted in the database so that replicas share it
+/// (`SQLRateLimiter`), or in the process when it runs the only AI service (`MemoryRateLimiter`).
 public protocol RateLimiter: Sendable {
     /// Counts one request and answers what is left; throws `.resourceExhausted` reason
     /// `RateLimited` (with `retryAfterSeconds`) when the subject is over its limit.
     @discardableResult
     func acquire(subject: String, now: Date) async throws -> RateLimitState
+}
+
+/// The sliding window both limiters keep: admissions per subject in one-second buckets. A request
+/// is admitted when the buckets of the last 61 seconds (this one and the 60 before) hold fewer
+/// than the limit: any 60-second window [t, t+60) lies within the 61 buckets its last admission
+/// counted, so it can never hold more than the limit. Refused requests are not counted.
+public enum RateWindow {
+    /// Seconds counted besides the current one.
+    public static let windowSeconds: Int64 = 60
+
+    /// Seconds until the window has room for one more request: when enough of its oldest
+    /// admissions have left it.
+    public static func retryAfter(_ buckets: [(second: Int64, hits: Int64)], limit: Int64, now: Int64) -> Int {
+        var total = buckets.reduce(0) { $0 + $1.hits }
+        for bucket in buckets.sorted(by: { $0.second < $1.second }) {
+            guard total >= limit else { break }
+            total -= bucket.hits
+            if total < limit { return Int(max(1, bucket.second + windowSeconds + 1 - now)) }
+        }
+        return 1
+    }
+
+    /// The refusal of a request over the limit.
+    public static func refusal(limitPerMinute: Int, retryAfter: Int) -> DomainError {
+        var refusal = DomainError(
+            .resourceExhausted,
+            "rate limit: at most \(limitPerMinute) requests per minute per access key",
+            reason: ErrorReason.rateLimited.rawValue,
+            retryAfterSeconds: retryAfter
+        )
+        refusal.rateLimitPerMinute = limitPerMinute
+        return refusal
+    }
 }

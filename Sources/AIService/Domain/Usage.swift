@@ -80,4 +80,10 @@ public protocol InvocationLedger: Sendable {
     /// not keep the others from it. Answers, per booking and in order, the error that kept it
     /// out (nil: booked).
     func book(_ bookings: [InvocationBooking]) async -> [(any Error)?]
+    /// Whether booking runs on the caller's thread without suspending (see `WriteBatcher`).
+    var booksInline: Bool { get }
+}
+
+extension InvocationLedger {
+    public var booksInline: Bool { false }
 }

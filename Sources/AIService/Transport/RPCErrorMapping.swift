@@ -16,9 +16,10 @@ enum RPCErrorMapping {
 
 enum RPCCancellation {
     /// Runs `operation` in a task that a cancelled RPC (client gone, deadline passed) cancels, so a
-    /// provider request does not outlive its caller.
+    /// provider request does not outlive its caller. The task runs where the caller runs (on its
+    /// event loop in process), so starting and awaiting it costs no thread hand-off.
     static func untilRPCCancelled<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
-        let task = Task { try await operation() }
+        let task = Task.onCurrentLoop { try await operation() }
         return try await withTaskCancellationHandler {
             try await withRPCCancellationHandler {
                 try await task.value

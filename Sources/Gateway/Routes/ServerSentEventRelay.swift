@@ -1,6 +1,7 @@
 import Hummingbird
 import HTTPTypes
 import NIOCore
+import Platform
 
 /// A streamed answer: the chunks of a call that runs beside the handler, written as Server-Sent
 /// Events as they arrive, ending with `data: [DONE]`.
@@ -49,7 +50,7 @@ enum ServerSentEventRelay {
         let (events, eventSink) = AsyncThrowingStream.makeStream(of: Event<Chunk>.self)
         let (opening, openingSink) = AsyncThrowingStream.makeStream(of: Opening.self)
         // Unstructured on purpose: the call outlives this handler and feeds the response body.
-        let relay = Task {
+        let relay = Task.onCurrentLoop {
             do {
                 try await call(Feed(opening: openingSink, events: eventSink))
                 openingSink.finish()
@@ -67,7 +68,7 @@ enum ServerSentEventRelay {
             relay.cancel()
         }
 
-        let keepAlive = Task {
+        let keepAlive = Task.onCurrentLoop {
             while !Task.isCancelled {
                 try await Task.sleep(for: keepAliveInterval)
                 // Ends with the stream, even if no body writer ever runs.

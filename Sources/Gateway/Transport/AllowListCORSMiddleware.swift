@@ -13,7 +13,7 @@ struct AllowListCORSMiddleware: RouterMiddleware {
         self.origins = origins
     }
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    @concurrent func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         guard let origin = request.headers[.origin] else { return try await next(request, context) }
         let allowed = origins.current
         guard allowed.allowAll || allowed.origins.contains(origin) else {

@@ -53,8 +53,11 @@ struct GatewayHTTPChannel: ServerChildChannel {
         }
     }
 
+    /// The connection's requests run on its event loop, start to finish (`EventLoopTaskExecutor`).
     func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
+        await withTaskExecutorPreference(EventLoopTaskExecutor.of(value.channel.eventLoop)) {
+            await base.handle(value: value, logger: logger)
+        }
     }
 
     static func apiError(_ error: HTTPParserError) -> APIError {

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import Platform
 
 /// Per-request state of the gateway: the request id, the caller's address and, once
 /// authenticated, the caller's identity.
@@ -41,9 +42,10 @@ public struct GatewayRequestContext: RequestContext {
     }
 
     /// Runs `operation`, cancelling it if the client goes away before it is done: a paid call
-    /// must not go on for nobody. The usage record then says 499.
+    /// must not go on for nobody. The usage record then says 499. The task runs on the
+    /// connection's event loop, as the request does.
     func cancellingWhenClientLeaves<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
-        let task = Task { try await operation() }
+        let task = Task.onCurrentLoop { try await operation() }
         await whenClientLeaves { task.cancel() }
         return try await withTaskCancellationHandler {
             try await task.value
@@ -58,6 +60,10 @@ public struct GatewayRequestContext: RequestContext {
     func whenClientLeaves(_ action: @escaping @Sendable () -> Void) async {
         let channel = self.channel
         // The test router has no HTTP pipeline: nothing to watch there.
+        if channel.eventLoop.inEventLoop {
+            try? channel.pipeline.syncOperations.handler(type: RequestPartsWatch.self).whenClientLeaves(action)
+            return
+        }
         try? await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: RequestPartsWatch.self).whenClientLeaves(action)
         }.get()

@@ -32,7 +32,7 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
         inFlight = MetricHandles { Meter(label: "http_server_active_requests", dimensions: [("method", $0)], factory: factory) }
     }
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         let method = Self.methodLabel(request.method)
         let active = inFlight[method]
@@ -62,7 +62,7 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
     }
 
     private func served(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response,
+        _ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response,
         method: String, started: ContinuousClock.Instant, active: Meter, span: (any Span)?
     ) async throws -> Response {
         let requestBytes = request.headers[.contentLength].flatMap { Int($0) }
@@ -205,17 +205,17 @@ private struct CountingBodyWriter: ResponseBodyWriter {
     var base: any ResponseBodyWriter
     let count: ByteCount
 
-    mutating func write(_ buffer: ByteBuffer) async throws {
+    @concurrent mutating func write(_ buffer: ByteBuffer) async throws {
         count.add(buffer.readableBytes)
         try await base.write(buffer)
     }
 
-    mutating func write(contentsOf buffers: some Sequence<ByteBuffer>) async throws {
+    @concurrent mutating func write(contentsOf buffers: some Sequence<ByteBuffer>) async throws {
         for buffer in buffers { count.add(buffer.readableBytes) }
         try await base.write(contentsOf: buffers)
     }
 
-    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+    @concurrent consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
         try await base.finish(trailingHeaders)
     }
 }

@@ -76,7 +76,7 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
     let routes: RouteTable
     let logger: Logger
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let requestId = Self.adoptedRequestId(request.headers[.requestId]) ?? SortableID.make()
         context.requestId = requestId
@@ -162,7 +162,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     /// How old the revocation list may be before tokens are refused (fail closed).
     let maxRevocationAge: Duration
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         try await sync.requireFresh(revocations, maxAge: maxRevocationAge, checking: "token")
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthenticated("missing access token: send Authorization: Bearer <token>")
@@ -189,7 +189,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
 struct AdminOnlyMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         guard try context.requireIdentity().isAdmin else {
             throw APIError.forbidden("this route is for admins only")
         }

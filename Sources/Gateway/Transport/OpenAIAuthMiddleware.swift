@@ -15,7 +15,7 @@ struct OpenAIAuthMiddleware: RouterMiddleware {
     let signed: SignedRequestMiddleware
     let instruments: AuthInstruments
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
             // The signature travels in the x-authorization header or, as on /ai/invoke, the query.
             let signedInQuery = request.uri.queryParameters[Substring(CCAuthV1.authorizationHeader)] != nil

@@ -23,7 +23,7 @@ struct SignedRequestMiddleware: RouterMiddleware {
     let instruments: AuthInstruments
     var logger: Logger = Logger(label: "gateway.aksk")
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         var request = request
         // The body is read here too (the request's body is the read one after).
         let caller = try await instruments.checking("cc-auth-v1 verify", refusal: instruments.signatureRefusals) {

@@ -31,6 +31,8 @@ public enum DatabaseFailure {
             }
         case is IOError:
             return true
+        case let error as InlineSQLiteError:
+            return error.meansUnavailable
         case let error as SQLiteError:
             switch error.reason {
             case .busy, .locked, .ioError, .full, .cantOpen, .busyTimeout, .busyInRecovery, .busyInSnapshot, .readOnly: return true

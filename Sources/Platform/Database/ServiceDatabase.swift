@@ -47,11 +47,11 @@ public final class ServiceDatabase: Sendable {
     /// in SQLite's busy handler, burning CPU for nothing.
     private let sqliteEventLoop: (any EventLoop)?
     private let sqliteThreadPool: NIOThreadPool?
-    /// SQLite only: a second, read-only connection on a thread of its own for `reads()`.
-    private let sqliteReader: DedicatedSQLiteConnection?
-    /// SQLite only: a read-write connection on a thread of its own for `write` and
-    /// `writeTransaction`, taken by one caller at a time.
-    private let sqliteWriter: DedicatedSQLiteConnection?
+    /// SQLite only: a second, read-only connection for `reads()`, run on the caller's thread.
+    private let sqliteReader: InlineSQLiteConnection?
+    /// SQLite only: a read-write connection for `write` and `writeTransaction`, run on the
+    /// caller's thread, taken by one caller at a time.
+    private let sqliteWriter: InlineSQLiteConnection?
     private let writerLock = AsyncSerialLock()
     private let migrations: Migrations
     private let logger: Logger
@@ -76,8 +76,8 @@ public final class ServiceDatabase: Sendable {
             databases = Databases(threadPool: pool, on: MultiThreadedEventLoopGroup.singleton)
             databases.use(.sqlite(.file(path), maxConnectionsPerEventLoop: 1, sqlLogLevel: .trace), as: .sqlite)
             sqliteEventLoop = MultiThreadedEventLoopGroup.singleton.next()
-            sqliteReader = DedicatedSQLiteConnection(path: path, access: .readOnly, logger: logger)
-            sqliteWriter = DedicatedSQLiteConnection(path: path, access: .readWrite, logger: logger)
+            sqliteReader = InlineSQLiteConnection(path: path, access: .readOnly)
+            sqliteWriter = InlineSQLiteConnection(path: path, access: .readWrite)
         case .postgres(let url):
             var configuration = try SQLPostgresConfiguration(url: url)
             configuration.searchPath = nil
@@ -116,16 +116,22 @@ public final class ServiceDatabase: Sendable {
     }
 
     /// For the reads that serve requests (lookups outside a transaction). On SQLite these go to a
-    /// read-only connection of their own, straight to SQLite: the pool's path (an event loop hop
-    /// to lease the connection, a future per row, a hop back) cost about 0.12 ms per read, as much
-    /// as the rest of the user service's work on a request (bench/README.md). Under WAL a reader
-    /// sees every committed write and never waits for the writer. On PostgreSQL this is the pool.
+    /// read-only connection of their own, run on the caller's thread (`InlineSQLiteConnection`):
+    /// the pool's path (an event loop hop to lease the connection, a future per row, a hop back)
+    /// cost about 0.12 ms per read, as much as the rest of the user service's work on a request
+    /// (bench/README.md). Under WAL a reader sees every committed write and never waits for the
+    /// writer. On PostgreSQL this is the pool.
     public func reads() async throws -> any SQLDatabase {
         guard let sqliteReader else {
             return try poolSQL()
         }
-        return instrumented(try await sqliteReader.database())
+        return instrumented(sqliteReader.sql(logger: logger))
     }
+
+    /// Whether `write` and `writeTransaction` run on the caller's thread (SQLite): nothing in them
+    /// heeds cancellation, so a caller's cancellation cannot cut them short and group commits need
+    /// no task of their own to protect them.
+    public var writesInline: Bool { sqliteWriter != nil }
 
     /// `holdsConnection` false for statements inside a measured transaction (counted by it).
     private func instrumented(_ sql: any SQLDatabase, holdsConnection: Bool = true) -> any SQLDatabase {
@@ -140,14 +146,14 @@ public final class ServiceDatabase: Sendable {
     }
 
     /// Runs `body` with the connection for writes that go around Fluent's models. On SQLite it is a
-    /// read-write connection on a thread of its own, straight to SQLite, that callers take in
-    /// turn: through the pool each statement cost three or four thread hand-offs, 0.3–0.4 ms on
-    /// the benchmark machine, against one or two (bench/README.md). A service that writes this
+    /// read-write connection run on the caller's thread, that callers take in turn: through the
+    /// pool each statement cost three or four thread hand-offs, 0.3–0.4 ms on the benchmark
+    /// machine, against none (bench/README.md). A service that writes this
     /// way should write only this way, after its migrations (which use the pool): two writing
     /// connections of one process would wait for each other's locks. On PostgreSQL: the pool.
     public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         guard let sqliteWriter else { return try await body(try poolSQL()) }
-        return try await writerLock.withLock { try await body(instrumented(try await sqliteWriter.database())) }
+        return try await writerLock.withLock { try await body(instrumented(sqliteWriter.sql(logger: logger))) }
     }
 
     /// `body` in one transaction, on the connection `write` uses. SQLite's transaction takes the
@@ -163,7 +169,7 @@ public final class ServiceDatabase: Sendable {
         }
         return try await writerLock.withLock {
             try await measuredTransaction {
-                let sql = try await sqliteWriter.database()
+                let sql = sqliteWriter.sql(logger: logger)
                 try await sql.raw("BEGIN IMMEDIATE").run()
                 do {
                     let result = try await body(instrumented(sql, holdsConnection: false))
@@ -231,8 +237,8 @@ public final class ServiceDatabase: Sendable {
     private static let migrationLock = 72_420_001
 
     public func shutdown() async {
-        await sqliteReader?.close()
-        await writerLock.withLock { await sqliteWriter?.close() }
+        sqliteReader?.close()
+        await writerLock.withLock { sqliteWriter?.close() }
         await databases.shutdownAsync()
         try? await sqliteThreadPool?.shutdownGracefully()
     }

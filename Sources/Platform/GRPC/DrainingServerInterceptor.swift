@@ -21,7 +21,7 @@ public struct DrainingServerInterceptor: ServerInterceptor {
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+        next: @concurrent @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         var response = try await shielded { handle in
             var context = context
@@ -38,7 +38,7 @@ public struct DrainingServerInterceptor: ServerInterceptor {
 
     /// Runs `body` under a cancellation handle that the transport's cancels, unless the process
     /// is draining by then.
-    private func shielded<Result: Sendable>(_ body: (ServerContext.RPCCancellationHandle) async throws -> Result) async throws -> Result {
+    @concurrent private func shielded<Result: Sendable>(_ body: (ServerContext.RPCCancellationHandle) async throws -> Result) async throws -> Result {
         let link = Link()
         let health = self.health
         return try await withRPCCancellationHandler {

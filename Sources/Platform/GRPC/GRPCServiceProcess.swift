@@ -1,6 +1,5 @@
 import FluentKit
 import GRPCCore
-import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle

@@ -1,5 +1,4 @@
 import GRPCCore
-import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
@@ -61,11 +60,9 @@ public enum ServiceClientFactory {
         settings: ServiceClientSettings = ServiceClientSettings(),
         interceptors: [any ClientInterceptor] = [RequestScopeClientInterceptor()],
         observers: [any ClientCallObserver] = []
-    ) -> GRPCClient<ServiceClientTransport<InProcessTransport.Client>> {
+    ) -> GRPCClient<ServiceClientTransport<InProcessClientTransport>> {
         GRPCClient(
-            transport: ServiceClientTransport(
-                link.transport.client, callTimeout: settings.callTimeout, inProcessCalls: link.calls, observers: observers
-            ),
+            transport: ServiceClientTransport(link.makeClientTransport(), callTimeout: settings.callTimeout, observers: observers),
             interceptors: interceptors
         )
     }

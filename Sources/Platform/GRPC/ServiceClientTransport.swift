@@ -2,8 +2,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization
 
-/// The platform's client transport: HTTP/2 over TCP between processes, or grpc-swift's
-/// in-process transport inside `aisaas all`, with a deadline on every call.
+/// The platform's client transport: HTTP/2 over TCP between processes, or the in-process
+/// transport inside `aisaas all`, with a deadline on every call.
 ///
 /// grpc-swift keeps a deadline with a task group, a second task and a precise sleep per call,
 /// which the gRPC bench measured at 30–50 µs of CPU per call, a tenth of what a call costs. Here
@@ -12,29 +12,25 @@ import Synchronization
 /// the caller sees DEADLINE_EXCEEDED. The deadline counts from the moment the call has a stream;
 /// waiting for a connection is bounded by the connection attempt (calls fail at once while no
 /// instance is reachable). A call given its own `CallOptions.timeout` gets grpc-swift's deadline
-/// as well; the earlier of the two ends it.
-///
-/// In process there is no stream to reset: a caller that leaves, or a deadline that passes,
-/// cancels the server's handler through `InProcessCalls` instead.
+/// as well; the earlier of the two ends it. In process, failing the stream resets the call in
+/// the same way (`InProcessClientTransport`).
 public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
     public typealias Bytes = Base.Bytes
 
     private let base: Base
     private let callTimeout: Duration
     private let deadlines: DeadlineWheel
-    private let inProcessCalls: InProcessCalls?
     /// Told each call's outcome (metrics, outlier ejection), read from the stream this transport
     /// already watches: no interceptor wrapping the response for it.
     private let observers: [any ClientCallObserver]
 
     public init(
-        _ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(), inProcessCalls: InProcessCalls? = nil,
+        _ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(),
         observers: [any ClientCallObserver] = []
     ) {
         self.base = base
         self.callTimeout = callTimeout
         self.deadlines = deadlines
-        self.inProcessCalls = inProcessCalls
         self.observers = observers
     }
 
@@ -67,16 +63,15 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
         }
     }
 
-    public func withStream<T: Sendable>(
+    @concurrent public func withStream<T: Sendable>(
         descriptor: MethodDescriptor,
         options: CallOptions,
-        _ closure: (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
+        _ closure: @concurrent (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
         let started = ContinuousClock.now
         return try await base.withStream(descriptor: descriptor, options: options) { stream, context in
-            let call = inProcessCalls?.open()
             let watch = StreamDeadline<Bytes>(
-                outbound: stream.outbound, timeout: callTimeout, method: descriptor, inProcessCall: call, calls: inProcessCalls,
+                outbound: stream.outbound, timeout: callTimeout, method: descriptor,
                 report: reporter(descriptor, peer: context.remotePeer, started: started)
             )
             let ticket = deadlines.schedule(after: callTimeout) { await watch.expire() }
@@ -84,33 +79,24 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
                 deadlines.cancel(ticket)
                 watch.close()
             }
-            let outbound: Outbound
-            if let call {
-                outbound = RPCWriter.Closable(wrapping: CallStampingWriter(base: stream.outbound, call: call))
-            } else {
-                outbound = stream.outbound
-            }
             let watched = RPCStream(
                 descriptor: stream.descriptor,
                 inbound: RPCAsyncSequence(wrapping: DeadlineInbound(base: stream.inbound, deadline: watch)),
-                outbound: outbound
+                outbound: stream.outbound
             )
             return try await closure(watched, context)
         }
     }
 }
 
-/// The deadline of one stream, and whether its final status arrived.
+/// The deadline of one stream.
 private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     private enum Phase: UInt8, AtomicRepresentable {
         case open, expired, closed
     }
 
     private let phase = Atomic<Phase>(.open)
-    private let statusArrived = Atomic<Bool>(false)
     private let outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable
-    private let inProcessCall: InProcessCalls.CallID?
-    private let calls: InProcessCalls?
     /// Told the call's outcome once (nil: OK).
     private let report: (@Sendable (RPCError.Code?) -> Void)?
     private let reported = Atomic<Bool>(false)
@@ -118,11 +104,9 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
 
     init(
         outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable, timeout: Duration, method: MethodDescriptor,
-        inProcessCall: InProcessCalls.CallID?, calls: InProcessCalls?, report: (@Sendable (RPCError.Code?) -> Void)? = nil
+        report: (@Sendable (RPCError.Code?) -> Void)? = nil
     ) {
         self.outbound = outbound
-        self.inProcessCall = inProcessCall
-        self.calls = calls
         self.report = report
         self.error = RPCError(code: .deadlineExceeded, message: "\(method.fullyQualifiedMethod) did not finish within its deadline of \(timeout)")
     }
@@ -130,7 +114,6 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
     var hasExpired: Bool { phase.load(ordering: .acquiring) == .expired }
 
     func sawStatus(_ code: Status.Code) {
-        statusArrived.store(true, ordering: .releasing)
         reportOnce(RPCError.Code(code))
     }
 
@@ -142,16 +125,14 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
     /// Fails the stream (the transport then resets it), unless the call is already over.
     func expire() async {
         guard phase.compareExchange(expected: .open, desired: .expired, ordering: .acquiringAndReleasing).exchanged else { return }
-        if let inProcessCall { calls?.end(inProcessCall, completed: false) }
         await outbound.finish(throwing: error)
     }
 
-    /// The call is over; in process, a server still at work on it is told to stop.
+    /// The call is over.
     func close() {
         // Ended without a status: the caller left, or the stream failed before one came.
         reportOnce(hasExpired ? .deadlineExceeded : .cancelled)
         _ = phase.compareExchange(expected: .open, desired: .closed, ordering: .acquiringAndReleasing)
-        if let inProcessCall { calls?.end(inProcessCall, completed: statusArrived.load(ordering: .acquiring)) }
     }
 }
 
@@ -176,7 +157,7 @@ private struct DeadlineInbound<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequ
         mutating func next() async throws -> Element? {
             if finished { return nil }
             do {
-                let part = try await base.next()
+                let part = try await base.next(isolation: #isolation)
                 if case .status(let status, _)? = part {
                     if status.code != .ok, deadline.hasExpired {
                         deadline.sawStatus(.deadlineExceeded)

@@ -16,7 +16,7 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>,
         context: ClientContext,
-        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+        next: @concurrent (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
         guard telemetry.isTracing else { return try await next(request, context) }
         let descriptor = context.descriptor
@@ -36,7 +36,7 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
     static func measured<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>,
         context: ClientContext,
-        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>,
+        next: @concurrent (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>,
         record: @escaping @Sendable (RPCError.Code?) -> Void
     ) async throws -> StreamingClientResponse<Output> {
         let response: StreamingClientResponse<Output>
@@ -82,7 +82,7 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+        next: @concurrent @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let started = ContinuousClock.now
         let descriptor = context.descriptor
@@ -112,7 +112,7 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
     static func measured<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>,
+        next: @concurrent @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>,
         spanContext: InstrumentationContext?,
         record: @escaping @Sendable (RPCError.Code?) -> Void
     ) async throws -> StreamingServerResponse<Output> {
@@ -237,7 +237,7 @@ private struct ReportingSequence<Output: Sendable>: AsyncSequence, Sendable {
 
         mutating func next() async throws -> Element? {
             do {
-                let part = try await base.next()
+                let part = try await base.next(isolation: #isolation)
                 switch part {
                 case .trailingMetadata?, nil: report(nil)
                 case .message?: break

@@ -1,3 +1,6 @@
+import NIOCore
+import Synchronization
+
 /// Thrown by `withTimeLimit` when the limit passed first.
 public struct TimeLimitExceeded: Error, CustomStringConvertible {
     public init() {}
@@ -5,7 +8,34 @@ public struct TimeLimitExceeded: Error, CustomStringConvertible {
 }
 
 /// Runs `operation`, cancelling it and throwing `TimeLimitExceeded` if it takes longer than `limit`.
+///
+/// On an event loop the limit is a timer of the loop and the operation a task on the same loop:
+/// nothing crosses threads. Elsewhere, a task group races the operation against a sleep.
 public func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    guard let loop = EventLoopTaskExecutor.current?.eventLoop else {
+        return try await withTimeLimitOnPool(limit, operation)
+    }
+    let task = Task.onCurrentLoop { try await operation() }
+    let expired = ExpiryFlag()
+    let (seconds, attoseconds) = limit.components
+    let timer = loop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+        expired.set()
+        task.cancel()
+    }
+    defer { timer.cancel() }
+    do {
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
+    } catch {
+        if expired.isSet { throw TimeLimitExceeded() }
+        throw error
+    }
+}
+
+private func withTimeLimitOnPool<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await operation() }
         group.addTask {
@@ -16,4 +46,11 @@ public func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping
         guard let first = try await group.next() else { throw CancellationError() }
         return first
     }
+}
+
+private final class ExpiryFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }

@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// The caller whose entry opens a batch writes it and then hands the rest over to the oldest
 /// waiting caller, so no caller keeps writing other callers' entries for long. A batch is written
-/// in a task of its own: a cancelled caller never cuts a write short.
+/// in a task of its own, so that a cancelled caller never cuts a write short, unless the writes
+/// run inline (`writesInline`: SQLite's statements run on the caller's thread and heed no
+/// cancellation, so nothing can cut them short, and a task would only add two thread hand-offs).
 public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
     public typealias Write = @Sendable ([Entry]) async -> [Outcome]
     /// Told the size of each batch before it is written (the batch-size histogram).
@@ -34,11 +36,13 @@ public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
     private let state = Mutex(State())
     private let maxBatch: Int
     private let write: Write
+    private let writesInline: Bool
     private let observeBatch: BatchObserver?
 
     /// `write` answers one outcome per entry, in order.
-    public init(maxBatch: Int = 256, observeBatch: BatchObserver? = nil, write: @escaping Write) {
+    public init(maxBatch: Int = 256, writesInline: Bool = false, observeBatch: BatchObserver? = nil, write: @escaping Write) {
         self.maxBatch = max(1, maxBatch)
+        self.writesInline = writesInline
         self.observeBatch = observeBatch
         self.write = write
     }
@@ -49,6 +53,20 @@ public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
     }
 
     public func submit(_ entry: Entry) async -> Outcome {
+        // Nothing being written: this caller writes at once, without suspending.
+        let writesNow = state.withLock { state in
+            if state.writing { return false }
+            state.writing = true
+            state.pending.append(Waiter(entry: entry, continuation: nil))
+            return true
+        }
+        if writesNow {
+            // Inline writes run on the caller's event loop: first let the other requests that loop
+            // has ready submit theirs (the answers of one read of the sockets finish together),
+            // so that one commit serves them all. On an idle loop this costs one loop turn.
+            if writesInline { await Task.yield() }
+            return await writeBatchWithOwnEntry()
+        }
         let signal = await withCheckedContinuation { (continuation: CheckedContinuation<Signal, Never>) in
             let writesNow = state.withLock { state in
                 if state.writing {
@@ -80,7 +98,7 @@ public final class WriteBatcher<Entry: Sendable, Outcome: Sendable>: Sendable {
         let write = self.write
         let entries = batch.map(\.entry)
         observeBatch?(entries.count)
-        let outcomes = await Task { await write(entries) }.value
+        let outcomes = writesInline ? await write(entries) : await Task { await write(entries) }.value
         precondition(outcomes.count == batch.count, "WriteBatcher: write answered \(outcomes.count) outcomes for \(batch.count) entries")
 
         let next = state.withLock { state -> CheckedContinuation<Signal, Never>? in

@@ -137,21 +137,24 @@ public struct FluentUserRepository: UserRepository {
     // MARK: - Signature nonces
 
     // The unique key on (access_key, nonce) makes the INSERT the atomic test-and-set that every
-    // replica shares; a conflict means the pair was seen, unless the row seen has expired.
+    // replica shares; a conflict means the pair was seen, unless the row seen has expired. Every
+    // signed request with a nonce records one: on SQLite it goes to the connection that runs on
+    // the caller's thread (`ServiceDatabase.write`), not through Fluent's pool.
     public func recordNonce(accessKey: String, nonce: String, expiresAt: Date, now: Date) async throws -> Bool {
-        let sql = try sqlDatabase()
-        let insert: SQLQueryString = """
-            INSERT INTO signature_nonces (access_key, nonce, expires_at, created_at) \
-            VALUES (\(bind: accessKey), \(bind: nonce), \(bind: expiresAt), \(bind: now))
-            """
-        if try await Self.run(insert, on: sql) { return true }
-        let expired: SQLQueryString = """
-            DELETE FROM signature_nonces \
-            WHERE access_key = \(bind: accessKey) AND nonce = \(bind: nonce) AND expires_at < \(bind: now)
-            """
-        try await sql.raw(expired).run()
-        // If two requests race on an expired pair, one INSERT wins and the other conflicts again.
-        return try await Self.run(insert, on: sql)
+        try await database.write { sql in
+            let insert: SQLQueryString = """
+                INSERT INTO signature_nonces (access_key, nonce, expires_at, created_at) \
+                VALUES (\(bind: accessKey), \(bind: nonce), \(bind: expiresAt), \(bind: now))
+                """
+            if try await Self.run(insert, on: sql) { return true }
+            let expired: SQLQueryString = """
+                DELETE FROM signature_nonces \
+                WHERE access_key = \(bind: accessKey) AND nonce = \(bind: nonce) AND expires_at < \(bind: now)
+                """
+            try await sql.raw(expired).run()
+            // If two requests race on an expired pair, one INSERT wins and the other conflicts again.
+            return try await Self.run(insert, on: sql)
+        }
     }
 
     public func deleteNonces(expiredBefore date: Date) async throws {

@@ -1,0 +1,370 @@
+import GRPCCore
+import Logging
+import Synchronization
+
+/// gRPC between a client and a server of one process: the generated clients and servers, their
+/// interceptors, deadlines and error mapping as between processes, without sockets or HTTP/2.
+///
+/// grpc-swift's own in-process transport hands every call to a task of the server's, on
+/// Swift's cooperative pool: the caller's request and the handler's answer each cross threads.
+/// Here the handler runs in a task of its own that prefers the caller's executor, so a request
+/// served on an event loop stays on it (`EventLoopTaskExecutor`). As with HTTP/2, the client does
+/// not wait for the handler once the call is over for it, and a client that leaves, fails its
+/// request stream or passes its deadline resets the call: the handler's task and its RPC are
+/// cancelled and both streams fail.
+public final class InProcessServerTransport: ServerTransport, Sendable {
+    public typealias Bytes = [UInt8]
+    public typealias StreamHandler = @concurrent @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
+
+    private enum Phase {
+        /// Not listening yet: callers wait for it.
+        case starting(waiting: [CheckedContinuation<Void, Never>])
+        case listening(StreamHandler)
+        /// Graceful shutdown: calls in flight finish, new ones are refused.
+        case closed
+    }
+
+    private struct State {
+        var phase = Phase.starting(waiting: [])
+        var openCalls = 0
+        /// `listen` waiting for the calls in flight after shutdown began.
+        var drained: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Calls whose handler has not returned yet.
+    public var openCalls: Int { state.withLock { $0.openCalls } }
+
+    public func listen(streamHandler: @escaping StreamHandler) async throws {
+        let waiting: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            guard case .starting(let waiting) = state.phase else { return [] }
+            state.phase = .listening(streamHandler)
+            return waiting
+        }
+        for caller in waiting { caller.resume() }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let done = state.withLock { state -> Bool in
+                    if case .closed = state.phase, state.openCalls == 0 { return true }
+                    state.drained = continuation
+                    return false
+                }
+                if done { continuation.resume() }
+            }
+        } onCancel: {
+            beginGracefulShutdown()
+        }
+    }
+
+    public func beginGracefulShutdown() {
+        let (waiting, drained) = state.withLock { state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<Void, Never>?) in
+            var waiting: [CheckedContinuation<Void, Never>] = []
+            if case .starting(let callers) = state.phase { waiting = callers }
+            state.phase = .closed
+            guard state.openCalls == 0, let drained = state.drained else { return (waiting, nil) }
+            state.drained = nil
+            return (waiting, drained)
+        }
+        for caller in waiting { caller.resume() }
+        drained?.resume()
+    }
+
+    /// The handler for a new call, counted as open; UNAVAILABLE once the server is closed.
+    fileprivate func openCall() async throws -> StreamHandler {
+        while true {
+            enum Next {
+                case handler(StreamHandler)
+                case wait
+                case refused
+            }
+            let next = state.withLock { state -> Next in
+                switch state.phase {
+                case .listening(let handler):
+                    state.openCalls += 1
+                    return .handler(handler)
+                case .starting:
+                    return .wait
+                case .closed:
+                    return .refused
+                }
+            }
+            switch next {
+            case .handler(let handler):
+                return handler
+            case .refused:
+                throw RPCError(code: .unavailable, message: "the in-process server is shutting down")
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let started = state.withLock { state -> Bool in
+                        guard case .starting(var waiting) = state.phase else { return true }
+                        waiting.append(continuation)
+                        state.phase = .starting(waiting: waiting)
+                        return false
+                    }
+                    if started { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    fileprivate func closeCall() {
+        let drained = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.openCalls -= 1
+            guard case .closed = state.phase, state.openCalls == 0 else { return nil }
+            defer { state.drained = nil }
+            return state.drained
+        }
+        drained?.resume()
+    }
+}
+
+/// The client side of `InProcessServerTransport`.
+public struct InProcessClientTransport: ClientTransport {
+    public typealias Bytes = [UInt8]
+
+    private let server: InProcessServerTransport
+    private let methodConfig: MethodConfig
+    private let stopped = StopSignal()
+    static let peer = "in-process"
+
+    init(server: InProcessServerTransport, maxMessageBytes: Int) {
+        self.server = server
+        methodConfig = MethodConfig(
+            names: [MethodConfig.Name(service: "")], maxRequestMessageBytes: maxMessageBytes, maxResponseMessageBytes: maxMessageBytes
+        )
+    }
+
+    public var retryThrottle: RetryThrottle? { nil }
+
+    /// Nothing to connect: returns once the client shuts down.
+    public func connect() async throws {
+        await stopped.wait()
+    }
+
+    public func beginGracefulShutdown() {
+        stopped.signal()
+    }
+
+    public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
+        methodConfig
+    }
+
+    public func withStream<T: Sendable>(
+        descriptor: MethodDescriptor,
+        options: CallOptions,
+        _ closure: @concurrent (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
+    ) async throws -> T {
+        let handler = try await server.openCall()
+        let (requests, requestSink) = AsyncThrowingStream.makeStream(of: RPCRequestPart<Bytes>.self)
+        let (responses, responseSink) = AsyncThrowingStream.makeStream(of: RPCResponsePart<Bytes>.self)
+        let call = InProcessCall(requests: requestSink, responses: responseSink)
+        let serverStream = RPCStream(
+            descriptor: descriptor,
+            inbound: RPCAsyncSequence<RPCRequestPart<Bytes>, any Error>(wrapping: requests),
+            outbound: RPCWriter.Closable(wrapping: ResponseWriter(call: call))
+        )
+        let clientStream = RPCStream(
+            descriptor: descriptor,
+            inbound: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>(wrapping: responses),
+            outbound: RPCWriter.Closable(wrapping: RequestWriter(call: call))
+        )
+        let server = self.server
+        call.attach(task: Task.onCurrentLoop {
+            await withServerContextRPCCancellationHandle { handle in
+                call.attach(rpc: handle)
+                let context = ServerContext(descriptor: descriptor, remotePeer: Self.peer, localPeer: Self.peer, cancellation: handle)
+                await handler(serverStream, context)
+            }
+            // A handler that returned without closing its answer (it should not) ends the call.
+            call.finishResponses(throwing: RPCError(code: .internalError, message: "the handler returned without a status"))
+            server.closeCall()
+        })
+        do {
+            let result = try await withTaskCancellationHandler {
+                try await closure(clientStream, ClientContext(descriptor: descriptor, remotePeer: Self.peer, localPeer: Self.peer))
+            } onCancel: {
+                call.reset(RPCError(code: .cancelled, message: "the caller went away"))
+            }
+            // Done for the client: a server still answering (the client stopped reading) stops.
+            call.reset(RPCError(code: .cancelled, message: "the caller stopped reading the answer"))
+            return result
+        } catch {
+            call.reset(RPCError(code: .cancelled, message: "the caller went away"))
+            throw error
+        }
+    }
+}
+
+/// One call's two streams and the handler's task, which a reset ends.
+private final class InProcessCall: Sendable {
+    private struct State {
+        var task: Task<Void, Never>?
+        var rpc: ServerContext.RPCCancellationHandle?
+        var responsesFinished = false
+        var reset = false
+    }
+
+    let requests: AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation
+    private let responses: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+    private let state = Mutex(State())
+
+    init(
+        requests: AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation,
+        responses: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+    ) {
+        self.requests = requests
+        self.responses = responses
+    }
+
+    func attach(task: Task<Void, Never>) {
+        let wasReset = state.withLock { state in
+            state.task = task
+            return state.reset
+        }
+        if wasReset { task.cancel() }
+    }
+
+    func attach(rpc: ServerContext.RPCCancellationHandle) {
+        let wasReset = state.withLock { state in
+            state.rpc = rpc
+            return state.reset
+        }
+        if wasReset { rpc.cancel() }
+    }
+
+    func yieldResponse(_ part: RPCResponsePart<[UInt8]>) throws {
+        if case .terminated = responses.yield(part) {
+            throw RPCError(code: .cancelled, message: "the caller went away")
+        }
+    }
+
+    /// The server closed its answer (after the status, or failing).
+    func finishResponses(throwing error: (any Error)? = nil) {
+        let first = state.withLock { state in
+            defer { state.responsesFinished = true }
+            return !state.responsesFinished
+        }
+        guard first else { return }
+        if let error { responses.finish(throwing: error) } else { responses.finish() }
+    }
+
+    /// Ends a call the server has not finished answering: its handler and RPC are cancelled, both
+    /// streams fail with `error`. Nothing once the answer is complete.
+    func reset(_ error: RPCError) {
+        let ending = state.withLock { state -> (task: Task<Void, Never>?, rpc: ServerContext.RPCCancellationHandle?)? in
+            guard !state.responsesFinished, !state.reset else { return nil }
+            state.reset = true
+            state.responsesFinished = true
+            return (state.task, state.rpc)
+        }
+        guard let ending else { return }
+        requests.finish(throwing: error)
+        responses.finish(throwing: error)
+        ending.rpc?.cancel()
+        ending.task?.cancel()
+    }
+}
+
+private struct RequestWriter: ClosableRPCWriterProtocol {
+    typealias Element = RPCRequestPart<[UInt8]>
+    let call: InProcessCall
+
+    func write(_ element: Element) async throws {
+        if case .terminated = call.requests.yield(element) {
+            throw RPCError(code: .unavailable, message: "the in-process call is over")
+        }
+    }
+
+    func write(contentsOf elements: some Sequence<Element>) async throws {
+        for element in elements { try await write(element) }
+    }
+
+    func finish() async {
+        call.requests.finish()
+    }
+
+    /// As a stream reset between processes: the call ends for both sides.
+    func finish(throwing error: any Error) async {
+        call.reset(error as? RPCError ?? RPCError(code: .cancelled, message: "the caller reset the call"))
+    }
+}
+
+private struct ResponseWriter: ClosableRPCWriterProtocol {
+    typealias Element = RPCResponsePart<[UInt8]>
+    let call: InProcessCall
+
+    func write(_ element: Element) async throws {
+        try call.yieldResponse(element)
+    }
+
+    func write(contentsOf elements: some Sequence<Element>) async throws {
+        for element in elements { try call.yieldResponse(element) }
+    }
+
+    func finish() async {
+        call.finishResponses()
+    }
+
+    func finish(throwing error: any Error) async {
+        call.finishResponses(throwing: error)
+    }
+}
+
+/// Set once; waiters return when it is.
+private final class StopSignal: Sendable {
+    private let state = Mutex<(stopped: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func signal() {
+        let waiting = state.withLock { state in
+            state.stopped = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let stopped = state.withLock { state in
+                if !state.stopped { state.waiting.append(continuation) }
+                return state.stopped
+            }
+            if stopped { continuation.resume() }
+        }
+    }
+}
+
+/// One service's in-process connection: the server side goes to its `GRPCServer`, the client
+/// side to the gateway's client.
+public struct InProcessServiceLink: Sendable {
+    public let name: String
+    public let serverTransport = InProcessServerTransport()
+    private let maxMessageBytes: Int
+
+    public init(name: String, maxMessageBytes: Int = 4 << 20) {
+        self.name = name
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// A client transport of this link (each client shuts its own down).
+    public func makeClientTransport() -> InProcessClientTransport {
+        InProcessClientTransport(server: serverTransport, maxMessageBytes: maxMessageBytes)
+    }
+}
+
+/// How a client reaches a service: over the network, or in this process.
+public enum ServiceConnection: Sendable {
+    case network(ServiceEndpoints)
+    case inProcess(InProcessServiceLink, health: HealthStatus)
+
+    /// The monitor `/health` reads for this service.
+    public func healthMonitor(ejection: OutlierEjection? = nil, logger: Logger) -> InstanceHealthMonitor {
+        switch self {
+        case .network(let endpoints): InstanceHealthMonitor(endpoints: endpoints, ejection: ejection, logger: logger)
+        case .inProcess(let link, let health): InstanceHealthMonitor(inProcess: link.name, health: health, logger: logger)
+        }
+    }
+}
