@@ -20,11 +20,12 @@ public struct ProviderLimits: Sendable, Equatable {
     }
 }
 
-/// An `AIProvider` over the OpenAI HTTP API, sharing one `HTTPClient` with the other providers.
+/// An `AIProvider` over the OpenAI HTTP API, sharing its HTTP clients (one per event loop) with the
+/// other providers.
 public struct OpenAICompatibleProvider: AIProvider {
     public let configuration: ProviderConfiguration
     public let limits: ProviderLimits
-    let client: HTTPClient
+    let clients: LoopLocalHTTPClients
     let logger: Logger
     let failures: ProviderFailures
     let tracer: any Tracer
@@ -33,13 +34,13 @@ public struct OpenAICompatibleProvider: AIProvider {
     public var defaults: ProviderModels { configuration.defaults }
 
     public init(
-        configuration: ProviderConfiguration, httpClient: HTTPClient, logger: Logger, limits: ProviderLimits = ProviderLimits(),
+        configuration: ProviderConfiguration, httpClients: LoopLocalHTTPClients, logger: Logger, limits: ProviderLimits = ProviderLimits(),
         tracer: any Tracer = NoOpTracer()
     ) {
         self.tracer = tracer
         self.configuration = configuration
         self.limits = limits
-        self.client = httpClient
+        self.clients = httpClients
         var logger = logger
         logger[metadataKey: "provider"] = "\(configuration.name)"
         self.logger = logger
@@ -171,7 +172,7 @@ public struct OpenAICompatibleProvider: AIProvider {
         }
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(request, deadline: .now() + Self.timeAmount(configuration.requestTimeout), logger: logger)
+            response = try await clients.current.execute(request, deadline: .now() + Self.timeAmount(configuration.requestTimeout), logger: logger)
         } catch {
             throw failures.transport(error, operation: operation)
         }

@@ -4,17 +4,17 @@ import Tracing
 import NIOCore
 import Synchronization
 
-/// The configured providers by name, sharing one HTTP client. Zero providers is a valid setup:
+/// The configured providers by name, sharing the HTTP clients of each event loop. Zero providers is a valid setup:
 /// the AI service then answers that no provider is available.
 public final class ProviderRegistry: Sendable {
     public let names: [String]
     public let defaultName: String?
     private let providers: [String: any AIProvider]
-    private let httpClient: HTTPClient?
+    private let httpClient: LoopLocalHTTPClients?
     /// Whether `shutdown()` closes `httpClient` (a registry made by `replaced(with:)` borrows it).
     private let ownsClient: Bool
     private let isShutDown = Mutex(false)
-    private let make: (@Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider)?
+    private let make: (@Sendable (ProviderConfiguration, LoopLocalHTTPClients) -> any AIProvider)?
 
     /// `tracer` puts the current trace context on each provider request (`traceparent`).
     public convenience init(settings: ProviderSettings, tracer: any Tracer = NoOpTracer(), logger: Logger, limits: ProviderLimits = ProviderLimits()) {
@@ -28,22 +28,24 @@ public final class ProviderRegistry: Sendable {
         let read = settings.providers.map(\.requestTimeout).max() ?? .seconds(60)
         configuration.timeout = HTTPClient.Configuration.Timeout(
             connect: OpenAICompatibleProvider.timeAmount(connect), read: OpenAICompatibleProvider.timeAmount(read))
-        // HTTP/1.1 allows one call per connection, so this bounds the calls in flight per provider
-        // (the client's default of 8 would queue every call behind eight slow answers).
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.maxConnectionsPerHost
         // The provider call has a span of its own, with the GenAI attributes, whose context goes
         // out in `traceparent` (`OpenAICompatibleProvider.execute`); the client's own HTTP span
         // would only repeat it, and costs its attributes on every call even with tracing off.
         configuration.tracing.tracer = nil
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        // HTTP/1.1 allows one call per connection, so this bounds the calls in flight per provider
+        // (the client's default of 8 would queue every call behind eight slow answers).
+        let client = LoopLocalHTTPClients(configuration: configuration, maxConnectionsPerHost: settings.maxConnectionsPerHost)
 
-        let make: @Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider = { configuration, client in
-            OpenAICompatibleProvider(configuration: configuration, httpClient: client, logger: logger, limits: limits, tracer: tracer)
+        let make: @Sendable (ProviderConfiguration, LoopLocalHTTPClients) -> any AIProvider = { configuration, clients in
+            OpenAICompatibleProvider(configuration: configuration, httpClients: clients, logger: logger, limits: limits, tracer: tracer)
         }
         self.init(settings: settings, client: client, ownsClient: true, make: make)
     }
 
-    private init(settings: ProviderSettings, client: HTTPClient, ownsClient: Bool, make: @escaping @Sendable (ProviderConfiguration, HTTPClient) -> any AIProvider) {
+    private init(
+        settings: ProviderSettings, client: LoopLocalHTTPClients, ownsClient: Bool,
+        make: @escaping @Sendable (ProviderConfiguration, LoopLocalHTTPClients) -> any AIProvider
+    ) {
         var providers: [String: any AIProvider] = [:]
         for provider in settings.providers {
             providers[provider.name] = make(provider, client)

@@ -1,5 +1,6 @@
 import GRPCCore
 import Logging
+import NIOCore
 import Synchronization
 
 /// gRPC between a client and a server of one process: the generated clients and servers, their
@@ -158,9 +159,9 @@ public struct InProcessClientTransport: ClientTransport {
         _ closure: @concurrent (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
         let handler = try await server.openCall()
-        let (requests, requestSink) = AsyncThrowingStream.makeStream(of: RPCRequestPart<Bytes>.self)
-        let (responses, responseSink) = AsyncThrowingStream.makeStream(of: RPCResponsePart<Bytes>.self)
-        let call = InProcessCall(requests: requestSink, responses: responseSink)
+        let requests = InProcessPipe<RPCRequestPart<Bytes>>()
+        let responses = InProcessPipe<RPCResponsePart<Bytes>>()
+        let call = InProcessCall(requests: requests, responses: responses)
         let serverStream = RPCStream(
             descriptor: descriptor,
             inbound: RPCAsyncSequence<RPCRequestPart<Bytes>, any Error>(wrapping: requests),
@@ -192,7 +193,11 @@ public struct InProcessClientTransport: ClientTransport {
             call.reset(RPCError(code: .cancelled, message: "the caller stopped reading the answer"))
             return result
         } catch {
-            call.reset(RPCError(code: .cancelled, message: "the caller went away"))
+            let gone = RPCError(code: .cancelled, message: "the caller went away")
+            call.reset(gone)
+            // A caller that left gets CANCELLED, as a reset stream gives it between processes,
+            // not the "unexpected error" grpc-swift makes of whatever else a transport throws.
+            if !(error is RPCError), error is CancellationError || Task.isCancelled { throw gone }
             throw error
         }
     }
@@ -207,14 +212,11 @@ private final class InProcessCall: Sendable {
         var reset = false
     }
 
-    let requests: AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation
-    private let responses: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+    let requests: InProcessPipe<RPCRequestPart<[UInt8]>>
+    private let responses: InProcessPipe<RPCResponsePart<[UInt8]>>
     private let state = Mutex(State())
 
-    init(
-        requests: AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation,
-        responses: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
-    ) {
+    init(requests: InProcessPipe<RPCRequestPart<[UInt8]>>, responses: InProcessPipe<RPCResponsePart<[UInt8]>>) {
         self.requests = requests
         self.responses = responses
     }
@@ -236,9 +238,7 @@ private final class InProcessCall: Sendable {
     }
 
     func yieldResponse(_ part: RPCResponsePart<[UInt8]>) throws {
-        if case .terminated = responses.yield(part) {
-            throw RPCError(code: .cancelled, message: "the caller went away")
-        }
+        guard responses.yield(part) else { throw RPCError(code: .cancelled, message: "the caller went away") }
     }
 
     /// The server closed its answer (after the status, or failing).
@@ -248,7 +248,7 @@ private final class InProcessCall: Sendable {
             return !state.responsesFinished
         }
         guard first else { return }
-        if let error { responses.finish(throwing: error) } else { responses.finish() }
+        responses.finish(throwing: error)
     }
 
     /// Ends a call the server has not finished answering: its handler and RPC are cancelled, both
@@ -273,9 +273,7 @@ private struct RequestWriter: ClosableRPCWriterProtocol {
     let call: InProcessCall
 
     func write(_ element: Element) async throws {
-        if case .terminated = call.requests.yield(element) {
-            throw RPCError(code: .unavailable, message: "the in-process call is over")
-        }
+        guard call.requests.yield(element) else { throw RPCError(code: .unavailable, message: "the in-process call is over") }
     }
 
     func write(contentsOf elements: some Sequence<Element>) async throws {
@@ -283,7 +281,7 @@ private struct RequestWriter: ClosableRPCWriterProtocol {
     }
 
     func finish() async {
-        call.requests.finish()
+        call.requests.finish(throwing: nil)
     }
 
     /// As a stream reset between processes: the call ends for both sides.
@@ -310,6 +308,98 @@ private struct ResponseWriter: ClosableRPCWriterProtocol {
 
     func finish(throwing error: any Error) async {
         call.finishResponses(throwing: error)
+    }
+}
+
+/// One side's parts of a call, in order, for the other side to read: unbounded (the reader is in
+/// the same process, and gRPC's own flow control bounds what a side writes ahead) and, unlike
+/// `AsyncThrowingStream`, not ended by the reader's cancellation: a call ends by its reset, which
+/// fails the pipe with the status the caller should see, so a caller that leaves gets CANCELLED
+/// rather than a stream that just stopped.
+final class InProcessPipe<Element: Sendable>: AsyncSequence, Sendable {
+    typealias Failure = any Error
+
+    private struct State {
+        var buffer = CircularBuffer<Element>(initialCapacity: 4)
+        var reader: CheckedContinuation<Element?, any Error>?
+        /// Set once finished: nil for a normal end, the error for a failure.
+        var end: (any Error)??
+    }
+
+    private let state = Mutex(State())
+
+    /// False once the pipe is finished: the element is dropped.
+    func yield(_ element: Element) -> Bool {
+        let (delivered, reader) = state.withLock { state -> (Bool, CheckedContinuation<Element?, any Error>?) in
+            guard state.end == nil else { return (false, nil) }
+            if let reader = state.reader {
+                state.reader = nil
+                return (true, reader)
+            }
+            state.buffer.append(element)
+            return (true, nil)
+        }
+        reader?.resume(returning: element)
+        return delivered
+    }
+
+    /// Ends the pipe after what it holds: normally (nil) or with `error`. Only the first call counts.
+    func finish(throwing error: (any Error)?) {
+        let reader = state.withLock { state -> CheckedContinuation<Element?, any Error>? in
+            guard state.end == nil else { return nil }
+            state.end = .some(error)
+            defer { state.reader = nil }
+            return state.reader
+        }
+        guard let reader else { return }
+        if let error { reader.resume(throwing: error) } else { reader.resume(returning: nil) }
+    }
+
+    private enum Next {
+        case element(Element)
+        case end((any Error)?)
+        case wait
+    }
+
+    func next() async throws -> Element? {
+        // Fast path: a part already there is taken without suspending.
+        let ready = state.withLock { state -> Next in
+            if let element = state.buffer.popFirst() { return .element(element) }
+            if let end = state.end { return .end(end) }
+            return .wait
+        }
+        switch ready {
+        case .element(let element): return element
+        case .end(nil): return nil
+        case .end(let error?): throw error
+        case .wait: break
+        }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Element?, any Error>) in
+            let next = state.withLock { state -> Next in
+                if let element = state.buffer.popFirst() { return .element(element) }
+                if let end = state.end { return .end(end) }
+                state.reader = continuation
+                return .wait
+            }
+            switch next {
+            case .element(let element): continuation.resume(returning: element)
+            case .end(nil): continuation.resume(returning: nil)
+            case .end(let error?): continuation.resume(throwing: error)
+            case .wait: break
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> Iterator {
+        Iterator(pipe: self)
+    }
+
+    struct Iterator: AsyncIteratorProtocol {
+        let pipe: InProcessPipe
+
+        func next() async throws -> Element? {
+            try await pipe.next()
+        }
     }
 }
 

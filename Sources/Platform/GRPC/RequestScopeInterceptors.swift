@@ -76,6 +76,12 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
             logger.warning("database unavailable", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])
             return RPCError(mapping: unavailable, application: application)
         }
+        if error is CancellationError {
+            // The caller left or its deadline passed (the call was reset): nothing failed here.
+            var metadata: Metadata = [:]
+            metadata.addString(application, forKey: MetadataKey.errorApplication)
+            return RPCError(code: .cancelled, message: "the call was cancelled", metadata: metadata)
+        }
         if !(error is DomainError || error is RPCError) {
             // Details of unexpected failures (SQL, I/O) stay in this service's log.
             logger.error("unexpected failure", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])

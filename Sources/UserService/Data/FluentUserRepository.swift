@@ -6,9 +6,14 @@ import Platform
 /// `UserRepository` on FluentKit, for SQLite and PostgreSQL alike.
 public struct FluentUserRepository: UserRepository {
     private let database: ServiceDatabase
+    /// Nonces of concurrent signed requests are recorded together, one transaction for many.
+    private let nonces: WriteBatcher<NonceEntry, Result<Bool, any Error>>
 
     public init(database: ServiceDatabase) {
         self.database = database
+        nonces = WriteBatcher(writesInline: database.writesInline, observeBatch: database.batchObserver(writer: "nonces")) { entries in
+            await Self.record(entries, on: database)
+        }
     }
 
     private var db: any Database { database.database() }
@@ -138,37 +143,61 @@ public struct FluentUserRepository: UserRepository {
 
     // The unique key on (access_key, nonce) makes the INSERT the atomic test-and-set that every
     // replica shares; a conflict means the pair was seen, unless the row seen has expired. Every
-    // signed request with a nonce records one: on SQLite it goes to the connection that runs on
-    // the caller's thread (`ServiceDatabase.write`), not through Fluent's pool.
+    // signed request with a nonce records one: on SQLite on the connection that runs on the
+    // caller's thread (`ServiceDatabase.write`), not through Fluent's pool, and the nonces of
+    // requests that arrive together in one transaction.
     public func recordNonce(accessKey: String, nonce: String, expiresAt: Date, now: Date) async throws -> Bool {
-        try await database.write { sql in
-            let insert: SQLQueryString = """
-                INSERT INTO signature_nonces (access_key, nonce, expires_at, created_at) \
-                VALUES (\(bind: accessKey), \(bind: nonce), \(bind: expiresAt), \(bind: now))
-                """
-            if try await Self.run(insert, on: sql) { return true }
-            let expired: SQLQueryString = """
-                DELETE FROM signature_nonces \
-                WHERE access_key = \(bind: accessKey) AND nonce = \(bind: nonce) AND expires_at < \(bind: now)
-                """
-            try await sql.raw(expired).run()
-            // If two requests race on an expired pair, one INSERT wins and the other conflicts again.
-            return try await Self.run(insert, on: sql)
+        try await nonces.submit(NonceEntry(accessKey: accessKey, nonce: nonce, expiresAt: expiresAt, now: now)).get()
+    }
+
+    struct NonceEntry: Sendable {
+        var accessKey: String
+        var nonce: String
+        var expiresAt: Date
+        var now: Date
+    }
+
+    /// Each entry's outcome (recorded, or already seen), in order; a failed batch is tried entry
+    /// by entry, so one bad entry cannot keep the others out.
+    private static func record(_ entries: [NonceEntry], on database: ServiceDatabase) async -> [Result<Bool, any Error>] {
+        do {
+            return try await database.writeTransaction { sql in
+                var outcomes: [Result<Bool, any Error>] = []
+                for entry in entries { outcomes.append(.success(try await record(entry, on: sql))) }
+                return outcomes
+            }
+        } catch {
+            guard entries.count > 1 else { return [.failure(error)] }
+            var outcomes: [Result<Bool, any Error>] = []
+            for entry in entries {
+                do {
+                    outcomes.append(.success(try await database.writeTransaction { sql in try await record(entry, on: sql) }))
+                } catch {
+                    outcomes.append(.failure(error))
+                }
+            }
+            return outcomes
         }
+    }
+
+    /// One nonce: true if recorded, false if the pair is taken and has not expired.
+    private static func record(_ entry: NonceEntry, on sql: any SQLDatabase) async throws -> Bool {
+        let insert: SQLQueryString = """
+            INSERT INTO signature_nonces (access_key, nonce, expires_at, created_at) \
+            VALUES (\(bind: entry.accessKey), \(bind: entry.nonce), \(bind: entry.expiresAt), \(bind: entry.now)) \
+            ON CONFLICT (access_key, nonce) DO NOTHING RETURNING access_key
+            """
+        if try await sql.raw(insert).first() != nil { return true }
+        let expired: SQLQueryString = """
+            DELETE FROM signature_nonces \
+            WHERE access_key = \(bind: entry.accessKey) AND nonce = \(bind: entry.nonce) AND expires_at < \(bind: entry.now)
+            """
+        try await sql.raw(expired).run()
+        return try await sql.raw(insert).first() != nil
     }
 
     public func deleteNonces(expiredBefore date: Date) async throws {
         try await sqlDatabase().raw("DELETE FROM signature_nonces WHERE expires_at < \(bind: date)").run()
-    }
-
-    /// Runs an INSERT; false if it broke a unique constraint.
-    private static func run(_ insert: SQLQueryString, on sql: any SQLDatabase) async throws -> Bool {
-        do {
-            try await sql.raw(insert).run()
-            return true
-        } catch let error as any DatabaseError where error.isConstraintFailure {
-            return false
-        }
     }
 
     private func sqlDatabase() throws -> any SQLDatabase {
