@@ -222,3 +222,75 @@ struct SlidingRateWindowTests {
         }
     }
 }
+
+@Suite("Rate limits: windows kept in the process")
+struct MemoryRateLimiterTests {
+    @Test("100 calls over 20 s across a minute boundary admit 30 with a limit of 30; other keys count apart; room comes back as admissions leave")
+    func acrossAMinuteBoundary() async throws {
+        let limiter = MemoryRateLimiter(windows: RateLimitWindows(), limitPerMinute: 30)
+        let start = Date(timeIntervalSince1970: 1_800_000_000 - 10)
+        var admitted: [Date] = []
+        var last: RateLimitState?
+        for call in 0..<100 {
+            let now = start.addingTimeInterval(Double(call) * 0.2)
+            do {
+                last = try await limiter.acquire(subject: "AK-1", now: now)
+                admitted.append(now)
+            } catch let error as DomainError {
+                #expect(error.reason == "RateLimited" && (1...61).contains(error.retryAfterSeconds ?? 0))
+                #expect(error.rateLimitPerMinute == 30)
+            }
+        }
+        #expect(admitted.count == 30)
+        #expect(last?.remaining == 0 && (last?.resetSeconds ?? 0) > 0)
+        let other = try await limiter.acquire(subject: "AK-2", now: start.addingTimeInterval(20))
+        #expect(other == RateLimitState(limit: 30, remaining: 29, resetSeconds: 0))
+        await #expect(throws: DomainError.self) { try await limiter.acquire(subject: "AK-1", now: start.addingTimeInterval(59)) }
+        try await limiter.acquire(subject: "AK-1", now: start.addingTimeInterval(62))
+    }
+
+    @Test("steady traffic for three minutes: no 60-second window ever holds more than the limit")
+    func noWindowExceedsTheLimit() async throws {
+        let limiter = MemoryRateLimiter(windows: RateLimitWindows(), limitPerMinute: 10)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var admitted: [Double] = []
+        for step in 0..<360 {
+            let offset = Double(step) * 0.5
+            if (try? await limiter.acquire(subject: "AK-steady", now: start.addingTimeInterval(offset))) != nil {
+                admitted.append(offset)
+            }
+        }
+        for (index, time) in admitted.enumerated() {
+            let inWindow = admitted[index...].prefix { $0 < time + 60 }.count
+            #expect(inWindow <= 10, "\(inWindow) admissions in the 60 s from \(time)")
+        }
+        #expect(admitted.count >= 25, "\(admitted.count)")
+    }
+
+    @Test("concurrent calls get through up to the limit exactly; a new limit keeps the windows")
+    func concurrentCallsAndNewLimit() async throws {
+        let windows = RateLimitWindows()
+        let limiter = MemoryRateLimiter(windows: windows, limitPerMinute: 10)
+        let now = Date()
+        let admitted = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<50 { group.addTask { (try? await limiter.acquire(subject: "AK-busy", now: now)) != nil } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(admitted == 10)
+        // The configuration center raises the limit: a new limiter over the same windows.
+        let raised = MemoryRateLimiter(windows: windows, limitPerMinute: 12)
+        #expect(try await raised.acquire(subject: "AK-busy", now: now).remaining == 1)
+    }
+
+    @Test("keys that went quiet are dropped, so memory follows the keys in use")
+    func quietKeysAreDropped() async throws {
+        let windows = RateLimitWindows()
+        let limiter = MemoryRateLimiter(windows: windows, limitPerMinute: 100)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        for key in 0..<1000 { try await limiter.acquire(subject: "AK-\(key)", now: start) }
+        #expect(windows.trackedKeys == 1000)
+        // Two minutes later, enough calls of one key to sweep the rest.
+        for _ in 0..<5000 { _ = try? await limiter.acquire(subject: "AK-live", now: start.addingTimeInterval(120)) }
+        #expect(windows.trackedKeys == 1)
+    }
+}

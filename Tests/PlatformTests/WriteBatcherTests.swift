@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 @testable import Platform
@@ -105,5 +107,22 @@ struct WriteBatcherTests {
         // Idle again: the next entry is written at once, alone.
         #expect(await batcher.submit(1) == 2)
         #expect(write.batches.last == [1])
+    }
+
+    @Test("inline, the first of the submissions an event loop has ready lets the others join it: one batch")
+    func inlineGathersTheLoopsReadySubmissions() async throws {
+        let write = RecordingWrite()
+        let batcher = WriteBatcher<Int, Int>(maxBatch: 100, writesInline: true) { await write($0) }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let executor = EventLoopTaskExecutor.of(loop)
+        // Started in one turn of the loop, as the answers of one read of the sockets are.
+        let tasks = try await loop.submit {
+            (0..<10).map { entry in Task(executorPreference: executor) { await batcher.submit(entry) } }
+        }.get()
+        var outcomes: [Int] = []
+        for task in tasks { outcomes.append(await task.value) }
+        #expect(outcomes == (0..<10).map { $0 * 2 })
+        #expect(write.batches.count == 1)
+        #expect(write.batches.first?.sorted() == Array(0..<10))
     }
 }

@@ -44,7 +44,7 @@ public final class RateLimitWindows: Sendable {
     public init() {}
 
     /// The number of keys with admissions in their window (for tests).
-    var trackedKeys: Int { state.withLock { $0.windows.count } }
+    public var trackedKeys: Int { state.withLock { $0.windows.count } }
 
     enum Decision: Equatable {
         case admitted(remaining: Int64, reset: Int)
