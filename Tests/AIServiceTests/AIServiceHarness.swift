@@ -65,12 +65,28 @@ struct AIServiceHarness: Sendable {
             services: makeAIServices(settings: settings, database: database, providers: providers, transcoder: transcoder, logger: logger),
             interceptors: [RequestScopeServerInterceptor(application: aiServiceApplication, logger: logger)]
         ) { _ in
-            try await withGRPCClient(transport: transport.client, interceptors: [RequestScopeClientInterceptor()]) { client in
-                try await body(AIServiceInstance(
-                    chat: Grpc_Ai_V1_AiChatModelService.Client(wrapping: client),
-                    speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: client),
-                    usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
-                ))
+            let client = GRPCClient(transport: transport.client, interceptors: [RequestScopeClientInterceptor()])
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await client.runConnections()
+                    } catch let error as RuntimeError where error.code == .clientIsStopped {
+                        // A body that never called the service can end before the client ran.
+                    }
+                }
+                do {
+                    let result = try await body(AIServiceInstance(
+                        chat: Grpc_Ai_V1_AiChatModelService.Client(wrapping: client),
+                        speech: Grpc_Ai_V1_AiSpeechService.Client(wrapping: client),
+                        usage: Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
+                    ))
+                    client.beginGracefulShutdown()
+                    try await group.waitForAll()
+                    return result
+                } catch {
+                    client.beginGracefulShutdown()
+                    throw error
+                }
             }
         }
     }

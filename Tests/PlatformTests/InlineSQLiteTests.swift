@@ -151,4 +151,46 @@ struct InlineSQLiteTests {
         }
         #expect(onLoop)
     }
+
+    @Test("a write from a cancelled task still commits: nothing on the path heeds cancellation, which group commits rely on")
+    func cancelledCallerStillCommits() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = try await makeDatabase(directory)
+        defer { Task { await database.shutdown() } }
+        try await database.write { sql in try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY)").run() }
+        let writer = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            try await database.writeTransaction { sql in
+                try await sql.raw("INSERT INTO items (id) VALUES (1)").run()
+                try await sql.raw("INSERT INTO items (id) VALUES (2)").run()
+            }
+        }
+        try await writer.value
+        let count = try await database.reads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
+        #expect(count == 2)
+    }
+
+    @Test("the write-ahead log is checkpointed off the writer: many commits leave it bounded and lose nothing", .timeLimit(.minutes(2)))
+    func logIsCheckpointed() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = try await makeDatabase(directory)
+        try await database.write { sql in try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)").run() }
+        // Each commit adds a page or two to the log: without checkpoints, 20,000 of them would
+        // leave well over 80 MB in it.
+        let commits = 20_000
+        for id in 1...commits {
+            try await database.write { sql in try await sql.raw("INSERT INTO items (id, payload) VALUES (\(bind: id), 'a usage record')").run() }
+        }
+        let count = try await database.reads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
+        #expect(count == commits)
+        let log = try FileManager.default.attributesOfItem(atPath: "\(directory.path)/inline.sqlite-wal")[.size] as? Int ?? 0
+        #expect(log > 0 && log < 16 << 20, "write-ahead log of \(log) bytes")
+        await database.shutdown()
+        let reopened = try await makeDatabase(directory)
+        let again = try await reopened.reads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
+        #expect(again == commits)
+        await reopened.shutdown()
+    }
 }

@@ -22,8 +22,10 @@ public final class RateLimitWindows: Sendable {
             if dropped > 0 { buckets.removeFirst(dropped) }
         }
 
+        /// Counts an admission in `second`, or in the newest bucket if a caller's clock read is
+        /// older than it (buckets stay in order).
         mutating func add(at second: Int64) {
-            if let last = buckets.indices.last, buckets[last].second == second {
+            if let last = buckets.indices.last, buckets[last].second >= second {
                 buckets[last].hits += 1
             } else {
                 buckets.append((second, 1))

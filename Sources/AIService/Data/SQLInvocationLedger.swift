@@ -5,8 +5,8 @@ import SQLKit
 
 /// `InvocationLedger` on the AI database: the usage records and quota settlements of a batch of
 /// invocations in one transaction — one reservation claim, one upsert per user, one multi-row
-/// insert. If the batch fails, each booking is retried on its own, so one bad booking cannot keep
-/// the others out.
+/// insert. If the batch fails (other than by the database being unavailable), each booking is
+/// retried on its own, so one bad booking cannot keep the others out.
 public struct SQLInvocationLedger: InvocationLedger {
     private let database: ServiceDatabase
     private let quotas: SQLQuotaStore
@@ -23,7 +23,9 @@ public struct SQLInvocationLedger: InvocationLedger {
             try await bookTogether(bookings)
             return bookings.map { _ in nil }
         } catch {
-            guard bookings.count > 1 else { return [error] }
+            // A database that cannot serve fails every booking alike; trying each alone would
+            // wait out the lock once per booking.
+            guard bookings.count > 1, !DatabaseFailure.isUnavailable(error) else { return bookings.map { _ in error } }
             var errors: [(any Error)?] = []
             for booking in bookings {
                 do {

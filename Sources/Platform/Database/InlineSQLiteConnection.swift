@@ -66,6 +66,16 @@ final class InlineSQLiteConnection: Sendable {
         }
     }
 
+    /// Copies the write-ahead log back into the database file and has the next commit start the
+    /// log over (RESTART), waiting up to a second for readers still on it. It blocks for the
+    /// copy and its sync: call it off the event loops, with no write in flight.
+    func checkpoint() throws {
+        try state.withLock { state in
+            guard case .open(let connection) = state else { return }
+            try connection.checkpoint()
+        }
+    }
+
     /// A pause on a timer of the caller's event loop. Cancellation does not end it: a write that
     /// a group commit runs for other callers must not be cut short by the one that runs it.
     private static func wait(_ pause: Duration) async {
@@ -115,8 +125,8 @@ final class InlineSQLiteConnection: Sendable {
 private final class OpenConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
-    /// Statements kept; the cache is emptied when it is full (the platform's hot statements are
-    /// a few dozen texts: SQLKit binds every value).
+    /// Statements kept (the platform's hot statements are a few dozen texts: SQLKit binds every
+    /// value).
     private static let maxStatements = 128
 
     init(path: String, access: InlineSQLiteConnection.Access) throws {
@@ -141,6 +151,9 @@ private final class OpenConnection: @unchecked Sendable {
                 // No busy handler: `InlineSQLiteConnection.run` waits without holding the thread.
                 // As on the pool's connection (see `ServiceDatabase.migrate`): per connection.
                 try execute("PRAGMA synchronous=NORMAL")
+                // A checkpoint copies the WAL into the file and syncs it: milliseconds that must
+                // not stop an event loop. `ServiceDatabase` runs them on the pool's thread.
+                try execute("PRAGMA wal_autocheckpoint=0")
             }
         } catch {
             sqlite_nio_sqlite3_close(handle)
@@ -148,15 +161,31 @@ private final class OpenConnection: @unchecked Sendable {
         }
     }
 
+    func checkpoint() throws {
+        sqlite_nio_sqlite3_busy_timeout(handle, 1000)
+        defer { sqlite_nio_sqlite3_busy_timeout(handle, 0) }
+        let status = sqlite_nio_sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_RESTART, nil, nil)
+        // BUSY: a reader kept an old snapshot past the wait; what could be copied was, and the
+        // next checkpoint finishes the job.
+        if status != SQLITE_OK && status != SQLITE_BUSY { throw error(status) }
+    }
+
     private func execute(_ sql: String) throws {
         try run(sql, binds: [], onRow: { _ in })
     }
 
     func run(_ sql: String, binds: [SQLiteData], onRow: (InlineSQLiteRow) throws -> Void) throws {
-        let statement = try prepared(sql)
+        // Judged before the statement runs: SQLite may roll back a transaction on an error, after
+        // which it is in autocommit again though the statement was part of that transaction.
+        let outsideTransaction = sqlite_nio_sqlite3_get_autocommit(handle) != 0
+        let (statement, kept) = try prepared(sql)
         defer {
-            sqlite_nio_sqlite3_reset(statement)
-            sqlite_nio_sqlite3_clear_bindings(statement)
+            if kept {
+                sqlite_nio_sqlite3_reset(statement)
+                sqlite_nio_sqlite3_clear_bindings(statement)
+            } else {
+                sqlite_nio_sqlite3_finalize(statement)
+            }
         }
         guard Int(sqlite_nio_sqlite3_bind_parameter_count(statement)) == binds.count else {
             throw InlineSQLiteError(code: SQLITE_RANGE, message: "\(binds.count) values for the statement's \(sqlite_nio_sqlite3_bind_parameter_count(statement)) parameters")
@@ -177,21 +206,31 @@ private final class OpenConnection: @unchecked Sendable {
             default:
                 var failure = error(status)
                 // Outside a transaction nothing was done: the statement may run again.
-                failure.retryable = sqlite_nio_sqlite3_get_autocommit(handle) != 0
+                failure.retryable = outsideTransaction && sqlite_nio_sqlite3_get_autocommit(handle) != 0
                 throw failure
             }
         }
     }
 
-    private func prepared(_ sql: String) throws -> OpaquePointer {
-        if let statement = statements[sql] { return statement }
-        if statements.count >= Self.maxStatements { finalizeAll() }
+    /// The statement for `sql`, and whether it is kept for reuse. Statements with many
+    /// parameters (multi-row inserts, long `IN` lists: one text per size) are not kept, so they
+    /// cannot push the hot statements out; when the cache is full, one entry makes room.
+    private func prepared(_ sql: String) throws -> (OpaquePointer, kept: Bool) {
+        if let statement = statements[sql] { return (statement, true) }
         var statement: OpaquePointer?
         let status = sqlite_nio_sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard status == SQLITE_OK, let statement else { throw error(status) }
+        guard sqlite_nio_sqlite3_bind_parameter_count(statement) <= Self.maxKeptParameters else { return (statement, false) }
+        if statements.count >= Self.maxStatements, let evicted = statements.first {
+            sqlite_nio_sqlite3_finalize(evicted.value)
+            statements.removeValue(forKey: evicted.key)
+        }
         statements[sql] = statement
-        return statement
+        return (statement, true)
     }
+
+    /// The most parameters of a statement kept prepared (a one-row usage record has 19).
+    private static let maxKeptParameters: Int32 = 32
 
     private func bind(_ value: SQLiteData, at index: Int32, of statement: OpaquePointer) -> Int32 {
         switch value {

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Where a service keeps its data: an SQLite file (the embedded default) or PostgreSQL.
 public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
@@ -53,6 +54,8 @@ public final class ServiceDatabase: Sendable {
     /// caller's thread, taken by one caller at a time.
     private let sqliteWriter: InlineSQLiteConnection?
     private let writerLock = AsyncSerialLock()
+    /// SQLite only: the writer's commits since its last checkpoint, and the checkpoint running.
+    private let checkpoints = Mutex<(commits: Int, running: Bool, last: Task<Void, Never>?)>((0, false, nil))
     private let migrations: Migrations
     private let logger: Logger
     /// Statement durations and spans; nil for a database built without telemetry.
@@ -153,7 +156,52 @@ public final class ServiceDatabase: Sendable {
     /// connections of one process would wait for each other's locks. On PostgreSQL: the pool.
     public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         guard let sqliteWriter else { return try await body(try poolSQL()) }
-        return try await writerLock.withLock { try await body(instrumented(sqliteWriter.sql(logger: logger))) }
+        await checkpointIfFallingBehind()
+        let result = try await writerLock.withLock { try await body(instrumented(sqliteWriter.sql(logger: logger))) }
+        committed()
+        return result
+    }
+
+    /// Commits between two checkpoints of SQLite's write-ahead log (a commit of the platform's
+    /// writes adds a few pages to it; SQLite's own default is every 1,000 pages).
+    static let commitsPerCheckpoint = 200
+
+    /// A writer waits for the checkpoint that is due when it has not even started after many
+    /// times its commits (a loaded machine had no thread for it): the log stays bounded.
+    private func checkpointIfFallingBehind() async {
+        let pending = checkpoints.withLock { state -> Task<Void, Never>? in
+            state.running && state.commits >= 4 * Self.commitsPerCheckpoint ? state.last : nil
+        }
+        await pending?.value
+    }
+
+    /// Counts a commit of the writer; every `commitsPerCheckpoint`, the log is copied back into
+    /// the database file (the writer's automatic checkpoints are off: `InlineSQLiteConnection`).
+    /// The checkpoint takes the writer's turn, so that no write goes on beside it (one that did
+    /// would keep the log from ever being copied whole and started over: it would grow without
+    /// end), and runs on a thread of the pool's: writers wait their turn without holding their
+    /// event loop, readers are not stopped.
+    private func committed() {
+        guard let sqliteWriter, let pool = sqliteThreadPool else { return }
+        let start = checkpoints.withLock { state -> Bool in
+            state.commits += 1
+            guard state.commits >= Self.commitsPerCheckpoint, !state.running else { return false }
+            state.commits = 0
+            state.running = true
+            return true
+        }
+        guard start else { return }
+        let task = Task.detached { [self] in
+            do {
+                try await writerLock.withLock {
+                    try await pool.runIfActive { try sqliteWriter.checkpoint() }
+                }
+            } catch {
+                logger.warning("SQLite checkpoint failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            checkpoints.withLock { $0.running = false }
+        }
+        checkpoints.withLock { $0.last = task }
     }
 
     /// `body` in one transaction, on the connection `write` uses. SQLite's transaction takes the
@@ -167,6 +215,7 @@ public final class ServiceDatabase: Sendable {
                 }
             }
         }
+        await checkpointIfFallingBehind()
         return try await writerLock.withLock {
             try await measuredTransaction {
                 let sql = sqliteWriter.sql(logger: logger)
@@ -174,6 +223,7 @@ public final class ServiceDatabase: Sendable {
                 do {
                     let result = try await body(instrumented(sql, holdsConnection: false))
                     try await sql.raw("COMMIT").run()
+                    committed()
                     return result
                 } catch {
                     try? await sql.raw("ROLLBACK").run()
@@ -237,6 +287,7 @@ public final class ServiceDatabase: Sendable {
     private static let migrationLock = 72_420_001
 
     public func shutdown() async {
+        await checkpoints.withLock { $0.last }?.value
         sqliteReader?.close()
         await writerLock.withLock { sqliteWriter?.close() }
         await databases.shutdownAsync()

@@ -18,18 +18,25 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
     public typealias StreamHandler = @concurrent @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
 
     private enum Phase {
-        /// Not listening yet: callers wait for it.
-        case starting(waiting: [CheckedContinuation<Void, Never>])
+        /// Not listening yet: callers wait for it (by id, so that one that gives up can leave).
+        case starting
         case listening(StreamHandler)
         /// Graceful shutdown: calls in flight finish, new ones are refused.
         case closed
     }
 
     private struct State {
-        var phase = Phase.starting(waiting: [])
-        var openCalls = 0
+        var phase = Phase.starting
+        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var open: [UInt64: InProcessCall] = [:]
+        var nextID: UInt64 = 0
         /// `listen` waiting for the calls in flight after shutdown began.
         var drained: CheckedContinuation<Void, Never>?
+
+        mutating func makeID() -> UInt64 {
+            nextID &+= 1
+            return nextID
+        }
     }
 
     private let state = Mutex(State())
@@ -37,19 +44,22 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
     public init() {}
 
     /// Calls whose handler has not returned yet.
-    public var openCalls: Int { state.withLock { $0.openCalls } }
+    public var openCalls: Int { state.withLock { $0.open.count } }
 
+    /// Serves until a graceful shutdown has begun and the calls in flight are over. Cancelled, it
+    /// ends them at once: each is reset as UNAVAILABLE, as a closed connection ends its streams.
     public func listen(streamHandler: @escaping StreamHandler) async throws {
-        let waiting: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            guard case .starting(let waiting) = state.phase else { return [] }
+        let waiting = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard case .starting = state.phase else { return [] }
             state.phase = .listening(streamHandler)
-            return waiting
+            defer { state.waiting = [:] }
+            return Array(state.waiting.values)
         }
         for caller in waiting { caller.resume() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let done = state.withLock { state -> Bool in
-                    if case .closed = state.phase, state.openCalls == 0 { return true }
+                    if case .closed = state.phase, state.open.isEmpty { return true }
                     state.drained = continuation
                     return false
                 }
@@ -57,35 +67,47 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
             }
         } onCancel: {
             beginGracefulShutdown()
+            for call in state.withLock({ Array($0.open.values) }) {
+                call.reset(RPCError(code: .unavailable, message: "the in-process server stopped"))
+            }
         }
     }
 
+    /// New calls are refused from now on; those in flight are told, as grpc-swift's transports
+    /// tell them, through their RPC cancellation handle (`DrainingServerInterceptor` lets them
+    /// finish while the process drains).
     public func beginGracefulShutdown() {
-        let (waiting, drained) = state.withLock { state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<Void, Never>?) in
-            var waiting: [CheckedContinuation<Void, Never>] = []
-            if case .starting(let callers) = state.phase { waiting = callers }
+        let (waiting, open, drained) = state.withLock { state in
+            let waiting = Array(state.waiting.values)
+            state.waiting = [:]
             state.phase = .closed
-            guard state.openCalls == 0, let drained = state.drained else { return (waiting, nil) }
-            state.drained = nil
-            return (waiting, drained)
+            var drained: CheckedContinuation<Void, Never>?
+            if state.open.isEmpty {
+                drained = state.drained
+                state.drained = nil
+            }
+            return (waiting, Array(state.open.values), drained)
         }
         for caller in waiting { caller.resume() }
+        for call in open { call.cancelRPC() }
         drained?.resume()
     }
 
-    /// The handler for a new call, counted as open; UNAVAILABLE once the server is closed.
-    fileprivate func openCall() async throws -> StreamHandler {
+    /// The handler for `call`, which is counted open until `closeCall`; UNAVAILABLE once the
+    /// server is closed, CANCELLED for a caller that leaves while the server is not listening yet.
+    fileprivate func openCall(_ call: InProcessCall) async throws -> (handler: StreamHandler, id: UInt64) {
         while true {
             enum Next {
-                case handler(StreamHandler)
+                case handler(StreamHandler, UInt64)
                 case wait
                 case refused
             }
             let next = state.withLock { state -> Next in
                 switch state.phase {
                 case .listening(let handler):
-                    state.openCalls += 1
-                    return .handler(handler)
+                    let id = state.makeID()
+                    state.open[id] = call
+                    return .handler(handler, id)
                 case .starting:
                     return .wait
                 case .closed:
@@ -93,28 +115,33 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
                 }
             }
             switch next {
-            case .handler(let handler):
-                return handler
+            case .handler(let handler, let id):
+                return (handler, id)
             case .refused:
                 throw RPCError(code: .unavailable, message: "the in-process server is shutting down")
             case .wait:
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let started = state.withLock { state -> Bool in
-                        guard case .starting(var waiting) = state.phase else { return true }
-                        waiting.append(continuation)
-                        state.phase = .starting(waiting: waiting)
-                        return false
+                let id = state.withLock { $0.makeID() }
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let waits = state.withLock { state -> Bool in
+                            guard case .starting = state.phase, !Task.isCancelled else { return false }
+                            state.waiting[id] = continuation
+                            return true
+                        }
+                        if !waits { continuation.resume() }
                     }
-                    if started { continuation.resume() }
+                } onCancel: {
+                    state.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
                 }
+                if Task.isCancelled { throw RPCError(code: .cancelled, message: "the caller went away before the in-process server started") }
             }
         }
     }
 
-    fileprivate func closeCall() {
+    fileprivate func closeCall(_ id: UInt64) {
         let drained = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.openCalls -= 1
-            guard case .closed = state.phase, state.openCalls == 0 else { return nil }
+            state.open.removeValue(forKey: id)
+            guard case .closed = state.phase, state.open.isEmpty else { return nil }
             defer { state.drained = nil }
             return state.drained
         }
@@ -140,9 +167,13 @@ public struct InProcessClientTransport: ClientTransport {
 
     public var retryThrottle: RetryThrottle? { nil }
 
-    /// Nothing to connect: returns once the client shuts down.
+    /// Nothing to connect: returns once the client shuts down, or at once when cancelled.
     public func connect() async throws {
-        await stopped.wait()
+        await withTaskCancellationHandler {
+            await stopped.wait()
+        } onCancel: {
+            stopped.signal()
+        }
     }
 
     public func beginGracefulShutdown() {
@@ -158,10 +189,10 @@ public struct InProcessClientTransport: ClientTransport {
         options: CallOptions,
         _ closure: @concurrent (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
-        let handler = try await server.openCall()
         let requests = InProcessPipe<RPCRequestPart<Bytes>>()
         let responses = InProcessPipe<RPCResponsePart<Bytes>>()
         let call = InProcessCall(requests: requests, responses: responses)
+        let (handler, callID) = try await server.openCall(call)
         let serverStream = RPCStream(
             descriptor: descriptor,
             inbound: RPCAsyncSequence<RPCRequestPart<Bytes>, any Error>(wrapping: requests),
@@ -181,7 +212,7 @@ public struct InProcessClientTransport: ClientTransport {
             }
             // A handler that returned without closing its answer (it should not) ends the call.
             call.finishResponses(throwing: RPCError(code: .internalError, message: "the handler returned without a status"))
-            server.closeCall()
+            server.closeCall(callID)
         })
         do {
             let result = try await withTaskCancellationHandler {
@@ -209,6 +240,7 @@ private final class InProcessCall: Sendable {
         var task: Task<Void, Never>?
         var rpc: ServerContext.RPCCancellationHandle?
         var responsesFinished = false
+        var statusSent = false
         var reset = false
     }
 
@@ -238,7 +270,17 @@ private final class InProcessCall: Sendable {
     }
 
     func yieldResponse(_ part: RPCResponsePart<[UInt8]>) throws {
+        if case .status = part {
+            // The answer is complete once its status is out: a caller that reads it and returns
+            // before the handler closes its side must not reset a call that succeeded.
+            state.withLock { $0.statusSent = true }
+        }
         guard responses.yield(part) else { throw RPCError(code: .cancelled, message: "the caller went away") }
+    }
+
+    /// Tells the handler its RPC is cancelled (a graceful shutdown), leaving the streams open.
+    func cancelRPC() {
+        state.withLock { $0.rpc }?.cancel()
     }
 
     /// The server closed its answer (after the status, or failing).
@@ -255,7 +297,7 @@ private final class InProcessCall: Sendable {
     /// streams fail with `error`. Nothing once the answer is complete.
     func reset(_ error: RPCError) {
         let ending = state.withLock { state -> (task: Task<Void, Never>?, rpc: ServerContext.RPCCancellationHandle?)? in
-            guard !state.responsesFinished, !state.reset else { return nil }
+            guard !state.responsesFinished, !state.statusSent, !state.reset else { return nil }
             state.reset = true
             state.responsesFinished = true
             return (state.task, state.rpc)
@@ -311,8 +353,9 @@ private struct ResponseWriter: ClosableRPCWriterProtocol {
     }
 }
 
-/// One side's parts of a call, in order, for the other side to read: unbounded (the reader is in
-/// the same process, and gRPC's own flow control bounds what a side writes ahead) and, unlike
+/// One side's parts of a call, in order, for the other side to read: unbounded (as grpc-swift's
+/// in-process transport is; the calls between the gateway and its services carry one request and
+/// an answer the service produces as fast as its provider sends it) and, unlike
 /// `AsyncThrowingStream`, not ended by the reader's cancellation: a call ends by its reset, which
 /// fails the pipe with the status the caller should see, so a caller that leaves gets CANCELLED
 /// rather than a stream that just stopped.

@@ -158,7 +158,7 @@ public struct FluentUserRepository: UserRepository {
     }
 
     /// Each entry's outcome (recorded, or already seen), in order; a failed batch is tried entry
-    /// by entry, so one bad entry cannot keep the others out.
+    /// by entry (unless the database is unavailable), so one bad entry cannot keep the others out.
     private static func record(_ entries: [NonceEntry], on database: ServiceDatabase) async -> [Result<Bool, any Error>] {
         do {
             return try await database.writeTransaction { sql in
@@ -167,7 +167,8 @@ public struct FluentUserRepository: UserRepository {
                 return outcomes
             }
         } catch {
-            guard entries.count > 1 else { return [.failure(error)] }
+            // A database that cannot serve fails every entry alike.
+            guard entries.count > 1, !DatabaseFailure.isUnavailable(error) else { return entries.map { _ in .failure(error) } }
             var outcomes: [Result<Bool, any Error>] = []
             for entry in entries {
                 do {
