@@ -37,8 +37,10 @@ public struct ProviderFormPart: Sendable {
 public protocol PassThroughProvider: Sendable {
     /// POST `path` (`chat/completions`, `embeddings`, `audio/speech`) with a JSON body.
     func passThrough(_ path: String, json: [UInt8], model: String, maxAnswerBytes: Int) async throws -> ProviderAnswer
-    /// POST `chat/completions` with `stream: true`: the data of each Server-Sent Event, up to `[DONE]`.
-    func passThroughStream(json: [UInt8], model: String) async throws -> AsyncThrowingStream<String, any Error>
+    /// POST `chat/completions` with `stream: true`: the data of each Server-Sent Event, up to
+    /// `[DONE]`, read from the provider as the reader asks for them. A reader that stops reading
+    /// (drops the sequence) ends the provider's request.
+    func passThroughStream(json: [UInt8], model: String) async throws -> ProviderEvents
     /// POST `path` (`audio/transcriptions`, `audio/translations`) with a multipart body.
     func passThrough(_ path: String, form parts: [ProviderFormPart], model: String) async throws -> ProviderAnswer
 }
@@ -51,37 +53,21 @@ extension OpenAICompatibleProvider: PassThroughProvider {
         return ProviderAnswer(body: answer.body, contentType: answer.contentType)
     }
 
-    public func passThroughStream(json: [UInt8], model: String) async throws -> AsyncThrowingStream<String, any Error> {
+    public func passThroughStream(json: [UInt8], model: String) async throws -> ProviderEvents {
         var http = makeRequest("chat/completions", body: ByteBuffer(bytes: json), contentType: "application/json")
         http.headers.add(name: "Accept", value: "text/event-stream")
         let response = try await execute(http, model: model, operation: "chat stream")
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: String.self)
-        let failures = self.failures
-        let maxEventBytes = limits.maxStreamEventBytes
-        let task = Task.onCurrentLoop {
-            var parser = ServerSentEventParser(maxEventBytes: maxEventBytes)
-            do {
-                for try await buffer in response.body {
-                    for event in try parser.feed(buffer.readableBytesView) {
-                        let data = event.data.trimmingCharacters(in: .whitespaces)
-                        if data == "[DONE]" {
-                            continuation.finish()
-                            return
-                        }
-                        if !data.isEmpty { continuation.yield(data) }
-                    }
-                }
-                if let event = parser.finish(), event.data != "[DONE]", !event.data.isEmpty { continuation.yield(event.data) }
-                // A stream that ends without [DONE] was cut off.
-                throw DomainError(.upstreamFailure, "the AI provider \(failures.provider.quotedForMessage) ended the stream early")
-            } catch is ServerSentEventParser.EventTooLarge {
-                continuation.finish(throwing: DomainError(.upstreamFailure, "the AI provider \(failures.provider.quotedForMessage) sent an answer that is too large"))
-            } catch {
-                continuation.finish(throwing: failures.transport(error, operation: "chat stream"))
-            }
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        return ProviderEvents(body: response.body, failures: failures, maxEventBytes: limits.maxStreamEventBytes)
+    }
+
+    /// `text` without the spaces and tabs around it (JSON's whitespace; the data of an event is JSON
+    /// or `[DONE]`), without Foundation's Unicode-wide trimming on every event.
+    static func trimmingJSONWhitespace(_ text: String) -> String {
+        let bytes = text.utf8
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else { return "" }
+        if first == bytes.startIndex, last == bytes.index(before: bytes.endIndex) { return text }
+        return String(text[first...last])
     }
 
     public func passThrough(_ path: String, form parts: [ProviderFormPart], model: String) async throws -> ProviderAnswer {
@@ -97,5 +83,74 @@ extension OpenAICompatibleProvider: PassThroughProvider {
             response in try await response.body.collect(upTo: limits.maxJSONBytes)
         }
         return ProviderAnswer(body: answer.body, contentType: answer.contentType)
+    }
+}
+
+/// The data of a provider's Server-Sent Events, up to `[DONE]`, parsed from its answer's body as
+/// the reader pulls: no task of its own and nothing buffered between the socket and the reader,
+/// so an event goes on as soon as its bytes are read. A body that ends without `[DONE]` was cut
+/// off: that, an event over `maxEventBytes` and a failed read are the provider's failures.
+public struct ProviderEvents: AsyncSequence, Sendable {
+    public typealias Element = String
+    public typealias Failure = any Error
+
+    let body: HTTPClientResponse.Body
+    let failures: ProviderFailures
+    let maxEventBytes: Int
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(body: body.makeAsyncIterator(), parser: ServerSentEventParser(maxEventBytes: maxEventBytes), failures: failures)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var body: HTTPClientResponse.Body.AsyncIterator
+        var parser: ServerSentEventParser
+        let failures: ProviderFailures
+        var ready: [String] = []
+        var readyIndex = 0
+        var done = false
+
+        @concurrent public mutating func next() async throws -> String? {
+            while true {
+                if readyIndex < ready.count {
+                    defer { readyIndex += 1 }
+                    return ready[readyIndex]
+                }
+                if done { return nil }
+                ready.removeAll(keepingCapacity: true)
+                readyIndex = 0
+                let buffer: ByteBuffer?
+                do {
+                    buffer = try await body.next()
+                } catch {
+                    throw failures.transport(error, operation: "chat stream")
+                }
+                do {
+                    guard let buffer else {
+                        done = true
+                        // The reader was cancelled: the body stops, the provider did not fail.
+                        try Task.checkCancellation()
+                        if let event = parser.finish(), event.data != "[DONE]", !event.data.isEmpty { ready.append(event.data) }
+                        if ready.isEmpty { throw Self.endedEarly(failures) }
+                        continue
+                    }
+                    for event in try parser.feed(buffer.readableBytesView) {
+                        let data = OpenAICompatibleProvider.trimmingJSONWhitespace(event.data)
+                        if data == "[DONE]" {
+                            done = true
+                            break
+                        }
+                        if !data.isEmpty { ready.append(data) }
+                    }
+                } catch is ServerSentEventParser.EventTooLarge {
+                    done = true
+                    throw DomainError(.upstreamFailure, "the AI provider \(failures.provider.quotedForMessage) sent an answer that is too large")
+                }
+            }
+        }
+
+        static func endedEarly(_ failures: ProviderFailures) -> DomainError {
+            DomainError(.upstreamFailure, "the AI provider \(failures.provider.quotedForMessage) ended the stream early")
+        }
     }
 }

@@ -373,9 +373,8 @@ public final class FakeProvider: Sendable {
         }
         let streaming = settings.streaming
         let newline = streaming.crlf ? "\r\n" : "\n"
-        let encodedEvents = events.compactMap { event -> String? in
-            guard let data = try? ChatWire.encoder.encode(event) else { return nil }
-            return "data: " + String(decoding: data, as: UTF8.self) + newline + newline
+        let encodedEvents = events.map { event -> String in
+            "data: " + String(decoding: event.json, as: UTF8.self) + newline + newline
         } + ["data: [DONE]" + newline + newline]
 
         state.withLock { $0.counters.streamsStarted += 1 }
@@ -756,6 +755,29 @@ enum ChatWire {
         var model: String
         var choices: [Choice]
         var usage: Usage?
+
+        /// The chunk as `encoder` writes it (sorted keys, snake case, a null `finish_reason`).
+        var json: [UInt8] {
+            var members: [(String, JSONValue)] = [
+                ("choices", .array(choices.map { choice in
+                    var delta: [(String, JSONValue)] = []
+                    if let content = choice.delta.content { delta.append(("content", .string(content))) }
+                    if let role = choice.delta.role { delta.append(("role", .string(role))) }
+                    return .object(JSONObject([
+                        ("delta", .object(JSONObject(delta))), ("finish_reason", choice.finishReason.map(JSONValue.string) ?? .null),
+                        ("index", .integer(choice.index)),
+                    ]))
+                })),
+                ("created", .integer(created)), ("id", .string(id)), ("model", .string(model)), ("object", .string(object)),
+            ]
+            if let usage {
+                members.append(("usage", .object(JSONObject([
+                    ("completion_tokens", .integer(usage.completionTokens)), ("prompt_tokens", .integer(usage.promptTokens)),
+                    ("total_tokens", .integer(usage.totalTokens)),
+                ]))))
+            }
+            return JSONWriter.bytes(.object(JSONObject(members)))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import AIProviders
 import Foundation
+import Platform
 import WireFormats
 
 /// An admitted, opened OpenAI-compatible completion stream: the provider's chunks, relayed as
@@ -7,7 +8,7 @@ import WireFormats
 /// reaches the client only when the client asked for it. The invocation is finished exactly
 /// once, as with `ChatStream`.
 public struct OpenAIChatStream: Sendable {
-    let events: AsyncThrowingStream<String, any Error>
+    let events: ProviderEvents
     let finisher: StreamFinisher
     let forwardsUsage: Bool
     public let rateLimit: RateLimitState?

@@ -14,11 +14,15 @@ import Platform
 enum ServerSentEventRelay {
     /// Proxies close idle connections after about a minute; a comment line keeps the stream open.
     static let keepAliveInterval: Duration = .seconds(10)
+    private static var keepAliveDelay: TimeAmount {
+        let (seconds, attoseconds) = keepAliveInterval.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
 
     /// What the call hands the relay.
     struct Feed<Opening: Sendable, Chunk: Sendable>: Sendable {
-        fileprivate let opening: AsyncThrowingStream<Opening, any Error>.Continuation
-        fileprivate let events: AsyncThrowingStream<Event<Chunk>, any Error>.Continuation
+        fileprivate let opening: AsyncPipe<Opening>
+        fileprivate let events: AsyncPipe<Event<Chunk>>
 
         /// The call has opened; the answer's headers may depend on `value`.
         func open(_ value: Opening) {
@@ -47,33 +51,31 @@ enum ServerSentEventRelay {
         encode: @escaping @Sendable (Chunk) throws -> ByteBuffer,
         errorEvent: @escaping @Sendable (any Error) -> ByteBuffer
     ) async throws -> Response {
-        let (events, eventSink) = AsyncThrowingStream.makeStream(of: Event<Chunk>.self)
-        let (opening, openingSink) = AsyncThrowingStream.makeStream(of: Opening.self)
+        let events = AsyncPipe<Event<Chunk>>(readerCancellation: .ends)
+        let opening = AsyncPipe<Opening>(readerCancellation: .ends)
         // Unstructured on purpose: the call outlives this handler and feeds the response body.
         let relay = Task.onCurrentLoop {
             do {
-                try await call(Feed(opening: openingSink, events: eventSink))
-                openingSink.finish()
-                eventSink.finish()
+                try await call(Feed(opening: opening, events: events))
+                opening.finish()
+                events.finish()
             } catch {
-                openingSink.finish(throwing: error)
-                eventSink.finish(throwing: error)
+                opening.finish(throwing: error)
+                events.finish(throwing: error)
             }
         }
         await context.whenClientLeaves { relay.cancel() }
         let opened: Opening?? = try await withTaskCancellationHandler {
-            var iterator = opening.makeAsyncIterator()
-            return try await iterator.next()
+            try await opening.next()
         } onCancel: {
             relay.cancel()
         }
 
-        let keepAlive = Task.onCurrentLoop {
-            while !Task.isCancelled {
-                try await Task.sleep(for: keepAliveInterval)
-                // Ends with the stream, even if no body writer ever runs.
-                if case .terminated = eventSink.yield(.keepAlive) { return }
-            }
+        // A timer of the connection's event loop, not a sleeping task: Swift's sleeps go through
+        // Dispatch's timer thread, a thread hand-off for every stream.
+        let keepAlive = context.channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.keepAliveDelay, delay: Self.keepAliveDelay) { task in
+            // Ends with the stream, even if no body writer ever runs.
+            if !events.yield(.keepAlive) { task.cancel() }
         }
         var headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
         headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
@@ -83,11 +85,13 @@ enum ServerSentEventRelay {
                 relay.cancel()
                 keepAlive.cancel()
             }
-            var iterator = events.makeAsyncIterator()
+            // The head goes out now, as soon as the call is open, not with the first chunk: an empty
+            // write frames no chunk (which would end the body) and flushes what was written.
+            try await writer.write(ByteBuffer())
             while true {
                 let event: Event<Chunk>?
                 do {
-                    event = try await iterator.next()
+                    event = try await events.next()
                 } catch {
                     try await writer.write(errorEvent(error))
                     break

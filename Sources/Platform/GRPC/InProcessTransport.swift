@@ -189,8 +189,8 @@ public struct InProcessClientTransport: ClientTransport {
         options: CallOptions,
         _ closure: @concurrent (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
-        let requests = InProcessPipe<RPCRequestPart<Bytes>>()
-        let responses = InProcessPipe<RPCResponsePart<Bytes>>()
+        let requests = AsyncPipe<RPCRequestPart<Bytes>>(readerCancellation: .ignored)
+        let responses = AsyncPipe<RPCResponsePart<Bytes>>(readerCancellation: .ignored)
         let call = InProcessCall(requests: requests, responses: responses)
         let (handler, callID) = try await server.openCall(call)
         let serverStream = RPCStream(
@@ -234,7 +234,11 @@ public struct InProcessClientTransport: ClientTransport {
     }
 }
 
-/// One call's two streams and the handler's task, which a reset ends.
+/// One call's two streams and the handler's task, which a reset ends. The streams are pipes that
+/// the reader's cancellation does not end: a call ends by its reset, which fails them with the
+/// status the caller should see, so a caller that leaves gets CANCELLED rather than a stream that
+/// just stopped (`AsyncThrowingStream` would end with no status, which grpc-swift reports as an
+/// unexpected transport error).
 private final class InProcessCall: Sendable {
     private struct State {
         var task: Task<Void, Never>?
@@ -244,11 +248,11 @@ private final class InProcessCall: Sendable {
         var reset = false
     }
 
-    let requests: InProcessPipe<RPCRequestPart<[UInt8]>>
-    private let responses: InProcessPipe<RPCResponsePart<[UInt8]>>
+    let requests: AsyncPipe<RPCRequestPart<[UInt8]>>
+    private let responses: AsyncPipe<RPCResponsePart<[UInt8]>>
     private let state = Mutex(State())
 
-    init(requests: InProcessPipe<RPCRequestPart<[UInt8]>>, responses: InProcessPipe<RPCResponsePart<[UInt8]>>) {
+    init(requests: AsyncPipe<RPCRequestPart<[UInt8]>>, responses: AsyncPipe<RPCResponsePart<[UInt8]>>) {
         self.requests = requests
         self.responses = responses
     }
@@ -350,99 +354,6 @@ private struct ResponseWriter: ClosableRPCWriterProtocol {
 
     func finish(throwing error: any Error) async {
         call.finishResponses(throwing: error)
-    }
-}
-
-/// One side's parts of a call, in order, for the other side to read: unbounded (as grpc-swift's
-/// in-process transport is; the calls between the gateway and its services carry one request and
-/// an answer the service produces as fast as its provider sends it) and, unlike
-/// `AsyncThrowingStream`, not ended by the reader's cancellation: a call ends by its reset, which
-/// fails the pipe with the status the caller should see, so a caller that leaves gets CANCELLED
-/// rather than a stream that just stopped.
-final class InProcessPipe<Element: Sendable>: AsyncSequence, Sendable {
-    typealias Failure = any Error
-
-    private struct State {
-        var buffer = CircularBuffer<Element>(initialCapacity: 4)
-        var reader: CheckedContinuation<Element?, any Error>?
-        /// Set once finished: nil for a normal end, the error for a failure.
-        var end: (any Error)??
-    }
-
-    private let state = Mutex(State())
-
-    /// False once the pipe is finished: the element is dropped.
-    func yield(_ element: Element) -> Bool {
-        let (delivered, reader) = state.withLock { state -> (Bool, CheckedContinuation<Element?, any Error>?) in
-            guard state.end == nil else { return (false, nil) }
-            if let reader = state.reader {
-                state.reader = nil
-                return (true, reader)
-            }
-            state.buffer.append(element)
-            return (true, nil)
-        }
-        reader?.resume(returning: element)
-        return delivered
-    }
-
-    /// Ends the pipe after what it holds: normally (nil) or with `error`. Only the first call counts.
-    func finish(throwing error: (any Error)?) {
-        let reader = state.withLock { state -> CheckedContinuation<Element?, any Error>? in
-            guard state.end == nil else { return nil }
-            state.end = .some(error)
-            defer { state.reader = nil }
-            return state.reader
-        }
-        guard let reader else { return }
-        if let error { reader.resume(throwing: error) } else { reader.resume(returning: nil) }
-    }
-
-    private enum Next {
-        case element(Element)
-        case end((any Error)?)
-        case wait
-    }
-
-    func next() async throws -> Element? {
-        // Fast path: a part already there is taken without suspending.
-        let ready = state.withLock { state -> Next in
-            if let element = state.buffer.popFirst() { return .element(element) }
-            if let end = state.end { return .end(end) }
-            return .wait
-        }
-        switch ready {
-        case .element(let element): return element
-        case .end(nil): return nil
-        case .end(let error?): throw error
-        case .wait: break
-        }
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Element?, any Error>) in
-            let next = state.withLock { state -> Next in
-                if let element = state.buffer.popFirst() { return .element(element) }
-                if let end = state.end { return .end(end) }
-                state.reader = continuation
-                return .wait
-            }
-            switch next {
-            case .element(let element): continuation.resume(returning: element)
-            case .end(nil): continuation.resume(returning: nil)
-            case .end(let error?): continuation.resume(throwing: error)
-            case .wait: break
-            }
-        }
-    }
-
-    func makeAsyncIterator() -> Iterator {
-        Iterator(pipe: self)
-    }
-
-    struct Iterator: AsyncIteratorProtocol {
-        let pipe: InProcessPipe
-
-        func next() async throws -> Element? {
-            try await pipe.next()
-        }
     }
 }
 
