@@ -62,9 +62,15 @@ common_env=(
 
 # Registers a user on $base; sets access_key, secret_key and api_key.
 make_customer() {
-    local keys token
-    keys=$(curl -s -X POST "$base/user/register" -H 'content-type: application/json' \
-        -d '{"username":"bench-device","password":"bench-password"}')
+    local keys token attempt
+    # A gateway can be up a moment before the services behind it are: retry for a few seconds.
+    for attempt in $(seq 50); do
+        keys=$(curl -s -X POST "$base/user/register" -H 'content-type: application/json' \
+            -d '{"username":"bench-device","password":"bench-password"}')
+        grep -q '"accessKey"' <<<"$keys" && break
+        [ "$attempt" = 50 ] && { echo "registering the benchmark's user failed: $keys" >&2; exit 1; }
+        sleep 0.2
+    done
     access_key=$(python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["accessKey"])' <<<"$keys")
     secret_key=$(python3 -c 'import sys, json; print(json.load(sys.stdin)["data"]["secretKey"])' <<<"$keys")
     token=$(curl -s -X PUT "$base/auth/login" -H 'content-type: application/json' \

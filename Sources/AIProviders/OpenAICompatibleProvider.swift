@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
@@ -20,12 +19,14 @@ public struct ProviderLimits: Sendable, Equatable {
     }
 }
 
-/// An `AIProvider` over the OpenAI HTTP API, sharing its HTTP clients (one per event loop) with the
-/// other providers.
+/// An `AIProvider` over the OpenAI HTTP API, sharing its HTTP client (`ProviderHTTPClient`) with
+/// the other providers.
 public struct OpenAICompatibleProvider: AIProvider {
     public let configuration: ProviderConfiguration
     public let limits: ProviderLimits
-    let clients: LoopLocalHTTPClients
+    let client: ProviderHTTPClient
+    /// The base URL taken apart once; nil when it is not an http(s) URL (every call then fails).
+    let endpoint: ProviderEndpoint?
     let logger: Logger
     let failures: ProviderFailures
     let tracer: any Tracer
@@ -34,13 +35,14 @@ public struct OpenAICompatibleProvider: AIProvider {
     public var defaults: ProviderModels { configuration.defaults }
 
     public init(
-        configuration: ProviderConfiguration, httpClients: LoopLocalHTTPClients, logger: Logger, limits: ProviderLimits = ProviderLimits(),
+        configuration: ProviderConfiguration, httpClient: ProviderHTTPClient, logger: Logger, limits: ProviderLimits = ProviderLimits(),
         tracer: any Tracer = NoOpTracer()
     ) {
         self.tracer = tracer
         self.configuration = configuration
         self.limits = limits
-        self.clients = httpClients
+        self.client = httpClient
+        self.endpoint = ProviderEndpoint(baseURL: configuration.baseURL, queryItems: configuration.queryItems)
         var logger = logger
         logger[metadataKey: "provider"] = "\(configuration.name)"
         self.logger = logger
@@ -66,11 +68,10 @@ public struct OpenAICompatibleProvider: AIProvider {
 
     public func stream(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<ChatCompletionDelta, any Error> {
         let body = try Self.json(OpenAIWire.ChatRequest(request, stream: true))
-        var http = makeRequest("chat/completions", body: body, contentType: "application/json")
-        http.headers.add(name: "Accept", value: "text/event-stream")
         // Only the answer's head is timed here: a stream may last long; silences are bounded by
         // the client's read timeout.
-        let response = try await execute(http, model: request.model, operation: "chat stream")
+        let response = try await execute(
+            "chat/completions", body: body, contentType: "application/json", accept: "text/event-stream", model: request.model, operation: "chat stream")
 
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ChatCompletionDelta.self)
         let reader = StreamReader(failures: failures, maxEventBytes: limits.maxStreamEventBytes)
@@ -146,12 +147,11 @@ public struct OpenAICompatibleProvider: AIProvider {
     /// A whole call (head and body) within the request timeout.
     func call(
         _ path: String, body: ByteBuffer, contentType: String, model: String, operation: String,
-        read: @escaping @Sendable (HTTPClientResponse) async throws -> ByteBuffer
+        read: @escaping @Sendable (ProviderHTTPResponse) async throws -> ByteBuffer
     ) async throws -> Answer {
-        let request = makeRequest(path, body: body, contentType: contentType)
         do {
             return try await withTimeLimit(configuration.requestTimeout) { [self] in
-                let response = try await execute(request, model: model, operation: operation)
+                let response = try await execute(path, body: body, contentType: contentType, model: model, operation: operation)
                 do {
                     return Answer(body: try await read(response), contentType: response.headers.first(name: "content-type"))
                 } catch {
@@ -163,16 +163,32 @@ public struct OpenAICompatibleProvider: AIProvider {
         }
     }
 
-    /// Sends the request and returns the response once its head says success.
-    func execute(_ request: HTTPClientRequest, model: String, operation: String) async throws -> HTTPClientResponse {
-        var request = request
+    /// Sends a POST of `body` to `path` and returns the answer once its head says success.
+    func execute(
+        _ path: String, body: ByteBuffer, contentType: String, accept: String? = nil, model: String, operation: String
+    ) async throws -> ProviderHTTPResponse {
+        guard let endpoint else { throw failures.transport(ProviderHTTPError.invalidURL, operation: operation) }
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(7)
+        headers.add(name: "Host", value: endpoint.hostHeader)
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        if let accept { headers.add(name: "Accept", value: accept) }
+        if let key = configuration.apiKey, !key.isEmpty {
+            switch configuration.authStyle {
+            case .bearer: headers.add(name: "Authorization", value: "Bearer \(key)")
+            case .apiKey: headers.add(name: "api-key", value: key)
+            }
+        }
         // The provider call's span (the AI service's) as the parent of whatever the provider traces.
         if let context = InstrumentationContext.current {
-            tracer.inject(context, into: &request.headers, using: HTTPHeadersInjector())
+            tracer.inject(context, into: &headers, using: HTTPHeadersInjector())
         }
-        let response: HTTPClientResponse
+        let request = ProviderHTTPRequest(
+            origin: endpoint.origin, head: HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.target(path), headers: headers), body: body)
+        let response: ProviderHTTPResponse
         do {
-            response = try await clients.current.execute(request, deadline: .now() + Self.timeAmount(configuration.requestTimeout), logger: logger)
+            response = try await client.execute(request)
         } catch {
             throw failures.transport(error, operation: operation)
         }
@@ -185,38 +201,7 @@ public struct OpenAICompatibleProvider: AIProvider {
         return response
     }
 
-    func makeRequest(_ path: String, body: ByteBuffer, contentType: String) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: url(path))
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: contentType)
-        if let key = configuration.apiKey, !key.isEmpty {
-            switch configuration.authStyle {
-            case .bearer: request.headers.add(name: "Authorization", value: "Bearer \(key)")
-            case .apiKey: request.headers.add(name: "api-key", value: key)
-            }
-        }
-        request.body = .bytes(body)
-        return request
-    }
-
-    func url(_ path: String) -> String {
-        let base = configuration.baseURL + "/" + path
-        guard !configuration.queryItems.isEmpty else { return base }
-        var allowed = CharacterSet.urlQueryAllowed
-        allowed.remove(charactersIn: "&=+#")
-        let query = configuration.queryItems.map { item in
-            (item.name.addingPercentEncoding(withAllowedCharacters: allowed) ?? item.name) + "="
-                + (item.value.addingPercentEncoding(withAllowedCharacters: allowed) ?? item.value)
-        }
-        return base + "?" + query.joined(separator: "&")
-    }
-
     static func json(_ value: some Encodable) throws -> ByteBuffer {
         ByteBuffer(data: try JSONEncoder().encode(value))
-    }
-
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

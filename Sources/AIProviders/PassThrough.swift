@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Platform
@@ -54,9 +53,9 @@ extension OpenAICompatibleProvider: PassThroughProvider {
     }
 
     public func passThroughStream(json: [UInt8], model: String) async throws -> ProviderEvents {
-        var http = makeRequest("chat/completions", body: ByteBuffer(bytes: json), contentType: "application/json")
-        http.headers.add(name: "Accept", value: "text/event-stream")
-        let response = try await execute(http, model: model, operation: "chat stream")
+        let response = try await execute(
+            "chat/completions", body: ByteBuffer(bytes: json), contentType: "application/json", accept: "text/event-stream", model: model,
+            operation: "chat stream")
         return ProviderEvents(body: response.body, failures: failures, maxEventBytes: limits.maxStreamEventBytes)
     }
 
@@ -94,7 +93,7 @@ public struct ProviderEvents: AsyncSequence, Sendable {
     public typealias Element = String
     public typealias Failure = any Error
 
-    let body: HTTPClientResponse.Body
+    let body: ProviderResponseBody
     let failures: ProviderFailures
     let maxEventBytes: Int
 
@@ -103,7 +102,7 @@ public struct ProviderEvents: AsyncSequence, Sendable {
     }
 
     public struct Iterator: AsyncIteratorProtocol {
-        var body: HTTPClientResponse.Body.AsyncIterator
+        var body: ProviderResponseBody.Iterator
         var parser: ServerSentEventParser
         let failures: ProviderFailures
         var ready: [String] = []

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
@@ -44,16 +43,11 @@ struct ProviderFailures: Sendable {
     func transport(_ error: any Error, operation: String) -> any Error {
         if error is DomainError { return error }
         if Task.isCancelled || error is CancellationError { return CancellationError() }
-        if let http = error as? HTTPClientError {
-            switch http {
-            case .deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout, .tlsHandshakeTimeout,
-                .getConnectionFromPoolTimeout:
-                return timedOut(operation: operation)
-            case .cancelled:
-                return CancellationError()
-            default:
-                break
-            }
+        switch error {
+        case ProviderHTTPError.connectTimeout, ProviderHTTPError.readTimeout, ChannelError.connectTimeout:
+            return timedOut(operation: operation)
+        default:
+            break
         }
         if error is NIOTooManyBytesError {
             logger.debug("AI provider answer too large", metadata: ["provider": "\(provider)", "operation": "\(operation)"])

@@ -1,50 +1,40 @@
-import AsyncHTTPClient
 import Logging
 import Tracing
 import NIOCore
 import Synchronization
 
-/// The configured providers by name, sharing the HTTP clients of each event loop. Zero providers is a valid setup:
+/// The configured providers by name, sharing one HTTP client (`ProviderHTTPClient`). Zero providers is a valid setup:
 /// the AI service then answers that no provider is available.
 public final class ProviderRegistry: Sendable {
     public let names: [String]
     public let defaultName: String?
     private let providers: [String: any AIProvider]
-    private let httpClient: LoopLocalHTTPClients?
+    private let httpClient: ProviderHTTPClient?
     /// Whether `shutdown()` closes `httpClient` (a registry made by `replaced(with:)` borrows it).
     private let ownsClient: Bool
     private let isShutDown = Mutex(false)
-    private let make: (@Sendable (ProviderConfiguration, LoopLocalHTTPClients) -> any AIProvider)?
+    private let make: (@Sendable (ProviderConfiguration, ProviderHTTPClient) -> any AIProvider)?
 
     /// `tracer` puts the current trace context on each provider request (`traceparent`).
     public convenience init(settings: ProviderSettings, tracer: any Tracer = NoOpTracer(), logger: Logger, limits: ProviderLimits = ProviderLimits()) {
-        var configuration = HTTPClient.Configuration()
-        // A redirect could carry the API key to another host.
-        configuration.redirectConfiguration = .disallow
         // One client serves every provider: the longest connect timeout is taken so that no
-        // provider gets less than it was configured with; silences inside a stream are bounded
-        // by the longest request timeout.
+        // provider gets less than it was configured with; silences are bounded by the longest
+        // request timeout. A redirect is an answer like any other (never followed: it could
+        // carry the API key to another host).
         let connect = settings.providers.map(\.connectTimeout).max() ?? .seconds(5)
         let read = settings.providers.map(\.requestTimeout).max() ?? .seconds(60)
-        configuration.timeout = HTTPClient.Configuration.Timeout(
-            connect: OpenAICompatibleProvider.timeAmount(connect), read: OpenAICompatibleProvider.timeAmount(read))
-        // The provider call has a span of its own, with the GenAI attributes, whose context goes
-        // out in `traceparent` (`OpenAICompatibleProvider.execute`); the client's own HTTP span
-        // would only repeat it, and costs its attributes on every call even with tracing off.
-        configuration.tracing.tracer = nil
-        // HTTP/1.1 allows one call per connection, so this bounds the calls in flight per provider
-        // (the client's default of 8 would queue every call behind eight slow answers).
-        let client = LoopLocalHTTPClients(configuration: configuration, maxConnectionsPerHost: settings.maxConnectionsPerHost)
+        // HTTP/1.1 allows one call per connection, so this bounds the calls in flight per provider.
+        let client = ProviderHTTPClient(connectTimeout: connect, readTimeout: read, maxConnectionsPerOrigin: settings.maxConnectionsPerHost)
 
-        let make: @Sendable (ProviderConfiguration, LoopLocalHTTPClients) -> any AIProvider = { configuration, clients in
-            OpenAICompatibleProvider(configuration: configuration, httpClients: clients, logger: logger, limits: limits, tracer: tracer)
+        let make: @Sendable (ProviderConfiguration, ProviderHTTPClient) -> any AIProvider = { configuration, clients in
+            OpenAICompatibleProvider(configuration: configuration, httpClient: clients, logger: logger, limits: limits, tracer: tracer)
         }
         self.init(settings: settings, client: client, ownsClient: true, make: make)
     }
 
     private init(
-        settings: ProviderSettings, client: LoopLocalHTTPClients, ownsClient: Bool,
-        make: @escaping @Sendable (ProviderConfiguration, LoopLocalHTTPClients) -> any AIProvider
+        settings: ProviderSettings, client: ProviderHTTPClient, ownsClient: Bool,
+        make: @escaping @Sendable (ProviderConfiguration, ProviderHTTPClient) -> any AIProvider
     ) {
         var providers: [String: any AIProvider] = [:]
         for provider in settings.providers {
@@ -98,6 +88,6 @@ public final class ProviderRegistry: Sendable {
             return !done
         }
         guard first, ownsClient, let httpClient else { return }
-        try await httpClient.shutdown()
+        await httpClient.shutdown()
     }
 }
