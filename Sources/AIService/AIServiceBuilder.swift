@@ -174,7 +174,8 @@ func makeAIServices(versions: AIDomainVersions) -> [any RegistrableRPCService] {
     return [
         ChatModelGRPCService(domain: live),
         SpeechGRPCService(domain: live),
-        UsageGRPCService(usage: UsageService(usage: SQLUsageRepository(database: versions.database), quotas: SQLQuotaStore(database: versions.database))),
+        UsageGRPCService(usage: UsageService(
+            usage: SQLUsageRepository(database: versions.database), quotas: SQLQuotaStore(database: versions.database, unbudgeted: versions.unbudgeted))),
         OpenAIGRPCService(domain: live),
     ]
 }
@@ -193,6 +194,8 @@ final class AIDomainVersions: Sendable {
     private let appliedProviderSettings: LiveSetting<ProviderSettings>
     /// Rate-limit windows kept in this process; nil: in the database.
     private let rateLimitWindows: RateLimitWindows?
+    /// One for every quota store of the process, so that a budget set through one is seen by all.
+    let unbudgeted = RecentlyUnbudgeted()
     /// The provider settings of the current version.
     var providerSettings: ProviderSettings { appliedProviderSettings.current }
 
@@ -212,7 +215,7 @@ final class AIDomainVersions: Sendable {
         appliedProviderSettings = LiveSetting(settings.providers)
         live = LiveSetting(Self.make(
             settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince,
-            rateLimitWindows: rateLimitWindows, logger: logger
+            rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, logger: logger
         ))
     }
 
@@ -224,13 +227,13 @@ final class AIDomainVersions: Sendable {
         }
         live.replace(with: Self.make(
             settings, providers: providers.current, database: database, transcoder: transcoder, instruments: instruments,
-            listedSince: listedSince, rateLimitWindows: rateLimitWindows, logger: logger
+            listedSince: listedSince, rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, logger: logger
         ))
     }
 
     private static func make(
         _ settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
-        instruments: InvocationTelemetry, listedSince: Date, rateLimitWindows: RateLimitWindows?, logger: Logger
+        instruments: InvocationTelemetry, listedSince: Date, rateLimitWindows: RateLimitWindows?, unbudgeted: RecentlyUnbudgeted, logger: Logger
     ) -> AIDomainServices {
         let chatModels = SQLChatModelRepository(database: database)
         var rateLimiter: (any RateLimiter)?
@@ -238,7 +241,7 @@ final class AIDomainVersions: Sendable {
             rateLimiter = rateLimitWindows.map { MemoryRateLimiter(windows: $0, limitPerMinute: settings.rateLimitPerMinute) }
                 ?? SQLRateLimiter(database: database, limitPerMinute: settings.rateLimitPerMinute)
         }
-        let quotas = SQLQuotaStore(database: database, policy: LiveSetting(settings.quotaPolicy))
+        let quotas = SQLQuotaStore(database: database, policy: LiveSetting(settings.quotaPolicy), unbudgeted: unbudgeted)
         let pipeline = InvocationPipeline(
             rateLimiter: rateLimiter,
             quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,

@@ -1,5 +1,5 @@
 import AIProviders
-import AIService
+@testable import AIService
 import AISaaSProtos
 import Foundation
 import GRPCCore
@@ -27,6 +27,35 @@ struct QuotaTests {
             let negative = await rpcError { try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "bob"; $0.tokenBudget = -1; $0.costBudget = -2 }) } }
             #expect(Set(negative?.violatedProperties ?? []) == ["token_budget", "cost_budget"])
         }
+    }
+
+    /// Users without a budget skip the admission read for a moment after one: a budget set on the
+    /// same replica still applies to the next call, one set on another replica within that moment.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func aBudgetSetLaterAppliesAtOnceHereAndSoonOnOtherReplicas(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider])) { h in
+            _ = try await h.a.ask("alice", "unbudgeted on a")
+            _ = try await h.b.ask("alice", "unbudgeted on b")
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 0 }) }
+            let here = await rpcError { try await h.a.ask("alice", "refused on a at once") }
+            #expect(here?.reason == "QuotaExceeded")
+            try await Task.sleep(for: RecentlyUnbudgeted.holdsFor + .milliseconds(100))
+            let there = await rpcError { try await h.b.ask("alice", "refused on b soon") }
+            #expect(there?.reason == "QuotaExceeded")
+        }
+    }
+
+    @Test func recentlyUnbudgetedUsersAreRememberedForAMoment() {
+        let users = RecentlyUnbudgeted()
+        let start = ContinuousClock.now
+        #expect(!users.contains("alice", now: start))
+        users.insert("alice", now: start)
+        #expect(users.contains("alice", now: start + .milliseconds(500)))
+        #expect(!users.contains("alice", now: start + RecentlyUnbudgeted.holdsFor))
+        users.insert("bob", now: start)
+        users.remove("bob")
+        #expect(!users.contains("bob", now: start))
     }
 
     @Test(arguments: TestDatabaseKind.enabled)
