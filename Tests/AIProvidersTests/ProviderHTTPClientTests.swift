@@ -81,7 +81,8 @@ struct ProviderHTTPClientTests {
 
     @Test func aSlowReaderHoldsTheProviderBack() async throws {
         let total = 48 << 20
-        try await withServer(.stream(totalBytes: total)) { server, client in
+        // The pause outlasts the read timeout: a silence while the reader is behind is not the provider's.
+        try await withServer(.stream(totalBytes: total), readTimeout: .milliseconds(200)) { server, client in
             let response = try await client.execute(server.request())
             var iterator = response.body.makeAsyncIterator()
             var read = try await iterator.next()?.readableBytes ?? 0

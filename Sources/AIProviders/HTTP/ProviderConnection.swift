@@ -155,6 +155,8 @@ final class ProviderConnection: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            // Not reading because the reader is behind: the silence is ours, not the provider's.
+            if readingPaused { return }
             // Silent for the read timeout: an exchange has timed out; an idle connection is dropped.
             if exchange != nil { failure = failure ?? ProviderHTTPError.readTimeout }
             close()

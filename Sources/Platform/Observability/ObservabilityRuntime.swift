@@ -74,14 +74,21 @@ public final class ObservabilityRuntime: Sendable {
             unsetenv("OTEL_TRACES_SAMPLER")
             unsetenv("OTEL_TRACES_SAMPLER_ARG")
             let backend = try OTel.makeTracingBackend(configuration: configuration(tracing, component: component))
-            tracer = LiveSamplingTracer(base: backend.factory, sampler: sampler)
-            tracingServices.withLock { $0.append(backend.service) }
+            let (bursts, ended) = Self.burstEnding(backend.factory)
+            tracer = LiveSamplingTracer(base: bursts, sampler: sampler)
+            // After the pipeline: stopped first, its last spans still reach the pipeline's final export.
+            tracingServices.withLock { $0.append(contentsOf: [backend.service, ended] as [any Service]) }
         }
         return Telemetry(
             component: component, metrics: factory, tracer: tracer,
             capturesGenAIContent: settings.tracing?.capturesGenAIContent ?? false, accessLog: accessLog,
             beforeScrape: beforeScrape
         )
+    }
+
+    private static func burstEnding<T: Tracer>(_ tracer: T) -> (BurstEndingTracer<T>, EndedSpans<T.Span>) {
+        let ended = EndedSpans<T.Span>()
+        return (BurstEndingTracer(base: tracer, ended: ended), ended)
     }
 
     /// The process's registry without a component label (settings reloads, for example).
