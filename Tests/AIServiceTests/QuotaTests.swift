@@ -56,6 +56,11 @@ struct QuotaTests {
         users.insert("bob", now: start)
         users.remove("bob")
         #expect(!users.contains("bob", now: start))
+        // Past the bound, users seen more than a moment ago make room.
+        for index in 0..<RecentlyUnbudgeted.pruneAbove { users.insert("user \(index)", now: start) }
+        users.insert("carol", now: start + RecentlyUnbudgeted.holdsFor)
+        #expect(users.count == 1)
+        #expect(users.contains("carol", now: start + RecentlyUnbudgeted.holdsFor))
     }
 
     @Test(arguments: TestDatabaseKind.enabled)

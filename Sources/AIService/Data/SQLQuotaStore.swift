@@ -325,23 +325,34 @@ final class RecentlyUnbudgeted: Sendable {
     /// Beyond this many users, entries past `holdsFor` are dropped as new ones come.
     static let pruneAbove = 10_000
 
-    private let seen = Mutex<[String: ContinuousClock.Instant]>([:])
+    private struct Seen {
+        var users: [String: ContinuousClock.Instant] = [:]
+        /// Pruned at most once per `holdsFor`, however many users come.
+        var lastPruned: ContinuousClock.Instant?
+    }
+
+    private let seen = Mutex(Seen())
 
     func contains(_ userId: String, now: ContinuousClock.Instant = .now) -> Bool {
         seen.withLock { seen in
-            guard let at = seen[userId] else { return false }
+            guard let at = seen.users[userId] else { return false }
             return now - at < Self.holdsFor
         }
     }
 
     func insert(_ userId: String, now: ContinuousClock.Instant = .now) {
         seen.withLock { seen in
-            if seen.count >= Self.pruneAbove { seen = seen.filter { now - $0.value < Self.holdsFor } }
-            seen[userId] = now
+            if seen.users.count >= Self.pruneAbove, seen.lastPruned.map({ now - $0 >= Self.holdsFor }) ?? true {
+                seen.users = seen.users.filter { now - $0.value < Self.holdsFor }
+                seen.lastPruned = now
+            }
+            seen.users[userId] = now
         }
     }
 
     func remove(_ userId: String) {
-        _ = seen.withLock { $0.removeValue(forKey: userId) }
+        _ = seen.withLock { $0.users.removeValue(forKey: userId) }
     }
+
+    var count: Int { seen.withLock { $0.users.count } }
 }
