@@ -46,7 +46,7 @@ public final class ProviderHTTPClient: Sendable {
         // Without trust roots on the machine, https providers fail their calls, not the start.
         let tls = try? NIOSSLContext(configuration: tls)
         let settings = ProviderConnectionPool.Settings(
-            connectTimeout: Self.timeAmount(connectTimeout), readTimeout: Self.timeAmount(readTimeout),
+            connectTimeout: TimeAmount(connectTimeout), readTimeout: TimeAmount(readTimeout),
             maxConnections: max(1, (maxConnectionsPerOrigin + loops.count - 1) / loops.count), tls: tls)
         var pools: [ObjectIdentifier: NIOLoopBoundBox<ProviderConnectionPool>] = [:]
         for loop in loops {
@@ -88,10 +88,5 @@ public final class ProviderHTTPClient: Sendable {
             guard let pool = pools[ObjectIdentifier(loop)] else { continue }
             try? await loop.submit { pool.value.shutdown() }.get()
         }
-    }
-
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

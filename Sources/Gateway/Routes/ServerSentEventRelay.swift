@@ -14,10 +14,6 @@ import Platform
 enum ServerSentEventRelay {
     /// Proxies close idle connections after about a minute; a comment line keeps the stream open.
     static let keepAliveInterval: Duration = .seconds(10)
-    private static var keepAliveDelay: TimeAmount {
-        let (seconds, attoseconds) = keepAliveInterval.components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
 
     /// What the call hands the relay.
     struct Feed<Opening: Sendable, Chunk: Sendable>: Sendable {
@@ -73,7 +69,7 @@ enum ServerSentEventRelay {
 
         // A timer of the connection's event loop, not a sleeping task: Swift's sleeps go through
         // Dispatch's timer thread, a thread hand-off for every stream.
-        let keepAlive = context.channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.keepAliveDelay, delay: Self.keepAliveDelay) { task in
+        let keepAlive = context.channel.eventLoop.scheduleRepeatedTask(initialDelay: TimeAmount(Self.keepAliveInterval), delay: TimeAmount(Self.keepAliveInterval)) { task in
             // Ends with the stream, even if no body writer ever runs.
             if !events.yield(.keepAlive) { task.cancel() }
         }

@@ -79,8 +79,7 @@ final class InlineSQLiteConnection: Sendable {
     /// A pause on a timer of the caller's event loop. Cancellation does not end it: a write that
     /// a group commit runs for other callers must not be cut short by the one that runs it.
     private static func wait(_ pause: Duration) async {
-        let (seconds, attoseconds) = pause.components
-        let delay = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        let delay = TimeAmount(pause)
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? MultiThreadedEventLoopGroup.singleton.any()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             loop.scheduleTask(in: delay) { continuation.resume() }

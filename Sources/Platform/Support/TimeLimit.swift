@@ -17,8 +17,7 @@ public func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping
     }
     let task = Task.onCurrentLoop { try await operation() }
     let expired = ExpiryFlag()
-    let (seconds, attoseconds) = limit.components
-    let timer = loop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+    let timer = loop.scheduleTask(in: TimeAmount(limit)) {
         expired.set()
         task.cancel()
     }
