@@ -3,8 +3,7 @@ import Synchronization
 /// Coarse timers for many short-lived deadlines: one task wakes every `resolution` and runs what
 /// has come due, so scheduling and cancelling a deadline is a dictionary insert and remove under a
 /// lock, with no task, timer or system call of its own. An action runs at most one `resolution`
-/// after its time (never before it); one that was cancelled first never runs. With nothing
-/// scheduled the task sleeps until something is, instead of waking every `resolution`.
+/// after its time (never before it); one that was cancelled first never runs.
 public final class DeadlineWheel: Sendable {
     public struct Ticket: Sendable, Hashable {
         fileprivate let slot: Int64
@@ -18,9 +17,6 @@ public final class DeadlineWheel: Sendable {
         /// The last slot whose actions were taken to run.
         var passed: Int64
         var slots: [Int64: [UInt64: Action]] = [:]
-        /// The running task, waiting for something to be scheduled.
-        var idle: CheckedContinuation<Void, Never>?
-        var runCancelled = false
     }
 
     public let resolution: Duration
@@ -38,15 +34,12 @@ public final class DeadlineWheel: Sendable {
     public func schedule(after delay: Duration, _ action: @escaping Action) -> Ticket {
         // Rounded up, so that an action never runs early.
         let due = Self.slot(of: ContinuousClock.now + delay - origin, resolution: resolution, roundingUp: true)
-        let (ticket, idle) = state.withLock { state -> (Ticket, CheckedContinuation<Void, Never>?) in
+        return state.withLock { state in
             let slot = max(due, state.passed + 1)
             state.nextID &+= 1
             state.slots[slot, default: [:]][state.nextID] = action
-            defer { state.idle = nil }
-            return (Ticket(slot: slot, id: state.nextID), state.idle)
+            return Ticket(slot: slot, id: state.nextID)
         }
-        idle?.resume()
-        return ticket
     }
 
     public func cancel(_ ticket: Ticket) {
@@ -65,37 +58,13 @@ public final class DeadlineWheel: Sendable {
     /// Runs due actions until the calling task is cancelled. Actions run one after another on this
     /// task, so they should be quick.
     public func run() async {
-        state.withLock { $0.runCancelled = false }
         while !Task.isCancelled {
-            await waitForSomethingScheduled()
-            if Task.isCancelled { return }
             do {
                 try await Task.sleep(for: resolution, tolerance: resolution / 4)
             } catch {
                 return
             }
             for action in takeDue() { await action() }
-        }
-    }
-
-    /// Returns when an action is waiting, at once if one is, or when the task is cancelled.
-    private func waitForSomethingScheduled() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let waits = state.withLock { state -> Bool in
-                    guard state.slots.isEmpty, !state.runCancelled else { return false }
-                    state.idle = continuation
-                    return true
-                }
-                if !waits { continuation.resume() }
-            }
-        } onCancel: {
-            let idle = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                state.runCancelled = true
-                defer { state.idle = nil }
-                return state.idle
-            }
-            idle?.resume()
         }
     }
 
