@@ -53,6 +53,19 @@ struct ProviderHTTPClientTests {
         }
     }
 
+    @Test func aConnectionKeptIdleGivesTheNextCallTheWholeReadTimeout() async throws {
+        // Idle for most of the read timeout, then a call whose answer takes more than what is left
+        // of it: the silence counts from the request, not from the last byte of the previous answer.
+        try await withServer(.answer("late"), readTimeout: .milliseconds(1500)) { server, client in
+            _ = try await client.execute(server.request()).body.collect(upTo: 1 << 20)
+            try await Task.sleep(for: .milliseconds(900))
+            server.behaviour = .answer("late", delay: .seconds(1))
+            let response = try await client.execute(server.request())
+            #expect(String(buffer: try await response.body.collect(upTo: 1 << 20)) == "late")
+            #expect(server.counters.accepted == 1)
+        }
+    }
+
     @Test func cancellingTheCallerClosesTheConnection() async throws {
         try await withServer(.silent) { server, client in
             let call = Task { try await client.execute(server.request()) }
@@ -82,11 +95,11 @@ struct ProviderHTTPClientTests {
     @Test func aSlowReaderHoldsTheProviderBack() async throws {
         let total = 48 << 20
         // The pause outlasts the read timeout: a silence while the reader is behind is not the provider's.
-        try await withServer(.stream(totalBytes: total), readTimeout: .milliseconds(200)) { server, client in
+        try await withServer(.stream(totalBytes: total), readTimeout: .seconds(1)) { server, client in
             let response = try await client.execute(server.request())
             var iterator = response.body.makeAsyncIterator()
             var read = try await iterator.next()?.readableBytes ?? 0
-            try await Task.sleep(for: .milliseconds(300))
+            try await Task.sleep(for: .milliseconds(1300))
             // Socket buffers take a few MB at most; the rest waits for the reader.
             #expect(server.counters.bytesWritten < total / 2)
             while let buffer = try await iterator.next() { read += buffer.readableBytes }

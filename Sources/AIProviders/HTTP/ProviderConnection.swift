@@ -16,7 +16,10 @@ enum ProviderHTTPError: Error, Equatable {
 /// One HTTP/1.1 connection to a provider: the last handler of its channel, one exchange at a
 /// time, used on its event loop only. It stops asking the socket for more while the reader of a
 /// body is behind (`ProviderResponseBody`), and closes the connection when an answer is not
-/// read to its end.
+/// read to its end. Its read timeout counts silence from the last byte, the start of an exchange
+/// or the reader catching up, whichever came last: a connection kept idle in the pool for a while
+/// does not shorten the next request's time, and a reader that was behind does not make the
+/// provider look silent.
 final class ProviderConnection: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
@@ -53,9 +56,17 @@ final class ProviderConnection: ChannelDuplexHandler {
     private var readingPaused = false
     private var readPending = false
     private var isClosed = false
+    private let readTimeout: TimeAmount
+    /// When silence last started to count: see the type's comment.
+    private var lastHeard = NIODeadline.now()
+    private var silenceCheck: Scheduled<Void>?
 
-    init(origin: ProviderOrigin, released: @escaping (ProviderConnection) -> Void, closed: @escaping (ProviderConnection) -> Void) {
+    init(
+        origin: ProviderOrigin, readTimeout: TimeAmount,
+        released: @escaping (ProviderConnection) -> Void, closed: @escaping (ProviderConnection) -> Void
+    ) {
         self.origin = origin
+        self.readTimeout = readTimeout
         self.released = released
         self.closed = closed
     }
@@ -64,6 +75,37 @@ final class ProviderConnection: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        lastHeard = .now()
+        checkSilence(at: lastHeard + readTimeout)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        silenceCheck?.cancel()
+        silenceCheck = nil
+    }
+
+    /// One timer per connection, moved on only when it fires, rather than one per read.
+    private func checkSilence(at deadline: NIODeadline) {
+        guard let context, !isClosed else { return }
+        let connection = NIOLoopBound(self, eventLoop: context.eventLoop)
+        silenceCheck = context.eventLoop.scheduleTask(deadline: deadline) { connection.value.silenceCheckFired() }
+    }
+
+    private func silenceCheckFired() {
+        silenceCheck = nil
+        // Not reading because the reader is behind: the silence is ours, not the provider's.
+        if readingPaused {
+            checkSilence(at: .now() + readTimeout)
+            return
+        }
+        let deadline = lastHeard + readTimeout
+        if deadline > .now() {
+            checkSilence(at: deadline)
+            return
+        }
+        // Silent for the read timeout: an exchange has timed out; an idle connection is dropped.
+        if exchange != nil { failure = failure ?? ProviderHTTPError.readTimeout }
+        close()
     }
 
     /// Sends `request`; `answer` succeeds with the head of the answer, or fails.
@@ -77,6 +119,7 @@ final class ProviderConnection: ChannelDuplexHandler {
         let body = ProviderResponseBody()
         exchange = Exchange(number: number, answer: answer, body: body)
         failure = nil
+        lastHeard = .now()
         let connection = NIOLoopBound(self, eventLoop: context.eventLoop)
         let loop = context.eventLoop
         body.attach(ProviderResponseBody.Demand(
@@ -93,6 +136,7 @@ final class ProviderConnection: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let exchange else { return }
         exchange.receivedBytes = true
+        lastHeard = .now()
         switch unwrapInboundIn(data) {
         case .head(let head):
             // 100 Continue and the like come before the answer.
@@ -127,6 +171,7 @@ final class ProviderConnection: ChannelDuplexHandler {
 
     private func resumeReading() {
         readingPaused = false
+        lastHeard = .now()
         guard readPending, let context else { return }
         readPending = false
         context.read()
@@ -153,18 +198,6 @@ final class ProviderConnection: ChannelDuplexHandler {
         context?.close(promise: nil)
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            // Not reading because the reader is behind: the silence is ours, not the provider's.
-            if readingPaused { return }
-            // Silent for the read timeout: an exchange has timed out; an idle connection is dropped.
-            if exchange != nil { failure = failure ?? ProviderHTTPError.readTimeout }
-            close()
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         failure = failure ?? error
         close()
@@ -172,6 +205,8 @@ final class ProviderConnection: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
+        silenceCheck?.cancel()
+        silenceCheck = nil
         if let exchange {
             self.exchange = nil
             let error = failure ?? ProviderHTTPError.connectionClosed(beforeAnswer: !exchange.receivedBytes)

@@ -125,9 +125,8 @@ final class ProviderConnectionPool {
                         try pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: hostname))
                     }
                     try pipeline.addHTTPClientHandlers()
-                    try pipeline.addHandler(IdleStateHandler(readTimeout: settings.readTimeout))
                     try pipeline.addHandler(ProviderConnection(
-                        origin: origin,
+                        origin: origin, readTimeout: settings.readTimeout,
                         released: { pool.value.released($0) },
                         closed: { pool.value.closed($0) }
                     ))
