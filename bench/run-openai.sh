@@ -9,7 +9,8 @@
 #   - the separate-process layout (gateway, user service, AI service over HTTP/2 gRPC, SQLite).
 # Each at one connection (the fixed cost of a call: p50) and at 64 connections (capacity), plus
 # streamed time to first byte (sequential curl on fresh connections, and requests one after another
-# on one kept connection; the fake sending events 10 ms apart).
+# on one kept connection; the fake sending events 10 ms apart), the fake's and /v1's requests
+# alternating one by one so that both see the same load of the machine.
 # Writes a Markdown report with the machine to bench/results/.
 # Usage: bench/run-openai.sh [duration-seconds]
 #   LITELLM_VENV=DIR reuses a venv with litellm[proxy] (default: a fresh one in the run's folder);
@@ -148,25 +149,30 @@ load() {  # name, url, lua script, connections, check headers file or "-", body
     wrk -t$t -c"$conns" -d"${duration}s" --latency -s "$script" "$url" -- "$warmup_nonces" >"$work/$name.txt"
 }
 
-# Time to the first byte of a stream, fresh connection per run -> "median|p95" ms.
-ttfb() {  # name, url, body, headers file
-    local name=$1 url=$2 body=$3 headers=$4
+# Time to the first byte of a stream, a fresh connection per request (curl), the fake and /v1
+# alternating request by request so that both are measured under the same load of the machine
+# -> "fake median|fake p95|/v1 median|/v1 p95" ms.
+ttfb_pair() {  # fake url, /v1 url, /v1 headers file, body
+    local fake=$1 url=$2 headers=$3 body=$4
     local curl_headers=()
     while IFS= read -r line; do curl_headers+=(-H "$line"); done <"$headers"
-    for _ in $(seq 20); do curl -s -o /dev/null -X POST "$url" -H 'content-type: application/json' "${curl_headers[@]}" --data-binary "$body"; done
+    one() { curl -s -o /dev/null -w '%{http_code} %{time_starttransfer}' -X POST "$@" -H 'content-type: application/json' --data-binary "$body"; }
+    for _ in $(seq 20); do one "$fake" >/dev/null; one "$url" "${curl_headers[@]}" >/dev/null; done
     for _ in $(seq "$ttfb_runs"); do
-        curl -s -o /dev/null -w '%{http_code} %{time_starttransfer}\n' -X POST "$url" \
-            -H 'content-type: application/json' "${curl_headers[@]}" --data-binary "$body"
-    done >"$work/$name.ttfb"
-    python3 - "$work/$name.ttfb" <<'EOF'
+        echo "$(one "$fake") $(one "$url" "${curl_headers[@]}")"
+    done >"$work/stream-ttfb.txt"
+    python3 - "$work/stream-ttfb.txt" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-failed = [row for row in rows if row[0] != "200"]
+failed = [code for row in rows for code in (row[0], row[2]) if code != "200"]
 if failed:
-    print(f"failed|{len(failed)} of {len(rows)} answered HTTP {failed[0][0]}")
+    print(f"failed|{len(failed)} answers were HTTP {failed[0]}|failed|")
 else:
-    times = sorted(float(row[1]) * 1000 for row in rows)
-    print(f"{statistics.median(times):.3f}|{times[int(0.95 * (len(times) - 1))]:.3f}")
+    summary = []
+    for column in (1, 3):
+        times = sorted(float(row[column]) * 1000 for row in rows)
+        summary += [f"{statistics.median(times):.3f}", f"{times[int(0.95 * (len(times) - 1))]:.3f}"]
+    print("|".join(summary))
 EOF
 }
 
@@ -192,8 +198,6 @@ measure_key_and_signed() {  # layout name
 # --- the fake directly ---
 make_lua "$openai_body" /dev/null >"$work/direct.lua"
 measure direct "$fake_url/chat/completions" "$work/direct.lua" /dev/null "$openai_body"
-ttfb_direct=$(ttfb stream-direct "$fake_url/chat/completions" "$openai_stream_body" /dev/null)
-ttfb_kept_direct=$(python3 bench/stream_ttfb_keepalive.py "$fake_url/chat/completions" "$openai_stream_body" "$ttfb_runs")
 
 # --- LiteLLM's proxy in front of the same fake ---
 litellm_venv=${LITELLM_VENV:-$work/litellm-venv}
@@ -233,8 +237,9 @@ running+=("$all_pid")
 wait_for "$base/health" "$all_pid" "$work/all.log"
 make_customer
 measure_key_and_signed all
-ttfb_v1=$(ttfb stream-v1 "$base/v1/chat/completions" "$openai_stream_body" "$work/all-key.headers")
-ttfb_kept_v1=$(python3 bench/stream_ttfb_keepalive.py "$base/v1/chat/completions" "$openai_stream_body" "$ttfb_runs" "$api_key")
+ttfb_fresh=$(ttfb_pair "$fake_url/chat/completions" "$base/v1/chat/completions" "$work/all-key.headers" "$openai_stream_body")
+read -r ttfb_kept_direct ttfb_kept_v1 < <(python3 bench/stream_ttfb_keepalive.py "$openai_stream_body" "$ttfb_runs" \
+    "$fake_url/chat/completions" - "$base/v1/chat/completions" "$api_key")
 
 # Enough for 12,000 requests/s: the warm-up's 3 s, then the measured run's.
 warmup_nonces=$((3 * 12000))
@@ -284,8 +289,7 @@ value() {  # name, field (1 rps, 2 p50, 3 p99)
 verdict() { python3 -c "print('met' if ($1) else '**missed**')"; }
 d1=$(value direct-1 2); v1=$(value all-v1-1 2); s1=$(value all-signed-1 2); n1=$(value all-nonce-1 2)
 v64=$(value all-v1-64 1); s64=$(value all-signed-64 1); n64=$(value all-nonce-64 1); l64=$(value litellm-64 1)
-IFS='|' read -r ttfb_direct_p50 ttfb_direct_p95 <<<"$ttfb_direct"
-IFS='|' read -r ttfb_v1_p50 ttfb_v1_p95 <<<"$ttfb_v1"
+IFS='|' read -r ttfb_direct_p50 ttfb_direct_p95 ttfb_v1_p50 ttfb_v1_p95 <<<"$ttfb_fresh"
 ratio=$(python3 -c "print(f'{$v64 / max($l64, 1):.0f}×')")
 
 mkdir -p bench/results

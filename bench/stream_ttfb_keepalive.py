@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Time to the first byte of streamed completions sent one after another on one kept connection,
-as the OpenAI SDKs send them (their HTTP clients keep connections): prints "median|p95" in ms.
+"""Time to the first byte of streamed completions sent one after another on kept connections, as
+the OpenAI SDKs send them (their HTTP clients keep connections).
 
-Usage: stream_ttfb_keepalive.py URL BODY COUNT [BEARER]
+Usage: stream_ttfb_keepalive.py BODY COUNT URL BEARER [URL BEARER ...]   (BEARER "-" for none)
+
+With several targets, one kept connection each, the requests alternate between them, so that
+each is measured under the same conditions as the others (a shared machine's load changes by the
+minute). Prints one "median|p95" in ms per target, space-separated, in the order given.
 """
 import socket
 import statistics
@@ -10,35 +14,49 @@ import sys
 import time
 import urllib.parse
 
-url, body, count = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-bearer = sys.argv[4] if len(sys.argv) > 4 else ""
-target = urllib.parse.urlparse(url)
-head = (
-    f"POST {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\nContent-Type: application/json\r\n"
-    f"Content-Length: {len(body)}\r\n" + (f"Authorization: Bearer {bearer}\r\n" if bearer else "") + "\r\n"
-).encode()
-connection = socket.create_connection((target.hostname, target.port))
-connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+body, count = sys.argv[1].encode(), int(sys.argv[2])
+pairs = sys.argv[3:]
+if not pairs or len(pairs) % 2:
+    sys.exit(__doc__)
 
 
-def exchange():
-    """Sends one request; returns the seconds to its answer's first byte after reading it whole."""
-    started = time.perf_counter()
-    connection.sendall(head + body)
-    received = connection.recv(65536)
-    first = time.perf_counter() - started
-    if not received.startswith(b"HTTP/1.1 200"):
-        sys.exit(f"answer: {received[:200]!r}")
-    # A chunked stream ends with its last chunk.
-    while not received.endswith(b"0\r\n\r\n"):
-        more = connection.recv(65536)
-        if not more:
-            sys.exit("the connection closed mid-answer")
-        received += more
-    return first
+class Target:
+    def __init__(self, url, bearer):
+        target = urllib.parse.urlparse(url)
+        self.request = (
+            f"POST {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n" + (f"Authorization: Bearer {bearer}\r\n" if bearer != "-" else "") + "\r\n"
+        ).encode() + body
+        self.connection = socket.create_connection((target.hostname, target.port))
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.times = []
+
+    def exchange(self):
+        """Sends one request; returns the seconds to its answer's first byte after reading it whole."""
+        started = time.perf_counter()
+        self.connection.sendall(self.request)
+        received = self.connection.recv(65536)
+        first = time.perf_counter() - started
+        if not received.startswith(b"HTTP/1.1 200"):
+            sys.exit(f"answer: {received[:200]!r}")
+        # A chunked stream ends with its last chunk.
+        while not received.endswith(b"0\r\n\r\n"):
+            more = self.connection.recv(65536)
+            if not more:
+                sys.exit("the connection closed mid-answer")
+            received += more
+        return first
 
 
+targets = [Target(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
 for _ in range(20):
-    exchange()
-times = sorted(exchange() * 1000 for _ in range(count))
-print(f"{statistics.median(times):.3f}|{times[int(0.95 * (len(times) - 1))]:.3f}")
+    for target in targets:
+        target.exchange()
+for _ in range(count):
+    for target in targets:
+        target.times.append(target.exchange() * 1000)
+results = []
+for target in targets:
+    times = sorted(target.times)
+    results.append(f"{statistics.median(times):.3f}|{times[int(0.95 * (len(times) - 1))]:.3f}")
+print(" ".join(results))
