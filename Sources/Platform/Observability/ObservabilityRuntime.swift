@@ -77,7 +77,7 @@ public final class ObservabilityRuntime: Sendable {
             let (bursts, ended) = Self.burstEnding(backend.factory)
             tracer = LiveSamplingTracer(base: bursts, sampler: sampler)
             // After the pipeline: stopped first, its last spans still reach the pipeline's final export.
-            tracingServices.withLock { $0.append(contentsOf: [backend.service, ended] as [any Service]) }
+            tracingServices.withLock { $0.append(contentsOf: [PacedService(backend.service), ended] as [any Service]) }
         }
         return Telemetry(
             component: component, metrics: factory, tracer: tracer,
@@ -165,5 +165,19 @@ public final class ObservabilityRuntime: Sendable {
             "aisaas_db_write_batch_size": [1, 2, 4, 8, 16, 32, 64, 128],
         ]
         return factory
+    }
+}
+
+/// swift-otel's pipeline on a `PacedTaskExecutor`: its tasks wake in rounds, not for every span.
+private struct PacedService: Service {
+    static let executor = PacedTaskExecutor(interval: .milliseconds(2), loop: PacedTaskExecutor.sharedLoop)
+    let base: any Service
+
+    init(_ base: any Service) {
+        self.base = base
+    }
+
+    func run() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await base.run() }
     }
 }
