@@ -49,11 +49,15 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
         }
         let parent = telemetry.tracer.extracting(from: request.headers, using: HTTPFieldsExtractor())
         let span = telemetry.tracer.startSpan(method, context: parent, ofKind: .server)
-        span.attributes["http.request.method"] = method
-        span.attributes["url.path"] = request.uri.path
-        span.attributes["url.scheme"] = "http"
-        if let peer = context.peerAddress { span.attributes["client.address"] = peer }
-        if let agent = request.headers[.userAgent] { span.attributes["user_agent.original"] = String(agent.prefix(256)) }
+        let (path, peer, agent) = (request.uri.path, context.peerAddress, request.headers[.userAgent])
+        // One read and one write of the span's attributes: each is a copy of them under a lock.
+        span.updateAttributes { attributes in
+            attributes["http.request.method"] = method
+            attributes["url.path"] = path
+            attributes["url.scheme"] = "http"
+            if let peer { attributes["client.address"] = peer }
+            if let agent { attributes["user_agent.original"] = String(agent.prefix(256)) }
+        }
         var response = try await InstrumentationContext.$current.withValue(span.context) {
             try await served(request, context: context, next: next, method: method, started: started, active: active, span: span)
         }
@@ -79,10 +83,12 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
             handles.responseSize.record(bytes)
             if let span {
                 span.operationName = "\(method) \(route)"
-                span.attributes["http.route"] = route
-                span.attributes["http.response.status_code"] = status
+                span.updateAttributes { attributes in
+                    attributes["http.route"] = route
+                    attributes["http.response.status_code"] = status
+                    if let failure { attributes["error.type"] = failure }
+                }
                 if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
-                if let failure { span.attributes["error.type"] = failure }
                 span.end()
             }
             if writesAccessLine {

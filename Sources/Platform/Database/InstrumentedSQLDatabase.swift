@@ -98,20 +98,18 @@ public struct DatabaseInstrumentation: Sendable {
             durations[labels].recordSince(started)
             errors[labels.operation].increment()
             if let span {
-                name(span, labels)
                 span.attributes["error.type"] = String(describing: type(of: error))
                 span.setStatus(SpanStatus(code: .error))
+                name(span, labels)
             }
             throw error
         }
     }
 
+    /// Names the span after its statement and ends it.
     private func name(_ span: any Span, _ labels: StatementLabels) {
         span.operationName = labels.table.isEmpty ? labels.operation : "\(labels.operation) \(labels.table)"
-        span.attributes["db.system.name"] = system
-        span.attributes["db.operation.name"] = labels.operation
-        if !labels.table.isEmpty { span.attributes["db.collection.name"] = labels.table }
-        if !namespace.isEmpty { span.attributes["db.namespace"] = namespace }
+        setAttributes(of: span, operation: labels.operation, table: labels.table)
         span.end()
     }
 
@@ -152,11 +150,18 @@ public struct DatabaseInstrumentation: Sendable {
 
     private func startSpan(operation: String, table: String) -> any Span {
         let span = telemetry.tracer.startSpan(table.isEmpty ? operation : "\(operation) \(table)", ofKind: .client)
-        span.attributes["db.system.name"] = system
-        span.attributes["db.operation.name"] = operation
-        if !table.isEmpty { span.attributes["db.collection.name"] = table }
-        if !namespace.isEmpty { span.attributes["db.namespace"] = namespace }
+        setAttributes(of: span, operation: operation, table: table)
         return span
+    }
+
+    /// In one read and one write of the span's attributes: each is a copy of them under a lock.
+    private func setAttributes(of span: any Span, operation: String, table: String) {
+        span.updateAttributes { attributes in
+            attributes["db.system.name"] = system
+            attributes["db.operation.name"] = operation
+            if !table.isEmpty { attributes["db.collection.name"] = table }
+            if !namespace.isEmpty { attributes["db.namespace"] = namespace }
+        }
     }
 
     /// Records each group commit's size in `aisaas_db_write_batch_size{writer}`.

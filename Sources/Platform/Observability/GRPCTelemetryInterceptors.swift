@@ -21,10 +21,14 @@ public struct TelemetryClientInterceptor: ClientInterceptor {
         guard telemetry.isTracing else { return try await next(request, context) }
         let descriptor = context.descriptor
         let span = telemetry.tracer.startSpan(descriptor.fullyQualifiedMethod, ofKind: .client)
-        span.attributes["rpc.system"] = "grpc"
-        span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
-        span.attributes["rpc.method"] = descriptor.method
-        span.attributes["server.address"] = Self.instance(context.remotePeer)
+        let server = Self.instance(context.remotePeer)
+        // One read and one write of the span's attributes: each is a copy of them under a lock.
+        span.updateAttributes { attributes in
+            attributes["rpc.system"] = "grpc"
+            attributes["rpc.service"] = descriptor.service.fullyQualifiedService
+            attributes["rpc.method"] = descriptor.method
+            attributes["server.address"] = server
+        }
         var request = request
         telemetry.tracer.inject(span.context, into: &request.metadata, using: MetadataInjector())
         let traced = request
@@ -97,9 +101,11 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
         }
         let parent = telemetry.tracer.extracting(from: request.metadata, using: MetadataExtractor())
         let span = telemetry.tracer.startSpan(descriptor.fullyQualifiedMethod, context: parent, ofKind: .server)
-        span.attributes["rpc.system"] = "grpc"
-        span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
-        span.attributes["rpc.method"] = descriptor.method
+        span.updateAttributes { attributes in
+            attributes["rpc.system"] = "grpc"
+            attributes["rpc.service"] = descriptor.service.fullyQualifiedService
+            attributes["rpc.method"] = descriptor.method
+        }
         let ended: @Sendable (RPCError.Code?) -> Void = { code in
             record(code)
             endRPCSpan(span, code)
