@@ -80,7 +80,9 @@ struct RegistryTests {
         let watching = Task { try await watcher.run() }
         defer { watching.cancel() }
         // One instance that keeps its lease, one whose process "died" (nobody renews its lease).
-        let registration = ServiceRegistration(store: store, prefix: "/p", service: "ai-service", id: "alive", ttl: 6, logger: Self.quietLogger()) {
+        // The live one's lease is long: a machine loaded enough to delay its renewals past a
+        // short one would make it expire too, and the outage would find it gone.
+        let registration = ServiceRegistration(store: store, prefix: "/p", service: "ai-service", id: "alive", ttl: 30, logger: Self.quietLogger()) {
             "10.0.0.1:9102"
         }
         let keeping = Task { try await registration.run() }
