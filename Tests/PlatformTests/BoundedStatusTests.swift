@@ -33,7 +33,7 @@ struct BoundedStatusTests {
     @Test("a status echoing 20,000 characters is cut short, and other calls on the same connection go on")
     func oneCallsHugeErrorDoesNotResetTheConnection() async throws {
         let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
             services: [EchoingHealthService()],
             interceptors: [RequestScopeServerInterceptor(application: "echo-service", logger: Logger(label: "test"))]
         )

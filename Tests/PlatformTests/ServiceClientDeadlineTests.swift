@@ -44,6 +44,18 @@ private struct HangingHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol
     func watch(request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>, context: ServerContext) async throws {}
 }
 
+/// A health service whose `Check` answers after a pause.
+private struct SlowHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
+    let pause: Duration
+
+    func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        try await Task.sleep(for: pause)
+        return .with { $0.status = .serving }
+    }
+
+    func watch(request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>, context: ServerContext) async throws {}
+}
+
 /// Records the metadata of every call.
 private struct RecordingInterceptor: ServerInterceptor {
     let seen: Seen
@@ -70,7 +82,7 @@ struct ServiceClientDeadlineTests {
     @Test func aHungCallEndsAtTheDeadlineAndTheServerStops() async throws {
         let seen = Seen()
         let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
             services: [HangingHealthService(seen: seen)],
             interceptors: [RecordingInterceptor(seen: seen)]
         )
@@ -113,6 +125,32 @@ struct ServiceClientDeadlineTests {
             #expect(cancelled)
             #expect(seen.withLock { $0.calls } == 1)
             #expect(seen.withLock { $0.timeoutHeaders }.isEmpty)
+            client.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
+    }
+
+    /// The client pings a quiet connection every second, also during a call; the platform's
+    /// server takes those pings (grpc-swift's default server closes the connection at the third
+    /// ping of a quiet call, failing it UNAVAILABLE).
+    @Test func aCallQuietForManyKeepalivePingsIsAnswered() async throws {
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
+            services: [SlowHealthService(pause: .milliseconds(5500))]
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            let address = try #require(try await server.listeningAddress?.ipv4)
+            let client = try ServiceClientFactory.make(
+                .fixed(name: "slow", [HostPort(host: address.host, port: address.port)]),
+                settings: ServiceClientSettings(callTimeout: .seconds(60))
+            )
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            // Connected first (Watch answers at once), then one call, not retried.
+            try await retryingWhenUnavailable(attempts: 20) { try await health.watch(.with { $0.service = "" }) { _ in } }
+            let answer = try await health.check(.with { $0.service = "" })
+            #expect(answer.status == .serving)
             client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }

@@ -84,12 +84,7 @@ public struct GRPCServiceProcess: Sendable {
                 let http2 = GRPCServer(
                     transport: HTTP2ServerTransport.Posix(
                         address: address, transportSecurity: .plaintext,
-                        config: .defaults {
-                            $0.rpc.maxRequestPayloadSize = maxRequestBytes
-                            // Clients ping every second when a connection is quiet, to find a
-                            // frozen instance quickly (ServiceClientFactory, InstanceHealthMonitor).
-                            $0.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .milliseconds(500), allowWithoutCalls: true)
-                        }
+                        config: .platform(maxRequestBytes: maxRequestBytes)
                     ),
                     services: rpcServices, interceptors: interceptors
                 )
