@@ -123,8 +123,10 @@ public func buildGateway(
     let userSettings = ServiceClientSettings(callTimeout: settings.callTimeout)
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
     let aiSettings = ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
-    // Outermost, the telemetry sees the call as the gateway waits for it.
-    let interceptors: [any ClientInterceptor] = [TelemetryClientInterceptor(telemetry: telemetry), RequestScopeClientInterceptor()]
+    // Outermost, the telemetry sees the call as the gateway waits for it. It only traces (the
+    // transport keeps the call metrics), so without tracing it is left out of every call's chain.
+    let interceptors: [any ClientInterceptor] =
+        (telemetry.isTracing ? [TelemetryClientInterceptor(telemetry: telemetry)] : []) + [RequestScopeClientInterceptor()]
     let callMetrics = ClientCallMetrics(telemetry: telemetry)
     var connections: [any Service] = []
     let users: any Grpc_User_V1_UserService.ClientProtocol

@@ -71,8 +71,8 @@ struct DrainTests {
             for try await reply in group { #expect(reply.status == 200, "during drain: \(reply.status) \(reply.message)") }
         }
         let outcomes = try await inFlight.value
-        #expect(outcomes.filter { $0 == "200" }.count == 6, "\(outcomes); logs: \(processes.log("ai-0"))")
-        #expect(outcomes.filter { $0 == "stream ok" }.count == 2, "\(outcomes)")
+        #expect(outcomes.filter { $0 == "200" }.count == 6, "\(outcomes); ai-0: \(processes.log("ai-0")); gateway: \(processes.log("gateway"))")
+        #expect(outcomes.filter { $0 == "stream ok" }.count == 2, "\(outcomes); gateway: \(processes.log("gateway"))")
         replicas[0].waitUntilExit()
         #expect(replicas[0].terminationReason == .exit && replicas[0].terminationStatus == 0, "\(processes.log("ai-0"))")
 
