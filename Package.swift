@@ -158,6 +158,7 @@ let package = Package(
                 // aisaas scaffold: service dependencies
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -266,9 +267,10 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "UserService", "Platform", "TestSupport", "AKSKSigning",
+                "Gateway", "UserService", "Platform", "TestSupport", "AKSKSigning", "AISaaSCLI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -2,6 +2,7 @@ import AIProviders
 import AIService
 import Configuration
 import Gateway
+import Hummingbird
 import Logging
 import Platform
 import ServiceLifecycle
@@ -14,11 +15,14 @@ public struct ProcessPlan {
     public var logger: Logger
     /// How long SIGTERM lets work in flight finish before it is cut short (SHUTDOWN_DRAIN_SECONDS).
     public var drainTime: Duration = .seconds(30)
+    /// The gateway's routes, in a process that has a gateway.
+    public var gatewayRouter: Router<GatewayRequestContext>?
 
-    public init(services: [any Service], logger: Logger, drainTime: Duration = .seconds(30)) {
+    public init(services: [any Service], logger: Logger, drainTime: Duration = .seconds(30), gatewayRouter: Router<GatewayRequestContext>? = nil) {
         self.services = services
         self.logger = logger
         self.drainTime = drainTime
+        self.gatewayRouter = gatewayRouter
     }
 
     /// Runs until SIGTERM or SIGINT, then drains in-flight work and returns.
@@ -62,10 +66,12 @@ func makeConfigurationCenter(
 }
 
 /// The whole platform in one process: the gateway calls the user and AI services over gRPC's
-/// in-process transport.
+/// in-process transport. Without `servingHTTP` the gateway's HTTP server is left out: tests drive
+/// `gatewayRouter` with Hummingbird's test client.
 public func buildAllInOne(
     config: PlatformConfiguration,
     logger: Logger,
+    servingHTTP: Bool = true,
     onGatewayRunning: @escaping @Sendable (Int) async -> Void = { _ in },
     onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> ProcessPlan {
@@ -121,9 +127,10 @@ public func buildAllInOne(
             center.markStarted()
             return ProcessPlan(
                 services: observability.services + [center] + userProcess.services + [aiRuntime.shutdownHook] + aiProcess.services
-                    + added.flatMap(\.process.services) + gateway.services,
+                    + added.flatMap(\.process.services) + (servingHTTP ? gateway.services : gateway.background),
                 logger: logger,
-                drainTime: common.drainTime
+                drainTime: common.drainTime,
+                gatewayRouter: gateway.router
             )
         }
     } catch {
@@ -162,7 +169,10 @@ public func buildGatewayProcess(config: PlatformConfiguration, logger: Logger, o
     )
     center.markStarted()
     let registryServices: [any Service] = watcher.map { [$0] } ?? []
-    return ProcessPlan(services: observability.services + [center] + registryServices + gateway.services, logger: logger, drainTime: common.drainTime)
+    return ProcessPlan(
+        services: observability.services + [center] + registryServices + gateway.services, logger: logger, drainTime: common.drainTime,
+        gatewayRouter: gateway.router
+    )
 }
 
 func readDiscovery(_ config: ConfigReader) throws -> DiscoverySettings {

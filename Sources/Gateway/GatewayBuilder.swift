@@ -100,8 +100,14 @@ public struct GatewayDynamicSettings: Sendable {
 /// The gateway, ready to run: its HTTP application and the services that keep it going.
 public struct GatewayProcess {
     public let router: Router<GatewayRequestContext>
+    /// What the routes need running (service connections, health monitors, the revocation sync),
+    /// without the HTTP server: tests drive `router` with Hummingbird's test client over these.
+    public let background: [any Service]
+    /// The HTTP server, draining its requests within the drain time when the process stops.
+    public let server: any Service
+
     /// Add to a `ServiceGroup` in this order; the HTTP server is last, so it stops first.
-    public let services: [any Service]
+    public var services: [any Service] { background + [server] }
 }
 
 /// Wires the gateway: gRPC clients for the services, token checks, the routes and middleware.
@@ -205,10 +211,10 @@ public func buildGateway(
     )
     return GatewayProcess(
         router: router,
-        services: connections + monitors.map { $0 as any Service } + [
+        background: connections + monitors.map { $0 as any Service } + [
             RevocationSyncService(sync: sync, revocations: revocations, interval: settings.revocationPollInterval, logger: logger),
-            DrainLimitedService(app, drainTime: settings.drainTime, name: "gateway", logger: logger),
-        ]
+        ],
+        server: DrainLimitedService(app, drainTime: settings.drainTime, name: "gateway", logger: logger)
     )
 }
 

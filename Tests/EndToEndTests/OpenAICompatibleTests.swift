@@ -221,8 +221,10 @@ struct OpenAICompatibleTests {
             #expect(models.json["object"] as? String == "list")
             let ids = (models.json["data"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
             #expect(Set(ids) == ["gpt-test", "whisper-1", "tts-1", "text-embedding-3-small", chatModelId])
+            // `provider/model` names the same model as its listed bare name, as in a chat completion.
             let one = try await platform.request(.GET, "/v1/models/openai/gpt-test", token: key)
-            #expect(one.status == 404, "the bare name is the listed id")
+            #expect(one.status == 200 && one.json["id"] as? String == "gpt-test", "\(one.status)")
+            #expect(try await platform.request(.GET, "/v1/models/other/gpt-test", token: key).status == 404)
             let listed = try await platform.request(.GET, "/v1/models/gpt-test", token: key)
             #expect(listed.json["object"] as? String == "model" && listed.json["owned_by"] as? String == "openai")
             #expect(try await platform.request(.GET, "/v1/models/none", token: key).status == 404)

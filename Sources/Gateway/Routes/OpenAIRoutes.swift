@@ -100,11 +100,21 @@ struct OpenAIRoutes {
 
     @Sendable func model(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = [context.parameters.get("id"), context.parameters.get("model")].compactMap { $0 }.joined(separator: "/")
-        guard let found = try await listModels(context).first(where: { $0.id == id }) else {
+        guard let found = Self.model(named: id, in: try await listModels(context)) else {
             throw APIError(.notFound, message: "The model \(id.quotedForMessage) does not exist or you do not have access to it.")
                 .with(reason: .modelNotFound).withParam("model")
         }
         return Self.json(.object(Self.modelObject(found)))
+    }
+
+    /// The listing `name` stands for: its id, or `provider/model` for a provider's model listed
+    /// under its bare name (a chat completion takes either).
+    static func model(named name: String, in listings: [Grpc_Ai_V1_ModelInfo]) -> Grpc_Ai_V1_ModelInfo? {
+        if let exact = listings.first(where: { $0.id == name }) { return exact }
+        guard let slash = name.firstIndex(of: "/") else { return nil }
+        let provider = name[..<slash], model = name[name.index(after: slash)...]
+        // Chat models are owned by "user" and are only ever named by their id.
+        return listings.first { $0.ownedBy == provider && $0.ownedBy != "user" && $0.id == model }
     }
 
     private func listModels(_ context: GatewayRequestContext) async throws -> [Grpc_Ai_V1_ModelInfo] {
