@@ -105,12 +105,3 @@ public struct SQLChatModelRepository: ChatModelRepository {
         )
     }
 }
-
-extension Date {
-    /// Whole milliseconds since the epoch, as stored in the AI database.
-    var milliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
-
-    init(milliseconds: Int64) {
-        self.init(timeIntervalSince1970: Double(milliseconds) / 1000)
-    }
-}

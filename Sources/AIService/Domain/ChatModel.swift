@@ -91,33 +91,3 @@ enum ChatModelRules {
         }
     }
 }
-
-/// A page of a list and where it sits.
-public struct Page<Item: Sendable>: Sendable {
-    public var items: [Item]
-    public var current: Int
-    public var pageSize: Int
-    public var total: Int
-}
-
-/// `current` (1-based, default 1) and `pageSize` (1…100, default 50), checked together.
-struct PageRequest: Sendable {
-    var current: Int
-    var pageSize: Int
-    var offset: Int { (current - 1) * pageSize }
-
-    static let defaultSize = 50
-    static let maxSize = 100
-    /// Keeps `offset` far from overflow whatever the caller sends (the wire carries int32).
-    static let maxCurrent = Int(Int32.max)
-
-    static func check(current: Int?, pageSize: Int?) throws(DomainError) -> PageRequest {
-        var violations = Violations()
-        if let current, !(1...maxCurrent).contains(current) { violations.add("current", "current must be 1 to \(maxCurrent)") }
-        if let pageSize, !(1...maxSize).contains(pageSize) {
-            violations.add("pageSize", "pageSize must be 1 to \(maxSize)")
-        }
-        try violations.throwIfAny()
-        return PageRequest(current: current ?? 1, pageSize: pageSize ?? defaultSize)
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 
 public enum InvocationKind: String, Sendable, Equatable, CaseIterable {
     case chat, stt, tts, embeddings

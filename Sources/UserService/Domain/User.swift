@@ -99,10 +99,3 @@ public struct Revocation: Sendable, Equatable {
         self.createdAt = createdAt
     }
 }
-
-public struct Page<Item: Sendable>: Sendable {
-    public var items: [Item]
-    public var current: Int
-    public var pageSize: Int
-    public var total: Int
-}

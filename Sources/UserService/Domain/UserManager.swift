@@ -4,8 +4,9 @@ import Platform
 
 /// The rules of user accounts: registration, credentials, key pairs, roles and revocations.
 public struct UserManager: Sendable {
-    public static let usernameLength = 3...50
-    public static let passwordLength = 8...128
+    /// The account rules the gateway also checks (`Violations.checkUsername`, `checkPassword`).
+    public static let usernameLength = Violations.usernameLength
+    public static let passwordLength = Violations.passwordLength
     public static let avatarMaxLength = 2048
     public static let accessKeyLength = 20
     public static let secretKeyLength = 40
@@ -151,14 +152,9 @@ public struct UserManager: Sendable {
     }
 
     public func list(current: Int?, pageSize: Int?) async throws -> Page<User> {
-        var violations = Violations()
-        let current = current ?? 1
-        let pageSize = pageSize ?? 50
-        if current < 1 { violations.add("current", "current must be at least 1") }
-        if !(1...100).contains(pageSize) { violations.add("pageSize", "pageSize must be between 1 and 100") }
-        try violations.throwIfAny()
-        let (users, total) = try await repository.list(offset: (current - 1) * pageSize, limit: pageSize)
-        return Page(items: users.map(\.user), current: current, pageSize: pageSize, total: total)
+        let page = try PageRequest.check(current: current, pageSize: pageSize)
+        let (users, total) = try await repository.list(offset: page.offset, limit: page.pageSize)
+        return Page(items: users.map(\.user), current: page.current, pageSize: page.pageSize, total: total)
     }
 
     public func all() async throws -> [User] {
