@@ -97,7 +97,7 @@ func asUser<Result: Sendable>(
     _ userId: String?, admin: Bool = false, accessKey: String? = nil, _ body: () async throws -> Result
 ) async throws -> Result {
     let scope = RequestScope(
-        requestId: "req-" + RandomText.alphanumeric(8), userId: userId, role: admin ? "admin" : "user",
+        requestId: "req-" + RandomText.alphanumeric(8), userId: userId, role: admin ? .admin : .user,
         accessKey: accessKey ?? userId.map { "AK-\($0)" }
     )
     return try await RequestScope.$current.withValue(scope) { try await body() }

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import JWTKit
 import Platform
 import Testing
 @testable import Gateway
@@ -33,13 +34,13 @@ struct GatewayDomainTests {
     func revocations() {
         let list = RevocationList()
         let now = Date()
-        let token = Identity(userId: "u1", username: "a", role: "user", tokenId: "t1", issuedAt: now, expiresAt: now + 60)
+        let token = Identity(userId: "u1", username: "a", role: .user, tokenId: "t1", issuedAt: now, expiresAt: now + 60)
         #expect(!list.isRevoked(token))
         list.add([.token(id: "t1", expiresAt: now + 60)])
         #expect(list.isRevoked(token))
 
-        let older = Identity(userId: "u2", username: "b", role: "user", tokenId: "t2", issuedAt: now - 10, expiresAt: now + 60)
-        let newer = Identity(userId: "u2", username: "b", role: "user", tokenId: "t3", issuedAt: now + 1, expiresAt: now + 60)
+        let older = Identity(userId: "u2", username: "b", role: .user, tokenId: "t2", issuedAt: now - 10, expiresAt: now + 60)
+        let newer = Identity(userId: "u2", username: "b", role: .user, tokenId: "t3", issuedAt: now + 1, expiresAt: now + 60)
         list.add([.user(id: "u2", notBefore: now, expiresAt: now + 600)])
         #expect(list.isRevoked(older) && !list.isRevoked(newer))
         list.purge(now: now + 601)
@@ -50,7 +51,7 @@ struct GatewayDomainTests {
     func accessTokens() async throws {
         let list = RevocationList()
         let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
-        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: "admin")
+        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: .admin)
         let verified = try #require(await tokens.verify(token))
         #expect(verified.userId == "u1" && verified.tokenId == identity.tokenId && verified.username == "alice")
         #expect(abs(verified.expiresAt.timeIntervalSince(identity.expiresAt)) < 0.001)
@@ -61,15 +62,31 @@ struct GatewayDomainTests {
         #expect(await tokens.verify([Substring(noneHeader), parts[1], parts[2]].joined(separator: ".")) == nil)
         let other = await AccessTokens(secret: String(repeating: "j", count: 40), lifetime: 60, revocations: list)
         #expect(await other.verify(token) == nil)
-        let stale = try await tokens.issue(userId: "u1", username: "alice", role: "admin", now: Date() - 120).token
+        let stale = try await tokens.issue(userId: "u1", username: "alice", role: .admin, now: Date() - 120).token
         #expect(await tokens.verify(stale) == nil)
+    }
+
+    @Test("a token signed with the right key but a role the platform does not know makes no identity")
+    func unknownRoleClaim() async throws {
+        let secret = String(repeating: "k", count: 40)
+        let tokens = await AccessTokens(secret: secret, lifetime: 60, revocations: RevocationList())
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        for role in ["superuser", "Admin", "", "user", "admin"] {
+            let claims = AccessTokenClaims(
+                sub: SubjectClaim(value: "u1"), name: "alice", role: role, jti: IDClaim(value: SortableID.make()),
+                iat: IssuedAtClaim(value: Date()), exp: ExpirationClaim(value: Date() + 60)
+            )
+            let verified = await tokens.verify(try await keys.sign(claims))
+            #expect(verified?.role.rawValue == (Role(rawValue: role) == nil ? nil : role), "\(role)")
+        }
     }
 
     @Test("a token verified before is still checked for expiry, revocation and its exact signature")
     func verifiedTokensAreRecheckedOnEveryUse() async throws {
         let list = RevocationList()
         let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
-        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: "user")
+        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: .user)
         // Twice: the second answer comes from the cache of verified tokens.
         for _ in 0..<2 {
             let verified = await tokens.verify(token)
@@ -89,7 +106,7 @@ struct GatewayDomainTests {
         let cache = RecentlyVerified<String, Identity>(capacity: 4)
         let now = Date()
         func identity(_ id: String) -> Identity {
-            Identity(userId: id, username: id, role: "user", tokenId: id, issuedAt: now, expiresAt: now + 60)
+            Identity(userId: id, username: id, role: .user, tokenId: id, issuedAt: now, expiresAt: now + 60)
         }
         for index in 0..<10 {
             cache.remember("token-\(index)", as: identity("\(index)"))
@@ -153,7 +170,7 @@ struct ServiceClockTests {
         // This gateway's clock runs 3 s ahead of the user service's.
         list.recordClockSample(offset: -3, roundTrip: 0.001)
         let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: list)
-        let (token, _) = try await tokens.issue(userId: "u1", username: "u", role: "user", now: list.serviceNow())
+        let (token, _) = try await tokens.issue(userId: "u1", username: "u", role: .user, now: list.serviceNow())
         // The user service disables the user now, by its own clock.
         list.add([.user(id: "u1", notBefore: Date().addingTimeInterval(-3 + 0.01), expiresAt: Date().addingTimeInterval(3600))])
         #expect(await tokens.verify(token) == nil)

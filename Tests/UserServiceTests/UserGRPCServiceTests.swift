@@ -224,4 +224,18 @@ struct CallerPolicyTests {
             _ = try await client.deleteUser(.with { $0.id = bob.id }, metadata: asAdmin)
         }
     }
+
+    @Test("a role the platform does not know is refused, not taken for a call without a role (which the services trust)")
+    func unknownRole() async throws {
+        try await UserServiceHarness.run(.sqlite) { service in
+            let alice = try await service.register("alice").user
+            for role in ["superuser", "Admin", "administrator"] {
+                let error = await rpcError { try await service.client.listUsers(.with { $0.pageSize = 10 }, metadata: metadata(userId: alice.id, role: role)) }
+                #expect(error?.code == .unauthenticated, "\(role)")
+                let deleting = await rpcError { try await service.client.deleteUser(.with { $0.id = alice.id }, metadata: metadata(userId: "x", role: role)) }
+                #expect(deleting?.code == .unauthenticated, "\(role)")
+            }
+            #expect(try await service.client.getUserById(.with { $0.id = alice.id }).username == "alice")
+        }
+    }
 }

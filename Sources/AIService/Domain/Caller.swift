@@ -28,6 +28,6 @@ public struct Caller: Sendable, Equatable {
         guard let scope = RequestScope.current, let userId = scope.userId, !userId.isEmpty else {
             throw DomainError(.unauthenticated, "this call needs a signed-in caller")
         }
-        return Caller(userId: userId, isAdmin: scope.role == "admin", accessKey: scope.accessKey, apiKeyId: scope.apiKeyId, requestId: scope.requestId)
+        return Caller(userId: userId, isAdmin: scope.role == .admin, accessKey: scope.accessKey, apiKeyId: scope.apiKeyId, requestId: scope.requestId)
     }
 }

@@ -8,7 +8,7 @@ import Platform
 public struct VerifiedAPIKey: Sendable, Equatable {
     public var keyId: String
     public var userId: String
-    public var role: String
+    public var role: Role
     /// Empty: every model.
     public var models: [String]
     public var expiresAt: Date?
@@ -51,7 +51,7 @@ public final class APIKeyVerifier: Sendable {
             throw Self.refused
         }
         let fresh = VerifiedAPIKey(
-            keyId: answer.key.id, userId: answer.user.id, role: answer.user.role == .admin ? "admin" : "user",
+            keyId: answer.key.id, userId: answer.user.id, role: answer.user.role.platformRole,
             models: answer.key.models, expiresAt: answer.key.hasExpiresAt ? Date(millisecondsSince1970: answer.key.expiresAt) : nil,
             verifiedAt: Date(millisecondsSince1970: answer.serverTime), checked: .now
         )

@@ -6,12 +6,12 @@ import Platform
 public struct Identity: Sendable, Equatable {
     public var userId: String
     public var username: String
-    public var role: String
+    public var role: Role
     public var tokenId: String
     public var issuedAt: Date
     public var expiresAt: Date
 
-    public var isAdmin: Bool { role == "admin" }
+    public var isAdmin: Bool { role == .admin }
 }
 
 /// The claims of an access token (JWT, HS256).
@@ -44,14 +44,14 @@ public struct AccessTokens: Sendable {
         self.revocations = revocations
     }
 
-    public func issue(userId: String, username: String, role: String, now: Date = Date()) async throws -> (token: String, identity: Identity) {
+    public func issue(userId: String, username: String, role: Role, now: Date = Date()) async throws -> (token: String, identity: Identity) {
         let expiresAt = now.addingTimeInterval(lifetime)
         let claims = AccessTokenClaims(
-            sub: SubjectClaim(value: userId), name: username, role: role,
+            sub: SubjectClaim(value: userId), name: username, role: role.rawValue,
             jti: IDClaim(value: SortableID.make(at: now)), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expiresAt)
         )
         let token = try await keys.sign(claims)
-        return (token, Identity(claims))
+        return (token, Identity(userId: userId, username: username, role: role, tokenId: claims.jti.value, issuedAt: claims.iat.value, expiresAt: claims.exp.value))
     }
 
     /// The identity of a valid token, or nil.
@@ -62,8 +62,9 @@ public struct AccessTokens: Sendable {
         } else {
             // JWTKit picks the key without looking at `alg`; a token must say what it is.
             guard Self.headerAlgorithm(of: token) == "HS256" else { return nil }
-            guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self) else { return nil }
-            identity = Identity(claims)
+            // A role the platform does not know makes no identity: the token is refused.
+            guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self), let known = Identity(claims) else { return nil }
+            identity = known
             verified.remember(token, as: identity)
         }
         // Checked on every use, cached or not: the token may have expired or been revoked since.
@@ -84,9 +85,10 @@ extension AccessTokens {
 }
 
 extension Identity {
-    init(_ claims: AccessTokenClaims) {
+    init?(_ claims: AccessTokenClaims) {
+        guard let role = Role(rawValue: claims.role) else { return nil }
         self.init(
-            userId: claims.sub.value, username: claims.name, role: claims.role, tokenId: claims.jti.value,
+            userId: claims.sub.value, username: claims.name, role: role, tokenId: claims.jti.value,
             issuedAt: claims.iat.value, expiresAt: claims.exp.value
         )
     }

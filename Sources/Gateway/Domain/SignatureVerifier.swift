@@ -7,7 +7,7 @@ import Platform
 /// The owner of an access key, as the user service named it when it checked a signature.
 public struct SignatureOwner: Sendable, Equatable {
     public var userId: String
-    public var role: String
+    public var role: Role
 }
 
 /// Checks cc-auth-v1 signatures. The first request of an authorization prefix
@@ -65,7 +65,7 @@ public final class SignatureVerifier: Sendable {
         // Revocations recorded from here on void the key: its derivation is dated a second early.
         let askedAt = revocations.serviceNow().addingTimeInterval(-1)
         let answer = try await users.verifySignatureForKey(verification.request)
-        let owner = SignatureOwner(userId: answer.user.id, role: answer.user.role.name)
+        let owner = SignatureOwner(userId: answer.user.id, role: answer.user.role.platformRole)
         if !answer.signingKey.isEmpty {
             kept.remember(verification.authStringPrefix, as: KeptKey(
                 signingKey: answer.signingKey, accessKey: verification.accessKey, owner: owner, derivedAt: askedAt,

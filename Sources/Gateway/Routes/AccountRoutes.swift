@@ -77,7 +77,7 @@ struct AccountRoutes {
             throw APIError.unauthenticated("invalid username or password")
         }
         throttle.succeeded(username: username, address: address, startedAt: started)
-        let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.name, now: revocations.serviceNow())
+        let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.platformRole, now: revocations.serviceNow())
         return try ResponseBody.success(
             LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(identity.expiresAt.millisecondsSince1970))
         )

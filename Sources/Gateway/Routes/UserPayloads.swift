@@ -1,4 +1,5 @@
 import AISaaSProtos
+import Platform
 
 /// A user as the HTTP API shows it. `status`: 0 disabled, 1 enabled; `role`: 0 admin, 1 user;
 /// times in milliseconds since the epoch.
@@ -79,5 +80,6 @@ struct ListPage<Item: Encodable>: Encodable {
 }
 
 extension Grpc_User_V1_UserRolesEnum {
-    var name: String { self == .admin ? "admin" : "user" }
+    /// The role as the gateway and the services' request scope carry it.
+    var platformRole: Role { self == .admin ? .admin : .user }
 }

@@ -104,6 +104,6 @@ struct SignedRequestMiddleware: RouterMiddleware {
 /// The owner of the access key that signed a request.
 public struct SignedCaller: Sendable, Equatable {
     public var userId: String
-    public var role: String
+    public var role: Role
     public var accessKey: String
 }

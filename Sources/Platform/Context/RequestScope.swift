@@ -5,7 +5,7 @@ import Logging
 public struct RequestScope: Sendable, Equatable {
     public var requestId: String
     public var userId: String?
-    public var role: String?
+    public var role: Role?
     /// The access key that signed the request, for AK/SK-authenticated calls.
     public var accessKey: String?
     /// The API key of an OpenAI-compatible call.
@@ -15,7 +15,7 @@ public struct RequestScope: Sendable, Equatable {
     public var traceId: String?
 
     public init(
-        requestId: String, userId: String? = nil, role: String? = nil, accessKey: String? = nil, apiKeyId: String? = nil,
+        requestId: String, userId: String? = nil, role: Role? = nil, accessKey: String? = nil, apiKeyId: String? = nil,
         traceId: String? = nil
     ) {
         self.requestId = requestId

@@ -19,7 +19,7 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
         if let scope = RequestScope.current {
             request.metadata.replaceOrAddString(scope.requestId, forKey: MetadataKey.requestId)
             if let userId = scope.userId { request.metadata.replaceOrAddString(userId, forKey: MetadataKey.userId) }
-            if let role = scope.role { request.metadata.replaceOrAddString(role, forKey: MetadataKey.userRole) }
+            if let role = scope.role { request.metadata.replaceOrAddString(role.rawValue, forKey: MetadataKey.userRole) }
             if let accessKey = scope.accessKey { request.metadata.replaceOrAddString(accessKey, forKey: MetadataKey.accessKey) }
             if let apiKeyId = scope.apiKeyId { request.metadata.replaceOrAddString(apiKeyId, forKey: MetadataKey.apiKeyId) }
         }
@@ -104,13 +104,19 @@ extension RequestScope {
         let requestId = (first(MetadataKey.requestId) ?? first(MetadataKey.legacyRequestId)).flatMap { isSane($0) ? $0 : nil }
         let legacyUser = first(MetadataKey.userId) == nil ? first(MetadataKey.legacyUserId) : nil
         let userId = first(MetadataKey.userId) ?? legacyUser
-        let role = first(MetadataKey.userRole) ?? (legacyUser != nil ? "user" : nil)
+        let roleName = first(MetadataKey.userRole) ?? (legacyUser != nil ? Role.user.rawValue : nil)
         let accessKey = first(MetadataKey.accessKey)
         let apiKeyId = first(MetadataKey.apiKeyId)
-        for (name, value) in [("user id", userId), ("role", role), ("access key", accessKey), ("API key", apiKeyId)] {
+        for (name, value) in [("user id", userId), ("role", roleName), ("access key", accessKey), ("API key", apiKeyId)] {
             if let value, !isSane(value) {
                 throw DomainError(.unauthenticated, "the caller's \(name) in the call's metadata is malformed")
             }
+        }
+        // A role the platform does not know is refused, not dropped: a call without a role is
+        // one the services trust (the platform's own tools).
+        let role = try roleName.map { name throws(DomainError) -> Role in
+            guard let role = Role(rawValue: name) else { throw DomainError(.unauthenticated, "the caller's role in the call's metadata is unknown") }
+            return role
         }
         self.init(requestId: requestId ?? SortableID.make(), userId: userId, role: role, accessKey: accessKey, apiKeyId: apiKeyId)
     }

@@ -158,7 +158,7 @@ extension UserGRPCService {
 
     public func revokeApiKey(request: Grpc_User_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
         // A user revokes their own keys; an admin anyone's (an empty user id: whoever owns it).
-        let isAdmin = RequestScope.current.map { $0.role == nil || $0.role == UserRole.admin.name } ?? true
+        let isAdmin = RequestScope.current.map { $0.role == nil || $0.role == .admin } ?? true
         if !isAdmin { try CallerPolicy.requireSelfOrAdmin(request.userID) }
         try await users.revokeApiKey(id: request.id, ownerId: isAdmin && request.userID.isEmpty ? nil : request.userID)
         return Google_Protobuf_Empty()
@@ -228,12 +228,12 @@ extension Grpc_User_V1_RevocationKind {
 enum CallerPolicy {
     static func requireAdmin() throws {
         guard let role = RequestScope.current?.role else { return }
-        guard role == UserRole.admin.name else { throw DomainError(.permissionDenied, "only an admin may do this") }
+        guard role == .admin else { throw DomainError(.permissionDenied, "only an admin may do this") }
     }
 
     static func requireSelfOrAdmin(_ id: String) throws {
         guard let scope = RequestScope.current, let role = scope.role else { return }
-        guard role == UserRole.admin.name || scope.userId == id else {
+        guard role == .admin || scope.userId == id else {
             throw DomainError(.permissionDenied, "a user may only act on their own account")
         }
     }
