@@ -1,4 +1,5 @@
 import AISaaSProtos
+import AKSKSigning
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport

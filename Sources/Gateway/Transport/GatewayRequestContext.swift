@@ -9,8 +9,6 @@ public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestId: String = ""
     public var identity: Identity?
-    /// For AK/SK-signed requests, once the signature is verified.
-    public var signedCaller: SignedCaller?
     /// For OpenAI-compatible requests made with an API key, once it is verified.
     public var apiKey: VerifiedAPIKey?
     public let peerAddress: String?

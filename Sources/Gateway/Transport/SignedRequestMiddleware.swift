@@ -26,26 +26,23 @@ struct SignedRequestMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         var request = request
         // The body is read here too (the request's body is the read one after).
-        let caller = try await instruments.checking("cc-auth-v1 verify", refusal: instruments.signatureRefusals) {
+        let (owner, accessKey) = try await instruments.checking("cc-auth-v1 verify", refusal: instruments.signatureRefusals) {
             try await authenticate(&request)
         }
-        var context = context
-        context.signedCaller = caller
         let scope = RequestScope(
-            requestId: context.requestId, userId: caller.userId, role: caller.role, accessKey: caller.accessKey, traceId: context.clientTraceId
+            requestId: context.requestId, userId: owner.userId, role: owner.role, accessKey: accessKey, traceId: context.clientTraceId
         )
         return try await RequestScope.$current.withValue(scope) {
             try await next(request, context)
         }
     }
 
-    /// Checks the signature (with the user service) and the body's digest; returns the signer.
-    private func authenticate(_ request: inout Request) async throws -> SignedCaller {
+    /// Checks the signature (with the user service), then the body's digest; returns the key's
+    /// owner and the access key.
+    private func authenticate(_ request: inout Request) async throws -> (SignatureOwner, String) {
         let headers = Self.headers(of: request)
-        // The digest header is signed, so the signature can be checked before the body is read:
-        // no unauthenticated caller makes the gateway hold a large body. The body is compared
-        // with the digest afterwards.
-        let claimedDigest = headers.first { $0.name == CCAuthV1.contentSHA256Header }?.value.trimmingCharacters(in: .whitespaces)
+        // The digest header is signed, so the signature is checked before the body is read: no
+        // unauthenticated caller makes the gateway hold a large body.
         let verification: SignatureVerification
         do {
             verification = try SignedRequestCheck.check(
@@ -53,13 +50,11 @@ struct SignedRequestMiddleware: RouterMiddleware {
                 path: request.uri.path,
                 rawQuery: request.uri.query,
                 headers: headers,
-                bodySHA256: { claimedDigest ?? "" },
                 now: Date(),
                 policy: policy
             )
         } catch {
-            logger.debug("signed request refused", metadata: ["reason": "\(error.description)"])
-            throw APIError(HTTPResponse.Status(code: error.status), message: error.message)
+            throw refusal(error)
         }
 
         let user: SignatureOwner
@@ -79,11 +74,17 @@ struct SignedRequestMiddleware: RouterMiddleware {
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, code: APIError.gatewayValidationCode, message: "request body is larger than \(maxBodyBytes) bytes")
         }
-        if let claimedDigest, CCAuthV1.sha256Hex(body.readableBytesView) != claimedDigest.lowercased() {
-            throw APIError(.badRequest, message: "ContentDigestMismatch")
+        do {
+            try SignedRequestCheck.verifyContentDigest(headers: headers, body: body.readableBytesView)
+        } catch {
+            throw refusal(error)
         }
+        return (user, verification.accessKey)
+    }
 
-        return SignedCaller(userId: user.userId, role: user.role, accessKey: verification.accessKey)
+    private func refusal(_ rejection: SignedRequestRejection) -> APIError {
+        logger.debug("signed request refused", metadata: ["reason": "\(rejection.description)"])
+        return APIError(HTTPResponse.Status(code: rejection.status), message: rejection.message)
     }
 
     private func userServiceName(_ error: RPCError) -> String {
@@ -99,11 +100,4 @@ struct SignedRequestMiddleware: RouterMiddleware {
         }
         return headers
     }
-}
-
-/// The owner of the access key that signed a request.
-public struct SignedCaller: Sendable, Equatable {
-    public var userId: String
-    public var role: Role
-    public var accessKey: String
 }

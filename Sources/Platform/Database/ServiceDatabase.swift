@@ -60,6 +60,10 @@ public final class ServiceDatabase: Sendable {
     private let logger: Logger
     /// Statement durations and spans; nil for a database built without telemetry.
     private let instrumentation: DatabaseInstrumentation?
+    /// Built whole (a failed init has nothing to shut down), and then shut down: a database
+    /// released without `shutdown()` leaves its pools open, which debug builds report by name.
+    private let built = Atomic<Bool>(false)
+    private let shutDown = Atomic<Bool>(false)
 
     public init(location: DatabaseLocation, migrations: [any Migration], logger: Logger, telemetry: Telemetry? = nil) throws {
         self.location = location
@@ -98,6 +102,14 @@ public final class ServiceDatabase: Sendable {
         // connections on each event loop.
         let capacity = sqliteReader == nil ? 8 * System.coreCount : 3
         instrumentation?.reportConnections(capacity: capacity) { [weak writerLock] in writerLock?.waitingCount ?? 0 }
+        built.store(true, ordering: .releasing)
+    }
+
+    deinit {
+        assert(
+            !built.load(ordering: .acquiring) || shutDown.load(ordering: .acquiring),
+            "the database \(location) of \(logger.label) was released without shutdown()"
+        )
     }
 
     /// A handle for one unit of work; handles are cheap and spread work over the event loops.
@@ -287,6 +299,7 @@ public final class ServiceDatabase: Sendable {
     private static let migrationLock = 72_420_001
 
     public func shutdown() async {
+        shutDown.store(true, ordering: .releasing)
         await checkpoints.withLock { $0.last }?.value
         sqliteReader?.close()
         await writerLock.withLock { sqliteWriter?.close() }

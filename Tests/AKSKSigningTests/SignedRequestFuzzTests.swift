@@ -1,12 +1,11 @@
-import AKSKSigning
 import Foundation
 import Testing
-@testable import Gateway
+@testable import AKSKSigning
 
 /// Generated signatures, paths, queries and headers: the checks that run before any secret is
 /// involved must answer every input with a documented rejection or a verification, never trap,
 /// and a verification must carry what the request said.
-@Suite("gateway: signed request checks, generated inputs")
+@Suite("signed request checks, generated inputs")
 struct SignedRequestFuzzTests {
     private struct Random {
         var state: UInt64
@@ -53,9 +52,10 @@ struct SignedRequestFuzzTests {
             headers.append(("x-authorization", authorization))
             do {
                 let verified = try SignedRequestCheck.check(
-                    method: "GET", path: path, rawQuery: query, headers: headers, bodySHA256: { CCAuthV1.sha256Hex([]) },
+                    method: "GET", path: path, rawQuery: query, headers: headers,
                     now: SignedRequestCheckTests.signedAt.addingTimeInterval(10), policy: SignaturePolicy()
                 )
+                try SignedRequestCheck.verifyContentDigest(headers: headers, body: [])
                 #expect(authorization.hasPrefix(verified.authStringPrefix))
                 #expect(verified.canonicalRequest.hasPrefix("GET\n"))
             } catch {

@@ -1,14 +1,11 @@
-import AISaaSProtos
-import AKSKSigning
 import Foundation
-import Platform
 
-/// How the gateway checks cc-auth-v1 signed requests. There is deliberately no switch that
-/// skips the time checks (aksk-v1.md: such a switch must never be on by default).
+/// How a server checks cc-auth-v1 signed requests. There is deliberately no switch that skips the
+/// time checks (aksk-v1.md: such a switch must never be on by default).
 public struct SignaturePolicy: Sendable, Equatable {
-    /// How far in the future a signature's timestamp may be (AKSK_CLOCK_SKEW_SECONDS).
+    /// How far in the future a signature's timestamp may be (the gateway's AKSK_CLOCK_SKEW_SECONDS).
     public var clockSkewSeconds: Int
-    /// Whether every signed request must carry a signed `x-cc-nonce` (AKSK_REQUIRE_NONCE).
+    /// Whether every signed request must carry a signed `x-cc-nonce` (the gateway's AKSK_REQUIRE_NONCE).
     public var requireNonce: Bool
     /// The longest expiration period accepted; it also bounds how long a nonce is remembered.
     public var maxExpirationSeconds: Int
@@ -20,7 +17,9 @@ public struct SignaturePolicy: Sendable, Equatable {
     }
 }
 
-/// What the user service's VerifySignature needs, once every check that needs no secret passed.
+/// What remains to check with the secret key, once every check that needs no secret passed: the
+/// signature of `canonicalRequest` under the key derived for `authStringPrefix`
+/// (`CCAuthV1.verify`), and that the nonce, if any, was not seen before `expiresAt`.
 public struct SignatureVerification: Sendable, Equatable {
     public var accessKey: String
     public var authStringPrefix: String
@@ -31,16 +30,13 @@ public struct SignatureVerification: Sendable, Equatable {
     /// When the signature expires (timestamp + expiration): the nonce is remembered until then.
     public var expiresAt: Date
 
-    /// The VerifySignature request.
-    public var request: Grpc_User_V1_VerifySignatureRequest {
-        .with {
-            $0.accessKey = accessKey
-            $0.authStringPrefix = authStringPrefix
-            $0.canonicalRequest = canonicalRequest
-            $0.signature = signature
-            if let nonce { $0.nonce = nonce }
-            $0.nonceExpiresAt = expiresAt.millisecondsSince1970
-        }
+    public init(accessKey: String, authStringPrefix: String, canonicalRequest: String, signature: String, nonce: String?, expiresAt: Date) {
+        self.accessKey = accessKey
+        self.authStringPrefix = authStringPrefix
+        self.canonicalRequest = canonicalRequest
+        self.signature = signature
+        self.nonce = nonce
+        self.expiresAt = expiresAt
     }
 }
 
@@ -63,17 +59,11 @@ public struct SignedRequestRejection: Error, Sendable, Equatable, CustomStringCo
     static func mismatch(_ detail: String) -> Self { Self("SignatureDoesNotMatch", 400, detail) }
     static func expired(_ detail: String) -> Self { Self("RequestExpired", 400, detail) }
     static func invalidNonce(_ detail: String) -> Self { Self("InvalidNonce", 400, detail) }
-
-    /// The HTTP status for a `reason` the user service's VerifySignature failed with
-    /// (trailer `x-error-reason`), or nil for a reason it does not send.
-    public static func status(forServiceReason reason: String) -> Int? {
-        guard let known = ErrorReason(rawValue: reason), known.isProtocolMessage else { return nil }
-        return known.httpStatus
-    }
 }
 
 /// The checks of a cc-auth-v1 signed request that need no secret key (aksk-v1.md), and the
-/// canonical request the user service will sign with it. Pure: no HTTP types, no clock.
+/// canonical request to verify the signature of: what a server does before it looks up the
+/// secret. Pure: no HTTP types, no clock. Shared by the gateway and any server that verifies.
 public enum SignedRequestCheck {
     /// A nonce is 8 to 64 of these characters (covers hex, UUIDs, base64 and base64url).
     public static let nonceLength = 8...64
@@ -84,8 +74,10 @@ public enum SignedRequestCheck {
     /// - `path`: the request path as received (percent-encoded or not: both canonicalize alike).
     /// - `rawQuery`: the query string as received, without `?`; nil or empty for none.
     /// - `headers`: every request header, names in any case, repeated headers as separate entries.
-    /// - `bodySHA256`: the lower-case hex SHA-256 of the body; called only if the request has
-    ///   `x-cc-content-sha256`.
+    ///
+    /// A signed `x-cc-content-sha256` is checked against the body by `verifyContentDigest`, once
+    /// the body is read: a server checks the signature first, so that no unauthenticated caller
+    /// makes it hold a large body.
     ///
     /// Decisions beyond the document: `host` missing from signedHeaders, an empty or repeated
     /// name in it, or two `x-authorization` headers are InvalidHTTPAuthHeader; a signed header
@@ -97,7 +89,6 @@ public enum SignedRequestCheck {
         path: String,
         rawQuery: String?,
         headers: [(name: String, value: String)],
-        bodySHA256: () -> String,
         now: Date,
         policy: SignaturePolicy
     ) throws(SignedRequestRejection) -> SignatureVerification {
@@ -145,11 +136,10 @@ public enum SignedRequestCheck {
         do {
             signed = try CCAuthV1.selectSignedHeaders(signedHeaders, from: headers)
         } catch .missingSignedHeader(let name) {
-            throw .mismatch("signed header \(name.quotedForMessage) is not in the request")
+            throw .mismatch("signed header '\(name)' is not in the request")
         } catch {
             throw .invalidHeader("\(error)")
         }
-        try checkDigest(headers: headers, bodySHA256: bodySHA256)
         let nonce = try checkNonce(signed: signed, headers: headers, required: policy.requireNonce)
 
         return SignatureVerification(
@@ -176,10 +166,11 @@ public enum SignedRequestCheck {
         throw .invalidHeader("no x-authorization header or query item")
     }
 
-    private static func checkDigest(headers: [(name: String, value: String)], bodySHA256: () -> String) throws(SignedRequestRejection) {
+    /// Every `x-cc-content-sha256` of the request matches `body` (nothing to check without one).
+    public static func verifyContentDigest(headers: [(name: String, value: String)], body: some Sequence<UInt8>) throws(SignedRequestRejection) {
         let claimed = values(of: CCAuthV1.contentSHA256Header, in: headers)
         guard !claimed.isEmpty else { return }
-        let actual = bodySHA256().lowercased()
+        let actual = CCAuthV1.sha256Hex(Array(body))
         for value in claimed where value.lowercased() != actual {
             throw SignedRequestRejection("ContentDigestMismatch", 400, "x-cc-content-sha256 does not match the body")
         }
