@@ -2,29 +2,6 @@ import AKSKSigning
 import Foundation
 import Platform
 
-/// What the gateway sends to have a cc-auth-v1 signature checked: everything but the secret key,
-/// which only this service can open.
-public struct SignatureCheck: Sendable, Equatable {
-    public var accessKey: String
-    /// `cc-auth-v1/{accessKey}/{timestamp}/{expiration}`.
-    public var authStringPrefix: String
-    public var canonicalRequest: String
-    public var signature: String
-    /// The signed `x-cc-nonce`, if the request had one.
-    public var nonce: String?
-    /// When the signature expires: the nonce is remembered until then.
-    public var nonceExpiresAt: Date
-
-    public init(accessKey: String, authStringPrefix: String, canonicalRequest: String, signature: String, nonce: String?, nonceExpiresAt: Date) {
-        self.accessKey = accessKey
-        self.authStringPrefix = authStringPrefix
-        self.canonicalRequest = canonicalRequest
-        self.signature = signature
-        self.nonce = nonce
-        self.nonceExpiresAt = nonceExpiresAt
-    }
-}
-
 extension UserManager {
     /// Longest nonce stored; the gateway allows 8 to 64 characters.
     public static let nonceMaxLength = 64
@@ -39,14 +16,14 @@ extension UserManager {
     /// Like `verifyPassword`, an account's status is told only to a caller who proved the key:
     /// the signature is checked before "disabled" is reported, and a nonce is recorded only once
     /// both passed.
-    public func verifySignature(_ check: SignatureCheck) async throws -> User {
+    public func verifySignature(_ check: SignatureVerification) async throws -> User {
         try await verifySignatureAndDeriveKey(check).user
     }
 
     /// `verifySignature`, answering also the signing key of the request's prefix
     /// (`HMAC_HEX(SK, authStringPrefix)`): a gateway that keeps it checks further requests with
     /// the same prefix itself, until the prefix expires. The SK itself never leaves.
-    public func verifySignatureAndDeriveKey(_ check: SignatureCheck) async throws -> (user: User, signingKey: String) {
+    public func verifySignatureAndDeriveKey(_ check: SignatureVerification) async throws -> (user: User, signingKey: String) {
         guard CCAuthV1.isAccessKey(check.accessKey), let stored = try await repository.find(accessKey: check.accessKey) else {
             throw DomainError(.notFound, "InvalidAccessKeyId", reason: ErrorReason.invalidAccessKeyId.rawValue)
         }
@@ -67,7 +44,7 @@ extension UserManager {
             throw DomainError(.permissionDenied, "AccessDenied", reason: ErrorReason.accessDenied.rawValue)
         }
         if let nonce = check.nonce {
-            try await recordNonce(accessKey: check.accessKey, nonce: nonce, expiresAt: check.nonceExpiresAt)
+            try await recordNonce(accessKey: check.accessKey, nonce: nonce, expiresAt: check.expiresAt)
         }
         return (stored.user, signingKey)
     }

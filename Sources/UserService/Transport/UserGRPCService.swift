@@ -1,4 +1,5 @@
 import AISaaSProtos
+import AKSKSigning
 import Foundation
 import GRPCCore
 import Platform
@@ -119,13 +120,13 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     public func verifySignature(request: Grpc_User_V1_VerifySignatureRequest, context: ServerContext) async throws -> Grpc_User_V1_UserModel {
         // Like VerifyPassword: the gateway asks before it knows the caller, so there is no
         // identity to hold it to, and the answer names the user the key belongs to.
-        return Grpc_User_V1_UserModel(try await users.verifySignature(SignatureCheck(request)))
+        return Grpc_User_V1_UserModel(try await users.verifySignature(SignatureVerification(request)))
     }
 }
 
 extension UserGRPCService {
     public func verifySignatureForKey(request: Grpc_User_V1_VerifySignatureRequest, context: ServerContext) async throws -> Grpc_User_V1_VerifiedSignature {
-        let (user, signingKey) = try await users.verifySignatureAndDeriveKey(SignatureCheck(request))
+        let (user, signingKey) = try await users.verifySignatureAndDeriveKey(SignatureVerification(request))
         return .with {
             $0.user = Grpc_User_V1_UserModel(user)
             $0.signingKey = signingKey
@@ -190,12 +191,14 @@ extension Grpc_User_V1_ApiKey {
     }
 }
 
-extension SignatureCheck {
+extension SignatureVerification {
+    /// What the gateway sends to have a signature checked: everything but the secret key, which
+    /// only this service can open.
     init(_ request: Grpc_User_V1_VerifySignatureRequest) {
         self.init(
             accessKey: request.accessKey, authStringPrefix: request.authStringPrefix, canonicalRequest: request.canonicalRequest,
             signature: request.signature, nonce: request.hasNonce ? request.nonce : nil,
-            nonceExpiresAt: Date(millisecondsSince1970: request.nonceExpiresAt)
+            expiresAt: Date(millisecondsSince1970: request.nonceExpiresAt)
         )
     }
 }
