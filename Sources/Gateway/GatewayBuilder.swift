@@ -301,7 +301,7 @@ public func makeGatewayRouter(
     ChatModelRoutes(chatModels: clients.chatModels).register(on: authenticated)
     let apiKeys = APIKeyVerifier(users: clients.users, revocations: revocations)
     APIKeyRoutes(users: clients.users, revocations: revocations, apiKeys: apiKeys).register(on: authenticated)
-    UsageRoutes(usage: clients.usage, users: clients.users).register(on: authenticated, admin: authenticated.group().add(middleware: AdminOnlyMiddleware()))
+    UsageRoutes(usage: clients.usage, users: clients.users).register(on: authenticated, admin: authenticated.group().add(middleware: adminOnly()))
     for register in addedRoutes { register(authenticated) }
 
     let signatures = SignatureVerifier(users: clients.users, revocations: revocations, maxRevocationAge: maxRevocationAge)

@@ -197,9 +197,9 @@ struct SlidingRateWindowTests {
         let logger = Logger(label: "rate-window-test")
         let first = try ServiceDatabase(location: location, migrations: AIMigrations.all, logger: logger)
         let second = try ServiceDatabase(location: location, migrations: AIMigrations.all, logger: logger)
-        try await first.migrate()
-        try await second.migrate()
         do {
+            try await first.migrate()
+            try await second.migrate()
             try await body(
                 SQLRateLimiter(database: first, limitPerMinute: limit, timeSource: .caller),
                 SQLRateLimiter(database: second, limitPerMinute: limit, timeSource: .caller)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `/user/api_keys` through the gateway's router, against the services in process.
-@Suite("API key routes")
+@Suite("API key routes", .serialized)
 struct APIKeyRoutesTests {
     @Test("a key is shown once, in the answer that creates it; the list shows its prefix, never the key")
     func keyIsShownOnce() async throws {

@@ -3,7 +3,7 @@ import Testing
 
 /// Registration, login and the account routes through the gateway's router, against the user
 /// service in process.
-@Suite("account routes")
+@Suite("account routes", .serialized)
 struct AccountRoutesTests {
     @Test("registering answers the key pair once; the same name again is a conflict; bad names and passwords get 422")
     func registration() async throws {
@@ -75,7 +75,9 @@ struct AccountRoutesTests {
             let userId = try #require(try await harness.send(.get, "/user/current", token: user).data["id"] as? String)
             let adminId = try #require(try await harness.send(.get, "/user/current", token: admin).data["id"] as? String)
 
-            #expect(try await harness.send(.get, "/user", token: user).status == 403)
+            let refused = try await harness.send(.get, "/user", token: user)
+            #expect(refused.status == 403 && refused.message == "this route is for admins only", "\(refused.text)")
+            #expect(refused.json["statusCode"] as? Int == 403)
             #expect(try await harness.send(.delete, "/user/\(adminId)", token: user).status == 403)
             let listed = try await harness.send(.get, "/user?pageSize=50", token: admin)
             let names = (listed.data["results"] as? [[String: Any]] ?? []).compactMap { $0["username"] as? String }

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `/ai/chat/model` through the gateway's router, against the services in process.
-@Suite("chat model routes")
+@Suite("chat model routes", .serialized)
 struct ChatModelRoutesTests {
     private static let persona = #"{"name":"tutor","struct":[{"key":"system","value":"You teach patiently."}],"questionTpl":"Explain: %question%"}"#
 

@@ -6,7 +6,7 @@ import Testing
 
 /// The cc-auth-v1 signed `/ai/invoke` routes through the gateway's router, against the services in
 /// process and the fake provider.
-@Suite("signed invoke routes")
+@Suite("signed invoke routes", .serialized)
 struct InvokeRoutesTests {
     private struct Device {
         let signer: Signer

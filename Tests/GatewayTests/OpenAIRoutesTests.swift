@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// `/v1` through the gateway's router, against the services in process and the fake provider.
-@Suite("OpenAI-compatible routes")
+@Suite("OpenAI-compatible routes", .serialized)
 struct OpenAIRoutesTests {
     @Test("models: what the key may use, one by one too; a key limited to some models sees only those")
     func models() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `/health`, `/openapi.json` and `/api` through the gateway's router, with the services in process.
-@Suite("system routes")
+@Suite("system routes", .serialized)
 struct SystemRoutesTests {
     @Test("health names every instance it watches; the document and its viewer are served; unknown paths are 404 in the envelope")
     func systemRoutes() async throws {

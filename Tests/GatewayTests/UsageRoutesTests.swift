@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `/ai/usage` and `/ai/quota` through the gateway's router, against the services in process.
-@Suite("usage and quota routes")
+@Suite("usage and quota routes", .serialized)
 struct UsageRoutesTests {
     private static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"count my tokens"}]}"#
 

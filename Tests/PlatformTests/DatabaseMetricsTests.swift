@@ -22,7 +22,12 @@ struct DatabaseMetricsTests {
             database = try ServiceDatabase(
                 location: try await kind.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"), telemetry: telemetry
             )
-            try await database.migrate()
+            do {
+                try await database.migrate()
+            } catch {
+                await database.shutdown()
+                throw error
+            }
         }
 
         /// The value of the series whose line starts with `series` (name and labels as exposed).

@@ -13,35 +13,41 @@ struct ServiceDatabaseReadsTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let database = try ServiceDatabase(location: try await kind.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
-        try await database.migrate()
-        let writer = try #require(database.database() as? any SQLDatabase)
-        try await writer.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
+        do {
+            try await database.migrate()
+            let writer = try #require(database.database() as? any SQLDatabase)
+            try await writer.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
 
-        // Opened concurrently, used at once: every read gets an answer.
-        let names = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<20 {
-                group.addTask { try await database.reads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self) ?? -1 }
+            // Opened concurrently, used at once: every read gets an answer.
+            let names = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { try await database.reads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self) ?? -1 }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
             }
-            return try await group.reduce(into: [Int]()) { $0.append($1) }
-        }
-        #expect(names == Array(repeating: 0, count: 20))
+            #expect(names == Array(repeating: 0, count: 20))
 
-        for index in 1...3 {
-            try await writer.raw("INSERT INTO items (id, name) VALUES (\(bind: index), \(bind: "item \(index)"))").run()
-            let row = try await database.reads().raw("SELECT name FROM items WHERE id = \(bind: index)").first()
-            #expect(try row?.decode(column: "name", as: String.self) == "item \(index)")
-        }
-        try await writer.raw("UPDATE items SET name = 'renamed' WHERE id = 1").run()
-        let renamed = try await database.reads().raw("SELECT name FROM items WHERE id = 1").first()
-        #expect(try renamed?.decode(column: "name", as: String.self) == "renamed")
-
-        if case .sqlite = kind {
-            // SQLite's reader is a connection of its own, opened read-only.
-            await #expect(throws: (any Error).self) {
-                try await database.reads().raw("INSERT INTO items (id, name) VALUES (9, 'nine')").run()
+            for index in 1...3 {
+                try await writer.raw("INSERT INTO items (id, name) VALUES (\(bind: index), \(bind: "item \(index)"))").run()
+                let row = try await database.reads().raw("SELECT name FROM items WHERE id = \(bind: index)").first()
+                #expect(try row?.decode(column: "name", as: String.self) == "item \(index)")
             }
-            let count = try await writer.raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
-            #expect(count == 3)
+            try await writer.raw("UPDATE items SET name = 'renamed' WHERE id = 1").run()
+            let renamed = try await database.reads().raw("SELECT name FROM items WHERE id = 1").first()
+            #expect(try renamed?.decode(column: "name", as: String.self) == "renamed")
+
+            if case .sqlite = kind {
+                // SQLite's reader is a connection of its own, opened read-only.
+                await #expect(throws: (any Error).self) {
+                    try await database.reads().raw("INSERT INTO items (id, name) VALUES (9, 'nine')").run()
+                }
+                let count = try await writer.raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
+                #expect(count == 3)
+            }
+        } catch {
+            // A test that fails must not leave its pools open.
+            await database.shutdown()
+            throw error
         }
         await database.shutdown()
         if case .sqlite = kind {

@@ -13,38 +13,37 @@ struct ServiceDatabaseWritesTests {
     func transactionsTakeTurns(kind: TestDatabaseKind) async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let database = try ServiceDatabase(location: try await kind.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
-        try await database.migrate()
-        try await database.write { sql in
-            try await sql.raw("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)").run()
-            try await sql.raw("INSERT INTO counter (id, n) VALUES (1, 0)").run()
-        }
-        // Read, then write what was read plus one: lost updates would show if two interleaved.
-        try await withThrowingDiscardingTaskGroup { group in
-            for _ in 0..<40 {
-                group.addTask {
-                    try await database.writeTransaction { sql in
-                        // PostgreSQL's transactions run side by side: the row lock makes them take turns.
-                        let lockRow: SQLQueryString = sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
-                        let n = try await sql.raw("SELECT n FROM counter WHERE id = 1\(lockRow)").first()?.decode(column: "n", as: Int.self) ?? -1
-                        try await sql.raw("UPDATE counter SET n = \(bind: n + 1) WHERE id = 1").run()
+        try await ServiceDatabase.using(try await kind.makeLocation(in: directory)) { database in
+            try await database.write { sql in
+                try await sql.raw("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)").run()
+                try await sql.raw("INSERT INTO counter (id, n) VALUES (1, 0)").run()
+            }
+            // Read, then write what was read plus one: lost updates would show if two interleaved.
+            try await withThrowingDiscardingTaskGroup { group in
+                for _ in 0..<40 {
+                    group.addTask {
+                        try await database.writeTransaction { sql in
+                            // PostgreSQL's transactions run side by side: the row lock makes them take turns.
+                            let lockRow: SQLQueryString = sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
+                            let n = try await sql.raw("SELECT n FROM counter WHERE id = 1\(lockRow)").first()?.decode(column: "n", as: Int.self) ?? -1
+                            try await sql.raw("UPDATE counter SET n = \(bind: n + 1) WHERE id = 1").run()
+                        }
                     }
                 }
             }
-        }
-        struct Failure: Error {}
-        await #expect(throws: Failure.self) {
-            try await database.writeTransaction { sql in
-                try await sql.raw("UPDATE counter SET n = 1000 WHERE id = 1").run()
-                throw Failure()
+            struct Failure: Error {}
+            await #expect(throws: Failure.self) {
+                try await database.writeTransaction { sql in
+                    try await sql.raw("UPDATE counter SET n = 1000 WHERE id = 1").run()
+                    throw Failure()
+                }
             }
+            let n = try await database.reads().raw("SELECT n FROM counter WHERE id = 1").first()?.decode(column: "n", as: Int.self)
+            #expect(n == 40)
+            // Plain writes still go through after a rolled-back transaction.
+            try await database.write { sql in try await sql.raw("UPDATE counter SET n = n + 1 WHERE id = 1").run() }
+            #expect(try await database.reads().raw("SELECT n FROM counter WHERE id = 1").first()?.decode(column: "n", as: Int.self) == 41)
         }
-        let n = try await database.reads().raw("SELECT n FROM counter WHERE id = 1").first()?.decode(column: "n", as: Int.self)
-        #expect(n == 40)
-        // Plain writes still go through after a rolled-back transaction.
-        try await database.write { sql in try await sql.raw("UPDATE counter SET n = n + 1 WHERE id = 1").run() }
-        #expect(try await database.reads().raw("SELECT n FROM counter WHERE id = 1").first()?.decode(column: "n", as: Int.self) == 41)
-        await database.shutdown()
     }
 
     @Test("the lock lets one holder in at a time, in arrival order")

@@ -59,3 +59,24 @@ public struct TemporaryDirectory: Sendable {
         try? FileManager.default.removeItem(atPath: path)
     }
 }
+
+extension ServiceDatabase {
+    /// Runs `body` with a new database at `location`, migrated, and shuts it down on every path:
+    /// a test that throws must not leave its pools open (debug builds stop on a database released
+    /// without `shutdown()`).
+    public static func using<Result: Sendable>(
+        _ location: DatabaseLocation, migrations: [any Migration] = [], logger: Logger = Logger(label: "test"),
+        _ body: (ServiceDatabase) async throws -> Result
+    ) async throws -> Result {
+        let database = try ServiceDatabase(location: location, migrations: migrations, logger: logger)
+        do {
+            try await database.migrate()
+            let result = try await body(database)
+            await database.shutdown()
+            return result
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+    }
+}

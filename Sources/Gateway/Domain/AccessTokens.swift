@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import Platform
+import HummingbirdAuth
 
 /// What a verified access token says about its bearer.
 public struct Identity: Sendable, Equatable {
@@ -12,6 +13,11 @@ public struct Identity: Sendable, Equatable {
     public var expiresAt: Date
 
     public var isAdmin: Bool { role == .admin }
+}
+
+extension Identity: RoleProviding {
+    /// For hummingbird-auth's `RolePolicy`: an account has one role.
+    public var roles: Set<Role> { [role] }
 }
 
 /// The claims of an access token (JWT, HS256).

@@ -28,7 +28,7 @@ struct AccountRoutes {
         authenticated.patch("/user/update", use: update)
         authenticated.patch("/user/update_keys", use: updateKeys)
 
-        let admin = authenticated.group().add(middleware: AdminOnlyMiddleware())
+        let admin = authenticated.group().add(middleware: adminOnly())
         admin.get("/user", use: list)
         admin.get("/user/{id}", use: user)
         admin.delete("/user/{id}", use: delete)

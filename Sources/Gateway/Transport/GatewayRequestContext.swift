@@ -2,10 +2,11 @@ import Hummingbird
 import Logging
 import NIOCore
 import Platform
+import HummingbirdAuth
 
 /// Per-request state of the gateway: the request id, the caller's address and, once
-/// authenticated, the caller's identity.
-public struct GatewayRequestContext: RequestContext {
+/// authenticated, the caller's identity (hummingbird-auth's `AuthRequestContext`).
+public struct GatewayRequestContext: AuthRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestId: String = ""
     public var identity: Identity?

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Platform
 import Synchronization
+import HummingbirdAuth
 
 extension HTTPField.Name {
     static let requestId = HTTPField.Name("x-request-id")!
@@ -152,9 +153,10 @@ struct RequestEnvelopeMiddleware: RouterMiddleware {
     }
 }
 
-/// Lets a request through only with a valid, unrevoked `Authorization: Bearer` token, and adds
-/// the caller to the request's scope for the services.
-struct AuthenticationMiddleware: RouterMiddleware {
+/// Lets a request through only with a valid, unrevoked `Authorization: Bearer` token: the
+/// token's identity becomes the context's (hummingbird-auth's `AuthenticatorMiddleware`), and the
+/// caller the request's scope for the services.
+struct AuthenticationMiddleware: AuthenticatorMiddleware {
     typealias Context = GatewayRequestContext
     let tokens: AccessTokens
     let revocations: RevocationList
@@ -163,6 +165,19 @@ struct AuthenticationMiddleware: RouterMiddleware {
     let maxRevocationAge: Duration
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        guard let identity = try await authenticate(request: request, context: context) else {
+            throw APIError.unauthenticated("missing access token: send Authorization: Bearer <token>")
+        }
+        var context = context
+        context.identity = identity
+        let scope = RequestScope(requestId: context.requestId, userId: identity.userId, role: identity.role, traceId: context.clientTraceId)
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+
+    /// The bearer token's identity; a request without a valid one goes no further (401).
+    func authenticate(request: Request, context: Context) async throws -> Identity? {
         try await sync.requireFresh(revocations, maxAge: maxRevocationAge, checking: "token")
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthenticated("missing access token: send Authorization: Bearer <token>")
@@ -176,25 +191,14 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let identity = await tokens.verify(String(token)) else {
             throw APIError.unauthenticated("invalid, expired or revoked access token")
         }
-        var context = context
-        context.identity = identity
-        let scope = RequestScope(requestId: context.requestId, userId: identity.userId, role: identity.role, traceId: context.clientTraceId)
-        return try await RequestScope.$current.withValue(scope) {
-            try await next(request, context)
-        }
+        return identity
     }
 }
 
-/// Lets only admins through (after `AuthenticationMiddleware`).
-struct AdminOnlyMiddleware: RouterMiddleware {
-    typealias Context = GatewayRequestContext
-
-    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
-        guard try context.requireIdentity().isAdmin else {
-            throw APIError.forbidden("this route is for admins only")
-        }
-        return try await next(request, context)
-    }
+/// Lets only admins through (after `AuthenticationMiddleware`): hummingbird-auth's role policy
+/// on the context's identity.
+func adminOnly() -> AuthorizationPolicyMiddleware<RolePolicy<Identity>, GatewayRequestContext, HTTPError> {
+    AuthorizationPolicyMiddleware(RolePolicy(.admin), deniedError: HTTPError(.forbidden, message: "this route is for admins only"))
 }
 
 extension RevocationSync {
