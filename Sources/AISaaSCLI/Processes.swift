@@ -169,10 +169,7 @@ public func buildGatewayProcess(config: PlatformConfiguration, logger: Logger, o
     )
     center.markStarted()
     let registryServices: [any Service] = watcher.map { [$0] } ?? []
-    return ProcessPlan(
-        services: observability.services + [center] + registryServices + gateway.services, logger: logger, drainTime: common.drainTime,
-        gatewayRouter: gateway.router
-    )
+    return ProcessPlan(services: observability.services + [center] + registryServices + gateway.services, logger: logger, drainTime: common.drainTime)
 }
 
 func readDiscovery(_ config: ConfigReader) throws -> DiscoverySettings {

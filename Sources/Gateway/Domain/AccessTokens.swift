@@ -1,7 +1,7 @@
 import Foundation
+import HummingbirdAuth
 import JWTKit
 import Platform
-import HummingbirdAuth
 
 /// What a verified access token says about its bearer.
 public struct Identity: Sendable, Equatable {
@@ -57,7 +57,7 @@ public struct AccessTokens: Sendable {
             jti: IDClaim(value: SortableID.make(at: now)), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expiresAt)
         )
         let token = try await keys.sign(claims)
-        return (token, Identity(userId: userId, username: username, role: role, tokenId: claims.jti.value, issuedAt: claims.iat.value, expiresAt: claims.exp.value))
+        return (token, Identity(claims, role: role))
     }
 
     /// The identity of a valid token, or nil.
@@ -93,6 +93,10 @@ extension AccessTokens {
 extension Identity {
     init?(_ claims: AccessTokenClaims) {
         guard let role = Role(rawValue: claims.role) else { return nil }
+        self.init(claims, role: role)
+    }
+
+    init(_ claims: AccessTokenClaims, role: Role) {
         self.init(
             userId: claims.sub.value, username: claims.name, role: role, tokenId: claims.jti.value,
             issuedAt: claims.iat.value, expiresAt: claims.exp.value

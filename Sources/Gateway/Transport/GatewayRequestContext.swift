@@ -1,8 +1,8 @@
 import Hummingbird
+import HummingbirdAuth
 import Logging
 import NIOCore
 import Platform
-import HummingbirdAuth
 
 /// Per-request state of the gateway: the request id, the caller's address and, once
 /// authenticated, the caller's identity (hummingbird-auth's `AuthRequestContext`).

@@ -2,12 +2,12 @@ import Foundation
 import GRPCCore
 import HTTPTypes
 import Hummingbird
+import HummingbirdAuth
 import Logging
 import NIOCore
 import NIOHTTP1
 import Platform
 import Synchronization
-import HummingbirdAuth
 
 extension HTTPField.Name {
     static let requestId = HTTPField.Name("x-request-id")!
