@@ -185,11 +185,17 @@ struct ObservabilityTests {
     static func checkTrace(
         _ receiver: OTLPTraceReceiver, trace: (header: String, traceID: String, parentID: String), providerTraceparent: String
     ) async throws {
+        // Each process exports in batches of its own: a span that ended last (a server span ends
+        // after its answer is written) may come a batch later than its children. Waited for until
+        // the tree is whole, or the wait fails.
         let spans = try await receiver.waitForSpans { spans in
             let mine = spans.filter { $0.traceID == trace.traceID }
+            let ids = Set(mine.map(\.spanID))
             return mine.contains { $0.serviceName == "gateway" && $0.kind == 2 }
                 && mine.contains { $0.serviceName == "ai-service" && $0.attributes["gen_ai.request.model"] != nil }
+                && mine.contains { $0.serviceName == "ai-service" && $0.kind == 2 }
                 && mine.contains { $0.serviceName == "user-service" && $0.kind == 2 }
+                && mine.allSatisfy { span in span.parentSpanID.map { ids.contains($0) || $0 == trace.parentID } ?? false }
         }.filter { $0.traceID == trace.traceID }
         let byID = Dictionary(spans.map { ($0.spanID, $0) }) { first, _ in first }
         let broken = spans.filter { span in span.parentSpanID.map { byID[$0] == nil && $0 != trace.parentID } ?? true }
