@@ -1,8 +1,10 @@
 import AISaaSProtos
+import Foundation
 import GRPCCore
 import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
+import NIOPosix
 import Platform
 import Synchronization
 import Testing
@@ -130,13 +132,13 @@ struct ServiceClientDeadlineTests {
         }
     }
 
-    /// The client pings a quiet connection every second, also during a call; the platform's
-    /// server takes those pings (grpc-swift's default server closes the connection at the third
-    /// ping of a quiet call, failing it UNAVAILABLE).
+    /// The client pings a connection every two seconds, also during a call; the platform's
+    /// server takes those pings (grpc-swift's default server takes the second and later pings of
+    /// a quiet call as strikes and closes the connection at the third, failing it UNAVAILABLE).
     @Test func aCallQuietForManyKeepalivePingsIsAnswered() async throws {
         let server = GRPCServer(
             transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
-            services: [SlowHealthService(pause: .milliseconds(5500))]
+            services: [SlowHealthService(pause: .milliseconds(9500))]
         )
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
@@ -154,6 +156,49 @@ struct ServiceClientDeadlineTests {
             client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }
+    }
+
+    /// A server whose process stalls (its event loop blocked, as on a busy machine) for less than
+    /// the ping timeout keeps its connection and answers the call in flight; one that stays silent
+    /// longer is taken for frozen: the connection is closed and the call fails UNAVAILABLE (to be
+    /// retried elsewhere) long before its deadline and before the server comes back.
+    @Test(arguments: [(stallMilliseconds: 1500, frozen: false), (stallMilliseconds: 9000, frozen: true)])
+    func aStalledServer(stallMilliseconds: Int, frozen: Bool) async throws {
+        let stall = Duration.milliseconds(stallMilliseconds)
+        let serverLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(
+                address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform(), eventLoopGroup: serverLoops
+            ),
+            services: [SlowHealthService(pause: .seconds(3))]
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            let address = try #require(try await server.listeningAddress?.ipv4)
+            let client = try ServiceClientFactory.make(
+                .fixed(name: "stalling", [HostPort(host: address.host, port: address.port)]),
+                settings: ServiceClientSettings(callTimeout: .seconds(60))
+            )
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            try await retryingWhenUnavailable(attempts: 20) { try await health.watch(.with { $0.service = "" }) { _ in } }
+            let call = Task { try await health.check(.with { $0.service = "" }) }
+            try await Task.sleep(for: .milliseconds(300))
+            let stalled = ContinuousClock.now
+            serverLoops.next().execute { usleep(UInt32(stallMilliseconds * 1000)) }
+            switch await call.result {
+            case .success(let answer):
+                #expect(!frozen, "a call on a server silent for \(stall) waited for it")
+                #expect(answer.status == .serving)
+            case .failure(let error):
+                #expect(frozen, "a server stalled for \(stall) lost its call: \(error)")
+                #expect((error as? RPCError)?.code == .unavailable, "\(error)")
+                #expect(ContinuousClock.now - stalled < stall, "the call waited for the server to come back")
+            }
+            client.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
+        try await serverLoops.shutdownGracefully()
     }
 
     /// In process, the deadline resets the call as between processes: it ends for the caller and

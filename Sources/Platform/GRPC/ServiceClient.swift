@@ -39,10 +39,16 @@ public enum ServiceClientFactory {
         let serviceConfig = ServiceConfig(methodConfig: [methodConfig], loadBalancingConfig: [.roundRobin])
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
-        // A quiet connection is pinged after a second; one whose instance does not answer within
-        // another (a frozen process keeps its sockets open) is closed, its calls fail UNAVAILABLE
-        // and the balancer skips it, instead of calls waiting out their deadline.
-        config.connection.keepalive = .init(time: .seconds(1), timeout: .seconds(1), allowWithoutCalls: true)
+        // A connection is pinged every two seconds; one whose instance does not answer within
+        // two more (a frozen process keeps its sockets open) is closed, its calls fail
+        // UNAVAILABLE and the balancer skips it, instead of calls waiting out their deadline. The
+        // health watch (`InstanceHealthMonitor`, one second) notices a frozen instance sooner, on
+        // a connection of its own; this one is slower to give up because closing it fails every
+        // call it carries, and a busy machine can leave a healthy process a second behind (the
+        // likeliest reason a drain test under CI load once lost the answers of four calls its
+        // replica had finished). grpc-swift-nio-transport 2.9 restarts the ping timeout with each
+        // ping, so the timeout is at most the interval: a longer one would never expire.
+        config.connection.keepalive = .init(time: .seconds(2), timeout: .seconds(2), allowWithoutCalls: true)
         let http2 = try HTTP2ClientTransport.Posix(
             target: ServiceEndpointsTarget(endpoints),
             transportSecurity: .plaintext,
