@@ -35,7 +35,7 @@ struct StreamReader: Sendable {
     private func handle(
         _ event: ServerSentEvent, _ continuation: AsyncThrowingStream<ChatCompletionDelta, any Error>.Continuation, _ finished: inout Bool
     ) throws -> Bool {
-        let data = event.data.trimmingCharacters(in: .whitespaces)
+        let data = event.data.trimmingHTTPWhitespace()
         if data == "[DONE]" { return true }
         if data.isEmpty { return false }
         guard let chunk = try? JSONDecoder().decode(OpenAIWire.ChatChunk.self, from: Data(data.utf8)) else {

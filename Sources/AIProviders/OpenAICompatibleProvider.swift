@@ -111,7 +111,7 @@ public struct OpenAICompatibleProvider: AIProvider {
         let answer = try await call("audio/speech", body: body, contentType: "application/json", model: request.model, operation: "speech") {
             response in try await response.body.collect(upTo: limits.maxAudioBytes)
         }
-        let declared = answer.contentType?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let declared = answer.contentType?.split(separator: ";").first.map { $0.trimmingHTTPWhitespace().lowercased() }
         if declared == "application/json" || declared?.hasPrefix("text/") == true || answer.body.readableBytes == 0 {
             throw failures.unreadable(operation: "speech")
         }

@@ -94,7 +94,7 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
             if writesAccessLine {
                 var metadata: Logger.Metadata = [
                     "method": .string(method), "route": .string(route), "status": .stringConvertible(status),
-                    "duration_ms": .string(Self.milliseconds(ContinuousClock.now - started)), "bytes": .stringConvertible(bytes),
+                    "duration_ms": .string((ContinuousClock.now - started).millisecondsText), "bytes": .stringConvertible(bytes),
                     "request-id": .string(requestId),
                 ]
                 if let requestBytes { metadata["request_bytes"] = .stringConvertible(requestBytes) }
@@ -149,10 +149,6 @@ struct HTTPTelemetryMiddleware: RouterMiddleware {
         case .get, .head, .post, .put, .delete, .options, .patch, .connect, .trace: method.rawValue
         default: "_OTHER"
         }
-    }
-
-    static func milliseconds(_ duration: Duration) -> String {
-        String(format: "%.3f", duration.seconds * 1000)
     }
 }
 

@@ -43,7 +43,7 @@ struct OpenAIAuthMiddleware: RouterMiddleware {
             throw APIError.unauthenticated("malformed Authorization header: expected Bearer sk-…").with(reason: .invalidApiKey)
         }
         try await sync.requireFresh(revocations, maxAge: maxRevocationAge, checking: "API key")
-        return try await apiKeys.verify(parts[1].trimmingCharacters(in: .whitespaces))
+        return try await apiKeys.verify(String(parts[1].trimmingHTTPWhitespace()))
     }
 }
 

@@ -1,4 +1,4 @@
-import Crypto
+import AKSKSigning
 import Foundation
 import Platform
 
@@ -15,7 +15,7 @@ extension UserManager {
 
     /// The SHA-256 of a key's text, as lower-case hex: what is stored, and what gateways send.
     public static func apiKeyHash(_ key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        CCAuthV1.sha256Hex(Array(key.utf8))
     }
 
     public func createApiKey(userId: String, name: String, expiresAt: Date?, models: [String]) async throws -> ApiKeyWithSecret {
