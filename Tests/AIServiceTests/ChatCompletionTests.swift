@@ -41,6 +41,22 @@ struct ChatCompletionTests {
         }
     }
 
+    /// A template may name `%question%` 400 times; the longest question in it would make 12.8 MB
+    /// of prompt. Refused as the question's fault, before the provider.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func aQuestionTooLongForItsTemplateIsRefused(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider])) { h in
+            let model = try await h.a.createModel("alice", name: "Echo") { $0.questionTpl = String(repeating: "%question%", count: 400) }
+            let refused = await rpcError { try await h.a.ask("alice", String(repeating: "q", count: 32_000), chatModelId: model.id) }
+            #expect(refused?.code == .invalidArgument)
+            #expect(refused?.violatedProperties == ["question"])
+            #expect(provider.snapshot.chatRequests.isEmpty)
+            _ = try await h.a.ask("alice", "short", chatModelId: model.id)
+            #expect(provider.snapshot.chatRequests.last?.messages.last?.content == String(repeating: "short", count: 400))
+        }
+    }
+
     @Test(arguments: TestDatabaseKind.enabled)
     func rejectsBadInputAndDeletedModels(kind: TestDatabaseKind) async throws {
         let provider = ScriptedProvider()

@@ -80,6 +80,19 @@ struct BadInputTests {
             )
             expectError(try await platform.request(.GET, "/user?current=0&pageSize=500", token: admin), 422, code: 600, fields: ["current", "pageSize"], "bad page")
 
+            // A NUL character, which PostgreSQL cannot store in text, wherever text reaches a database.
+            expectError(
+                try await platform.request(.PUT, "/auth/login", json: #"{"username":"ali\u0000ce","password":"password123"}"#), 422, code: 600,
+                fields: ["username"], "NUL in a login"
+            )
+            expectError(try await platform.request(.POST, "/ai/chat/model", json: #"{"name":"m\u0000"}"#, token: token), 422, code: 600, fields: ["name"], "NUL in a name")
+            expectError(try await platform.request(.PATCH, "/user/update", json: #"{"avatar":"a\u0000"}"#, token: token), 422, code: 600, fields: ["avatar"], "NUL in an avatar")
+            expectError(try await platform.request(.GET, "/ai/usage?userId=%00", token: admin), 422, code: 600, fields: ["userId"], "NUL in a filter")
+            expectError(try await platform.request(.GET, "/user/a%00b", token: admin), 404, "NUL in a path id")
+            let key = try #require(try await platform.request(.POST, "/user/api_keys", json: #"{"name":"k"}"#, token: token).data["key"] as? String)
+            let nulModel = try await platform.request(.POST, "/v1/chat/completions", json: #"{"model":"\u0000","messages":[{"role":"user","content":"hi"}]}"#, token: key)
+            #expect(nulModel.status == 404, "\(nulModel.status) \(nulModel.json)")
+
             let wrongPassword = try await platform.login("alice", password: "not-the-password")
             let unknownUser = try await platform.login("nobody-here", password: "not-the-password")
             expectError(wrongPassword, 401, "wrong password")

@@ -66,12 +66,51 @@ struct ChatModelRoutesTests {
         }
     }
 
+    @Test("a change leaves absent and null fields as they were; [] clears the struct")
+    func nullLeavesFieldsAlone() async throws {
+        try await GatewayHarness.with { harness in
+            let token = try await harness.registeredUser("pia")
+            let id = try #require(try await harness.send(.post, "/ai/chat/model", json: Self.persona, token: token).data["id"] as? String)
+            let renamed = try await harness.send(.patch, "/ai/chat/model/\(id)", json: #"{"name":"coach","struct":null,"questionTpl":null}"#, token: token)
+            #expect(renamed.status == 200, "\(renamed.text)")
+            #expect((renamed.data["struct"] as? [[String: String]]) == [["key": "system", "value": "You teach patiently."]], "\(renamed.text)")
+            #expect(renamed.data["questionTpl"] as? String == "Explain: %question%")
+            let cleared = try await harness.send(.patch, "/ai/chat/model/\(id)", json: #"{"struct":[]}"#, token: token)
+            #expect((cleared.data["struct"] as? [Any])?.isEmpty == true, "\(cleared.text)")
+        }
+    }
+
+    @Test("a template naming the question many times cannot blow a long question up: refused before the provider")
+    func templateAmplification() async throws {
+        try await GatewayHarness.with { harness in
+            let token = try await harness.registeredUser("quinn")
+            // 400 placeholders, the longest template there may be (4,000 characters).
+            let template = String(repeating: "%question%", count: 400)
+            let created = try await harness.send(.post, "/ai/chat/model", json: #"{"name":"echo","questionTpl":"\#(template)"}"#, token: token)
+            let id = try #require(created.data["id"] as? String, "\(created.text)")
+            let (_, key) = try await harness.apiKey(token: token)
+            // 30,000 characters, 400 times: 12 MB of prompt from a 30 KB request.
+            let long = String(repeating: "a", count: 30_000)
+            let refused = try await harness.send(.post, "/v1/chat/completions", json: #"{"model":"\#(id)","messages":[{"role":"user","content":"\#(long)"}]}"#, token: key)
+            #expect(refused.status == 400, "\(refused.status) \(refused.text.prefix(300))")
+            let error = refused.json["error"] as? [String: Any]
+            #expect((error?["message"] as? String)?.contains("too long for the chat model's template") == true, "\(refused.text.prefix(300))")
+            #expect(harness.provider.requests(to: .chat).isEmpty)
+            // A short question in the same template is fine.
+            let fine = try await harness.send(.post, "/v1/chat/completions", json: #"{"model":"\#(id)","messages":[{"role":"user","content":"hi"}]}"#, token: key)
+            #expect(fine.status == 200, "\(fine.text.prefix(300))")
+        }
+    }
+
     @Test("bodies it cannot take get 422 naming the field", arguments: [
         (#"{}"#, "name"),
         (#"{"name":"x","struct":[{"key":"system"}]}"#, "struct"),
         (#"{"name":"x","struct":"system"}"#, "struct"),
         (#"{"name":"x","questionTpl":7}"#, "questionTpl"),
         (#"{"name":"","questionTpl":"%question%"}"#, "name"),
+        // PostgreSQL cannot store a NUL in text: refused by the gateway on every database.
+        (#"{"name":"a\u0000b"}"#, "name"),
+        (#"{"name":"x","struct":[{"key":"system","value":"v\u0000"}]}"#, "struct[0].value"),
     ])
     func badBodies(body: String, field: String) async throws {
         try await GatewayHarness.with { harness in

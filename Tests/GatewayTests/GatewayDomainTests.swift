@@ -30,6 +30,28 @@ struct GatewayDomainTests {
         #expect(throttle.begin(username: "a", address: "1.1.1.1", now: start.addingTimeInterval(1)) == nil)
     }
 
+    @Test("a spray of usernames from many addresses cannot grow the throttle's table past its bound, and old failures go first")
+    func throttleBounded() {
+        let throttle = LoginThrottle(limits: .init(perUsername: 5, perAddress: 20, window: 900), pruneAbove: 50, maxKeys: 200)
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        // The victim's failures come first, then 1,000 attempts each with a username and an
+        // address of their own, all within the window (nothing ages out by time).
+        for second in 0..<5 {
+            #expect(throttle.begin(username: "victim", address: "10.0.0.1", now: start.addingTimeInterval(Double(second))) == nil)
+        }
+        #expect(throttle.begin(username: "victim", address: "10.0.0.2", now: start.addingTimeInterval(5)) != nil)
+        for index in 0..<1_000 {
+            _ = throttle.begin(username: "spray\(index)", address: "2001:db8::\(index)", now: start.addingTimeInterval(10 + Double(index) / 100))
+            #expect(throttle.trackedKeys <= 200)
+        }
+        // The newest attempts are still counted: a sprayed username is refused at its limit.
+        let late = start.addingTimeInterval(30)
+        for _ in 0..<4 { _ = throttle.begin(username: "spray999", address: "192.0.2.\(Int.random(in: 1...250))", now: late) }
+        #expect(throttle.begin(username: "spray999", address: "198.51.100.7", now: late) != nil)
+        // Past the bound, the failures of longest ago were the ones dropped.
+        #expect(throttle.begin(username: "victim", address: "10.0.0.3", now: late) == nil)
+    }
+
     @Test("tokens are revoked one by one, or for a user up to a time")
     func revocations() {
         let list = RevocationList()

@@ -95,6 +95,26 @@ struct UserGRPCServiceTests {
         }
     }
 
+    /// The gateway refuses a NUL in text; a caller of the service that sends one anyway gets
+    /// INVALID_ARGUMENT where PostgreSQL refuses it (SQLSTATE 22021), never INTERNAL.
+    @Test("text with a NUL character is a bad argument or not found, never an internal error", arguments: TestDatabaseKind.enabled)
+    func nulInText(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            _ = try await service.register("alice")
+            let byName = await rpcError { try await service.client.getUserByName(.with { $0.username = "ali\u{0}ce" }) }
+            let login = await rpcError { try await service.client.verifyPassword(.with { $0.username = "ali\u{0}ce"; $0.password = "password123" }) }
+            switch kind {
+            case .postgres:
+                #expect(byName?.code == .invalidArgument, "\(String(describing: byName))")
+                #expect(login?.code == .invalidArgument, "\(String(describing: login))")
+            case .sqlite:
+                #expect(byName?.code == .notFound, "\(String(describing: byName))")
+                #expect(login?.code == .unauthenticated, "\(String(describing: login))")
+            }
+            #expect(try await service.client.getUserByName(.with { $0.username = "alice" }).username == "alice")
+        }
+    }
+
     @Test("a deleted user's id, name and access key stop working at once", arguments: TestDatabaseKind.enabled)
     func softDelete(kind: TestDatabaseKind) async throws {
         try await UserServiceHarness.run(kind) { service in

@@ -46,7 +46,7 @@ public struct ChatCompletionService: Sendable {
         let provider = try providers.provider(named: providerName)
         let request = ChatCompletionRequest(
             model: model ?? provider.defaults.chat,
-            messages: ChatPrompt.messages(turns: turns, template: template, history: input.messages, question: input.question)
+            messages: try ChatPrompt.messages(turns: turns, template: template, history: input.messages, question: input.question)
         )
         (target.provider, target.model) = (provider.name, request.model)
         return (provider, request)

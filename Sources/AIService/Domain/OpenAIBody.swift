@@ -101,7 +101,7 @@ extension OpenAIBody {
             if !chatModel.questionTemplate.isEmpty,
                let last = items.lastIndex(where: { $0.objectValue?["role"]?.stringValue == "user" }),
                var message = items[last].objectValue {
-                message["content"] = filled(message["content"], template: chatModel.questionTemplate)
+                message["content"] = try filled(message["content"], template: chatModel.questionTemplate, property: "messages[\(last)].content")
                 items[last] = .object(message)
             }
             let turns = chatModel.turns.map { JSONValue.object(JSONObject([("role", .string($0.key)), ("content", .string($0.value))])) }
@@ -120,14 +120,14 @@ extension OpenAIBody {
     }
 
     /// The template applied to a message's text: a string, or the first text part of an array.
-    private static func filled(_ content: JSONValue?, template: String) -> JSONValue? {
+    private static func filled(_ content: JSONValue?, template: String, property: String) throws(DomainError) -> JSONValue? {
         switch content {
         case .string(let text):
-            return .string(ChatPrompt.fill(template: template, question: text))
+            return .string(try ChatPrompt.fill(template: template, question: text, property: property))
         case .array(var parts):
             guard let index = parts.firstIndex(where: { $0.objectValue?["type"]?.stringValue == "text" }),
                   var part = parts[index].objectValue, let text = part["text"]?.stringValue else { return content }
-            part["text"] = .string(ChatPrompt.fill(template: template, question: text))
+            part["text"] = .string(try ChatPrompt.fill(template: template, question: text, property: property))
             parts[index] = .object(part)
             return .array(parts)
         default:

@@ -74,7 +74,9 @@ struct OpenAIModelCatalog: Sendable {
         if let provider = providersInOrder.first(where: { $0.defaults.exposed.contains(name) }) {
             return ResolvedModel(provider: provider, model: name)
         }
-        guard chatModelsAllowed, (1...64).contains(name.utf8.count),
+        // A chat model's id is a SortableID: a name with control characters is none (and a NUL
+        // is text PostgreSQL refuses).
+        guard chatModelsAllowed, (1...64).contains(name.utf8.count), !name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }),
               let chatModel = try await chatModels.find(id: name, userId: caller.userId), chatModel.enabled else {
             return nil
         }

@@ -57,7 +57,8 @@ struct ChatModelRoutes {
         return try ResponseBody.success(ChatModelView(model))
     }
 
-    /// Changes the fields given; `struct`, when given, replaces the whole list (`[]` clears it).
+    /// Changes the fields given (`null` is not given); `struct`, when given, replaces the whole
+    /// list (`[]` clears it).
     @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = try Self.chatModelId(context)
         var body = try await JSONBody.read(request, context: context)
@@ -65,7 +66,7 @@ struct ChatModelRoutes {
         let items = body.stringObjects("struct", fields: ["key", "value"], maxCount: Self.maxStructItems)
         let template = body.string("questionTpl", required: false)
         try body.finish()
-        let replacesStruct = body.contains("struct")
+        let replacesStruct = items != nil
         _ = try await chatModels.updateChatModel(.with {
             $0.id = id
             if let name { $0.name = name }

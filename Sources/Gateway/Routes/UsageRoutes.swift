@@ -32,12 +32,12 @@ struct UsageRoutes {
             }
         }
         let userId = query["userId"].map(String.init)
-        if let userId, userId.utf8.count > Identifier.maxLength {
-            violations.add("userId", "userId must be at most \(Identifier.maxLength) characters long")
+        if let userId, !userId.isEmpty, !Identifier.isPlausible(userId) {
+            violations.add("userId", "userId must be an identifier: at most \(Identifier.maxLength) characters, none of them control characters")
         }
         let apiKeyId = query["apiKeyId"].map(String.init)
-        if let apiKeyId, apiKeyId.utf8.count > Identifier.maxLength {
-            violations.add("apiKeyId", "apiKeyId must be at most \(Identifier.maxLength) characters long")
+        if let apiKeyId, !apiKeyId.isEmpty, !Identifier.isPlausible(apiKeyId) {
+            violations.add("apiKeyId", "apiKeyId must be an identifier: at most \(Identifier.maxLength) characters, none of them control characters")
         }
         if let from, let to, from >= to { violations.add("to", "to must be after from") }
         if !violations.isEmpty { throw APIError.invalidBody(violations.items) }

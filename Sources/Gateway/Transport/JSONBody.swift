@@ -49,6 +49,7 @@ struct JSONBody {
             return nil
         case .string(let value)?:
             if let length { violations.checkLength(name, value, length) }
+            violations.checkNoNUL(name, value)
             return value
         case let other?:
             violations.add(name, "\(name) must be a string, got \(other.typeName)")
@@ -136,6 +137,7 @@ struct JSONBody {
                     continue
                 }
                 violations.checkLength("\(name)[\(index)]", text, length)
+                violations.checkNoNUL("\(name)[\(index)]", text)
                 result.append(text)
             }
             return result
@@ -166,7 +168,9 @@ struct JSONBody {
                 for field in names {
                     switch object[field] {
                     case nil, .null?: break
-                    case .string(let text)?: values[field] = text
+                    case .string(let text)?:
+                        violations.checkNoNUL("\(name)[\(index)].\(field)", text)
+                        values[field] = text
                     case let other?:
                         violations.add("\(name)[\(index)].\(field)", "\(name)[\(index)].\(field) must be a string, got \(other.typeName)")
                     }
@@ -186,14 +190,21 @@ struct JSONBody {
     }
 }
 
-/// Identifiers the services make are 26 characters (`SortableID`); nothing far longer can name
-/// anything, so it is refused at the gateway without a service call and without being echoed.
+/// Identifiers the services make are 26 characters (`SortableID`); nothing far longer, and
+/// nothing with control characters, can name anything, so it is refused at the gateway without a
+/// service call and without being echoed.
 enum Identifier {
     static let maxLength = 64
 
+    /// Whether `value` could be an identifier: 1–64 bytes, no control characters (PostgreSQL
+    /// refuses a NUL in text outright).
+    static func isPlausible(_ value: String) -> Bool {
+        !value.isEmpty && value.utf8.count <= maxLength && !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F })
+    }
+
     /// `value` if it could be an identifier; otherwise 404 saying `what` does not exist.
     static func require(_ value: String, notFound what: String) throws -> String {
-        guard !value.isEmpty, value.utf8.count <= maxLength else { throw APIError(.notFound, message: "no such \(what)") }
+        guard isPlausible(value) else { throw APIError(.notFound, message: "no such \(what)") }
         return value
     }
 

@@ -44,6 +44,17 @@ public enum DatabaseFailure {
     }
 }
 
+extension DatabaseFailure {
+    /// Whether the database refused a value a request carried as text it cannot hold: a NUL
+    /// character (SQLSTATE 22021) or one its encoding cannot represent (22P05). The gateway
+    /// refuses such values first; this covers any other caller of a service.
+    public static func isUnstorableText(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, error.code == .server else { return false }
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return state == "22021" || state == "22P05"
+    }
+}
+
 /// Watches a service's database: a probe (`SELECT 1`) every `interval` (every half second while
 /// it fails), and a report from any request that meets the database unavailable. While the database fails, every service of the
 /// process reports NOT_SERVING, so load balancers and the gateway's `/health` see it; when it

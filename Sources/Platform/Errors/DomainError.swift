@@ -81,6 +81,12 @@ public struct Violations: Sendable {
         }
     }
 
+    /// PostgreSQL cannot store U+0000 in text, and no field of this API needs one: refused up
+    /// front rather than met as a database error.
+    public mutating func checkNoNUL(_ property: String, _ value: String) {
+        if value.utf8.contains(0) { add(property, "\(property) must not contain the NUL character (U+0000)") }
+    }
+
     /// Account rules shared by the gateway (which reports them first) and the user service.
     public static let usernameLength = 3...50
     public static let passwordLength = 8...128

@@ -76,6 +76,12 @@ public struct RequestScopeServerInterceptor: ServerInterceptor {
             logger.warning("database unavailable", metadata: ["rpc": "\(method)", "error": "\(String(reflecting: error))"])
             return RPCError(mapping: unavailable, application: application)
         }
+        if DatabaseFailure.isUnstorableText(error) {
+            return RPCError(
+                mapping: DomainError(.invalidArgument, "the request holds text the database cannot store (a NUL character, or an unrepresentable one)"),
+                application: application
+            )
+        }
         if error is CancellationError {
             // The caller left or its deadline passed (the call was reset): nothing failed here.
             var metadata: Metadata = [:]
