@@ -179,10 +179,28 @@ struct RateLimitTests {
         }
     }
 
+    /// 0 is no limit at all, not the default (600 a minute): more calls than that in a minute
+    /// all go through, where a limit of 3 stops the fourth.
     @Test(arguments: TestDatabaseKind.enabled)
     func zeroTurnsTheLimitOff(kind: TestDatabaseKind) async throws {
-        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()]), configure: { $0.rateLimitPerMinute = 0 }) { h in
-            for index in 0..<5 { _ = try await h.a.ask("alice", "\(index)") }
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([ScriptedProvider()]), configure: { $0.rateLimitPerMinute = 3 }) { h in
+            for index in 0..<3 { _ = try await h.a.ask("alice", "\(index)") }
+            #expect(await rpcError { try await h.a.ask("alice", "fourth") }?.reason == "RateLimited")
+        }
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.rateLimitPerMinute = 0 }) { h in
+            let refused = await withTaskGroup(of: Bool.self) { group in
+                var refused = 0
+                for index in 0..<650 {
+                    // At most 50 in flight.
+                    if index >= 50, await group.next() == true { refused += 1 }
+                    group.addTask { await rpcError { try await (index.isMultiple(of: 2) ? h.a : h.b).ask("alice", "\(index)") } != nil }
+                }
+                for await failed in group where failed { refused += 1 }
+                return refused
+            }
+            #expect(refused == 0)
+            #expect(provider.snapshot.chatRequests.count == 650)
         }
     }
 }

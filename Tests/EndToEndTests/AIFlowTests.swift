@@ -438,13 +438,16 @@ struct AIFlowTests {
 
             #expect(try await platform.request(.PUT, "/ai/quota/\(userId)", json: #"{"tokenBudget":null}"#, token: admin).status == 200)
             #expect(try await client.json("/ai/invoke/chat_completion", #"{"question":"third"}"#).status == 200)
-            // Four a minute, in any 60 seconds: five calls in a row meet the limit.
-            var limited: HTTPTestClient.Reply?
+            // Four a minute, in any 60 seconds: "first", "second" (refused for the quota, but
+            // admitted by the rate limit, which comes first) and "third" took three; one more
+            // goes through, the next is refused.
+            var limited: (attempt: Int, reply: HTTPTestClient.Reply)?
             for attempt in 0..<9 where limited == nil {
                 let reply = try await client.json("/ai/invoke/chat_completion", #"{"question":"call \#(attempt)"}"#)
-                if reply.status == 429 { limited = reply } else { #expect(reply.status == 200) }
+                if reply.status == 429 { limited = (attempt, reply) } else { #expect(reply.status == 200) }
             }
-            let refusal = try #require(limited)
+            #expect(limited?.attempt == 1, "the limit of 4 a minute refused call \((limited?.attempt).map { $0 + 4 } ?? 0) of the minute")
+            let refusal = try #require(limited?.reply)
             #expect(refusal.json["code"] as? Int == 701)
             #expect(Int(refusal.headers.first(name: "Retry-After") ?? "").map { (1...61).contains($0) } == true)
         }

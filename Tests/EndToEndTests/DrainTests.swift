@@ -61,7 +61,9 @@ struct DrainTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
         }
-        try await Task.sleep(for: .milliseconds(400))
+        // Every call in flight at the provider (held there 1.5 s, streams 2 s) before the signal.
+        let reached = await provider.waitUntil(timeout: .seconds(20)) { _ in provider.requests(to: .chat).count >= 4 + 8 }
+        #expect(reached, "the calls did not all reach the provider: \(provider.requests(to: .chat).count)")
         replicas[0].terminate()
         // New calls meanwhile go to the replica that stays.
         try await withThrowingTaskGroup(of: HTTPTestClient.Reply.self) { group in
@@ -105,8 +107,9 @@ struct DrainTests {
                 secretKey: try #require(registered.data["secretKey"] as? String)
             )
             provider.setBehavior(behavior, for: .chat)
+            let before = provider.requests(to: .chat).count
             let call = Task { try? await device.json("/ai/invoke/chat_completion", #"{"question": "in flight"}"#) }
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await provider.waitUntil(timeout: .seconds(20)) { _ in provider.requests(to: .chat).count > before })
             let stopped = ContinuousClock.now
             platform.terminate()
             let reply = await call.value

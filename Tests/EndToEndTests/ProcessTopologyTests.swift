@@ -365,18 +365,10 @@ func withLoopbackAddress(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_
     return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
 }
 
-/// A loopback port that was free a moment ago. Picked below Linux's ephemeral range
-/// (32768–60999), so outgoing connections of other tests cannot take it before the child binds.
+/// A loopback port for a child process to bind (`LoopbackPort.free`: never one handed out before
+/// in this process).
 func freePort() throws -> Int {
-    for _ in 0..<100 {
-        let port = Int.random(in: 20_000..<32_000)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket() failed") }
-        defer { close(fd) }
-        let bound = withLoopbackAddress(port) { bind(fd, $0, $1) }
-        if bound == 0 { return port }
-    }
-    throw TestFailure("no free port found")
+    try LoopbackPort.free()
 }
 
 func waitUntil(_ what: @autoclosure () -> String, timeout: Duration = .seconds(60), _ condition: () async -> Bool) async throws {

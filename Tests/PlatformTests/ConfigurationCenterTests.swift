@@ -99,12 +99,17 @@ struct ConfigurationCenterTests {
         let running = Task { try await center.run() }
         defer { running.cancel() }
         let mixed = Atomic<Int>(0)
+        // Reads all along, yielding its thread after each: Swift's pool has one thread per core,
+        // and a task that never yields takes one from every other test of the process (until it
+        // is cancelled, on every path).
         let reading = Task.detached {
             while !Task.isCancelled {
                 let seen = pair.current
                 if seen.left != seen.right { mixed.add(1, ordering: .relaxed) }
+                await Task.yield()
             }
         }
+        defer { reading.cancel() }
         for round in 1...10 {
             try Self.write(#"{"pair": {"left": \#(round), "right": \#(round)}}"#, to: file)
             try await Self.waitUntil("round \(round) applied") { pair.current.left == round }

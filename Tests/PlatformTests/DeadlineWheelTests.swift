@@ -15,8 +15,8 @@ struct DeadlineWheelTests {
         let wheel = DeadlineWheel(resolution: .milliseconds(50))
         let fired = Fired()
         let scheduled = ContinuousClock.now
-        _ = wheel.schedule(after: .milliseconds(200)) { fired.record("late") }
-        _ = wheel.schedule(after: .milliseconds(20)) { fired.record("soon") }
+        _ = wheel.schedule(after: .milliseconds(200), now: scheduled) { fired.record("late") }
+        _ = wheel.schedule(after: .milliseconds(20), now: scheduled) { fired.record("soon") }
 
         #expect(wheel.takeDue(now: scheduled).isEmpty)
         for action in wheel.takeDue(now: scheduled + .milliseconds(100)) { await action() }
@@ -31,8 +31,8 @@ struct DeadlineWheelTests {
         let wheel = DeadlineWheel(resolution: .milliseconds(50))
         let fired = Fired()
         let scheduled = ContinuousClock.now
-        let cancelled = wheel.schedule(after: .milliseconds(100)) { fired.record("cancelled") }
-        _ = wheel.schedule(after: .milliseconds(100)) { fired.record("kept") }
+        let cancelled = wheel.schedule(after: .milliseconds(100), now: scheduled) { fired.record("cancelled") }
+        _ = wheel.schedule(after: .milliseconds(100), now: scheduled) { fired.record("kept") }
         wheel.cancel(cancelled)
         wheel.cancel(cancelled)
         #expect(wheel.pending == 1)

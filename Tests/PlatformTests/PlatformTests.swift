@@ -87,20 +87,29 @@ struct PlatformTests {
         #expect(ids.allSatisfy(SortableID.isWellFormed))
         #expect(ids == ids.sorted())
         #expect(Set(ids).count == ids.count)
-        let earlier = SortableID.make(at: Date(timeIntervalSince1970: 1_000))
-        #expect(earlier < SortableID.make(at: Date(timeIntervalSince1970: 2_000)))
+        // Made at different times by a generator of its own, the time decides the order.
+        let generator = SortableID.Generator()
+        let earlier = generator.make(at: Date(timeIntervalSince1970: 1_000))
+        let later = generator.make(at: Date(timeIntervalSince1970: 2_000))
+        #expect(earlier.prefix(10) == "000000YGJ0" && later.prefix(10) == "000001X140", "\(earlier) \(later)")
+        #expect(earlier < later)
+        // Asked for an earlier time after a later one, a generator still counts up.
+        let after = generator.make(at: Date(timeIntervalSince1970: 1_000))
+        #expect(after > later && after.prefix(10) == later.prefix(10), "\(after)")
     }
 
     @Test("a sortable id starts with its millisecond timestamp in Crockford base 32, as a ULID does")
     func sortableIdTimestamp() {
-        // A time later than any other test's: ids never go back in time within a process.
         // 5,000,000,000,123 ms in Crockford base 32 (as ULIDs write it; the specification's
-        // example 1,469,918,176,385 ms is 01ARYZ6S41).
-        let id = SortableID.make(at: Date(timeIntervalSince1970: 5_000_000_000.123))
-        #expect(id.hasPrefix("04HGKKJM3V"))
+        // example 1,469,918,176,385 ms is 01ARYZ6S41). A generator of its own: the process's
+        // identifiers keep their times.
+        let generator = SortableID.Generator()
+        #expect(generator.make(at: Date(timeIntervalSince1970: 5_000_000_000.123)).hasPrefix("04HGKKJM3V"))
+        #expect(generator.make(at: Date(timeIntervalSince1970: 1_469_918_176.385)).hasPrefix("04HGKKJM3V"), "never back in time")
+        #expect(SortableID.Generator().make(at: Date(timeIntervalSince1970: 1_469_918_176.385)).hasPrefix("01ARYZ6S41"))
         // Within one millisecond the random part counts up from the last identifier.
         let date = Date(timeIntervalSince1970: 5_000_000_001)
-        let (first, second) = (SortableID.make(at: date), SortableID.make(at: date))
+        let (first, second) = (generator.make(at: date), generator.make(at: date))
         #expect(first < second && first.prefix(10) == second.prefix(10))
     }
 

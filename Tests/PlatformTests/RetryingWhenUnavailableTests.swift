@@ -25,12 +25,13 @@ struct RetryingWhenUnavailableTests {
 
     @Test func itGivesUpAfterTheLastAttemptWithTheLastError() async {
         let attempts = Attempts()
-        await #expect(throws: RPCError.self) {
+        let error = await #expect(throws: RPCError.self) {
             try await retryingWhenUnavailable(attempts: 4, backoff: .milliseconds(1)) {
                 throw RPCError(code: .unavailable, message: "attempt \(attempts.next())")
             }
         }
         #expect(attempts.made == 4)
+        #expect(error?.message == "attempt 4")
     }
 
     @Test("other failures are the call's answer and are not retried", arguments: [RPCError.Code.notFound, .internalError, .deadlineExceeded, .cancelled])

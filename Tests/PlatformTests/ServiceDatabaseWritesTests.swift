@@ -69,7 +69,8 @@ struct ServiceDatabaseWritesTests {
                         probe.leave()
                     }
                 }
-                try await Task.sleep(for: .milliseconds(20))
+                // In line before the next one is started.
+                while lock.waitingCount < index + 1 { try await Task.sleep(for: .milliseconds(1)) }
             }
             #expect(probe.state.withLock { $0.order }.isEmpty, "nobody passes while the lock is held")
             release.finish()

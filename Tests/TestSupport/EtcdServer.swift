@@ -2,6 +2,7 @@ import Foundation
 import Platform
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 
 /// A throwaway etcd (Debian's `etcd-server`) on loopback ports, its data in a folder of its own.
@@ -90,11 +91,17 @@ public struct EtcdServerError: Error, CustomStringConvertible {
 
 /// Loopback ports for servers the tests start.
 public enum LoopbackPort {
-    /// A loopback port that was free a moment ago. Picked below Linux's ephemeral range
-    /// (32768–60999), so outgoing connections of other tests cannot take it before the child binds.
+    /// Ports handed out in this process: suites run in parallel, and two of them must never be
+    /// given one port between its check and a child's bind.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A loopback port that was free a moment ago and not handed out before in this process.
+    /// Picked below Linux's ephemeral range (32768–60999), so outgoing connections of other tests
+    /// cannot take it before the child binds.
     public static func free() throws -> Int {
         for _ in 0..<100 {
             let port = Int.random(in: 20_000..<32_000)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw EtcdServerError("socket() failed") }
             defer { close(fd) }

@@ -31,9 +31,9 @@ public final class DeadlineWheel: Sendable {
     }
 
     /// Runs `action` once `delay` has passed, unless `cancel` comes first.
-    public func schedule(after delay: Duration, _ action: @escaping Action) -> Ticket {
+    public func schedule(after delay: Duration, now: ContinuousClock.Instant = .now, _ action: @escaping Action) -> Ticket {
         // Rounded up, so that an action never runs early.
-        let due = Self.slot(of: ContinuousClock.now + delay - origin, resolution: resolution, roundingUp: true)
+        let due = Self.slot(of: now + delay - origin, resolution: resolution, roundingUp: true)
         return state.withLock { state in
             let slot = max(due, state.passed + 1)
             state.nextID &+= 1

@@ -15,7 +15,8 @@ import TestSupport
 /// gateway's router driven by Hummingbird's test client: no HTTP server and no sockets between
 /// the client and the routes, so a route's behaviour is tested close to its code. Topology and
 /// whole flows over real sockets stay in EndToEndTests. Each test runs a whole platform: the
-/// suites using this are serialized, so that they do not crowd out the suites with deadlines.
+/// suites using this run their tests one at a time (`.serialized`), so that there are at most as
+/// many platforms at once as suites, beside the suites with deadlines.
 struct GatewayHarness: Sendable {
     static let adminUsername = "harness-admin"
     static let adminPassword = "harness-admin-password"
