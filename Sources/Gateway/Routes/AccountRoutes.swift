@@ -120,14 +120,19 @@ struct AccountRoutes {
                 throw APIError.unauthenticated("the account of this token no longer exists")
             }
         }
-        let profile = UserProfile(try await ownAccount(identity))
+        let account = try await ownAccount(identity)
+        let profile = UserProfile(account)
         guard password != nil else { return try ResponseBody.success(profile) }
         // The new password revoked every token of the user, this one too: take the revocation in
-        // and answer a token issued after it, so that this client goes on.
+        // and answer a token issued after it, so that this client goes on. The new token says what
+        // the account is now, not what the old token said: an admin demoted (or an account
+        // disabled) on another replica a moment ago must not come out of this with a fresh token
+        // newer than that revocation.
+        guard account.status == .enable else { throw APIError.forbidden("this account is disabled") }
         await revocationSync.refreshAfterChange()
         let notBefore = revocations.notBefore(userId: identity.userId) ?? .distantPast
         let now = max(revocations.serviceNow(), notBefore.addingTimeInterval(0.001))
-        let (token, fresh) = try await tokens.issue(userId: identity.userId, username: identity.username, role: identity.role, now: now)
+        let (token, fresh) = try await tokens.issue(userId: account.id, username: account.username, role: account.role.platformRole, now: now)
         return try ResponseBody.success(ProfileWithToken(
             profile: profile,
             session: LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(fresh.expiresAt.millisecondsSince1970))
@@ -142,6 +147,9 @@ struct AccountRoutes {
         } catch let error as RPCError where error.code == .notFound {
             throw APIError.unauthenticated("the account of this token no longer exists")
         }
+        // The old access key's cached signing keys go on this replica at once, as on the others
+        // within the revocation interval.
+        await revocationSync.refreshAfterChange()
         return try ResponseBody.success(KeyPair(accessKey: rotated.user.accessKey, secretKey: rotated.secretKey))
     }
 
