@@ -129,9 +129,11 @@ public struct ProviderEvents: AsyncSequence, Sendable {
                         done = true
                         // The reader was cancelled: the body stops, the provider did not fail.
                         try Task.checkCancellation()
-                        if let event = parser.finish(), event.data != "[DONE]", !event.data.isEmpty { ready.append(event.data) }
-                        if ready.isEmpty { throw Self.endedEarly(failures) }
-                        continue
+                        // The body ended without `[DONE]` on a line of its own: complete only if the
+                        // last, unterminated event is `[DONE]` itself. Any other unterminated event
+                        // may be cut off mid-JSON: the stream ended early.
+                        if let event = parser.finish(), OpenAICompatibleProvider.trimmingJSONWhitespace(event.data) == "[DONE]" { continue }
+                        throw Self.endedEarly(failures)
                     }
                     for event in try parser.feed(buffer.readableBytesView) {
                         let data = OpenAICompatibleProvider.trimmingJSONWhitespace(event.data)

@@ -39,6 +39,30 @@ struct InvocationLedgerTests {
         }
     }
 
+    /// A first call's reservation holds the whole budget until it settles; one that never settles
+    /// (its process died) holds the user up until it expires, or until an admin resets the usage,
+    /// which also drops what is reserved.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func resettingUsageDropsReservations(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([])) { h in
+            let quotas = SQLQuotaStore(database: h.database)
+            _ = try await quotas.setQuota(userId: "alice", tokenBudget: 1_000, costBudget: nil, resetUsage: false, now: Date())
+            let leaked = try #require(try await quotas.admit(userId: "alice", now: Date()))
+            #expect(leaked.tokens == 1_000, "a first call reserves what is left")
+            let sql = try #require(h.database.database() as? any SQLDatabase)
+            func reservations() async throws -> Int64? {
+                try await sql.raw("SELECT COUNT(*) AS n FROM ai_quota_reservation WHERE user_id = 'alice'").first()?.decode(column: "n", as: Int64.self)
+            }
+            #expect(try await reservations() == 1)
+            _ = try await quotas.setQuota(userId: "alice", tokenBudget: 1_000, costBudget: nil, resetUsage: true, now: Date())
+            #expect(try await reservations() == 0)
+            let reserved = try await sql.raw("SELECT tokens_reserved FROM ai_quota WHERE user_id = 'alice'").first()?.decode(column: "tokens_reserved", as: Int64.self)
+            #expect(reserved == 0)
+            let next = try #require(try await quotas.admit(userId: "alice", now: Date()))
+            #expect(next.tokens == 1_000)
+        }
+    }
+
     /// A booking the database refuses (here a record id already taken) fails alone.
     @Test(arguments: TestDatabaseKind.enabled)
     func oneRefusedBookingDoesNotKeepTheOthersOut(kind: TestDatabaseKind) async throws {

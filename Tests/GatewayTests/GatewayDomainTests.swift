@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import JWTKit
+import NIOCore
 import Platform
 import Testing
 @testable import Gateway
@@ -50,6 +51,12 @@ struct GatewayDomainTests {
         #expect(throttle.begin(username: "spray999", address: "198.51.100.7", now: late) != nil)
         // Past the bound, the failures of longest ago were the ones dropped.
         #expect(throttle.begin(username: "victim", address: "10.0.0.3", now: late) == nil)
+    }
+
+    @Test("a /v1 stream event whose data has line breaks goes out as one event of several data lines")
+    func multiLineStreamEvent() {
+        #expect(String(buffer: OpenAIStreamRelay.event(Data(#"{"a":1}"#.utf8))) == "data: {\"a\":1}\n\n")
+        #expect(String(buffer: OpenAIStreamRelay.event(Data("{\"a\":1,\n\"b\":2}".utf8))) == "data: {\"a\":1,\ndata: \"b\":2}\n\n")
     }
 
     @Test("tokens are revoked one by one, or for a user up to a time")

@@ -112,4 +112,21 @@ struct OpenAIRoutesTests {
             #expect(harness.provider.requests(to: .chat).count == before, "a refused call reached the provider")
         }
     }
+
+    @Test("an audio file over 25 MiB is 413, though the form around it fits the body limit")
+    func audioFileTooLarge() async throws {
+        try await GatewayHarness.with { harness in
+            let token = try await harness.registeredUser("zed")
+            let (_, key) = try await harness.apiKey(token: token)
+            let boundary = "b0undary"
+            let body = "--\(boundary)\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+                + "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+                + String(repeating: "a", count: (25 << 20) + 1) + "\r\n--\(boundary)--\r\n"
+            let reply = try await harness.send(
+                .post, "/v1/audio/transcriptions", body: body, token: key, headers: [.contentType: "multipart/form-data; boundary=\(boundary)"]
+            )
+            #expect(reply.status == 413, "\(reply.text.prefix(300))")
+            #expect(harness.provider.requests(to: .transcription).isEmpty)
+        }
+    }
 }

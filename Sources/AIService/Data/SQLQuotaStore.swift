@@ -28,8 +28,9 @@ import SQLKit
 /// - settlement: deleting the reservation row claims it (only one of settlement and expiry
 ///   release wins), then one upsert moves the reservation to `*_used`; calls that finish together
 ///   settle together, one claim statement and one upsert per user (`SQLInvocationLedger`).
-/// The remaining gap — a crash between the admission UPDATE and the reservation INSERT — can
-/// leak one estimate until an admin calls SetQuota with reset_usage.
+/// The admission UPDATE and the reservation INSERT are one transaction, as are an expired row's
+/// deletion and its release. SetQuota with reset_usage also drops every reservation of the user
+/// (calls in flight then settle what they used and release nothing).
 public struct SQLQuotaStore: QuotaStore {
     private let database: ServiceDatabase
     /// The configuration center may replace it: an admission reads it once when it starts.
@@ -85,11 +86,15 @@ public struct SQLQuotaStore: QuotaStore {
         var pause = Duration.milliseconds(10)
         var attemptTime = now
         while true {
-            let outcome = try await database.write { sql -> Attempt in
-                if case .admitted(let ticket) = try await reserve(userId: userId, now: attemptTime, on: sql) { return .admitted(ticket) }
+            // One transaction: the admission UPDATE and its reservation row (or the release of
+            // expired rows and what they held) happen together or not at all, so a failure
+            // between them cannot leave an amount reserved that no row will ever give back.
+            let now = attemptTime
+            let outcome = try await database.writeTransaction { [self] sql -> Attempt in
+                if case .admitted(let ticket) = try await reserve(userId: userId, now: now, on: sql) { return .admitted(ticket) }
                 // Reservations left by calls whose process died may be what holds the budget: they
                 // are released here, when they matter, not on every call.
-                if try await releaseExpired(userId: userId, now: attemptTime, on: sql) { return .again }
+                if try await releaseExpired(userId: userId, now: now, on: sql) { return .again }
                 guard let state = try await state(userId: userId, on: sql) else { return .admitted(nil) }
                 if state.tokens.isSpent || state.cost.isSpent { throw Self.spent(state.quota) }
                 if !state.tokens.isLimited && !state.cost.isLimited { return .admitted(nil) }  // budgets removed meanwhile
@@ -238,15 +243,18 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     public func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota {
-        let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0" : ""
+        let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0, tokens_reserved = 0, cost_reserved = 0.0" : ""
         defer { unbudgeted.remove(userId) }
-        try await database.write { sql in try await sql.raw("""
-            INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
-            max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
-            VALUES (\(bind: userId), \(bind: tokenBudget.map(Int64.init)), \(bind: costBudget), 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, \(bind: now.milliseconds)) \
-            ON CONFLICT (user_id) DO UPDATE SET token_budget = excluded.token_budget, cost_budget = excluded.cost_budget, \
-            updated_at = excluded.updated_at\(reset)
-            """).run() }
+        try await database.writeTransaction { sql in
+            try await sql.raw("""
+                INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
+                max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
+                VALUES (\(bind: userId), \(bind: tokenBudget.map(Int64.init)), \(bind: costBudget), 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, \(bind: now.milliseconds)) \
+                ON CONFLICT (user_id) DO UPDATE SET token_budget = excluded.token_budget, cost_budget = excluded.cost_budget, \
+                updated_at = excluded.updated_at\(reset)
+                """).run()
+            if resetUsage { try await sql.raw("DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId)").run() }
+        }
         return try await quota(userId: userId)
     }
 

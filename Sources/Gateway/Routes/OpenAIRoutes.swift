@@ -69,6 +69,10 @@ struct OpenAIRoutes {
         guard let file = form.part(named: "file"), file.filename != nil else {
             throw APIError.badRequest("you must provide 'file': the audio as a multipart file field").withParam("file")
         }
+        // The body may be a little larger than the file (the form's other fields); the file not.
+        if file.body.readableBytes > InvokeRoutes.maxAudioBytes {
+            throw APIError(.contentTooLarge, message: "The audio file must be at most 25 MiB.", meta: [FieldViolation(property: "file", constraints: ["at most 25 MiB"])])
+        }
         var fields: [Grpc_Ai_V1_FormField] = []
         for part in form.parts where part.name != "file" {
             guard part.filename == nil, let value = String(validating: part.body.readableBytesView, as: UTF8.self) else {

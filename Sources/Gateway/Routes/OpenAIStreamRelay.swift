@@ -36,14 +36,26 @@ struct OpenAIStreamRelay {
                 if let state { OpenAIRoutes.addRateLimit(state, to: &headers) }
                 return headers
             },
-            encode: { data in
-                var buffer = ByteBuffer(string: "data: ")
-                buffer.writeBytes(data)
-                buffer.writeString("\n\n")
-                return buffer
-            },
+            encode: Self.event,
             errorEvent: Self.errorEvent
         )
+    }
+
+    /// One Server-Sent Event carrying `data`. A provider's event may hold line breaks (its data
+    /// came on several `data:` lines): each line gets its own `data: ` field, as SSE wants, so the
+    /// client joins them back into the same text.
+    static func event(_ data: Data) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "data: ")
+        if !data.contains(0x0A) {
+            buffer.writeBytes(data)
+        } else {
+            for (index, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+                if index > 0 { buffer.writeString("\ndata: ") }
+                buffer.writeBytes(line)
+            }
+        }
+        buffer.writeString("\n\n")
+        return buffer
     }
 
     static func errorEvent(_ error: any Error) -> ByteBuffer {
