@@ -131,7 +131,8 @@ public struct ProviderSettings: Sendable, Equatable {
         let baseURL = settings.string("\(key).base.url")
         if let baseURL {
             if let problem = problemWithBaseURL(baseURL) {
-                settings.report("\(env)_BASE_URL \(problem), got '\(baseURL)'")
+                // Not quoted: a refused URL may carry credentials, and problems are shown on /health.
+                settings.report("\(env)_BASE_URL \(problem)")
                 valid = false
             }
         } else {
@@ -151,7 +152,8 @@ public struct ProviderSettings: Sendable, Equatable {
             if let items = parseQuery(query) {
                 queryItems = items
             } else {
-                settings.report("\(env)_QUERY must be name=value pairs joined by '&' (e.g. api-version=2024-06-01), got '\(query)'")
+                // Not quoted: a query may carry a key.
+                settings.report("\(env)_QUERY must be name=value pairs joined by '&' (e.g. api-version=2024-06-01)")
                 valid = false
             }
         }

@@ -24,6 +24,20 @@ import Testing
         #expect(settings.ffmpegPath == nil && settings.ffprobePath == nil)
     }
 
+    /// Problems are shown on /health and logged: a refused value that may hold a secret is named,
+    /// never quoted.
+    @Test func refusedURLsAndQueriesAreNotQuoted() {
+        let (_, problems) = read([
+            "AI_PROVIDERS": "proxy", "AI_PROVIDER_PROXY_BASE_URL": "https://user:hunter2-secret@proxy.example/v1",
+            "AI_PROVIDER_PROXY_QUERY": "key=sk-hunter2-secret&&",
+        ])
+        #expect(problems.contains { $0.contains("AI_PROVIDER_PROXY_BASE_URL must not contain credentials") }, "\(problems)")
+        #expect(problems.contains { $0.contains("AI_PROVIDER_PROXY_QUERY") }, "\(problems)")
+        #expect(!problems.joined().contains("hunter2"), "\(problems)")
+        let database = DatabaseLocation.parse("mysql://root:hunter2@db/x", defaultSQLitePath: "")
+        if case .failure(let error) = database { #expect(!"\(error)".contains("hunter2")) } else { Issue.record("a mysql URL was accepted") }
+    }
+
     @Test func defaultsApply() throws {
         let (settings, problems) = read(["AI_PROVIDERS": "local", "AI_PROVIDER_LOCAL_BASE_URL": "http://127.0.0.1:11434/v1/"])
         #expect(problems.isEmpty)

@@ -23,7 +23,8 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
             let path = String(setting.dropFirst("sqlite:".count)).replacingOccurrences(of: "//", with: "", options: .anchored)
             return path.isEmpty ? .failure(ConfigurationError(problems: ["sqlite URL without a path: \(setting)"])) : .success(.sqlite(path: path))
         }
-        return .failure(ConfigurationError(problems: ["database URL must start with postgres://, postgresql:// or sqlite:, got '\(setting)'"]))
+        // Not quoted: a mistyped URL may still carry a password.
+        return .failure(ConfigurationError(problems: ["database URL must start with postgres://, postgresql:// or sqlite:"]))
     }
 
     public var description: String {
@@ -32,7 +33,8 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
             return "sqlite:\(path)"
         case .postgres(let url):
             // Never log the password.
-            guard var components = URLComponents(string: url), components.password != nil else { return url }
+            guard var components = URLComponents(string: url) else { return "postgres://***" }
+            guard components.password != nil else { return url }
             components.password = "***"
             return components.string ?? "postgres://***"
         }
