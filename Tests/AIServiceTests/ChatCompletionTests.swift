@@ -11,7 +11,7 @@ struct ChatCompletionTests {
     @Test(arguments: TestDatabaseKind.enabled)
     func assemblesMessagesFromTurnsHistoryAndTemplate(kind: TestDatabaseKind) async throws {
         let provider = ScriptedProvider(name: "openai")
-        let local = ScriptedProvider(name: "local", defaults: ProviderModels(chat: "llama"))
+        let local = ScriptedProvider(name: "local", defaults: ProviderModels(chat: "llama", exposed: ["llama", "llama-big"]))
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider, local], defaultName: "openai")) { h in
             let model = try await h.a.createModel("alice", name: "Tpl") {
                 $0.provider = "local"

@@ -52,6 +52,19 @@ struct ChatModelTests {
         }
     }
 
+    /// A chat model reaches only what the operator offers: its provider's chat model or one of
+    /// the models listed for it, never any model the provider would take (and no price covers).
+    @Test(arguments: TestDatabaseKind.enabled)
+    func aModelTheProviderDoesNotOfferIsRefused(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: Self.directory) { h in
+            let error = await rpcError { try await h.a.createModel("alice", name: "Pricey") { $0.model = "o1-pro-unlisted" } }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.violatedProperties == ["model"])
+            let listed = try await h.a.createModel("alice", name: "Default")
+            #expect(!listed.model.isEmpty)
+        }
+    }
+
     @Test(arguments: TestDatabaseKind.enabled)
     func validationListsEveryFailingField(kind: TestDatabaseKind) async throws {
         try await AIServiceHarness.run(kind, providers: Self.directory) { h in

@@ -38,10 +38,7 @@ public struct ChatCompletionService: Sendable {
             }
             (turns, template, providerName, model) = (chatModel.turns, chatModel.questionTemplate, chatModel.provider, chatModel.model)
             (target.provider, target.model) = (chatModel.provider, chatModel.model)
-        }
-        if let providerName, providers.providers[providerName] == nil {
-            // The chat model names a provider that was configured once and is not any more.
-            throw DomainError(.failedPrecondition, "the chat model's provider \(providerName.quotedForMessage) is not configured any more")
+            try ChatModelManager.checkStillOffered(chatModel, in: providers)
         }
         let provider = try providers.provider(named: providerName)
         let request = ChatCompletionRequest(

@@ -32,6 +32,10 @@ public struct ChatModelManager: Sendable {
             violations.add("model", "model must not be empty")
         } else if let model {
             violations.checkLength("model", model, ChatModelRules.modelLength)
+            if let providerName, let provider = providers.providers[providerName], !Self.offers(provider.defaults, model) {
+                let offered = ([provider.defaults.chat] + provider.defaults.exposed).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+                violations.add("model", "model must be one of the models \(providerName.quotedForMessage) offers: \(offered.prefix(20).joined(separator: ", "))")
+            }
         }
         try violations.throwIfAny()
         let now = Date()
@@ -42,6 +46,27 @@ public struct ChatModelManager: Sendable {
         )
         try await repository.insert(created)
         return created
+    }
+
+    /// Whether a provider offers `model` for chat: its chat model or one the operator lists for it
+    /// (`AI_PROVIDER_<NAME>_MODELS`). A chat model names no other: customers reach only what the
+    /// operator offers (and prices).
+    static func offers(_ defaults: ProviderModels, _ model: String) -> Bool {
+        model == defaults.chat || defaults.exposed.contains(model)
+    }
+
+    /// The chat model's provider and model as they may be used now: refused if the operator
+    /// has since removed either.
+    static func checkStillOffered(_ chatModel: ChatModel, in providers: AIProviderDirectory) throws(DomainError) {
+        guard let provider = providers.providers[chatModel.provider] else {
+            throw DomainError(.failedPrecondition, "the chat model's provider \(chatModel.provider.quotedForMessage) is not configured any more")
+        }
+        guard offers(provider.defaults, chatModel.model) else {
+            throw DomainError(
+                .failedPrecondition,
+                "the chat model's model \(chatModel.model.quotedForMessage) is not offered by \(chatModel.provider.quotedForMessage) any more"
+            )
+        }
     }
 
     public func get(id: String, userId: String) async throws -> ChatModel {

@@ -80,9 +80,8 @@ struct OpenAIModelCatalog: Sendable {
               let chatModel = try await chatModels.find(id: name, userId: caller.userId), chatModel.enabled else {
             return nil
         }
-        guard let provider = providers.providers[chatModel.provider] else {
-            throw DomainError(.failedPrecondition, "the chat model's provider \(chatModel.provider.quotedForMessage) is not configured any more")
-        }
+        try ChatModelManager.checkStillOffered(chatModel, in: providers)
+        guard let provider = providers.providers[chatModel.provider] else { return nil }
         return ResolvedModel(provider: provider, model: chatModel.model, chatModel: chatModel)
     }
 
@@ -109,8 +108,9 @@ struct OpenAIModelCatalog: Sendable {
             }
         }
         let (models, _) = try await chatModels.list(userId: caller.userId, offset: 0, limit: Self.maxChatModelsListed)
-        for chatModel in models where chatModel.enabled && providers.providers[chatModel.provider] != nil {
-            guard let provider = providers.providers[chatModel.provider] else { continue }
+        for chatModel in models where chatModel.enabled {
+            // Only those that may be used now (their provider and model still offered).
+            guard let provider = providers.providers[chatModel.provider], ChatModelManager.offers(provider.defaults, chatModel.model) else { continue }
             let resolved = ResolvedModel(provider: provider, model: chatModel.model, chatModel: chatModel)
             if Self.isAllowed(name: chatModel.id, resolved, allowed: allowed) {
                 listings.append(ModelListing(id: chatModel.id, ownedBy: "user", created: chatModel.createdAt))
