@@ -19,12 +19,14 @@ public struct OpenAIChatStream: Sendable {
         var usage: Consumption?
         var relayedCharacters = 0
         var relayedNothing = true
+        var providerFailed = false
         var answer: GenAIContent.StreamedAnswer? = finisher.capturesContent ? GenAIContent.StreamedAnswer() : nil
         do {
             for try await data in events {
                 if relayedNothing { finisher.firstChunk(); relayedNothing = false }
-                let (forwarded, reported, characters) = Self.examine(data, forwardsUsage: forwardsUsage, answer: &answer)
+                let (forwarded, reported, characters, failed) = Self.examine(data, forwardsUsage: forwardsUsage, answer: &answer)
                 if let reported { usage = reported }
+                providerFailed = providerFailed || failed
                 relayedCharacters += characters
                 guard let forwarded else { continue }
                 do {
@@ -39,26 +41,30 @@ public struct OpenAIChatStream: Sendable {
             await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: error, cancelled: cancelled)
             throw error
         }
-        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: nil, cancelled: false)
+        // A provider that reported an error inside the stream (an `error` event, relayed to the
+        // client as it came) failed this call, though its stream ended as usual.
+        let failure = providerFailed ? DomainError(.upstreamFailure, "the AI provider failed while streaming") : nil
+        await finisher.finish(usage: usage, relayedCharacters: relayedCharacters, answer: answer, error: failure, cancelled: false)
     }
 
-    /// What to forward of one event (nil: nothing), the usage it reports and the characters of
-    /// text it carries (added to `answer` when there is one). An event that is not JSON is
-    /// forwarded as it came.
+    /// What to forward of one event (nil: nothing), the usage it reports, the characters of
+    /// text it carries (added to `answer` when there is one) and whether it is the provider's
+    /// `error` event. An event that is not JSON is forwarded as it came.
     static func examine(
         _ data: String, forwardsUsage: Bool, answer: inout GenAIContent.StreamedAnswer?
-    ) -> (forwarded: [UInt8]?, usage: Consumption?, characters: Int) {
+    ) -> (forwarded: [UInt8]?, usage: Consumption?, characters: Int, failed: Bool) {
         let bytes = Array(data.utf8)
-        guard case .object(var chunk)? = try? JSONParser.parse(bytes) else { return (bytes, nil, 0) }
+        guard case .object(var chunk)? = try? JSONParser.parse(bytes) else { return (bytes, nil, 0, false) }
+        let failed = chunk["error"].map { $0 != .null } ?? false
         let choices = chunk["choices"]?.arrayValue ?? []
         answer?.add(openAIChoices: choices)
         let characters = choices.reduce(0) { $0 + OpenAIBody.textCharacters(ofContent: $1.objectValue?["delta"]?.objectValue?["content"]) }
-        guard let usageValue = chunk["usage"], usageValue != .null else { return (bytes, nil, characters) }
+        guard let usageValue = chunk["usage"], usageValue != .null else { return (bytes, nil, characters, failed) }
         let usage = OpenAIBody.usage(usageValue)
-        if forwardsUsage { return (bytes, usage, characters) }
-        if choices.isEmpty { return (nil, usage, characters) }
+        if forwardsUsage { return (bytes, usage, characters, failed) }
+        if choices.isEmpty { return (nil, usage, characters, failed) }
         // Usage riding on a chunk with choices: the choices go on, the usage stays here.
         chunk["usage"] = nil
-        return (JSONWriter.bytes(.object(chunk)), usage, characters)
+        return (JSONWriter.bytes(.object(chunk)), usage, characters, failed)
     }
 }
