@@ -67,10 +67,10 @@ struct OpenAISDKTests {
             #expect(fake.requests(to: .chat).compactMap { Self.lastUserText($0.json) } == ["allowed"])
             #expect(fake.requests(to: .embeddings).isEmpty && fake.requests(to: .speech).isEmpty)
             // The platform saw the spent-quota call once: every refusal is recorded, with the
-            // platform's own status for a spent budget (402; /v1 answers it as OpenAI's 429).
+            // status the caller got (OpenAI's 429 on /v1; /ai/invoke answers a spent budget 402).
             let usage = try await platform.request(.GET, "/ai/usage?apiKeyId=\(quotaKeyId)", token: broke)
             let records = try #require(usage.data["results"] as? [[String: Any]])
-            #expect(records.map { $0["status"] as? Int } == [402], "\(records)")
+            #expect(records.map { $0["status"] as? Int } == [429], "\(records)")
         }
     }
 

@@ -61,6 +61,9 @@ struct UsageRoutesTests {
             #expect(refused.status == 429)
             #expect(refused.openAIError["code"] as? String == "insufficient_quota")
             #expect(refused.headers[.init("x-should-retry")!] == "false")
+            // Its usage record says what the client got (OpenAI's 429), not /ai/invoke's 402.
+            let records = try #require(try await harness.send(.get, "/ai/usage?pageSize=10", token: token).data["results"] as? [[String: Any]])
+            #expect(records.compactMap { $0["status"] as? Int }.sorted() == [200, 429], "\(records)")
 
             // A new budget with the usage reset lets calls through again.
             let reset = try await harness.send(.put, "/ai/quota/\(userId)", json: #"{"tokenBudget":100000,"resetUsage":true}"#, token: admin)

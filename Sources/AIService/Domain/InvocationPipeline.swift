@@ -11,6 +11,8 @@ struct InvocationTarget: Sendable {
     var chatModelId: String
     /// A chat completion streamed to the client.
     var streamed = false
+    /// Called through `/v1`: its record says the status in OpenAI's terms, as the client got it.
+    var openAIWire = false
 }
 
 /// An invocation that passed the rate limit and the quota, and must be finished exactly once.
@@ -106,7 +108,7 @@ struct InvocationPipeline: Sendable {
             apiKeyId: admission.caller.apiKeyId ?? "", chatModelId: admission.target.chatModelId, provider: admission.target.provider, model: admission.target.model,
             kind: admission.target.kind, consumption: consumed, cost: cost, requestId: admission.caller.requestId,
             latencyMs: Int(latency.components.seconds * 1000 + latency.components.attoseconds / 1_000_000_000_000_000),
-            status: cancelled ? Self.clientClosedRequest : error.map(Self.httpStatus) ?? 200,
+            status: cancelled ? Self.clientClosedRequest : error.map { Self.httpStatus($0, openAIWire: admission.target.openAIWire) } ?? 200,
             error: [cancelled ? "cancelled: the client went away" : error.map(Self.describe) ?? "", note ?? ""]
                 .filter { !$0.isEmpty }.joined(separator: "; "),
             createdAt: now
@@ -148,10 +150,12 @@ struct InvocationPipeline: Sendable {
 
     static let clientClosedRequest = clientClosedRequestStatus
 
-    /// The HTTP status the gateway gives the client for `error` (the table in `ErrorReason`).
-    static func httpStatus(_ error: any Error) -> Int {
+    /// The HTTP status the gateway gives the client for `error` (the table in `ErrorReason`; on
+    /// `/v1`, in OpenAI's terms).
+    static func httpStatus(_ error: any Error, openAIWire: Bool = false) -> Int {
         switch error {
-        case let domain as DomainError: domain.httpStatus
+        case let domain as DomainError:
+            openAIWire ? ErrorReason.openAIStatus(for: domain.httpStatus, reason: domain.reason.flatMap(ErrorReason.init(rawValue:))) : domain.httpStatus
         case is CancellationError: clientClosedRequest
         case let error where DatabaseFailure.isUnavailable(error): 503
         default: 500

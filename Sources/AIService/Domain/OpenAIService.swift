@@ -263,6 +263,7 @@ public struct OpenAIService: Sendable {
     ) async throws -> (A, B, InvocationTarget) {
         let started = ContinuousClock.now
         var target = InvocationTarget(kind: kind, provider: "", model: "", chatModelId: "")
+        target.openAIWire = true
         do {
             let (first, second) = try await check(&target)
             return (first, second, target)

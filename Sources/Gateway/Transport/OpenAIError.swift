@@ -32,45 +32,34 @@ struct OpenAIError: Sendable {
         message = error.message
         param = error.meta.first?.property
         code = nil
-        switch (error.status.code, error.reason.flatMap(ErrorReason.init(rawValue:))) {
+        let reason = error.reason.flatMap(ErrorReason.init(rawValue:))
+        // The status from the platform's table (the usage record says the same); the type and
+        // code the SDKs read beside it from here.
+        status = HTTPResponse.Status(code: ErrorReason.openAIStatus(for: error.status.code, reason: reason))
+        switch (error.status.code, reason) {
         case (_, .quotaExceeded?):
-            status = .tooManyRequests
             (type, code) = ("insufficient_quota", "insufficient_quota")
             headers[.shouldRetry] = "false"
         case (_, .rateLimited?), (_, .providerRateLimited?), (_, .quotaBusy?):
-            status = .tooManyRequests
             (type, code) = ("requests", "rate_limit_exceeded")
         case (_, .invalidApiKey?), (401, _):
-            status = .unauthorized
             (type, code) = ("invalid_request_error", "invalid_api_key")
         case (_, .modelNotAllowed?):
-            status = .forbidden
             (type, code) = ("permission_error", "model_not_allowed")
         case (_, .modelNotFound?):
-            status = .notFound
             (type, code) = ("invalid_request_error", "model_not_found")
         case (_, .unsupportedAudioFormat?), (_, .undecodableAudio?):
-            status = .badRequest
             (type, code) = ("invalid_request_error", "invalid_file_format")
-        case (422, _), (400, _):
-            // OpenAI answers a request it cannot take with 400.
-            status = .badRequest
-            type = "invalid_request_error"
         case (403, _):
-            status = .forbidden
             type = "permission_error"
         case (404, _):
-            status = .notFound
             type = "invalid_request_error"
             code = "not_found"
         case (let other, _) where other >= 500 || other == clientClosedRequestStatus:
-            status = error.status
             type = "server_error"
         default:
-            status = error.status
             type = "invalid_request_error"
         }
-        if error.status == .contentTooLarge { status = .contentTooLarge }
     }
 
     init(_ status: HTTPResponse.Status, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {

@@ -63,6 +63,21 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     }
 }
 
+extension ErrorReason {
+    /// The status OpenAI's API answers where the platform answers `status` for `reason`: what a
+    /// `/v1` client gets (the SDKs pick their exception by it), and so what its usage record says.
+    public static func openAIStatus(for status: Int, reason: ErrorReason?) -> Int {
+        switch (status, reason) {
+        case (_, .quotaExceeded?), (_, .rateLimited?), (_, .providerRateLimited?), (_, .quotaBusy?): 429
+        case (_, .invalidApiKey?), (401, _): 401
+        case (_, .modelNotAllowed?): 403
+        case (_, .modelNotFound?): 404
+        case (_, .unsupportedAudioFormat?), (_, .undecodableAudio?), (422, _), (400, _): 400
+        default: status
+        }
+    }
+}
+
 /// nginx's "client closed request", for calls whose caller went away (gRPC CANCELLED).
 public let clientClosedRequestStatus = 499
 

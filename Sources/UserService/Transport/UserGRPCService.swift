@@ -166,12 +166,15 @@ extension UserGRPCService {
     }
 
     public func verifyApiKey(request: Grpc_User_V1_VerifyApiKeyRequest, context: ServerContext) async throws -> Grpc_User_V1_VerifiedApiKey {
-        // Like VerifySignature: asked before the caller is known.
+        // Like VerifySignature: asked before the caller is known. The time is taken before the
+        // key and its owner are read: a revocation (disable, delete) committed while they are
+        // read is then newer than the verification, and drops it from the gateways' caches.
+        let verifiedAt = Date()
         let (key, user) = try await users.verifyApiKey(hash: request.keySha256)
         return .with {
             $0.key = Grpc_User_V1_ApiKey(key)
             $0.user = Grpc_User_V1_UserModel(user)
-            $0.serverTime = Date().millisecondsSince1970
+            $0.serverTime = verifiedAt.millisecondsSince1970
         }
     }
 }
