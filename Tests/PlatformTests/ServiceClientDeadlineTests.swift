@@ -136,25 +136,9 @@ struct ServiceClientDeadlineTests {
     /// server takes those pings (grpc-swift's default server takes the second and later pings of
     /// a quiet call as strikes and closes the connection at the third, failing it UNAVAILABLE).
     @Test func aCallQuietForManyKeepalivePingsIsAnswered() async throws {
-        let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
-            services: [SlowHealthService(pause: .milliseconds(9500))]
-        )
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
-            let address = try #require(try await server.listeningAddress?.ipv4)
-            let client = try ServiceClientFactory.make(
-                .fixed(name: "slow", [HostPort(host: address.host, port: address.port)]),
-                settings: ServiceClientSettings(callTimeout: .seconds(60))
-            )
-            group.addTask { try await client.runConnections() }
-            let health = Grpc_Health_V1_Health.Client(wrapping: client)
-            // Connected first (Watch answers at once), then one call, not retried.
-            try await retryingWhenUnavailable(attempts: 20) { try await health.watch(.with { $0.service = "" }) { _ in } }
+        try await Self.withConnectedClient(to: SlowHealthService(pause: .milliseconds(9500))) { health in
             let answer = try await health.check(.with { $0.service = "" })
             #expect(answer.status == .serving)
-            client.beginGracefulShutdown()
-            server.beginGracefulShutdown()
         }
     }
 
@@ -166,22 +150,7 @@ struct ServiceClientDeadlineTests {
     func aStalledServer(stallMilliseconds: Int, frozen: Bool) async throws {
         let stall = Duration.milliseconds(stallMilliseconds)
         let serverLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(
-                address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform(), eventLoopGroup: serverLoops
-            ),
-            services: [SlowHealthService(pause: .seconds(3))]
-        )
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
-            let address = try #require(try await server.listeningAddress?.ipv4)
-            let client = try ServiceClientFactory.make(
-                .fixed(name: "stalling", [HostPort(host: address.host, port: address.port)]),
-                settings: ServiceClientSettings(callTimeout: .seconds(60))
-            )
-            group.addTask { try await client.runConnections() }
-            let health = Grpc_Health_V1_Health.Client(wrapping: client)
-            try await retryingWhenUnavailable(attempts: 20) { try await health.watch(.with { $0.service = "" }) { _ in } }
+        try await Self.withConnectedClient(to: SlowHealthService(pause: .seconds(3)), serverLoops: serverLoops) { health in
             let call = Task { try await health.check(.with { $0.service = "" }) }
             try await Task.sleep(for: .milliseconds(300))
             let stalled = ContinuousClock.now
@@ -195,8 +164,6 @@ struct ServiceClientDeadlineTests {
                 #expect((error as? RPCError)?.code == .unavailable, "\(error)")
                 #expect(ContinuousClock.now - stalled < stall, "the call waited for the server to come back")
             }
-            client.beginGracefulShutdown()
-            server.beginGracefulShutdown()
         }
         try await serverLoops.shutdownGracefully()
     }
@@ -248,6 +215,35 @@ struct ServiceClientDeadlineTests {
             _ = try await health.watch(.with { $0.service = "" }) { _ in }
             #expect(seen.withLock { $0.cancelled } == 1)
             #expect(try await Self.eventually { link.serverTransport.openCalls == 0 })
+            client.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
+    }
+
+    /// `service` served on loopback with the platform's server settings (on `serverLoops`), and
+    /// a platform client (60 s deadline) connected to it before `body` runs: a Watch, which
+    /// answers at once, is made until it gets through.
+    private static func withConnectedClient(
+        to service: some RegistrableRPCService, serverLoops: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup,
+        _ body: @Sendable (Grpc_Health_V1_Health.Client<ServiceClientTransport<HTTP2ClientTransport.Posix>>) async throws -> Void
+    ) async throws {
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(
+                address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform(), eventLoopGroup: serverLoops
+            ),
+            services: [service]
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            let address = try #require(try await server.listeningAddress?.ipv4)
+            let client = try ServiceClientFactory.make(
+                .fixed(name: "health", [HostPort(host: address.host, port: address.port)]),
+                settings: ServiceClientSettings(callTimeout: .seconds(60))
+            )
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            try await retryingWhenUnavailable(attempts: 20) { try await health.watch(.with { $0.service = "" }) { _ in } }
+            try await body(health)
             client.beginGracefulShutdown()
             server.beginGracefulShutdown()
         }

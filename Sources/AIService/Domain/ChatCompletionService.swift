@@ -31,16 +31,16 @@ public struct ChatCompletionService: Sendable {
         }
         try ChatPrompt.check(question: input.question, history: input.messages)
         if providers.isEmpty { throw AIProviderDirectory.notConfigured }
-        var turns: [ChatTurn] = [], template = "", providerName: String?, model: String?
+        var turns: [ChatTurn] = [], template = "", chatModelProvider: (any AIProvider)?, model: String?
         if let id = input.chatModelId, !id.isEmpty {
             guard let chatModel = try await chatModels.find(id: id, userId: caller.userId), chatModel.enabled else {
                 throw ChatModelManager.notFound(id)
             }
-            (turns, template, providerName, model) = (chatModel.turns, chatModel.questionTemplate, chatModel.provider, chatModel.model)
+            (turns, template, model) = (chatModel.turns, chatModel.questionTemplate, chatModel.model)
             (target.provider, target.model) = (chatModel.provider, chatModel.model)
-            try ChatModelManager.checkStillOffered(chatModel, in: providers)
+            chatModelProvider = try ChatModelManager.offeredProvider(for: chatModel, in: providers)
         }
-        let provider = try providers.provider(named: providerName)
+        let provider = try chatModelProvider ?? providers.provider(named: nil)
         let request = ChatCompletionRequest(
             model: model ?? provider.defaults.chat,
             messages: try ChatPrompt.messages(turns: turns, template: template, history: input.messages, question: input.question)

@@ -55,9 +55,9 @@ public struct ChatModelManager: Sendable {
         model == defaults.chat || defaults.exposed.contains(model)
     }
 
-    /// The chat model's provider and model as they may be used now: refused if the operator
-    /// has since removed either.
-    static func checkStillOffered(_ chatModel: ChatModel, in providers: AIProviderDirectory) throws(DomainError) {
+    /// The chat model's provider, if it and the chat model's model may be used now: refused if
+    /// the operator has since removed either.
+    static func offeredProvider(for chatModel: ChatModel, in providers: AIProviderDirectory) throws(DomainError) -> any AIProvider {
         guard let provider = providers.providers[chatModel.provider] else {
             throw DomainError(.failedPrecondition, "the chat model's provider \(chatModel.provider.quotedForMessage) is not configured any more")
         }
@@ -67,6 +67,7 @@ public struct ChatModelManager: Sendable {
                 "the chat model's model \(chatModel.model.quotedForMessage) is not offered by \(chatModel.provider.quotedForMessage) any more"
             )
         }
+        return provider
     }
 
     public func get(id: String, userId: String) async throws -> ChatModel {

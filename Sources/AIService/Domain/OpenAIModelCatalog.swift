@@ -74,15 +74,11 @@ struct OpenAIModelCatalog: Sendable {
         if let provider = providersInOrder.first(where: { $0.defaults.exposed.contains(name) }) {
             return ResolvedModel(provider: provider, model: name)
         }
-        // A chat model's id is a SortableID: a name with control characters is none (and a NUL
-        // is text PostgreSQL refuses).
-        guard chatModelsAllowed, (1...64).contains(name.utf8.count), !name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }),
+        guard chatModelsAllowed, IdentifierRule.isPlausible(name),
               let chatModel = try await chatModels.find(id: name, userId: caller.userId), chatModel.enabled else {
             return nil
         }
-        try ChatModelManager.checkStillOffered(chatModel, in: providers)
-        guard let provider = providers.providers[chatModel.provider] else { return nil }
-        return ResolvedModel(provider: provider, model: chatModel.model, chatModel: chatModel)
+        return ResolvedModel(provider: try ChatModelManager.offeredProvider(for: chatModel, in: providers), model: chatModel.model, chatModel: chatModel)
     }
 
     /// A model is allowed when the list names it as the caller wrote it, as `provider/model`, or

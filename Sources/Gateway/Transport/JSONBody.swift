@@ -190,17 +190,12 @@ struct JSONBody {
     }
 }
 
-/// Identifiers the services make are 26 characters (`SortableID`); nothing far longer, and
-/// nothing with control characters, can name anything, so it is refused at the gateway without a
+/// An identifier that cannot name anything (`IdentifierRule`) is refused at the gateway without a
 /// service call and without being echoed.
 enum Identifier {
-    static let maxLength = 64
+    static let maxLength = IdentifierRule.maxLength
 
-    /// Whether `value` could be an identifier: 1–64 bytes, no control characters (PostgreSQL
-    /// refuses a NUL in text outright).
-    static func isPlausible(_ value: String) -> Bool {
-        !value.isEmpty && value.utf8.count <= maxLength && !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F })
-    }
+    static func isPlausible(_ value: String) -> Bool { IdentifierRule.isPlausible(value) }
 
     /// `value` if it could be an identifier; otherwise 404 saying `what` does not exist.
     static func require(_ value: String, notFound what: String) throws -> String {

@@ -16,13 +16,3 @@ extension StringProtocol {
 
     private static func isHTTPWhitespace(_ character: Character) -> Bool { character == " " || character == "\t" }
 }
-
-extension Duration {
-    /// Milliseconds with three decimals ("12.345"), for logs, without `String(format:)`.
-    public var millisecondsText: String {
-        let (seconds, attoseconds) = components
-        let microseconds = max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
-        let fraction = String(microseconds % 1000)
-        return "\(microseconds / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
-    }
-}
