@@ -2,7 +2,7 @@
 """Time to the first byte of streamed completions sent one after another on kept connections, as
 the OpenAI SDKs send them (their HTTP clients keep connections).
 
-Usage: stream_ttfb_keepalive.py BODY COUNT URL BEARER [URL BEARER ...]   (BEARER "-" for none)
+Usage: stream_ttfb_keepalive.py COUNT BODY URL BEARER [BODY URL BEARER ...]   (BEARER "-" for none)
 
 With several targets, one kept connection each, the requests alternate between them, so that
 each is measured under the same conditions as the others (a shared machine's load changes by the
@@ -14,14 +14,15 @@ import sys
 import time
 import urllib.parse
 
-body, count = sys.argv[1].encode(), int(sys.argv[2])
-pairs = sys.argv[3:]
-if not pairs or len(pairs) % 2:
+count = int(sys.argv[1])
+triples = sys.argv[2:]
+if not triples or len(triples) % 3:
     sys.exit(__doc__)
 
 
 class Target:
-    def __init__(self, url, bearer):
+    def __init__(self, body, url, bearer):
+        body = body.encode()
         target = urllib.parse.urlparse(url)
         self.request = (
             f"POST {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\nContent-Type: application/json\r\n"
@@ -48,7 +49,7 @@ class Target:
         return first
 
 
-targets = [Target(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+targets = [Target(*triples[i:i + 3]) for i in range(0, len(triples), 3)]
 for _ in range(20):
     for target in targets:
         target.exchange()
