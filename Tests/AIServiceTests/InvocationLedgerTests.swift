@@ -47,7 +47,7 @@ struct InvocationLedgerTests {
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([])) { h in
             let quotas = SQLQuotaStore(database: h.database)
             _ = try await quotas.setQuota(userId: "alice", tokenBudget: 1_000, costBudget: nil, resetUsage: false, now: Date())
-            let leaked = try #require(try await quotas.admit(userId: "alice", now: Date()))
+            let leaked = try #require(try await quotas.admit(userId: "alice", estimate: .unknown, now: Date()))
             #expect(leaked.tokens == 1_000, "a first call reserves what is left")
             let sql = try #require(h.database.database() as? any SQLDatabase)
             func reservations() async throws -> Int64? {
@@ -58,7 +58,7 @@ struct InvocationLedgerTests {
             #expect(try await reservations() == 0)
             let reserved = try await sql.raw("SELECT tokens_reserved FROM ai_quota WHERE user_id = 'alice'").first()?.decode(column: "tokens_reserved", as: Int64.self)
             #expect(reserved == 0)
-            let next = try #require(try await quotas.admit(userId: "alice", now: Date()))
+            let next = try #require(try await quotas.admit(userId: "alice", estimate: .unknown, now: Date()))
             #expect(next.tokens == 1_000)
         }
     }

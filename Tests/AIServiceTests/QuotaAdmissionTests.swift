@@ -82,6 +82,54 @@ struct QuotaAdmissionTests {
         }
     }
 
+    /// A burst of calls far larger than the user's calls so far: each reserves its own prompt
+    /// (estimated from its text), so the calls in flight see each other's size and the budget is
+    /// overspent by less than one of them. Reserving only the largest past call admitted all four.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func aBurstOfLargerCallsReservesTheirOwnSize(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        // The provider counts about four characters a token, as the estimate does, and answers 5.
+        provider.update { $0.tokens = { request in (request.messages.reduce(0) { $0 + $1.content.count } / 4, 5) } }
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 2_500 }) }
+            _ = try await h.a.ask("alice", "a small first call")
+            provider.update { $0.delay = .milliseconds(300) }
+            let question = String(repeating: "long question ", count: 286)  // ~1,000 tokens
+            let errors = await withTaskGroup(of: RPCError?.self) { group in
+                for index in 0..<4 {
+                    let instance = index.isMultiple(of: 2) ? h.a : h.b
+                    group.addTask { await rpcError { try await instance.ask("alice", question) } }
+                }
+                return await group.reduce(into: [RPCError?]()) { $0.append($1) }
+            }
+            let refused = errors.compactMap { $0 }
+            #expect(refused.count == 1 && refused.allSatisfy { $0.reason == "QuotaExceeded" }, "\(errors)")
+            let quota = try await asUser("alice") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) }
+            let largeCall = Int64(question.count / 4 + 5)
+            #expect(quota.tokensUsed > 2_500 && quota.tokensUsed - 2_500 < largeCall, "used \(quota.tokensUsed)")
+            #expect(try await Self.reserved(h).tokens == 0)
+        }
+    }
+
+    /// The store reserves the larger of the call's own estimate and the largest settled call.
+    @Test(arguments: TestDatabaseKind.enabled)
+    func admissionReservesTheLargerOfTheEstimateAndThePastCalls(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider])) { h in
+            _ = try await asUser("root", admin: true) {
+                try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 100_000; $0.costBudget = 50 })
+            }
+            _ = try await h.a.ask("alice", "settles a call of 15 tokens")
+            let store = SQLQuotaStore(database: h.database)
+            let large = try #require(try await store.admit(userId: "alice", estimate: CallEstimate(tokens: 4_000, cost: 2.5), now: Date()))
+            #expect(large.tokens == 4_000 && large.cost == 2.5)
+            let small = try #require(try await store.admit(userId: "alice", estimate: CallEstimate(tokens: 3, cost: 0), now: Date()))
+            #expect(small.tokens == 15)
+            #expect(small.cost > 0 && small.cost < 0.001)  // the floor: the settled call cost nothing
+            #expect(try await Self.reserved(h).tokens == 4_015)
+        }
+    }
+
     /// Speech uses no tokens: a token budget still admits call after call (the floor) and is
     /// refused only once it is really spent.
     @Test(arguments: TestDatabaseKind.enabled)

@@ -11,8 +11,9 @@ import SQLKit
 /// previous writer left it), so no in-process state and no multi-statement transaction is needed:
 /// - admission of a user without a budget: one read, nothing reserved.
 /// - admission: one conditional UPDATE that adds an estimate to `*_reserved` only while
-///   `used + reserved < budget` in every budgeted dimension. The estimate is `max_call_*`, the
-///   largest call settled so far, which settlement never leaves below a positive floor
+///   `used + reserved < budget` in every budgeted dimension. The estimate is the larger of the
+///   call's own (`CallEstimate`: its prompt, its answer's limit) and `max_call_*`, the largest
+///   call settled so far, which settlement never leaves below a positive floor
 ///   (`minimumCallTokens`, `minimumCallCost`): a dimension whose calls all cost 0 (an unpriced
 ///   model, tokens of speech calls) still admits concurrent calls, each holding the floor.
 ///   Before any call of the user has settled (`max_call_*` = 0) the estimate is the whole
@@ -69,7 +70,7 @@ public struct SQLQuotaStore: QuotaStore {
         )))
     }
 
-    public func admit(userId: String, now: Date) async throws -> QuotaTicket? {
+    public func admit(userId: String, estimate: CallEstimate, now: Date) async throws -> QuotaTicket? {
         let policy = self.policy.current
         // Most users have no budget: a read tells, and spares them a write per call; what it told
         // holds for `RecentlyUnbudgeted.holdsFor`. A budget set here applies from the next call; one
@@ -91,7 +92,7 @@ public struct SQLQuotaStore: QuotaStore {
             // between them cannot leave an amount reserved that no row will ever give back.
             let now = attemptTime
             let outcome = try await database.writeTransaction { [self] sql -> Attempt in
-                if case .admitted(let ticket) = try await reserve(userId: userId, now: now, on: sql) { return .admitted(ticket) }
+                if case .admitted(let ticket) = try await reserve(userId: userId, estimate: estimate, now: now, on: sql) { return .admitted(ticket) }
                 // Reservations left by calls whose process died may be what holds the budget: they
                 // are released here, when they matter, not on every call.
                 if try await releaseExpired(userId: userId, now: now, on: sql) { return .again }
@@ -127,17 +128,27 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     /// The admission UPDATE and, when it reserved something, the reservation row.
-    private func reserve(userId: String, now: Date, on sql: any SQLDatabase) async throws -> Reservation {
+    private func reserve(userId: String, estimate: CallEstimate, now: Date, on sql: any SQLDatabase) async throws -> Reservation {
+        // Per dimension: nothing without a budget; with a known call size, the larger of it and the
+        // call's own estimate; before any call settled, what is left (the first call runs alone).
+        // Both SETs use the row as it was before the statement, on SQLite and PostgreSQL alike.
+        let tokens = Int64(estimate.tokens), cost = estimate.cost
+        let tokenAmount: SQLQueryString = """
+            CASE WHEN token_budget IS NULL THEN 0 \
+            WHEN max_call_tokens > 0 THEN CASE WHEN max_call_tokens > \(bind: tokens) THEN max_call_tokens ELSE \(bind: tokens) END \
+            ELSE token_budget - tokens_used - tokens_reserved END
+            """
+        let costAmount: SQLQueryString = """
+            CASE WHEN cost_budget IS NULL THEN 0 \
+            WHEN max_call_cost > 0 THEN CASE WHEN max_call_cost > \(bind: cost) THEN max_call_cost ELSE \(bind: cost) END \
+            ELSE cost_budget - cost_used - cost_reserved END
+            """
         let rows = try await sql.raw("""
             UPDATE ai_quota SET \
-            last_reserved_tokens = CASE WHEN token_budget IS NULL THEN 0 WHEN max_call_tokens > 0 THEN max_call_tokens \
-              ELSE token_budget - tokens_used - tokens_reserved END, \
-            last_reserved_cost = CASE WHEN cost_budget IS NULL THEN 0 WHEN max_call_cost > 0 THEN max_call_cost \
-              ELSE cost_budget - cost_used - cost_reserved END, \
-            tokens_reserved = tokens_reserved + CASE WHEN token_budget IS NULL THEN 0 WHEN max_call_tokens > 0 THEN max_call_tokens \
-              ELSE token_budget - tokens_used - tokens_reserved END, \
-            cost_reserved = cost_reserved + CASE WHEN cost_budget IS NULL THEN 0 WHEN max_call_cost > 0 THEN max_call_cost \
-              ELSE cost_budget - cost_used - cost_reserved END \
+            last_reserved_tokens = \(tokenAmount), \
+            last_reserved_cost = \(costAmount), \
+            tokens_reserved = tokens_reserved + \(tokenAmount), \
+            cost_reserved = cost_reserved + \(costAmount) \
             WHERE user_id = \(bind: userId) \
             AND (token_budget IS NULL OR tokens_used + tokens_reserved < token_budget) \
             AND (cost_budget IS NULL OR cost_used + cost_reserved < cost_budget) \

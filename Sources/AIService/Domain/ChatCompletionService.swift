@@ -46,6 +46,7 @@ public struct ChatCompletionService: Sendable {
             messages: try ChatPrompt.messages(turns: turns, template: template, history: input.messages, question: input.question)
         )
         (target.provider, target.model) = (provider.name, request.model)
+        target.expected = .expected(promptCharacters: request.messages.reduce(0) { $0 + $1.content.count }, answerLimit: request.maxTokens)
         return (provider, request)
     }
 
@@ -93,6 +94,17 @@ public struct ChatCompletionService: Sendable {
 }
 
 extension Consumption {
+    /// What a call may spend, as far as its request tells before it runs: its prompt (about four
+    /// characters a token) and, when the request limits its answer, that limit.
+    static func expected(promptCharacters: Int, answerLimit: Int?) -> Consumption {
+        var expected = OpenAIBody.estimate(promptCharacters: promptCharacters, completionCharacters: 0)
+        if let answerLimit, answerLimit > 0 {
+            expected.completionTokens = answerLimit
+            expected.totalTokens += answerLimit
+        }
+        return expected
+    }
+
     init(_ usage: TokenUsage?) {
         self.init(promptTokens: usage?.promptTokens ?? 0, completionTokens: usage?.completionTokens ?? 0, totalTokens: usage?.totalTokens ?? 0)
     }

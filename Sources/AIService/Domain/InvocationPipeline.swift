@@ -13,6 +13,9 @@ struct InvocationTarget: Sendable {
     var streamed = false
     /// Called through `/v1`: its record says the status in OpenAI's terms, as the client got it.
     var openAIWire = false
+    /// What the call spends at least, as far as its request tells before it runs (the prompt,
+    /// estimated; the answer's limit; a speech's characters): quota admission reserves no less.
+    var expected = Consumption()
 }
 
 /// An invocation that passed the rate limit and the quota, and must be finished exactly once.
@@ -82,7 +85,11 @@ struct InvocationPipeline: Sendable {
         let started = ContinuousClock.now
         do {
             let rateLimit = try await rateLimiter?.acquire(subject: caller.rateLimitSubject, now: Date())
-            let ticket = try await quotas.admit(userId: caller.userId, now: Date())
+            let estimate = CallEstimate(
+                tokens: target.expected.totalTokens,
+                cost: prices.cost(provider: target.provider, model: target.model, of: target.expected)
+            )
+            let ticket = try await quotas.admit(userId: caller.userId, estimate: estimate, now: Date())
             return Admission(
                 caller: caller, target: target, ticket: ticket, started: started, rateLimit: rateLimit, span: instruments.startCall(target),
                 capturesContent: instruments.telemetry.capturesGenAIContent

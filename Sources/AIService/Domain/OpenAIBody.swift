@@ -63,6 +63,18 @@ enum OpenAIBody {
         }
     }
 
+    /// What a chat call may spend, as far as its body tells before it runs: its prompt, estimated,
+    /// and the answer's limit (`max_completion_tokens`, or the older `max_tokens`) for each of
+    /// its `n` choices.
+    static func expectedChat(_ body: JSONObject, promptCharacters: Int) -> Consumption {
+        func positive(_ key: String) -> Int? {
+            guard let number = body[key]?.doubleValue, number.isFinite, number >= 1 else { return nil }
+            return Int(min(number, Double(Int32.max)))
+        }
+        let choices = min(positive("n") ?? 1, 128)
+        return Consumption.expected(promptCharacters: promptCharacters, answerLimit: (positive("max_completion_tokens") ?? positive("max_tokens")).map { $0 * choices })
+    }
+
     /// Roughly four characters a token, at least one for a prompt that was sent.
     static func estimate(promptCharacters: Int, completionCharacters: Int) -> Consumption {
         let prompt = max(1, (promptCharacters + 3) / 4), completion = (completionCharacters + 3) / 4

@@ -94,7 +94,9 @@ public struct OpenAIService: Sendable {
         try await recorded(.chat, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, PreparedChat) in
             let object = try OpenAIBody.object(body)
             let (provider, resolved) = try await resolve(object, caller: caller, allowed: allowed, chatModels: true, target: &target)
-            return (provider, try OpenAIBody.prepareChat(object, model: resolved.model, chatModel: resolved.chatModel, stream: stream))
+            let prepared = try OpenAIBody.prepareChat(object, model: resolved.model, chatModel: resolved.chatModel, stream: stream)
+            target.expected = OpenAIBody.expectedChat(prepared.body, promptCharacters: prepared.promptCharacters)
+            return (provider, prepared)
         }
     }
 
@@ -110,7 +112,7 @@ public struct OpenAIService: Sendable {
     // MARK: embeddings and speech
 
     public func embed(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIAnswer {
-        let (provider, object, target) = try await recorded(.embeddings, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, JSONObject) in
+        let (provider, object, checked) = try await recorded(.embeddings, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, JSONObject) in
             var object = try OpenAIBody.object(body)
             try Self.checkEmbeddingInput(object["input"])
             let (provider, resolved) = try await resolve(object, caller: caller, allowed: allowed, chatModels: false, target: &target)
@@ -124,6 +126,8 @@ public struct OpenAIService: Sendable {
             default: 0
             }
         }()
+        var target = checked
+        target.expected = OpenAIBody.estimate(promptCharacters: promptCharacters, completionCharacters: 0)
         return try await run(target, caller: caller) {
             let answer = try await provider.passThrough("embeddings", json: JSONWriter.bytes(.object(object)), model: target.model, maxAnswerBytes: 64 << 20)
             let usage = OpenAIBody.usage((try? JSONParser.parse(answer.body.readableBytesView))?.objectValue?["usage"])
@@ -151,7 +155,7 @@ public struct OpenAIService: Sendable {
     }
 
     public func speak(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIAnswer {
-        let (provider, object, target) = try await recorded(.tts, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, JSONObject) in
+        let (provider, object, checked) = try await recorded(.tts, caller: caller) { (target: inout InvocationTarget) async throws -> (any PassThroughProvider, JSONObject) in
             var object = try OpenAIBody.object(body)
             let input = try OpenAIBody.requiredString(object, "input")
             if input.unicodeScalars.count > SpeechService.maxSpeechText {
@@ -167,6 +171,8 @@ public struct OpenAIService: Sendable {
         }
         let characters = object["input"]?.stringValue?.count ?? 0
         let format = object["response_format"]?.stringValue ?? "mp3"
+        var target = checked
+        target.expected = Consumption(characters: characters)
         return try await run(target, caller: caller) {
             let answer = try await provider.passThrough("audio/speech", json: JSONWriter.bytes(.object(object)), model: target.model, maxAnswerBytes: 64 << 20)
             return (ProviderAnswer(body: answer.body, contentType: answer.contentType ?? Self.contentType(ofSpeech: format)), Consumption(characters: characters))

@@ -23,24 +23,40 @@ public struct QuotaTicket: Sendable, Equatable {
     public var cost: Double
 }
 
+/// What a call is known to spend at least before it runs, for admission: its prompt (estimated
+/// from its text), the answer's limit when the request sets one (`max_tokens`), the characters
+/// of a speech, priced. Zero when nothing is known.
+public struct CallEstimate: Sendable, Equatable {
+    public var tokens: Int
+    public var cost: Double
+
+    public init(tokens: Int, cost: Double) {
+        self.tokens = max(0, tokens)
+        self.cost = cost.isFinite && cost > 0 ? cost : 0
+    }
+
+    public static let unknown = CallEstimate(tokens: 0, cost: 0)
+}
+
 /// Budgets shared by every replica through the database.
 ///
 /// Guarantee (see `SQLQuotaStore` for the statements): a call is admitted only while
 /// `used + reserved < budget`, and admission reserves an estimate in the same atomic statement,
 /// so concurrent admissions — in any process — see each other's reservations. The estimate is the
-/// largest call the user has settled so far, never below a small positive floor (so calls that
-/// cost 0 in a dimension still count as small, known calls); before the first call settles it is
-/// the whole remaining budget, so that first call runs alone and concurrent ones wait for it.
-/// Hence the budget is overspent by at most one call, as long as no call is larger than the
-/// largest before it: a call that sets a new record may add its excess over that record.
+/// larger of the call's own `CallEstimate` and the largest call the user has settled so far,
+/// never below a small positive floor (so calls that cost 0 in a dimension still count as small,
+/// known calls); before the first call settles it is the whole remaining budget, so that first
+/// call runs alone and concurrent ones wait for it. Hence the budget is overspent by at most one
+/// call, as long as no call spends more than it reserved: one that answers more than any call
+/// before it without a `max_tokens` may add that excess.
 /// `QuotaExceeded` (402) means the budget is spent or about to be spent by the calls in flight;
 /// it is never the answer while `used < budget` and no call is in flight. A reservation whose call
 /// never settles (the process died) expires after the store's reservation lifetime and is
 /// released by the next admission of that user.
 public protocol QuotaStore: Sendable {
-    /// Reserves room for one call, or nil when the user has no budget (nothing to reserve).
-    /// Throws `.resourceExhausted` reason `QuotaExceeded` when the budget is spent.
-    func admit(userId: String, now: Date) async throws -> QuotaTicket?
+    /// Reserves room for one call of at least `estimate`, or nil when the user has no budget
+    /// (nothing to reserve). Throws `.resourceExhausted` reason `QuotaExceeded` when the budget is spent.
+    func admit(userId: String, estimate: CallEstimate, now: Date) async throws -> QuotaTicket?
     func quota(userId: String) async throws -> Quota
     func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota
 }

@@ -103,7 +103,8 @@ public struct SpeechService: Sendable {
             await pipeline.recordRejected(defaultTarget(.tts) { $0.speech }, caller: caller, error: error, started: started)
             throw error
         }
-        let target = InvocationTarget(kind: .tts, provider: provider.name, model: request.model, chatModelId: "")
+        var target = InvocationTarget(kind: .tts, provider: provider.name, model: request.model, chatModelId: "")
+        target.expected = Consumption(characters: input.text.count)
         return try await pipeline.run(target, caller: caller) {
             let audio = try await provider.speak(request)
             return (audio, Consumption(characters: input.text.count))
