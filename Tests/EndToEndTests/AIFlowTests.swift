@@ -166,7 +166,7 @@ struct AIFlowTests {
         }
     }
 
-    @Test("a client that leaves a plain completion cancels the provider's request; the record says 499; keep-alive calls are untouched")
+    @Test("a client that leaves a plain completion cancels the provider's request; the record says 499 and books the prompt it sent, estimated; keep-alive calls are untouched")
     func plainCompletionClientLeaves() async throws {
         try await Self.withPlatform(.sqlite) { platform, provider in
             let (token, client) = try await Self.customer(platform, "dorian")
@@ -186,13 +186,16 @@ struct AIFlowTests {
             #expect(await provider.waitUntil(timeout: .seconds(5)) { _ in provider.requests(to: .chat).count == 4 })
             await connection.close()
             #expect(await provider.waitUntil(timeout: .seconds(5)) { $0.requestsAbandoned >= 1 })
-            var status: Int?
-            for _ in 0..<50 where status != 499 {
+            var record: [String: Any]?
+            for _ in 0..<50 where record?["status"] as? Int != 499 {
                 let usage = try await platform.request(.GET, "/ai/usage", token: token)
-                status = (usage.data["results"] as? [[String: Any]])?.first?["status"] as? Int
-                if status != 499 { try await Task.sleep(for: .milliseconds(100)) }
+                record = (usage.data["results"] as? [[String: Any]])?.first
+                if record?["status"] as? Int != 499 { try await Task.sleep(for: .milliseconds(100)) }
             }
-            #expect(status == 499)
+            #expect(record?["status"] as? Int == 499)
+            // The provider had the prompt ("never mind": 3 tokens at four characters a token).
+            #expect(record?["promptTokens"] as? Int == 3 && record?["completionTokens"] as? Int == 0 && record?["totalTokens"] as? Int == 3)
+            #expect((record?["error"] as? String)?.contains("usage estimated: the call was cut short") == true, "\(String(describing: record))")
         }
     }
 

@@ -18,6 +18,14 @@ struct InvocationTarget: Sendable {
     var expected = Consumption()
 }
 
+extension Consumption {
+    /// The part of an expected call that its request carries (prompt tokens, a speech's
+    /// characters), without the answer it may get.
+    var sent: Consumption {
+        Consumption(promptTokens: promptTokens, totalTokens: promptTokens, characters: characters)
+    }
+}
+
 /// An invocation that passed the rate limit and the quota, and must be finished exactly once.
 struct Admission: Sendable {
     var caller: Caller
@@ -150,10 +158,17 @@ struct InvocationPipeline: Sendable {
             await finish(admission, consumed: consumed, error: nil)
             return result
         } catch {
-            await finish(admission, consumed: Consumption(), error: error, cancelled: error is CancellationError || Task.isCancelled)
+            let cancelled = error is CancellationError || Task.isCancelled
+            // The request went to the provider, which bills what it was sent even when the caller
+            // leaves before the answer: a call cut short books that much, estimated.
+            let sent = cancelled ? admission.target.expected.sent : Consumption()
+            await finish(admission, consumed: sent, error: error, cancelled: cancelled, note: sent == Consumption() ? nil : Self.cutShortNote)
             throw error
         }
     }
+
+    /// The note of a call cut short whose usage is what it sent, estimated.
+    static let cutShortNote = "usage estimated: the call was cut short"
 
     static let clientClosedRequest = clientClosedRequestStatus
 

@@ -64,7 +64,7 @@ public struct OpenAIService: Sendable {
             // The prompt went to the provider; a call cut short still books an estimate.
             let cancelled = error is CancellationError || Task.isCancelled
             let estimate = cancelled ? OpenAIBody.estimate(promptCharacters: prepared.promptCharacters, completionCharacters: 0) : Consumption()
-            await pipeline.finish(admission, consumed: estimate, error: error, cancelled: cancelled, note: cancelled ? StreamFinisher.estimatedNote : nil)
+            await pipeline.finish(admission, consumed: estimate, error: error, cancelled: cancelled, note: cancelled ? InvocationPipeline.cutShortNote : nil)
             throw error
         }
     }
