@@ -1,3 +1,4 @@
+import AKSKSigning
 import Foundation
 import Glibc
 import TestSupport
@@ -167,6 +168,31 @@ struct ProcessTopologyTests {
         for index in aiPorts.indices {
             #expect(processes.log("ai-\(index)").contains("CreateChatCompletion"), "replica \(index) served no call")
         }
+
+        // A client that hangs up on a call in flight: the gateway cancels it over HTTP/2 (the
+        // provider's request is abandoned) and counts and logs the request as the client's doing,
+        // 499, not as a failure of the service (502 and a warning, before).
+        provider.setBehavior(.hang)
+        let leaver = try await HTTPTestClient(port: gatewayPorts[0]).send("POST", "/user/register", json: #"{"username":"leaver","password":"password123"}"#)
+        let signer = try Signer(accessKey: try #require(leaver.data["accessKey"] as? String), secretKey: try #require(leaver.data["secretKey"] as? String))
+        let body = Array(#"{"question":"never mind"}"#.utf8)
+        let signed = try signer.sign(
+            method: "POST", url: "http://127.0.0.1:\(gatewayPorts[0])/ai/invoke/chat_completion",
+            headers: [("content-type", "application/json")], body: body, contentSHA256: true, nonce: Signer.makeNonce()
+        )
+        var head = "POST /ai/invoke/chat_completion HTTP/1.1\r\nHost: 127.0.0.1:\(gatewayPorts[0])\r\nContent-Type: application/json\r\n"
+        for header in signed.headersToAdd where header.name != "host" { head += "\(header.name): \(header.value)\r\n" }
+        head += "Content-Length: \(body.count)\r\n\r\n"
+        let chatCalls = provider.requests(to: .chat).count
+        let connection = try await RawConnection.open(port: gatewayPorts[0])
+        try await connection.send(Array(head.utf8) + body)
+        #expect(await provider.waitUntil(timeout: .seconds(10)) { _ in provider.requests(to: .chat).count > chatCalls })
+        await connection.close()
+        #expect(await provider.waitUntil(timeout: .seconds(10)) { $0.requestsAbandoned >= 1 })
+        let accessLine = { processes.log("gateway-0").split(separator: "\n").first { $0.contains("route=/ai/invoke/chat_completion") && $0.contains("status=499") } }
+        try await waitUntil("an access line with 499; logs: \(processes.log("gateway-0"))") { accessLine() != nil }
+        let failures = processes.log("gateway-0").split(separator: "\n").filter { $0.contains("request failed") && $0.contains("/ai/invoke/chat_completion") }
+        #expect(failures.isEmpty, "\(failures)")
         await provider.stop()
     }
 

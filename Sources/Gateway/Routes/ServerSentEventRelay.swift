@@ -60,11 +60,21 @@ enum ServerSentEventRelay {
                 events.finish(throwing: error)
             }
         }
-        await context.whenClientLeaves { relay.cancel() }
-        let opened: Opening?? = try await withTaskCancellationHandler {
-            try await opening.next()
-        } onCancel: {
+        let departure = ClientDeparture()
+        await context.whenClientLeaves {
+            departure.happened()
             relay.cancel()
+        }
+        let opened: Opening??
+        do {
+            opened = try await withTaskCancellationHandler {
+                try await opening.next()
+            } onCancel: {
+                relay.cancel()
+            }
+        } catch where departure.hasHappened {
+            // Gone before the call opened: the client's doing, whatever the call failed with.
+            throw APIError.clientClosedRequest
         }
 
         // A timer of the connection's event loop, not a sleeping task: Swift's sleeps go through

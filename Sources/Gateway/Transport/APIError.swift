@@ -50,6 +50,9 @@ public struct APIError: Error, Sendable, Equatable {
         APIError(.forbidden, message: message)
     }
 
+    /// The client went away before its answer (nobody reads this one; the metrics and the access log do).
+    public static let clientClosedRequest = APIError(httpStatus(clientClosedRequestStatus), message: "the client closed the request")
+
     /// Maps a service's gRPC status to the HTTP status of the contract, keeping its message, the
     /// service that raised it and any field violations.
     public init(_ error: RPCError) {

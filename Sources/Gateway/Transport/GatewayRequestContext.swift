@@ -3,6 +3,15 @@ import HummingbirdAuth
 import Logging
 import NIOCore
 import Platform
+import Synchronization
+
+/// Whether a request's client has gone away, as its connection told.
+final class ClientDeparture: Sendable {
+    private let left = Atomic(false)
+
+    func happened() { left.store(true, ordering: .releasing) }
+    var hasHappened: Bool { left.load(ordering: .acquiring) }
+}
 
 /// Per-request state of the gateway: the request id, the caller's address and, once
 /// authenticated, the caller's identity (hummingbird-auth's `AuthRequestContext`).
@@ -41,15 +50,25 @@ public struct GatewayRequestContext: AuthRequestContext {
     }
 
     /// Runs `operation`, cancelling it if the client goes away before it is done: a paid call
-    /// must not go on for nobody. The usage record then says 499. The task runs on the
-    /// connection's event loop, as the request does.
+    /// must not go on for nobody. The usage record then says 499, and so does this request's
+    /// answer (for the metrics and the access log): whatever the cancelled call failed with —
+    /// CANCELLED in process, an unexpected transport error over HTTP/2 — was the client's doing,
+    /// not a failure of the service. The task runs on the connection's event loop, as the request does.
     func cancellingWhenClientLeaves<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let task = Task.onCurrentLoop { try await operation() }
-        await whenClientLeaves { task.cancel() }
-        return try await withTaskCancellationHandler {
-            try await task.value
-        } onCancel: {
+        let departure = ClientDeparture()
+        await whenClientLeaves {
+            departure.happened()
             task.cancel()
+        }
+        do {
+            return try await withTaskCancellationHandler {
+                try await task.value
+            } onCancel: {
+                task.cancel()
+            }
+        } catch where departure.hasHappened {
+            throw APIError.clientClosedRequest
         }
     }
 
