@@ -23,8 +23,9 @@ public struct AIServiceSettings: Sendable {
     public var quotaMinimumCallTokens: Int = 1
     /// `AI_QUOTA_MIN_CALL_COST`: the same floor for cost (an unpriced model costs 0); above 0.
     public var quotaMinimumCallCost: Double = 0.000_001
-    /// `AI_QUOTA_FIRST_CALL_WAIT_SECONDS`: how long a call waits while the user's first budgeted
-    /// call (size unknown, holding the whole budget) runs, before it answers 429 + Retry-After.
+    /// `AI_QUOTA_FIRST_CALL_WAIT_SECONDS`: how long a call waits while the reservations of calls in
+    /// flight fill the budget (the user's first budgeted call, size unknown, holds all of it),
+    /// before it answers 429 + Retry-After.
     public var quotaFirstCallWaitSeconds: Int = 10
     /// `AI_PROVIDERS`, `AI_PROVIDER_<NAME>_…`, `AI_DEFAULT_PROVIDER`, `AI_FFMPEG_PATH`, `AI_FFPROBE_PATH`.
     public var providers: ProviderSettings = ProviderSettings(providers: [])

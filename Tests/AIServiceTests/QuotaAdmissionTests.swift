@@ -83,17 +83,19 @@ struct QuotaAdmissionTests {
     }
 
     /// A burst of calls far larger than the user's calls so far: each reserves its own prompt
-    /// (estimated from its text), so the calls in flight see each other's size and the budget is
-    /// overspent by less than one of them. Reserving only the largest past call admitted all four.
+    /// (estimated from its text), so the calls in flight see each other's size: three run, the
+    /// fourth waits for them and then hears that the budget is spent, overspent by less than one
+    /// call. Reserving only the largest past call ran all four at once.
     @Test(arguments: TestDatabaseKind.enabled)
     func aBurstOfLargerCallsReservesTheirOwnSize(kind: TestDatabaseKind) async throws {
         let provider = ScriptedProvider()
         // The provider counts about four characters a token, as the estimate does, and answers 5.
         provider.update { $0.tokens = { request in (request.messages.reduce(0) { $0 + $1.content.count } / 4, 5) } }
-        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 0 }) { h in
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 30 }) { h in
             _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 2_500 }) }
             _ = try await h.a.ask("alice", "a small first call")
-            provider.update { $0.delay = .milliseconds(300) }
+            // Long enough that the four admissions come while the first calls run, on a loaded machine too.
+            provider.update { $0.delay = .milliseconds(1_500) }
             let question = String(repeating: "long question ", count: 286)  // ~1,000 tokens
             let errors = await withTaskGroup(of: RPCError?.self) { group in
                 for index in 0..<4 {
@@ -104,10 +106,31 @@ struct QuotaAdmissionTests {
             }
             let refused = errors.compactMap { $0 }
             #expect(refused.count == 1 && refused.allSatisfy { $0.reason == "QuotaExceeded" }, "\(errors)")
+            #expect(provider.snapshot.mostCompletionsAtOnce == 3)
             let quota = try await asUser("alice") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) }
             let largeCall = Int64(question.count / 4 + 5)
             #expect(quota.tokensUsed > 2_500 && quota.tokensUsed - 2_500 < largeCall, "used \(quota.tokensUsed)")
             #expect(try await Self.reserved(h).tokens == 0)
+        }
+    }
+
+    /// A call in flight reserved more than is left (its estimate is above what it will spend), yet
+    /// the budget is not spent: another call waits for it and is admitted once it settled, instead
+    /// of hearing 402 (which the SDKs on /v1 would not retry).
+    @Test(arguments: TestDatabaseKind.enabled)
+    func reservationsInFlightMakeACallWaitNotFail(kind: TestDatabaseKind) async throws {
+        let provider = ScriptedProvider()  // every completion reports 15 tokens
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), configure: { $0.quotaFirstCallWaitSeconds = 30 }) { h in
+            _ = try await asUser("root", admin: true) { try await h.a.usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 2_500 }) }
+            _ = try await h.a.ask("alice", "a small first call")
+            provider.update { $0.delay = .seconds(1) }
+            async let large = rpcError { try await h.a.ask("alice", String(repeating: "x", count: 10_400)) }  // reserves ~2,600
+            #expect(try await eventually { try await Self.reserved(h).tokens >= 2_600 })
+            let small = await rpcError { try await h.b.ask("alice", "small") }
+            #expect(small == nil, "\(String(describing: small))")
+            #expect(await large == nil)
+            let quota = try await asUser("alice") { try await h.a.usage.getQuota(.with { $0.userID = "alice" }) }
+            #expect(quota.tokensUsed == 45)
         }
     }
 

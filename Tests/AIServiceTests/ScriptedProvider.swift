@@ -18,6 +18,9 @@ final class ScriptedProvider: AIProvider {
         var streamChunks: [ChatCompletionDelta] = []
         /// After this many chunks the stream waits until it is cancelled.
         var hangAfter: Int?
+        /// Completions running now, and the most that ran at once.
+        var completionsRunning = 0
+        var mostCompletionsAtOnce = 0
         var streamsCancelled = 0
         var streamsFinished = 0
         var transcript = "transcribed text"
@@ -38,8 +41,11 @@ final class ScriptedProvider: AIProvider {
     func complete(_ request: ChatCompletionRequest) async throws -> ChatCompletion {
         let (failure, tokens, delay) = state.withLock { state in
             state.chatRequests.append(request)
+            state.completionsRunning += 1
+            state.mostCompletionsAtOnce = max(state.mostCompletionsAtOnce, state.completionsRunning)
             return (state.failure, state.tokens, state.delay)
         }
+        defer { state.withLock { $0.completionsRunning -= 1 } }
         if delay > .zero { try await Task.sleep(for: delay) }
         if let failure { throw failure }
         let (prompt, completion) = tokens(request)

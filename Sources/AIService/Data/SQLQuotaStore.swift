@@ -19,10 +19,10 @@ import SQLKit
 ///   Before any call of the user has settled (`max_call_*` = 0) the estimate is the whole
 ///   remaining budget, so that first call runs alone; `last_reserved_*` (set in the same
 ///   statement from the same old row) tells the caller what it reserved.
-/// - a refusal is 402 only when the budget is spent: `used >= budget`, or `used + reserved >=
-///   budget` with a known call size (the calls in flight are about to spend it). While only a
-///   first call's whole-budget reservation is in the way, admission waits for it to settle (up
-///   to `firstCallWait`) and then answers 429 with Retry-After, never 402.
+/// - a refusal is 402 only when the budget is spent: `used >= budget`. While reservations of calls
+///   in flight are what fills it (a first call's whole-budget one, or estimates that may well be
+///   above what the calls will spend: a `max_tokens` is a cap), admission waits for them to
+///   settle (up to `firstCallWait`) and then answers 429 with Retry-After, never 402.
 /// - a row in `ai_quota_reservation` then remembers the reservation with an expiry, so a process
 ///   that dies mid-call leaks it only until `reservationLifetime` has passed: the next admission
 ///   of that user releases expired reservations.
@@ -106,7 +106,7 @@ public struct SQLQuotaStore: QuotaStore {
             case .again: continue
             case .wait: break
             }
-            // Budget left, but a first call holds all of it (or the row moved under us): wait for it.
+            // Budget left, but what calls in flight reserved fills it (or the row moved under us): wait for them.
             guard ContinuousClock.now + pause < deadline else { throw Self.busy }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(200))
@@ -172,33 +172,20 @@ public struct SQLQuotaStore: QuotaStore {
     private struct Dimension {
         var budget: Double?
         var used: Double
-        var reserved: Double
-        var maxCall: Double
         var isLimited: Bool { budget != nil }
-        /// Spent, or about to be by calls in flight whose size is known from history.
+        /// Spent: what calls in flight hold may still come back.
         var isSpent: Bool {
             guard let budget else { return false }
-            return used >= budget || (used + reserved >= budget && maxCall > 0)
+            return used >= budget
         }
     }
 
     private func state(userId: String, on sql: any SQLDatabase) async throws -> (quota: Quota, tokens: Dimension, cost: Dimension)? {
         guard let row = try await sql.raw("""
-            SELECT token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, max_call_tokens, max_call_cost, \
-            updated_at FROM ai_quota WHERE user_id = \(bind: userId)
+            SELECT token_budget, cost_budget, tokens_used, cost_used, updated_at FROM ai_quota WHERE user_id = \(bind: userId)
             """).first() else { return nil }
         let quota = try Self.quota(row, userId: userId)
-        let tokens = Dimension(
-            budget: quota.tokenBudget.map(Double.init), used: Double(quota.tokensUsed),
-            reserved: Double(try row.decode(column: "tokens_reserved", as: Int64.self)),
-            maxCall: Double(try row.decode(column: "max_call_tokens", as: Int64.self))
-        )
-        let cost = Dimension(
-            budget: quota.costBudget, used: quota.costUsed,
-            reserved: try row.decode(column: "cost_reserved", as: Double.self),
-            maxCall: try row.decode(column: "max_call_cost", as: Double.self)
-        )
-        return (quota, tokens, cost)
+        return (quota, Dimension(budget: quota.tokenBudget.map(Double.init), used: Double(quota.tokensUsed)), Dimension(budget: quota.costBudget, used: quota.costUsed))
     }
 
     /// Settles finished calls inside the caller's transaction (see `SQLInvocationLedger`): one
@@ -317,10 +304,10 @@ public struct SQLQuotaStore: QuotaStore {
         return !expired.isEmpty
     }
 
-    /// Only a first call's whole-budget reservation stands in the way, and it outlasted the wait.
+    /// Only reservations of calls in flight stand in the way, and they outlasted the wait.
     static let busy = DomainError(
         .resourceExhausted,
-        "the first call against this quota is still running and holds the remaining budget; retry shortly",
+        "calls in progress hold the rest of this quota; retry shortly",
         reason: ErrorReason.quotaBusy.rawValue, retryAfterSeconds: 1
     )
 
@@ -330,7 +317,7 @@ public struct SQLQuotaStore: QuotaStore {
         if let budget = quota.costBudget { spent.append("\(quota.costUsed) of \(budget) cost used") }
         return DomainError(
             .resourceExhausted,
-            "quota spent: \(spent.joined(separator: ", ")) (or reserved by calls in progress)",
+            "quota spent: \(spent.joined(separator: ", "))",
             reason: ErrorReason.quotaExceeded.rawValue
         )
     }

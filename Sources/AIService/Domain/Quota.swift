@@ -49,8 +49,9 @@ public struct CallEstimate: Sendable, Equatable {
 /// call runs alone and concurrent ones wait for it. Hence the budget is overspent by at most one
 /// call, as long as no call spends more than it reserved: one that answers more than any call
 /// before it without a `max_tokens` may add that excess.
-/// `QuotaExceeded` (402) means the budget is spent or about to be spent by the calls in flight;
-/// it is never the answer while `used < budget` and no call is in flight. A reservation whose call
+/// `QuotaExceeded` (402) means the budget is spent (`used >= budget`); while only what the calls in
+/// flight reserved fills it, a call waits for them to settle, up to the policy's `firstCallWait`,
+/// and then hears `QuotaBusy` (429, Retry-After). A reservation whose call
 /// never settles (the process died) expires after the store's reservation lifetime and is
 /// released by the next admission of that user.
 public protocol QuotaStore: Sendable {
@@ -68,7 +69,8 @@ public struct QuotaPolicy: Sendable, Equatable {
     /// The least a settled call counts as when admission estimates the next one.
     public var minimumCallTokens: Int = 1
     public var minimumCallCost: Double = 0.000_001
-    /// How long a call waits while the user's first budgeted call runs.
+    /// How long a call waits while the reservations of calls in flight fill the budget (the
+    /// user's first budgeted call reserves all of it).
     public var firstCallWait: Duration = .seconds(10)
 
     public init(reservationLifetime: TimeInterval = 900, minimumCallTokens: Int = 1, minimumCallCost: Double = 0.000_001, firstCallWait: Duration = .seconds(10)) {

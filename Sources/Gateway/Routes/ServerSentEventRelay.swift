@@ -74,6 +74,7 @@ enum ServerSentEventRelay {
             }
         } catch where departure.hasHappened {
             // Gone before the call opened: the client's doing, whatever the call failed with.
+            context.logger.debug("the client left; its call ended", metadata: ["error": "\(String(reflecting: error))"])
             throw APIError.clientClosedRequest
         }
 

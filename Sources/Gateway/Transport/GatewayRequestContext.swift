@@ -68,6 +68,7 @@ public struct GatewayRequestContext: AuthRequestContext {
                 task.cancel()
             }
         } catch where departure.hasHappened {
+            logger.debug("the client left; its call ended", metadata: ["error": "\(String(reflecting: error))"])
             throw APIError.clientClosedRequest
         }
     }
