@@ -134,6 +134,8 @@ public func buildGateway(
     // transport keeps the call metrics), so without tracing it is left out of every call's chain.
     let interceptors: [any ClientInterceptor] =
         (telemetry.isTracing ? [TelemetryClientInterceptor(telemetry: telemetry)] : []) + [RequestScopeClientInterceptor()]
+    // The AI service records a call the gateway timed out as such (504), not as one its client left.
+    let aiInterceptors = interceptors + [CallTimeoutClientInterceptor(timeout: settings.aiCallTimeout)]
     let callMetrics = ClientCallMetrics(telemetry: telemetry)
     var connections: [any Service] = []
     let users: any Grpc_User_V1_UserService.ClientProtocol
@@ -162,11 +164,11 @@ public func buildGateway(
     switch aiService {
     case .network(let endpoints):
         let ejecting = aiEjection.map { endpoints.ejecting($0) } ?? endpoints
-        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: interceptors, observers: observers(aiEjection))
+        let client = try ServiceClientFactory.make(ejecting, settings: aiSettings, interceptors: aiInterceptors, observers: observers(aiEjection))
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: interceptors, observers: [callMetrics])
+        let client = ServiceClientFactory.make(link, settings: aiSettings, interceptors: aiInterceptors, observers: [callMetrics])
         clients = ServiceClients(users: users, ai: client)
         connections.append(GRPCClientService(client))
     }

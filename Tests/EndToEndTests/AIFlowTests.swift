@@ -199,6 +199,24 @@ struct AIFlowTests {
         }
     }
 
+    @Test("a call past the gateway's AI_CALL_TIMEOUT_SECONDS is 504 for the client, and its usage record says so, not that the client left")
+    func callPastTheTimeLimit() async throws {
+        try await Self.withPlatform(.sqlite, settings: ["AI_CALL_TIMEOUT_SECONDS": "1"]) { platform, provider in
+            let (token, client) = try await Self.customer(platform, "tim")
+            provider.setBehavior(.hang)
+            let answer = try await client.json("/ai/invoke/chat_completion", #"{"question":"take your time"}"#)
+            #expect(answer.status == 504, "\(answer.status) \(answer.message)")
+            var record: [String: Any]?
+            for _ in 0..<50 where record?["status"] as? Int != 504 {
+                let usage = try await platform.request(.GET, "/ai/usage", token: token)
+                record = (usage.data["results"] as? [[String: Any]])?.first
+                if record?["status"] as? Int != 504 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(record?["status"] as? Int == 504, "\(String(describing: record))")
+            #expect((record?["error"] as? String)?.contains("time limit for the call passed") == true, "\(String(describing: record))")
+        }
+    }
+
     @Test("a client that leaves before the first chunk cancels the provider's request at once")
     func streamClientLeavesEarly() async throws {
         try await Self.withPlatform(.sqlite) { platform, provider in

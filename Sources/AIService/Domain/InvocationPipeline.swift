@@ -118,13 +118,17 @@ struct InvocationPipeline: Sendable {
         let cost = prices.cost(provider: admission.target.provider, model: admission.target.model, of: consumed)
         instruments.finished(admission, consumed: consumed, cost: cost, error: error, cancelled: cancelled)
         let now = Date()
+        let timedOut = cancelled && admission.caller.timedOut()
         let record = UsageRecord(
             id: SortableID.make(at: now), userId: admission.caller.userId, accessKey: admission.caller.accessKey ?? "",
             apiKeyId: admission.caller.apiKeyId ?? "", chatModelId: admission.target.chatModelId, provider: admission.target.provider, model: admission.target.model,
             kind: admission.target.kind, consumption: consumed, cost: cost, requestId: admission.caller.requestId,
             latencyMs: Int(latency.components.seconds * 1000 + latency.components.attoseconds / 1_000_000_000_000_000),
-            status: cancelled ? Self.clientClosedRequest : error.map { Self.httpStatus($0, openAIWire: admission.target.openAIWire) } ?? 200,
-            error: [cancelled ? "cancelled: the client went away" : error.map(Self.describe) ?? "", note ?? ""]
+            status: timedOut ? 504 : cancelled ? Self.clientClosedRequest : error.map { Self.httpStatus($0, openAIWire: admission.target.openAIWire) } ?? 200,
+            error: [
+                timedOut ? "cancelled: the caller's time limit for the call passed" : cancelled ? "cancelled: the client went away" : error.map(Self.describe) ?? "",
+                note ?? "",
+            ]
                 .filter { !$0.isEmpty }.joined(separator: "; "),
             createdAt: now
         )

@@ -13,13 +13,17 @@ public struct RequestScope: Sendable, Equatable {
     /// The client's trace (from its `traceparent`), for log lines while tracing is off; with
     /// tracing on, log lines take the current span's ids instead. Not sent to the services.
     public var traceId: String?
+    /// When the caller gives up on the call it made (its time limit, told with the call): a call
+    /// cancelled about then was timed out by the caller, not left by its client.
+    public var callDeadline: ContinuousClock.Instant?
 
     public init(
         requestId: String, userId: String? = nil, role: Role? = nil, accessKey: String? = nil, apiKeyId: String? = nil,
-        traceId: String? = nil
+        traceId: String? = nil, callDeadline: ContinuousClock.Instant? = nil
     ) {
         self.requestId = requestId
         self.traceId = traceId
+        self.callDeadline = callDeadline
         self.userId = userId
         self.role = role
         self.accessKey = accessKey
@@ -37,6 +41,8 @@ public enum MetadataKey {
     public static let userRole = "x-user-role"
     public static let accessKey = "x-access-key"
     public static let apiKeyId = "x-api-key-id"
+    /// The caller's time limit for the call, in milliseconds (`CallTimeoutClientInterceptor`).
+    public static let callTimeout = "x-call-timeout-ms"
     public static let traceparent = "traceparent"
     /// The original system's gateway named them so (`ai.proto`'s clients still do).
     public static let legacyRequestId = "requestid"

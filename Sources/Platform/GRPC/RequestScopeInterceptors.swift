@@ -27,6 +27,27 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
     }
 }
 
+/// Tells the service the client's time limit for each call (`RequestScope.callDeadline`), so that
+/// what the service records of a call the client timed out says so rather than that the client
+/// left. Only told, not enforced there: the client resets the call when its deadline passes.
+public struct CallTimeoutClientInterceptor: ClientInterceptor {
+    private let milliseconds: String
+
+    public init(timeout: Duration) {
+        milliseconds = String(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>,
+        context: ClientContext,
+        next: @concurrent (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+    ) async throws -> StreamingClientResponse<Output> {
+        var request = request
+        request.metadata.replaceOrAddString(milliseconds, forKey: MetadataKey.callTimeout)
+        return try await next(request, context)
+    }
+}
+
 /// Restores the caller's `RequestScope` from metadata for the handler (so its log lines carry the
 /// request id), logs each call, and turns errors into gRPC statuses that name this service.
 public struct RequestScopeServerInterceptor: ServerInterceptor {
@@ -124,7 +145,9 @@ extension RequestScope {
             guard let role = Role(rawValue: name) else { throw DomainError(.unauthenticated, "the caller's role in the call's metadata is unknown") }
             return role
         }
-        self.init(requestId: requestId ?? SortableID.make(), userId: userId, role: role, accessKey: accessKey, apiKeyId: apiKeyId)
+        // A day at most; anything else is ignored (the call then has no known limit).
+        let deadline = first(MetadataKey.callTimeout).flatMap(Int64.init).flatMap { (1...86_400_000).contains($0) ? ContinuousClock.now + .milliseconds($0) : nil }
+        self.init(requestId: requestId ?? SortableID.make(), userId: userId, role: role, accessKey: accessKey, apiKeyId: apiKeyId, callDeadline: deadline)
     }
 }
 
