@@ -132,10 +132,10 @@ public func buildGateway(
     let aiSettings = ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
     // Outermost, the telemetry sees the call as the gateway waits for it. It only traces (the
     // transport keeps the call metrics), so without tracing it is left out of every call's chain.
-    let interceptors: [any ClientInterceptor] =
-        (telemetry.isTracing ? [TelemetryClientInterceptor(telemetry: telemetry)] : []) + [RequestScopeClientInterceptor()]
+    let tracing: [any ClientInterceptor] = telemetry.isTracing ? [TelemetryClientInterceptor(telemetry: telemetry)] : []
+    let interceptors = tracing + [RequestScopeClientInterceptor()]
     // The AI service records a call the gateway timed out as such (504), not as one its client left.
-    let aiInterceptors = interceptors + [CallTimeoutClientInterceptor(timeout: settings.aiCallTimeout)]
+    let aiInterceptors = tracing + [RequestScopeClientInterceptor(callTimeout: settings.aiCallTimeout)]
     let callMetrics = ClientCallMetrics(telemetry: telemetry)
     var connections: [any Service] = []
     let users: any Grpc_User_V1_UserService.ClientProtocol

@@ -87,9 +87,7 @@ public struct ChatCompletionService: Sendable {
             let chunks = try await admission.calling { try await provider.stream(request) }
             return ChatStream(chunks: chunks, finisher: StreamFinisher(admission: admission, pipeline: pipeline, prompt: request.messages))
         } catch {
-            let cancelled = error is CancellationError || Task.isCancelled
-            let sent = cancelled ? target.expected.sent : Consumption()
-            await pipeline.finish(admission, consumed: sent, error: error, cancelled: cancelled, note: sent == Consumption() ? nil : InvocationPipeline.cutShortNote)
+            await pipeline.finish(admission, failedWith: error)
             throw error
         }
     }

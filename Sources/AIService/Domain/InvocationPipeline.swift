@@ -162,17 +162,19 @@ struct InvocationPipeline: Sendable {
             await finish(admission, consumed: consumed, error: nil)
             return result
         } catch {
-            let cancelled = error is CancellationError || Task.isCancelled
-            // The request went to the provider, which bills what it was sent even when the caller
-            // leaves before the answer: a call cut short books that much, estimated.
-            let sent = cancelled ? admission.target.expected.sent : Consumption()
-            await finish(admission, consumed: sent, error: error, cancelled: cancelled, note: sent == Consumption() ? nil : Self.cutShortNote)
+            await finish(admission, failedWith: error)
             throw error
         }
     }
 
-    /// The note of a call cut short whose usage is what it sent, estimated.
-    static let cutShortNote = "usage estimated: the call was cut short"
+    /// Finishes a call whose provider step failed or was cancelled. The request went to the
+    /// provider, which bills what it was sent even when the caller leaves before the answer: a
+    /// call cut short books that much, estimated, and says so.
+    func finish(_ admission: Admission, failedWith error: any Error) async {
+        let cancelled = error is CancellationError || Task.isCancelled
+        let sent = cancelled ? admission.target.expected.sent : Consumption()
+        await finish(admission, consumed: sent, error: error, cancelled: cancelled, note: sent == Consumption() ? nil : "usage estimated: the call was cut short")
+    }
 
     static let clientClosedRequest = clientClosedRequestStatus
 

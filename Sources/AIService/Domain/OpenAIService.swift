@@ -61,10 +61,7 @@ public struct OpenAIService: Sendable {
             await pipeline.finish(admission, consumed: consumed, error: nil, note: note)
             return OpenAIAnswer(body: answer.body, contentType: answer.contentType ?? "application/json", rateLimit: admission.rateLimit)
         } catch {
-            // The prompt went to the provider; a call cut short still books an estimate.
-            let cancelled = error is CancellationError || Task.isCancelled
-            let estimate = cancelled ? OpenAIBody.estimate(promptCharacters: prepared.promptCharacters, completionCharacters: 0) : Consumption()
-            await pipeline.finish(admission, consumed: estimate, error: error, cancelled: cancelled, note: cancelled ? InvocationPipeline.cutShortNote : nil)
+            await pipeline.finish(admission, failedWith: error)
             throw error
         }
     }

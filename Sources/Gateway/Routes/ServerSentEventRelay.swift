@@ -60,11 +60,7 @@ enum ServerSentEventRelay {
                 events.finish(throwing: error)
             }
         }
-        let departure = ClientDeparture()
-        await context.whenClientLeaves {
-            departure.happened()
-            relay.cancel()
-        }
+        let departure = await context.watchDeparture { relay.cancel() }
         let opened: Opening??
         do {
             opened = try await withTaskCancellationHandler {
@@ -72,10 +68,9 @@ enum ServerSentEventRelay {
             } onCancel: {
                 relay.cancel()
             }
-        } catch where departure.hasHappened {
-            // Gone before the call opened: the client's doing, whatever the call failed with.
-            context.logger.debug("the client left; its call ended", metadata: ["error": "\(String(reflecting: error))"])
-            throw APIError.clientClosedRequest
+        } catch {
+            // Gone before the call opened: 499, whatever the call failed with.
+            throw departure.outcome(of: error, logger: context.logger)
         }
 
         // A timer of the connection's event loop, not a sleeping task: Swift's sleeps go through

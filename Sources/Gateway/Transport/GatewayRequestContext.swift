@@ -5,12 +5,20 @@ import NIOCore
 import Platform
 import Synchronization
 
-/// Whether a request's client has gone away, as its connection told.
+/// Whether a request's client has gone away, as its connection told (`watchDeparture`).
 final class ClientDeparture: Sendable {
     private let left = Atomic(false)
 
-    func happened() { left.store(true, ordering: .releasing) }
-    var hasHappened: Bool { left.load(ordering: .acquiring) }
+    fileprivate func happened() { left.store(true, ordering: .releasing) }
+
+    /// What a call cut short ended with, as the request answers it: after the client left, the
+    /// client's doing (499) whatever the call failed with — CANCELLED in process, an unexpected
+    /// transport error over HTTP/2 — not a failure of the service; before, the error itself.
+    func outcome(of error: any Error, logger: Logger) -> any Error {
+        guard left.load(ordering: .acquiring) else { return error }
+        logger.debug("the client left; its call ended", metadata: ["error": "\(String(reflecting: error))"])
+        return APIError.clientClosedRequest
+    }
 }
 
 /// Per-request state of the gateway: the request id, the caller's address and, once
@@ -51,26 +59,31 @@ public struct GatewayRequestContext: AuthRequestContext {
 
     /// Runs `operation`, cancelling it if the client goes away before it is done: a paid call
     /// must not go on for nobody. The usage record then says 499, and so does this request's
-    /// answer (for the metrics and the access log): whatever the cancelled call failed with —
-    /// CANCELLED in process, an unexpected transport error over HTTP/2 — was the client's doing,
-    /// not a failure of the service. The task runs on the connection's event loop, as the request does.
+    /// answer (for the metrics and the access log, `ClientDeparture.outcome`). The task runs on
+    /// the connection's event loop, as the request does.
     func cancellingWhenClientLeaves<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let task = Task.onCurrentLoop { try await operation() }
-        let departure = ClientDeparture()
-        await whenClientLeaves {
-            departure.happened()
-            task.cancel()
-        }
+        let departure = await watchDeparture { task.cancel() }
         do {
             return try await withTaskCancellationHandler {
                 try await task.value
             } onCancel: {
                 task.cancel()
             }
-        } catch where departure.hasHappened {
-            logger.debug("the client left; its call ended", metadata: ["error": "\(String(reflecting: error))"])
-            throw APIError.clientClosedRequest
+        } catch {
+            throw departure.outcome(of: error, logger: logger)
         }
+    }
+
+    /// Runs `action` if the client goes away (`whenClientLeaves`), and answers what tells later
+    /// whether it did.
+    func watchDeparture(_ action: @escaping @Sendable () -> Void) async -> ClientDeparture {
+        let departure = ClientDeparture()
+        await whenClientLeaves {
+            departure.happened()
+            action()
+        }
+        return departure
     }
 
     /// Runs `action` if the client goes away (closes its side or the connection) before this

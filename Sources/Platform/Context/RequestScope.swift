@@ -41,7 +41,7 @@ public enum MetadataKey {
     public static let userRole = "x-user-role"
     public static let accessKey = "x-access-key"
     public static let apiKeyId = "x-api-key-id"
-    /// The caller's time limit for the call, in milliseconds (`CallTimeoutClientInterceptor`).
+    /// The caller's time limit for the call, in milliseconds (`RequestScopeClientInterceptor`).
     public static let callTimeout = "x-call-timeout-ms"
     public static let traceparent = "traceparent"
     /// The original system's gateway named them so (`ai.proto`'s clients still do).

@@ -2,9 +2,17 @@ import Foundation
 import GRPCCore
 import Logging
 
-/// Sends the current `RequestScope` (request id, caller, role) with every call as metadata.
+/// Sends the current `RequestScope` (request id, caller, role) with every call as metadata, and
+/// the client's time limit when given one (`RequestScope.callDeadline` on the service's side), so
+/// that what a service records of a call the client timed out says so rather than that the
+/// client left.
 public struct RequestScopeClientInterceptor: ClientInterceptor {
-    public init() {}
+    /// Milliseconds; told, not enforced by the service: this client resets the call when it passes.
+    private let callTimeout: String?
+
+    public init(callTimeout: Duration? = nil) {
+        self.callTimeout = callTimeout.map { String($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
+    }
 
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>,
@@ -16,6 +24,7 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
         // a server told the deadline would run a timer task of its own for every call, a cost
         // measured at about a tenth of a millisecond of CPU per call (bench/README.md).
         request.metadata.removeAllValues(forKey: "grpc-timeout")
+        if let callTimeout { request.metadata.replaceOrAddString(callTimeout, forKey: MetadataKey.callTimeout) }
         if let scope = RequestScope.current {
             request.metadata.replaceOrAddString(scope.requestId, forKey: MetadataKey.requestId)
             if let userId = scope.userId { request.metadata.replaceOrAddString(userId, forKey: MetadataKey.userId) }
@@ -23,27 +32,6 @@ public struct RequestScopeClientInterceptor: ClientInterceptor {
             if let accessKey = scope.accessKey { request.metadata.replaceOrAddString(accessKey, forKey: MetadataKey.accessKey) }
             if let apiKeyId = scope.apiKeyId { request.metadata.replaceOrAddString(apiKeyId, forKey: MetadataKey.apiKeyId) }
         }
-        return try await next(request, context)
-    }
-}
-
-/// Tells the service the client's time limit for each call (`RequestScope.callDeadline`), so that
-/// what the service records of a call the client timed out says so rather than that the client
-/// left. Only told, not enforced there: the client resets the call when its deadline passes.
-public struct CallTimeoutClientInterceptor: ClientInterceptor {
-    private let milliseconds: String
-
-    public init(timeout: Duration) {
-        milliseconds = String(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-    }
-
-    public func intercept<Input: Sendable, Output: Sendable>(
-        request: StreamingClientRequest<Input>,
-        context: ClientContext,
-        next: @concurrent (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
-    ) async throws -> StreamingClientResponse<Output> {
-        var request = request
-        request.metadata.replaceOrAddString(milliseconds, forKey: MetadataKey.callTimeout)
         return try await next(request, context)
     }
 }
