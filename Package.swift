@@ -212,6 +212,19 @@ let package = Package(
             path: "bench/GRPCUnaryBench",
             swiftSettings: swiftSettings
         ),
+        // One span's CPU from start to export, through the platform's tracing pipeline or swift-otel's alone.
+        .executableTarget(
+            name: "tracing-bench",
+            dependencies: [
+                "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "bench/TracingBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlatformTests",
             dependencies: [

@@ -55,20 +55,52 @@ running+=("$fake_pid")
 until [ -s "$work/fake.out" ]; do sleep 0.02; kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log"; exit 1; }; done
 fake_url=$(head -n 1 "$work/fake.out")
 
-# The trace sink: answers every OTLP/HTTP export with 200 and counts requests and bytes.
+# The trace sink: answers every OTLP/HTTP export with 200 and counts requests, bytes and spans.
 sink_port=$(free_port)
 python3 - "$sink_port" "$work/sink.count" <<'EOF' &
 import http.server, sys, threading
 port, out = int(sys.argv[1]), sys.argv[2]
-lock, totals = threading.Lock(), [0, 0]
+lock, totals = threading.Lock(), [0, 0, 0]
+
+def varint(data, index):
+    value = shift = 0
+    while True:
+        byte = data[index]; index += 1
+        value |= (byte & 0x7F) << shift; shift += 7
+        if byte < 0x80:
+            return value, index
+
+def fields(data):
+    """(field number, bytes) of a protobuf message's length-delimited fields."""
+    index = 0
+    while index < len(data):
+        key, index = varint(data, index)
+        wire = key & 7
+        if wire == 2:
+            size, index = varint(data, index)
+            yield key >> 3, data[index:index + size]
+            index += size
+        elif wire == 0:
+            _, index = varint(data, index)
+        elif wire in (1, 5):
+            index += 8 if wire == 1 else 4
+        else:
+            return
+
+def spans(body):
+    """ExportTraceServiceRequest: resource_spans (1) > scope_spans (2) > spans (2)."""
+    return sum(1 for f, resource in fields(body) if f == 1
+               for g, scope in fields(resource) if g == 2
+               for h, _ in fields(scope) if h == 2)
+
 class Sink(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
         size = int(self.headers.get("content-length", 0))
-        self.rfile.read(size)
+        count = spans(self.rfile.read(size))
         with lock:
-            totals[0] += 1; totals[1] += size
-            open(out, "w").write(f"{totals[0]} {totals[1]}\n")
+            totals[0] += 1; totals[1] += size; totals[2] += count
+            open(out, "w").write(f"{totals[0]} {totals[1]} {totals[2]}\n")
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
         self.send_header("content-length", "0")
@@ -154,7 +186,9 @@ for round in $(seq "$rounds"); do
     measure "fake-$round-64" POST "$fake_url/chat/completions" "$direct_body" /dev/null $connections
     for variant in "${variants[@]}"; do run_variant "$variant" "$round"; done
 done
-read -r sink_requests sink_bytes <"$work/sink.count" 2>/dev/null || { sink_requests=0; sink_bytes=0; }
+read -r sink_requests sink_bytes sink_spans <"$work/sink.count" 2>/dev/null || { sink_requests=0; sink_bytes=0; sink_spans=0; }
+# swift-otel logs each batch of spans it drops (its queue full) as a warning with dropped_count.
+dropped_spans=$(cat "$work"/tracing-*-server.log 2>/dev/null | grep -o 'dropped_count=[0-9]*' | awk -F= '{s += $2} END {print s + 0}')
 
 # One row per variant and round, then the medians and the ratios to the baseline.
 {
@@ -174,9 +208,9 @@ read -r sink_requests sink_bytes <"$work/sink.count" 2>/dev/null || { sink_reque
 
 mkdir -p bench/results
 report="bench/results/$(date +%Y-%m-%d)-observability.md"
-python3 - "$work/rows" "$baseline" "$commit" "$duration" "$rounds" "$sink_requests" "$sink_bytes" >"$report" <<'EOF'
+python3 - "$work/rows" "$baseline" "$commit" "$duration" "$rounds" "$sink_requests" "$sink_bytes" "$sink_spans" "$dropped_spans" >"$report" <<'EOF'
 import statistics, subprocess, sys
-rows_file, baseline, commit, duration, rounds, sink_requests, sink_bytes = sys.argv[1:]
+rows_file, baseline, commit, duration, rounds, sink_requests, sink_bytes, sink_spans, dropped_spans = sys.argv[1:]
 fake, runs = [], {}
 for line in open(rows_file):
     cells = line.strip().split("|")
@@ -204,7 +238,8 @@ for variant in ("baseline", "metrics", "tracing"):
     print(f"| {names[variant]} | {current:,.0f} | {100 * (current / base_current - 1):+.1f}% | {signed:,.0f} | {100 * (signed / base_signed - 1):+.1f}% "
           f"| {column(variant, 9):.3f} ms | {column(variant, 13):.3f} ms | {column(variant, 16) / 1024:.0f} MB |")
 print("\nTargets: metrics on and tracing off within 3% of the baseline; tracing on at 100% within 10%.\n")
-print(f"The trace sink took {int(sink_requests):,} OTLP exports ({int(sink_bytes) / 1e6:,.1f} MB) over the tracing runs.\n")
+print(f"The trace sink took {int(sink_requests):,} OTLP exports ({int(sink_bytes) / 1e6:,.1f} MB, {int(sink_spans):,} spans) over the tracing runs; "
+      f"the pipelines reported {int(dropped_spans):,} spans dropped.\n")
 print("## Every round\n")
 print("| variant | round | /user/current rps / p50 / p99 (64) | signed rps / p50 / p99 (64) | /user/current p50 (1) | signed p50 (1) | errors |")
 print("|---|---|---|---|---|---|---|")

@@ -129,6 +129,9 @@ public final class ObservabilityRuntime: Sendable {
         }
         configuration.traces.exporter = .otlp
         configuration.traces.batchSpanProcessor.scheduleDelay = tracing.scheduleDelay
+        configuration.traces.batchSpanProcessor.maxQueueSize = tracing.maxQueueSize
+        configuration.traces.batchSpanProcessor.maxExportBatchSize = tracing.maxExportBatchSize
+        configuration.traces.batchSpanProcessor.exportTimeout = tracing.exportTimeout
         switch tracing.otlpProtocol {
         case .grpc: configuration.traces.otlpExporter.protocol = .grpc
         case .httpProtobuf: configuration.traces.otlpExporter.protocol = .httpProtobuf

@@ -68,8 +68,22 @@ public struct TracingSettings: Sendable {
     public var resourceAttributes: [String: String] = [:]
     /// `OTEL_GENAI_CAPTURE_CONTENT`: prompts and completions in provider spans (default false).
     public var capturesGenAIContent = false
-    /// `OTEL_BSP_SCHEDULE_DELAY` in milliseconds (default 5000): how long spans wait to be batched.
-    public var scheduleDelay: Duration = .seconds(5)
+    /// The batch span processor's settings. swift-otel exports one batch (`maxExportBatchSize`)
+    /// each `scheduleDelay`, and another only when its queue is full, while spans arriving at a
+    /// full queue are dropped: unlike the specification's processor, it does not export as soon
+    /// as a batch is ready. With the specification's defaults (5 s, 512 of 2,048) that carries
+    /// about a hundred spans a second and drops most spans under load, so the platform's defaults
+    /// carry `maxExportBatchSize / scheduleDelay` (about 40,000 spans a second for each component)
+    /// and queue as many as arrive in 0.4 s at that rate (some 16 MB at most).
+    ///
+    /// `OTEL_BSP_SCHEDULE_DELAY` in milliseconds (default 100): the longest a span waits for export.
+    public var scheduleDelay: Duration = .milliseconds(100)
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (default 4096): spans in one export.
+    public var maxExportBatchSize = 4096
+    /// `OTEL_BSP_MAX_QUEUE_SIZE` (default 16384): spans waiting for export, beyond which they are dropped.
+    public var maxQueueSize = 16384
+    /// `OTEL_BSP_EXPORT_TIMEOUT` in milliseconds (default 30000).
+    public var exportTimeout: Duration = .seconds(30)
 
     public init(exporter: Exporter, endpoint: String? = nil, otlpProtocol: OTLPProtocol = .httpProtobuf) {
         self.exporter = exporter
@@ -116,7 +130,13 @@ public struct TracingSettings: Sendable {
             }
             tracing.resourceAttributes[parts[0]] = parts[1].removingPercentEncoding ?? parts[1]
         }
-        tracing.scheduleDelay = .milliseconds(settings.int("otel.bsp.schedule.delay", default: 5000, range: 1...600_000))
+        tracing.scheduleDelay = .milliseconds(settings.int("otel.bsp.schedule.delay", default: 100, range: 1...600_000))
+        tracing.maxQueueSize = settings.int("otel.bsp.max.queue.size", default: 16384, range: 1...1_048_576)
+        tracing.maxExportBatchSize = settings.int("otel.bsp.max.export.batch.size", default: 4096, range: 1...1_048_576)
+        if tracing.maxExportBatchSize > tracing.maxQueueSize {
+            settings.report("OTEL_BSP_MAX_EXPORT_BATCH_SIZE (\(tracing.maxExportBatchSize)) must not exceed OTEL_BSP_MAX_QUEUE_SIZE (\(tracing.maxQueueSize))")
+        }
+        tracing.exportTimeout = .milliseconds(settings.int("otel.bsp.export.timeout", default: 30_000, range: 1...600_000))
         return tracing
     }
 

@@ -1,0 +1,119 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+import TestSupport
+import Tracing
+
+@testable import Platform
+
+@Suite("the tracing pipeline under load")
+struct TracingPipelineTests {
+    /// 20,000 spans in about a second, in bursts, as two busy request threads end them: with the
+    /// specification's batch settings swift-otel exported about a hundred spans a second and
+    /// dropped the rest once its queue was full (most of a benchmark run's spans were lost).
+    @Test func everySpanOfALoadedSecondIsExported() async throws {
+        let receiver = try await OTLPTraceReceiver.start()
+        let warnings = WarningLog()
+        let logger = Logger(label: "tracing-pipeline-test") { _ in warnings }
+        var tracing = TracingSettings(exporter: .otlp, endpoint: receiver.endpoint, otlpProtocol: .httpProtobuf)
+        tracing.serviceName = "pipeline-test"
+        let runtime = ObservabilityRuntime(settings: ObservabilitySettings(tracing: tracing), sharedProcess: false, logger: logger)
+        let tracer = try runtime.telemetry(component: "pipeline-test").tracer
+        let group = ServiceGroup(configuration: .init(services: runtime.services.map { .init(service: $0) }, logger: logger))
+        let spansPerTask = 10_000
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await withTaskGroup(of: Void.self) { makers in
+                for maker in 0..<2 {
+                    makers.addTask {
+                        for index in 0..<spansPerTask {
+                            let span = tracer.startSpan("load \(maker)", ofKind: .server)
+                            span.updateAttributes { attributes in
+                                attributes["http.request.method"] = "GET"
+                                attributes["url.path"] = "/user/current"
+                                attributes["http.response.status_code"] = 200
+                                attributes["load.index"] = index
+                            }
+                            span.end()
+                            // A burst of 500 spans every 50 ms: 20,000 a second from the two.
+                            if index % 500 == 499 { try? await Task.sleep(for: .milliseconds(50)) }
+                        }
+                    }
+                }
+            }
+            // Counted, not listed: a failure here would otherwise print thousands of spans.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while receiver.spans.count < 2 * spansPerTask, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(receiver.spans.count == 2 * spansPerTask)
+            #expect(warnings.messages.filter { $0.contains("dropped") }.isEmpty, "\(warnings.messages.prefix(3))")
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        await receiver.stop()
+    }
+
+    @Test func batchSettingsAreReadAndChecked() async throws {
+        func read(_ environment: [String: String]) async throws -> (TracingSettings?, [String]) {
+            let configuration = try await ConfigurationLoader.load(environment: environment.merging(["OTEL_TRACES_EXPORTER": "otlp"]) { $1 }, envFile: nil, configFile: nil)
+            let settings = SettingsReader(configuration.reader)
+            let tracing = ObservabilitySettings.read(settings).tracing
+            do {
+                try settings.finish()
+                return (tracing, [])
+            } catch let error as ConfigurationError {
+                return (tracing, error.problems)
+            }
+        }
+        let (defaults, none) = try await read([:])
+        #expect(none.isEmpty)
+        #expect(defaults?.scheduleDelay == .milliseconds(100))
+        #expect(defaults?.maxExportBatchSize == 4096)
+        #expect(defaults?.maxQueueSize == 16384)
+        #expect(defaults?.exportTimeout == .seconds(30))
+
+        let (set, fine) = try await read([
+            "OTEL_BSP_SCHEDULE_DELAY": "5000", "OTEL_BSP_MAX_QUEUE_SIZE": "2048",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_BSP_EXPORT_TIMEOUT": "10000",
+        ])
+        #expect(fine.isEmpty)
+        #expect(set?.scheduleDelay == .seconds(5))
+        #expect(set?.maxQueueSize == 2048)
+        #expect(set?.maxExportBatchSize == 512)
+        #expect(set?.exportTimeout == .seconds(10))
+
+        let (_, problems) = try await read(["OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "200"])
+        #expect(problems.contains { $0.contains("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") && $0.contains("OTEL_BSP_MAX_QUEUE_SIZE") })
+        let (_, zero) = try await read(["OTEL_BSP_MAX_QUEUE_SIZE": "0"])
+        #expect(zero.contains { $0.contains("OTEL_BSP_MAX_QUEUE_SIZE") })
+    }
+}
+
+/// The warnings the pipeline logs (swift-otel reports dropped spans as warnings).
+private final class WarningLog: LogHandler, Sendable {
+    private let lines = Mutex<[String]>([])
+    var messages: [String] { lines.withLock { $0 } }
+
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+
+    var logLevel: Logger.Level {
+        get { .warning }
+        set {}
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
+    }
+
+    func log(event: LogEvent) {
+        guard event.level >= .warning else { return }
+        let line = "\(event.message) \(event.metadata ?? [:])"
+        lines.withLock { $0.append(line) }
+    }
+}
