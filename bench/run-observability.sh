@@ -188,7 +188,7 @@ for round in $(seq "$rounds"); do
 done
 read -r sink_requests sink_bytes sink_spans <"$work/sink.count" 2>/dev/null || { sink_requests=0; sink_bytes=0; sink_spans=0; }
 # swift-otel logs each batch of spans it drops (its queue full) as a warning with dropped_count.
-dropped_spans=$(cat "$work"/tracing-*-server.log 2>/dev/null | grep -o 'dropped_count=[0-9]*' | awk -F= '{s += $2} END {print s + 0}')
+dropped_spans=$(cat "$work"/tracing-*-server.log 2>/dev/null | awk '{ while (match($0, /dropped_count=[0-9]+/)) { s += substr($0, RSTART + 14, RLENGTH - 14); $0 = substr($0, RSTART + RLENGTH) } } END {print s + 0}') || dropped_spans=0
 
 # One row per variant and round, then the medians and the ratios to the baseline.
 {

@@ -1,4 +1,5 @@
 import Logging
+import Prometheus
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -55,6 +56,53 @@ struct TracingPipelineTests {
         await receiver.stop()
     }
 
+    /// A queue too small for a burst: the spans swift-otel drops are counted in
+    /// `aisaas_trace_spans_dropped_total`, as many as its warnings report, and the receiver gets
+    /// the rest.
+    @Test func droppedSpansAreCounted() async throws {
+        let receiver = try await OTLPTraceReceiver.start()
+        let warnings = WarningLog()
+        let logger = Logger(label: "tracing-pipeline-test") { _ in warnings }
+        var tracing = TracingSettings(exporter: .otlp, endpoint: receiver.endpoint, otlpProtocol: .httpProtobuf)
+        tracing.scheduleDelay = .seconds(60)
+        tracing.maxQueueSize = 100
+        tracing.maxExportBatchSize = 100
+        let settings = ObservabilitySettings(metricsListen: HostPort(host: "127.0.0.1", port: 0), tracing: tracing)
+        let runtime = ObservabilityRuntime(settings: settings, sharedProcess: false, logger: logger)
+        let tracer = try runtime.telemetry(component: "pipeline-test").tracer
+        let group = ServiceGroup(configuration: .init(services: runtime.services.map { .init(service: $0) }, logger: logger))
+        let made = 2_000
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for index in 0..<made {
+                tracer.startSpan("burst", ofKind: .internal).end()
+                if index % 500 == 499 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let reported = warnings.droppedCounts.reduce(0, +)
+        let counted = try #require(Self.counter("aisaas_trace_spans_dropped_total", component: "pipeline-test", in: runtime))
+        #expect(reported > 0)
+        #expect(counted == reported)
+        #expect(receiver.spans.count + counted <= made)
+        #expect(receiver.spans.count >= 100)
+        await receiver.stop()
+    }
+
+    /// A counter's value for `component` in the runtime's registry, as `/metrics` shows it.
+    static func counter(_ name: String, component: String, in runtime: ObservabilityRuntime) -> Int? {
+        guard let registry = runtime.registry else { return nil }
+        var text: [UInt8] = []
+        registry.emit(into: &text)
+        let prefix = "\(name){component=\"\(component)\"} "
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where line.hasPrefix(prefix) {
+            return Int(line.dropFirst(prefix.count))
+        }
+        return nil
+    }
+
     @Test func batchSettingsAreReadAndChecked() async throws {
         func read(_ environment: [String: String]) async throws -> (TracingSettings?, [String]) {
             let configuration = try await ConfigurationLoader.load(environment: environment.merging(["OTEL_TRACES_EXPORTER": "otlp"]) { $1 }, envFile: nil, configFile: nil)
@@ -93,8 +141,8 @@ struct TracingPipelineTests {
 
 /// The warnings the pipeline logs (swift-otel reports dropped spans as warnings).
 private final class WarningLog: LogHandler, Sendable {
-    private let lines = Mutex<[String]>([])
-    var messages: [String] { lines.withLock { $0 } }
+    private let lines = Mutex<[Line]>([])
+    var messages: [String] { lines.withLock { $0.map(\.text) } }
 
     var metadata: Logger.Metadata {
         get { [:] }
@@ -111,9 +159,21 @@ private final class WarningLog: LogHandler, Sendable {
         set {}
     }
 
+    /// The `dropped_count` of each warning that had one.
+    var droppedCounts: [Int] {
+        lines.withLock { $0.compactMap(\.dropped) }
+    }
+
     func log(event: LogEvent) {
         guard event.level >= .warning else { return }
-        let line = "\(event.message) \(event.metadata ?? [:])"
+        var dropped: Int?
+        if case .string(let text)? = event.metadata?["dropped_count"] { dropped = Int(text) }
+        let line = Line(text: "\(event.message) \(event.metadata ?? [:])", dropped: dropped)
         lines.withLock { $0.append(line) }
+    }
+
+    struct Line {
+        var text: String
+        var dropped: Int?
     }
 }

@@ -117,7 +117,8 @@ public final class ObservabilityRuntime: Sendable {
         configuration.metrics.enabled = false
         configuration.logs.enabled = false
         configuration.traces.enabled = true
-        configuration.diagnosticLogger = .custom(logger)
+        let componentMetrics = ComponentMetricsFactory(component: component, base: factory)
+        configuration.diagnosticLogger = .custom(Logger(label: logger.label) { _ in SpanDropCounter(base: logger.handler, metrics: componentMetrics) })
         configuration.diagnosticLogLevel = .warning
         configuration.resourceAttributes = tracing.resourceAttributes
         configuration.resourceAttributes["service.version"] = BuildInfo.platformVersion
