@@ -91,6 +91,7 @@ OTHERS = {
     "process_max_fds",
     "process_start_time_seconds",
     "aisaas_build_info",
+    "aisaas_trace_spans_dropped_total",
     "up",
 }
 ALLOWED = set(OTHERS) | set(HISTOGRAMS)
