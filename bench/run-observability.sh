@@ -97,7 +97,7 @@ class Sink(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
         size = int(self.headers.get("content-length", 0))
-        count = spans(self.rfile.read(size))
+        count = spans(memoryview(self.rfile.read(size)))
         with lock:
             totals[0] += 1; totals[1] += size; totals[2] += count
             open(out, "w").write(f"{totals[0]} {totals[1]} {totals[2]}\n")

@@ -69,16 +69,17 @@ public struct TracingSettings: Sendable {
     /// `OTEL_GENAI_CAPTURE_CONTENT`: prompts and completions in provider spans (default false).
     public var capturesGenAIContent = false
     /// The batch span processor's settings. swift-otel exports one batch (`maxExportBatchSize`)
-    /// each `scheduleDelay`, and another only when its queue is full, while spans arriving at a
-    /// full queue are dropped: unlike the specification's processor, it does not export as soon
-    /// as a batch is ready. With the specification's defaults (5 s, 512 of 2,048) that carries
-    /// about a hundred spans a second and drops most spans under load, so the platform's defaults
-    /// carry `maxExportBatchSize / scheduleDelay` (about 40,000 spans a second for each component)
-    /// and queue as many as arrive in 0.4 s at that rate (some 16 MB at most).
+    /// each `scheduleDelay`, and another early only when its queue is full, dropping the spans
+    /// that arrive while it is: unlike the specification's processor, it does not export as soon
+    /// as a batch is ready. With the specification's defaults (5 s, 512 of 2,048) a loaded
+    /// component ran with its queue full, one batch of 512 out per export, and dropped about half
+    /// of its spans. The platform's defaults export `maxExportBatchSize / scheduleDelay` spans a
+    /// second on the timer alone (about 40,000 for each component, while an export of 4,096 takes
+    /// under 100 ms) and queue as many as arrive in 0.4 s at that rate (some 16 MB at most).
     ///
     /// `OTEL_BSP_SCHEDULE_DELAY` in milliseconds (default 100): the longest a span waits for export.
     public var scheduleDelay: Duration = .milliseconds(100)
-    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (default 4096): spans in one export.
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (default 4096, or the queue's size if that is smaller): spans in one export.
     public var maxExportBatchSize = 4096
     /// `OTEL_BSP_MAX_QUEUE_SIZE` (default 16384): spans waiting for export, beyond which they are dropped.
     public var maxQueueSize = 16384
@@ -132,8 +133,13 @@ public struct TracingSettings: Sendable {
         }
         tracing.scheduleDelay = .milliseconds(settings.int("otel.bsp.schedule.delay", default: 100, range: 1...600_000))
         tracing.maxQueueSize = settings.int("otel.bsp.max.queue.size", default: 16384, range: 1...1_048_576)
-        tracing.maxExportBatchSize = settings.int("otel.bsp.max.export.batch.size", default: 4096, range: 1...1_048_576)
-        if tracing.maxExportBatchSize > tracing.maxQueueSize {
+        // A queue set smaller than the default batch (the specification's 2048, say) takes a batch
+        // its own size; a batch set larger than the queue is a mistake.
+        let batchIsSet = settings.string("otel.bsp.max.export.batch.size") != nil
+        tracing.maxExportBatchSize = settings.int(
+            "otel.bsp.max.export.batch.size", default: min(4096, tracing.maxQueueSize), range: 1...1_048_576
+        )
+        if batchIsSet, tracing.maxExportBatchSize > tracing.maxQueueSize {
             settings.report("OTEL_BSP_MAX_EXPORT_BATCH_SIZE (\(tracing.maxExportBatchSize)) must not exceed OTEL_BSP_MAX_QUEUE_SIZE (\(tracing.maxQueueSize))")
         }
         tracing.exportTimeout = .milliseconds(settings.int("otel.bsp.export.timeout", default: 30_000, range: 1...600_000))
