@@ -122,9 +122,7 @@ struct DropCountingLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        if case .string(let dropped)? = event.metadata?["dropped_count"] ?? metadata["dropped_count"] {
-            drops.add(Int(dropped) ?? 0)
-        } else if case .stringConvertible(let dropped)? = event.metadata?["dropped_count"] {
+        if let dropped = event.metadata?["dropped_count"] {
             drops.add(Int("\(dropped)") ?? 0)
         } else {
             FileHandle.standardError.write(Data("\(event.level): \(event.message)\n".utf8))

@@ -65,11 +65,7 @@ public struct GatewayRequestContext: AuthRequestContext {
         let task = Task.onCurrentLoop { try await operation() }
         let departure = await watchDeparture { task.cancel() }
         do {
-            return try await withTaskCancellationHandler {
-                try await task.value
-            } onCancel: {
-                task.cancel()
-            }
+            return try await task.valueCancelledWithCaller
         } catch {
             throw departure.outcome(of: error, logger: logger)
         }

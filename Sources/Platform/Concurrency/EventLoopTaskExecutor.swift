@@ -57,6 +57,18 @@ extension Task where Failure == any Error {
     public static func onCurrentLoop(_ operation: sending @escaping @isolated(any) () async throws -> Success) -> Task<Success, any Error> {
         Task(executorPreference: EventLoopTaskExecutor.current, operation: operation)
     }
+
+    /// The task's value, the task cancelled if the caller is while it waits (an unstructured
+    /// task does not inherit its creator's cancellation).
+    public var valueCancelledWithCaller: Success {
+        get async throws {
+            try await withTaskCancellationHandler {
+                try await value
+            } onCancel: {
+                cancel()
+            }
+        }
+    }
 }
 
 extension Task where Failure == Never {

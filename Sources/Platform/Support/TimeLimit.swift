@@ -23,11 +23,7 @@ public func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping
     }
     defer { timer.cancel() }
     do {
-        return try await withTaskCancellationHandler {
-            try await task.value
-        } onCancel: {
-            task.cancel()
-        }
+        return try await task.valueCancelledWithCaller
     } catch {
         if expired.isSet { throw TimeLimitExceeded() }
         throw error
