@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// A gRPC service added to the platform by `aisaas scaffold service`: what its subcommand,
 /// `aisaas all`, the gateway and `aisaas migrate` need of it. Each one is a file of its own under
 /// `AddedServices/`, listed in `addedServices`.
-protocol AddedService {
+protocol AddedService: SendableMetatype {
     /// Its name in discovery, logs and metrics (`billing-service`).
     static var application: String { get }
     /// Its own subcommand (`aisaas billing-service`).

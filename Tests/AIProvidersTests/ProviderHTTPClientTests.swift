@@ -81,7 +81,7 @@ struct ProviderHTTPClientTests {
         try await withServer(.stream(totalBytes: 8 << 20)) { server, client in
             do {
                 let response = try await client.execute(server.request())
-                var iterator = response.body.makeAsyncIterator()
+                let iterator = response.body.makeAsyncIterator()
                 _ = try await iterator.next()
             }
             #expect(await server.waitUntil { $0.closed == 1 })
@@ -98,7 +98,7 @@ struct ProviderHTTPClientTests {
         // The pause outlasts the read timeout: a silence while the reader is behind is not the provider's.
         try await withServer(.stream(totalBytes: total), readTimeout: .seconds(1)) { server, client in
             let response = try await client.execute(server.request())
-            var iterator = response.body.makeAsyncIterator()
+            let iterator = response.body.makeAsyncIterator()
             var read = try await iterator.next()?.readableBytes ?? 0
             try await Task.sleep(for: .milliseconds(1300))
             // Socket buffers take a few MB at most; the rest waits for the reader.

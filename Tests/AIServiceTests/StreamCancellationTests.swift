@@ -30,7 +30,7 @@ struct StreamCancellationTests {
             try await withThrowingTaskGroup { group in
                 group.addTask { try await process.server.serve() }
                 let port = try #require(try await process.listeningAddress().ipv4?.port)
-                let transport = try HTTP2ClientTransport.Posix(target: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext)
+                let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
                 try await withGRPCClient(transport: transport, interceptors: [RequestScopeClientInterceptor()]) { client in
                     let chat = Grpc_Ai_V1_AiChatModelService.Client(wrapping: client)
                     let usage = Grpc_Ai_V1_AiUsageService.Client(wrapping: client)

@@ -84,7 +84,7 @@ final class HostNetwork: @unchecked Sendable {
         // A file rather than a pipe: a daemon the command leaves behind (pg_ctl's server) may keep
         // a pipe open for ever.
         let outputPath = NSTemporaryDirectory() + "hostnetwork-" + UUID().uuidString
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         defer { try? output.close() }

@@ -85,7 +85,7 @@ struct MultiHostTests {
             "netns", "exec", network.namespace("pg"), "runuser", "-u", "postgres", "--", postgresBin + "/postgres", "-D", pgData + "/data",
             "-c", "listen_addresses=\(postgres)", "-c", "port=5432", "-c", "unix_socket_directories=\(pgData)", "-c", "fsync=off", "-c", "max_connections=200",
         ]
-        FileManager.default.createFile(atPath: directory.path + "/postgres.log", contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.path + "/postgres.log", contents: nil)
         let serverLog = try FileHandle(forWritingTo: URL(fileURLWithPath: directory.path + "/postgres.log"))
         server.standardOutput = serverLog
         server.standardError = serverLog

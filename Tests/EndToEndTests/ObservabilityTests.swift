@@ -65,7 +65,7 @@ struct ObservabilityTests {
                 "--web.listen-address=127.0.0.1:\(webPort)", "--log.level=error",
             ]
             let log = directory.path + "/prometheus.log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             server.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             server.standardError = server.standardOutput
             try server.run()

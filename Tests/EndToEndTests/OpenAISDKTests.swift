@@ -398,7 +398,7 @@ enum SDKScript {
 
         private func handle(_ name: String) throws -> FileHandle {
             let path = directory.path + "/\(name)"
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         }
     }

@@ -51,7 +51,7 @@ public final class EtcdServer: @unchecked Sendable {
         environment["ETCD_UNSUPPORTED_ARCH"] = environment["ETCD_UNSUPPORTED_ARCH"] ?? ""
         process.environment = environment
         let log = directory.path + "/etcd.log"
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
         process.standardOutput = handle

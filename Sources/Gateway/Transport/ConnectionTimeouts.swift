@@ -134,7 +134,7 @@ final class ConnectionTimeouts {
     /// 408 with the error body, written as raw bytes (the HTTP encoder may be mid-message), then close.
     private static func answerTimeout(_ context: ChannelHandlerContext, message: String) {
         let response = RawErrorResponse.bytes(APIError(.requestTimeout, message: message), requestId: SortableID.make())
-        context.writeAndFlush(NIOAny(ByteBuffer(bytes: response))).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(NIOAny(ByteBuffer(bytes: response))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }
 

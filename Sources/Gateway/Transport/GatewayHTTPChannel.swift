@@ -42,12 +42,12 @@ struct GatewayHTTPChannel: ServerChildChannel {
         return channel.eventLoop.makeCompletedFuture {
             let timeouts = ConnectionTimeouts(limits: limits)
             try channel.pipeline.syncOperations.addHandler(RawBytesWatch(timeouts), position: .first)
-            return timeouts
+            return NIOLoopBound(timeouts, eventLoop: channel.eventLoop)
         }.flatMap { timeouts in
             base.setup(channel: channel, logger: logger).flatMapThrowing { value in
                 // After Hummingbird's parts codec and before its connection state handler.
                 let state = try channel.pipeline.syncOperations.handler(type: HTTPConnectionStateHandler.self)
-                try channel.pipeline.syncOperations.addHandler(RequestPartsWatch(timeouts), position: .before(state))
+                try channel.pipeline.syncOperations.addHandler(RequestPartsWatch(timeouts.value), position: .before(state))
                 return value
             }
         }

@@ -104,7 +104,7 @@ final class EndedSpans<S: Span>: Service, Sendable {
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try await cancelOnGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
+                try await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
             } catch {
                 break
             }

@@ -13,16 +13,16 @@ final class ProcessMetrics: Sendable {
     private let lastCPUSeconds = Mutex<Double>(0)
 
     init(registry: PrometheusCollectorRegistry, build: BuildInfo) {
-        residentMemory = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory size in bytes.")
-        virtualMemory = registry.makeGauge(name: "process_virtual_memory_bytes", help: "Virtual memory size in bytes.")
-        cpuSeconds = registry.makeCounter(name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.")
-        openFileDescriptors = registry.makeGauge(name: "process_open_fds", help: "Number of open file descriptors.")
-        maxFileDescriptors = registry.makeGauge(name: "process_max_fds", help: "Maximum number of open file descriptors.")
-        let startTime = registry.makeGauge(name: "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
+        residentMemory = registry.makeGauge(descriptor: .named("process_resident_memory_bytes", help: "Resident memory size in bytes."))
+        virtualMemory = registry.makeGauge(descriptor: .named("process_virtual_memory_bytes", help: "Virtual memory size in bytes."))
+        cpuSeconds = registry.makeCounter(descriptor: .named("process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds."))
+        openFileDescriptors = registry.makeGauge(descriptor: .named("process_open_fds", help: "Number of open file descriptors."))
+        maxFileDescriptors = registry.makeGauge(descriptor: .named("process_max_fds", help: "Maximum number of open file descriptors."))
+        let startTime = registry.makeGauge(descriptor: .named("process_start_time_seconds", help: "Start time of the process since unix epoch in seconds."))
         startTime.set(to: Self.startTimeSeconds() ?? Date().timeIntervalSince1970)
         let info = registry.makeGauge(
-            name: "aisaas_build_info", labels: [("version", build.version), ("commit", build.commit)],
-            help: "The running build: always 1, labelled with its version and commit."
+            descriptor: .named("aisaas_build_info", help: "The running build: always 1, labelled with its version and commit."),
+            labels: [("version", build.version), ("commit", build.commit)]
         )
         info.set(to: 1)
         update()
@@ -93,4 +93,14 @@ public struct BuildInfo: Sendable {
     }
 
     public static let platformVersion = "0.11.0"
+}
+
+extension MetricNameDescriptor {
+    /// The descriptor of a series whose full name is given: its last word is the unit
+    /// (`process_open_fds`: `fds`), as the descriptor wants them apart.
+    static func named(_ name: String, help: String) -> MetricNameDescriptor {
+        let unitStart = name.lastIndex(of: "_") ?? name.startIndex
+        let unit = name[unitStart...].drop { $0 == "_" }
+        return MetricNameDescriptor(metricName: String(name[..<unitStart]), unitName: String(unit), helpText: help)
+    }
 }
