@@ -96,6 +96,95 @@ struct ProcessTopologyTests {
         #expect(gateways[0].terminationReason == .exit && gateways[0].terminationStatus == 0)
     }
 
+    /// An admin demoted through gateway A changes their password through gateway B before B has
+    /// heard of the demotion (B still takes the old admin token): the token B answers must carry
+    /// the stored role, `user`, and be newer than the demotion's revocation without being an
+    /// admin's. Answered with the old token's role, it was a fresh admin token that outlived the
+    /// demotion.
+    @Test("a password change through a gateway that has not yet seen a demotion answers a token of the demoted role")
+    func passwordChangeAfterDemotionElsewhere() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let userPort = try freePort()
+        let gatewayPorts = [try freePort(), try freePort()]
+        let environment = [
+            "DATA_DIR": directory.path,
+            "JWT_SECRET": PlatformUnderTest.jwtSecret,
+            "SECRET_KEY_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "BCRYPT_COST": "4",
+            "ADMIN_USERNAME": PlatformUnderTest.adminUsername,
+            "ADMIN_PASSWORD": PlatformUnderTest.adminPassword,
+            "USER_SERVICE_ADDRS": "127.0.0.1:\(userPort)",
+            "USER_SERVICE_PORT": "\(userPort)",
+            "AI_SERVICE_ADDRS": "127.0.0.1:\(try freePort())",
+            "LOG_LEVEL": "notice",
+        ]
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let migrate = try processes.start("migrate", ["migrate"], environment: environment)
+        migrate.waitUntilExit()
+        #expect(migrate.terminationStatus == 0, "migrate failed: \(processes.log("migrate"))")
+        _ = try processes.start("users", ["user-service"], environment: environment)
+        try await waitUntilListening([userPort], processes)
+        // B polls for revocations as seldom as it may, so that it acts on the old token first.
+        for (index, (port, poll)) in zip(gatewayPorts, ["500", "5000"]).enumerated() {
+            _ = try processes.start("gateway-\(index)", ["gateway"], environment: environment.merging([
+                "HTTP_PORT": "\(port)", "REVOCATION_POLL_MILLISECONDS": poll,
+            ]) { $1 })
+        }
+        let gatewayA = HTTPTestClient(port: gatewayPorts[0])
+        let gatewayB = HTTPTestClient(port: gatewayPorts[1])
+        let adminLogin = try await firstCall(processes) {
+            try await gatewayA.send("PUT", "/auth/login", json: #"{"username":"\#(PlatformUnderTest.adminUsername)","password":"\#(PlatformUnderTest.adminPassword)"}"#)
+        }
+        let adminToken = try #require(adminLogin.data["accessToken"] as? String, "\(adminLogin.status); logs: \(processes.allLogs())")
+        // No AI service here (`/health` would say so): B's first call is a login too.
+        _ = try await firstCall(processes) {
+            try await gatewayB.send("PUT", "/auth/login", json: #"{"username":"\#(PlatformUnderTest.adminUsername)","password":"\#(PlatformUnderTest.adminPassword)"}"#)
+        }
+
+        // B may poll between the demotion and the password change (one chance in hundreds): then
+        // it refuses the old token, which proves nothing here, and the scenario runs again.
+        var exercised = false
+        for attempt in 1...3 where !exercised {
+            let username = "deputy\(attempt)"
+            let registered = try await gatewayA.send("POST", "/user/register", json: #"{"username":"\#(username)","password":"password123"}"#)
+            let id = try #require(registered.data["id"] as? String, "\(registered.status) \(String(decoding: registered.body, as: UTF8.self))")
+            let promoted = try await gatewayA.send("PATCH", "/user/update_security", json: #"{"id":"\#(id)","role":"admin"}"#, token: adminToken)
+            #expect(promoted.status == 200)
+            let login = try await gatewayB.send("PUT", "/auth/login", json: #"{"username":"\#(username)","password":"password123"}"#)
+            let oldToken = try #require(login.data["accessToken"] as? String)
+            #expect(try Self.role(in: oldToken) == "admin")
+
+            let demoted = try await gatewayA.send("PATCH", "/user/update_security", json: #"{"id":"\#(id)","role":"user"}"#, token: adminToken)
+            #expect(demoted.status == 200)
+            guard try await gatewayB.get("/user", token: oldToken).status == 200 else { continue }
+            let changed = try await gatewayB.send("PATCH", "/user/update", json: #"{"password":"password456"}"#, token: oldToken)
+            guard changed.status == 200 else {
+                #expect(changed.status == 401, "\(changed.status) \(String(decoding: changed.body, as: UTF8.self))")
+                continue
+            }
+            exercised = true
+            let newToken = try #require(changed.data["accessToken"] as? String, "\(String(decoding: changed.body, as: UTF8.self))")
+            #expect(try Self.role(in: newToken) == "user")
+            #expect(try await gatewayB.get("/user", token: newToken).status == 403)
+            #expect(try await gatewayB.get("/user/current", token: newToken).status == 200)
+            #expect(try await gatewayB.get("/user", token: oldToken).status == 401)
+        }
+        #expect(exercised, "gateway B took in the demotion before the password change three times")
+    }
+
+    /// The `role` claim of a JWT (its payload, base64url).
+    private static func role(in token: String) throws -> String? {
+        let parts = token.split(separator: ".")
+        try #require(parts.count == 3)
+        var payload = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        payload += String(repeating: "=", count: (4 - payload.count % 4) % 4)
+        let data = try #require(Data(base64Encoded: payload))
+        let claims = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        return claims["role"] as? String
+    }
+
     @Test("signed AI calls through two gateways and two AI service replicas sharing one database", arguments: TestDatabaseKind.enabled)
     func replicatedAIServices(kind: TestDatabaseKind) async throws {
         let directory = try TemporaryDirectory()
@@ -174,7 +263,7 @@ struct ProcessTopologyTests {
         // 499, not as a failure of the service (502 and a warning, before).
         provider.setBehavior(.hang)
         let leaver = try await HTTPTestClient(port: gatewayPorts[0]).send("POST", "/user/register", json: #"{"username":"leaver","password":"password123"}"#)
-        let signer = try Signer(accessKey: try #require(leaver.data["accessKey"] as? String), secretKey: try #require(leaver.data["secretKey"] as? String))
+        let signer = Signer(accessKey: try #require(leaver.data["accessKey"] as? String), secretKey: try #require(leaver.data["secretKey"] as? String))
         let body = Array(#"{"question":"never mind"}"#.utf8)
         let signed = try signer.sign(
             method: "POST", url: "http://127.0.0.1:\(gatewayPorts[0])/ai/invoke/chat_completion",
@@ -353,7 +442,7 @@ final class ProcessSet: @unchecked Sendable {
         env.merge(environment) { $1 }
         process.environment = env
         let logPath = directory + "/\(name).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
