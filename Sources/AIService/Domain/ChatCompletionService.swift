@@ -24,7 +24,7 @@ public struct ChatCompletionService: Sendable {
     /// The provider, model and messages for `input`: the chat model's, or the defaults.
     /// `target` learns provider, model and chat model as they become known, so that a refusal
     /// is recorded with as much as was known.
-    func prepare(_ input: CompletionInput, caller: Caller, target: inout InvocationTarget) async throws -> (any AIProvider, ChatCompletionRequest) {
+    func prepare(_ input: CompletionInput, caller: Caller, target: inout InvocationTarget) async throws -> PreparedCall {
         target.chatModelId = input.chatModelId ?? ""
         if let name = providers.effectiveDefaultName, let provider = providers.providers[name] {
             (target.provider, target.model) = (name, provider.defaults.chat)
@@ -46,17 +46,18 @@ public struct ChatCompletionService: Sendable {
             messages: try ChatPrompt.messages(turns: turns, template: template, history: input.messages, question: input.question)
         )
         (target.provider, target.model) = (provider.name, request.model)
-        target.expected = .expected(promptCharacters: request.messages.reduce(0) { $0 + $1.content.count }, answerLimit: request.maxTokens)
-        return (provider, request)
+        let promptCharacters = request.messages.reduce(0) { $0 + $1.content.count }
+        target.expected = .expected(promptCharacters: promptCharacters, answerLimit: request.maxTokens)
+        return PreparedCall(provider: provider, request: request, promptCharacters: promptCharacters)
     }
 
     /// `prepare`, recording a refusal before it is thrown.
-    private func prepareRecorded(_ input: CompletionInput, caller: Caller) async throws -> (any AIProvider, ChatCompletionRequest, InvocationTarget) {
+    private func prepareRecorded(_ input: CompletionInput, caller: Caller) async throws -> (PreparedCall, InvocationTarget) {
         let started = ContinuousClock.now
         var target = InvocationTarget(kind: .chat, provider: "", model: "", chatModelId: "")
         do {
-            let (provider, request) = try await prepare(input, caller: caller, target: &target)
-            return (provider, request, target)
+            let prepared = try await prepare(input, caller: caller, target: &target)
+            return (prepared, target)
         } catch {
             await pipeline.recordRejected(target, caller: caller, error: error, started: started)
             throw error
@@ -64,7 +65,8 @@ public struct ChatCompletionService: Sendable {
     }
 
     public func complete(_ input: CompletionInput, caller: Caller) async throws -> ChatCompletion {
-        let (provider, request, target) = try await prepareRecorded(input, caller: caller)
+        let (prepared, target) = try await prepareRecorded(input, caller: caller)
+        let (provider, request) = (prepared.provider, prepared.request)
         var admission: Admission?
         return try await pipeline.run(target, caller: caller, onAdmitted: { admitted in
             admitted.recordInput(GenAIContent.messages(request.messages))
@@ -80,17 +82,27 @@ public struct ChatCompletionService: Sendable {
     /// `ChatStream.relay`. The invocation is finished exactly once whatever happens, even when
     /// the stream is never relayed (see `ChatStream`).
     public func openStream(_ input: CompletionInput, caller: Caller) async throws -> ChatStream {
-        var (provider, request, target) = try await prepareRecorded(input, caller: caller)
+        let (prepared, recorded) = try await prepareRecorded(input, caller: caller)
+        let (provider, request) = (prepared.provider, prepared.request)
+        var target = recorded
         target.streamed = true
         let admission = try await pipeline.admit(target, caller: caller)
         do {
             let chunks = try await admission.calling { try await provider.stream(request) }
-            return ChatStream(chunks: chunks, finisher: StreamFinisher(admission: admission, pipeline: pipeline, prompt: request.messages))
+            return ChatStream(chunks: chunks, finisher: StreamFinisher(admission: admission, pipeline: pipeline, prompt: request.messages, promptCharacters: prepared.promptCharacters))
         } catch {
             await pipeline.finish(admission, failedWith: error)
             throw error
         }
     }
+}
+
+/// A chat call ready to go: its provider, its request, and its prompt's length in characters
+/// (counted once: usage estimates and quota admission both need it).
+struct PreparedCall {
+    let provider: any AIProvider
+    let request: ChatCompletionRequest
+    let promptCharacters: Int
 }
 
 extension Consumption {

@@ -56,8 +56,8 @@ final class StreamFinisher: Sendable {
         self.promptCharacters = promptCharacters
     }
 
-    convenience init(admission: Admission, pipeline: InvocationPipeline, prompt: [ChatMessage]) {
-        self.init(admission: admission, pipeline: pipeline, promptCharacters: prompt.reduce(0) { $0 + $1.content.count })
+    convenience init(admission: Admission, pipeline: InvocationPipeline, prompt: [ChatMessage], promptCharacters: Int) {
+        self.init(admission: admission, pipeline: pipeline, promptCharacters: promptCharacters)
         admission.recordInput(GenAIContent.messages(prompt))
     }
 
