@@ -25,17 +25,30 @@ import Testing
         return data
     }
 
-    /// Two seconds of a 440 Hz tone, stereo, in the container the extension names.
-    private func tone(_ format: String, in directory: TemporaryDirectory, codec: [String] = []) throws -> ByteBuffer {
+    /// `seconds` of a 440 Hz tone, stereo, in the container the extension names.
+    private func tone(_ format: String, in directory: TemporaryDirectory, codec: [String] = [], seconds: Int = 2) throws -> ByteBuffer {
         let transcoder = try transcoder()
         let path = directory.path + "/tone." + format
         _ = try run(
             transcoder.ffmpegPath,
-            ["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-ac", "2"] + codec + [path])
+            ["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=\(seconds)", "-ac", "2"] + codec + [path])
         return ByteBuffer(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: path))))
     }
 
-    @Test(arguments: [("wav", [String]()), ("webm", ["-c:a", "libopus"]), ("m4a", ["-c:a", "aac"]), ("mp3", [])])
+    /// The codec, channels and bit rate of an MP3.
+    private func describe(_ mp3: ByteBuffer, in directory: TemporaryDirectory) throws -> (codec: String?, channels: Int?, bitRate: Int?) {
+        let outputPath = directory.path + "/out.mp3"
+        try Data(mp3.readableBytesView).write(to: URL(fileURLWithPath: outputPath))
+        let probe = try run(
+            try transcoder().ffprobePath, ["-v", "error", "-show_entries", "stream=codec_name,channels,bit_rate", "-of", "json", outputPath])
+        let json = try #require(try JSONSerialization.jsonObject(with: probe) as? [String: Any])
+        let stream = try #require((json["streams"] as? [[String: Any]])?.first)
+        return (stream["codec_name"] as? String, stream["channels"] as? Int, (stream["bit_rate"] as? String).flatMap(Int.init))
+    }
+
+    @Test(arguments: [
+        ("wav", [String]()), ("webm", ["-c:a", "libopus"]), ("m4a", ["-c:a", "aac"]), ("mp3", []), ("flac", []), ("ogg", ["-c:a", "libopus"]),
+    ])
     func transcodesToMonoMP3(format: String, codec: [String]) async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -45,16 +58,53 @@ import Testing
         let result = try await transcoder.transcodeForTranscription(input, fileExtension: format.uppercased())
         #expect(abs(result.durationSeconds - 2) < 0.1, "duration \(result.durationSeconds)")
 
-        let outputPath = directory.path + "/out.mp3"
-        try Data(result.mp3.readableBytesView).write(to: URL(fileURLWithPath: outputPath))
-        let probe = try run(
-            transcoder.ffprobePath, ["-v", "error", "-show_entries", "stream=codec_name,channels,bit_rate", "-of", "json", outputPath])
-        let json = try #require(try JSONSerialization.jsonObject(with: probe) as? [String: Any])
-        let stream = try #require((json["streams"] as? [[String: Any]])?.first)
-        #expect(stream["codec_name"] as? String == "mp3")
-        #expect(stream["channels"] as? Int == 1)
-        let bitRate = try #require((stream["bit_rate"] as? String).flatMap(Int.init))
+        let output = try describe(result.mp3, in: directory)
+        #expect(output.codec == "mp3")
+        #expect(output.channels == 1)
+        let bitRate = try #require(output.bitRate)
         #expect(abs(bitRate - 64_000) <= 2_000, "bit rate \(bitRate)")
+    }
+
+    /// With room for 40,000 bytes of MP3 (5 s at 64 kbit/s, 20 s at 16 kbit/s): longer audio gets a
+    /// lower rate, audio that fits at no rate is refused before it is decoded, and audio whose
+    /// container does not give its length is decoded no further than fits.
+    @Test func longAudioGetsALowerRateToFitTheProvidersLimit() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var transcoder = try transcoder()
+        transcoder.maxOutputBytes = 40_000
+
+        let ten = try await transcoder.transcodeForTranscription(try tone("wav", in: directory, seconds: 10), fileExtension: "wav")
+        #expect(abs(ten.durationSeconds - 10) < 0.2, "duration \(ten.durationSeconds)")
+        #expect(ten.mp3.readableBytes <= 40_000)
+        let tenRate = try #require(try describe(ten.mp3, in: directory).bitRate)
+        #expect(abs(tenRate - 24_000) <= 2_000, "bit rate \(tenRate)")
+
+        let scratch = directory.path + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false)
+        transcoder.temporaryDirectory = scratch
+        let longer = try tone("wav", in: directory, seconds: 30)
+        let refused = await domainError { _ = try await transcoder.transcodeForTranscription(longer, fileExtension: "wav") }
+        #expect(refused?.kind == .invalidArgument)
+        #expect(refused?.message.contains("too long") == true, "\(String(describing: refused))")
+
+        // Written to a pipe, a webm has no duration in its header.
+        let path = directory.path + "/streamed.webm"
+        let streamed = try run(
+            transcoder.ffmpegPath,
+            ["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=12", "-c:a", "libopus", "-f", "webm", "pipe:1"])
+        try streamed.write(to: URL(fileURLWithPath: path))
+        let unknown = try await transcoder.transcodeForTranscription(ByteBuffer(bytes: Array(streamed)), fileExtension: "webm")
+        #expect(abs(unknown.durationSeconds - 12) < 0.2, "duration \(unknown.durationSeconds)")
+        #expect(unknown.mp3.readableBytes <= 40_000)
+        let unknownRate = try #require(try describe(unknown.mp3, in: directory).bitRate)
+        #expect(abs(unknownRate - 16_000) <= 2_000, "bit rate \(unknownRate)")
+        let unfit = try run(
+            transcoder.ffmpegPath,
+            ["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=25", "-c:a", "libopus", "-f", "webm", "pipe:1"])
+        let tooLong = await domainError { _ = try await transcoder.transcodeForTranscription(ByteBuffer(bytes: Array(unfit)), fileExtension: "webm") }
+        #expect(tooLong?.message.contains("too long") == true, "\(String(describing: tooLong))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty)
     }
 
     @Test func garbageIsUndecodable() async throws {
@@ -70,7 +120,7 @@ import Testing
     }
 
     @Test func unsupportedExtensionIsRefused() async throws {
-        let error = await domainError { _ = try await transcoder().transcodeForTranscription(ByteBuffer(bytes: [1, 2, 3]), fileExtension: "ogg") }
+        let error = await domainError { _ = try await transcoder().transcodeForTranscription(ByteBuffer(bytes: [1, 2, 3]), fileExtension: "aiff") }
         #expect(error?.kind == .invalidArgument)
         #expect(error?.reason == "UnsupportedAudioFormat")
     }

@@ -2,6 +2,7 @@ import AIProviders
 import Foundation
 import NIOCore
 import Platform
+import WireFormats
 
 public struct TranscriptionInput: Sendable {
     public var audio: ByteBuffer
@@ -37,9 +38,9 @@ public struct SpeechService: Sendable {
     let transcoder: (any AudioTranscoding)?
     let pipeline: InvocationPipeline
 
-    static let audioExtensions = ["mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm"]
+    static let audioExtensions = AudioFormats.transcriptionUploads
     static let maxAudioBytes = 25 * 1024 * 1024
-    static let speechFormats = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
+    static let speechFormats = AudioFormats.speechOutputs
     static let maxSpeechText = 4_096
 
     static let transcoderMissing = DomainError(.unavailable, "speech to text needs ffmpeg: install the ffmpeg package")

@@ -1,5 +1,6 @@
 import AISaaSProtos
 import Foundation
+import WireFormats
 import GRPCCore
 import HTTPTypes
 import Hummingbird
@@ -13,8 +14,8 @@ struct InvokeRoutes {
     let chatModels: any Grpc_Ai_V1_AiChatModelService.ClientProtocol
     let speech: any Grpc_Ai_V1_AiSpeechService.ClientProtocol
 
-    static let audioExtensions = ["mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm"]
-    static let speechFormats = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
+    static let audioExtensions = AudioFormats.transcriptionUploads
+    static let speechFormats = AudioFormats.speechOutputs
     static let maxAudioBytes = 25 << 20
     /// Room for the multipart framing and the small fields around a 25 MiB file.
     static let maxTranscriptionBodyBytes = maxAudioBytes + (64 << 10)
@@ -92,7 +93,7 @@ struct InvokeRoutes {
 
     // MARK: - Speech
 
-    /// Multipart `file` (mp3, mp4, mpeg, mpga, m4a, wav or webm, at most 25 MiB) with optional
+    /// Multipart `file` (flac, m4a, mp3, mp4, mpeg, mpga, ogg, wav or webm, at most 25 MiB) with optional
     /// `prompt`, `language` and `temperature` → `{text}`.
     @Sendable func speechToText(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         var request = request
