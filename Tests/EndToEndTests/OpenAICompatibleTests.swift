@@ -244,6 +244,20 @@ struct OpenAICompatibleTests {
             #expect(fake.requests(to: .speech).last?.json?["speed"] as? Double == 1.5)
             let badFormat = try await platform.request(.POST, "/v1/audio/speech", json: #"{"model":"tts-1","input":"x","response_format":"ogg"}"#, token: key)
             #expect(badFormat.status == 400 && Self.error(badFormat)["param"] as? String == "response_format")
+            for speed in ["10", "0.1", "\"fast\""] {
+                let badSpeed = try await platform.request(.POST, "/v1/audio/speech", json: #"{"model":"tts-1","input":"x","speed":\#(speed)}"#, token: key)
+                #expect(badSpeed.status == 400 && Self.error(badSpeed)["param"] as? String == "speed", "speed \(speed): \(badSpeed.status)")
+            }
+            let customVoice = try await platform.request(.POST, "/v1/audio/speech", json: #"{"model":"tts-1","input":"x","voice":{"id":"voice_123"}}"#, token: key)
+            #expect(customVoice.status == 200, "\(customVoice.status)")
+            #expect((fake.requests(to: .speech).last?.json?["voice"] as? [String: Any])?["id"] as? String == "voice_123")
+            let badVoice = try await platform.request(.POST, "/v1/audio/speech", json: #"{"model":"tts-1","input":"x","voice":{"name":"x"}}"#, token: key)
+            #expect(badVoice.status == 400 && Self.error(badVoice)["param"] as? String == "voice")
+            // What the provider turns down is the client's request: 400, as OpenAI answers it.
+            fake.setBehavior(.fail(status: 400), for: .speech)
+            let turnedDown = try await platform.request(.POST, "/v1/audio/speech", json: #"{"model":"tts-1","input":"x","instructions":"whisper"}"#, token: key)
+            #expect(turnedDown.status == 400 && Self.error(turnedDown)["type"] as? String == "invalid_request_error", "\(turnedDown.status)")
+            fake.setBehavior(.answer, for: .speech)
 
             let wav = try Self.sineWAV()
             for (path, expected) in [("/v1/audio/transcriptions", "hello from the fake provider"), ("/v1/audio/translations", "translated: hello from the fake provider")] {

@@ -466,7 +466,9 @@ public final class FakeProvider: Sendable {
 
     private func speech(_ request: RecordedRequest, _ settings: Settings) -> Response {
         let json = request.json ?? [:]
-        guard let input = json["input"] as? String, json["model"] is String, json["voice"] is String else {
+        // A built-in voice by name, or a custom one as {"id": ...}, as OpenAI's API takes them.
+        let voice = json["voice"] as? String ?? (json["voice"] as? [String: Any])?["id"] as? String
+        guard let input = json["input"] as? String, json["model"] is String, voice != nil else {
             return Self.error(status: 400, message: "model, input and voice are required", code: "invalid_request")
         }
         let format = (json["response_format"] as? String) ?? "mp3"

@@ -161,9 +161,20 @@ public struct OpenAIService: Sendable {
             if let format = try OpenAIBody.optionalString(object, "response_format"), !SpeechService.speechFormats.contains(format) {
                 throw OpenAIBody.invalid("response_format", "'response_format' must be one of \(SpeechService.speechFormats.joined(separator: ", "))")
             }
+            if let speed = object["speed"], speed != .null {
+                guard let value = speed.doubleValue, (0.25...4).contains(value) else {
+                    throw OpenAIBody.invalid("speed", "'speed' must be a number from 0.25 to 4.0")
+                }
+            }
             let (provider, resolved) = try await resolve(object, caller: caller, allowed: allowed, chatModels: false, target: &target)
             object["model"] = .string(resolved.model)
-            if try OpenAIBody.optionalString(object, "voice") == nil { object["voice"] = .string(resolved.provider.defaults.voice) }
+            // A built-in voice by name, or a custom one as {"id": ...}.
+            switch object["voice"] {
+            case nil, .null?: object["voice"] = .string(resolved.provider.defaults.voice)
+            case .string?: break
+            case .object(let voice)? where voice["id"]?.stringValue?.isEmpty == false: break
+            case .some: throw OpenAIBody.invalid("voice", "'voice' must be a voice's name or an object with its 'id'")
+            }
             return (provider, object)
         }
         let characters = object["input"]?.stringValue?.count ?? 0

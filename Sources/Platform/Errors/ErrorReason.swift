@@ -72,7 +72,8 @@ extension ErrorReason {
         case (_, .invalidApiKey?), (401, _): 401
         case (_, .modelNotAllowed?): 403
         case (_, .modelNotFound?): 404
-        case (_, .unsupportedAudioFormat?), (_, .undecodableAudio?), (422, _), (400, _): 400
+        // The provider turned down what the client asked for (a parameter out of its range, say).
+        case (_, .unsupportedAudioFormat?), (_, .undecodableAudio?), (_, .providerRejectedRequest?), (422, _), (400, _): 400
         default: status
         }
     }
