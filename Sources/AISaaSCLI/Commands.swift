@@ -43,6 +43,13 @@ struct SourceOptions: ParsableArguments {
         return (configuration, Logger(label: "aisaas"))
     }
 
+    /// For the commands that serve: SIGHUP asks a running process to read its config file again
+    /// (when there is one) and must never end it, not even while it starts (its default action).
+    func loadForServing() async throws -> (PlatformConfiguration, Logger) {
+        signal(SIGHUP, SIG_IGN)
+        return try await load()
+    }
+
     /// For one-off commands: the settings as they are now.
     func loadReader() async throws -> (ConfigReader, Logger) {
         let (configuration, logger) = try await load()
@@ -75,7 +82,7 @@ public struct All: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
-            let (config, logger) = try await sources.load()
+            let (config, logger) = try await sources.loadForServing()
             try await buildAllInOne(config: config, logger: logger).run()
         }
     }
@@ -97,7 +104,7 @@ public struct GatewayCommand: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
-            let (config, logger) = try await sources.load()
+            let (config, logger) = try await sources.loadForServing()
             try await buildGatewayProcess(config: config, logger: logger).run()
         }
     }
@@ -119,7 +126,7 @@ public struct UserServiceCommand: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
-            let (config, logger) = try await sources.load()
+            let (config, logger) = try await sources.loadForServing()
             try await buildUserServiceProcess(config: config, logger: logger).run()
         }
     }
@@ -137,7 +144,7 @@ public struct AIServiceCommand: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReportingConfigurationErrors {
-            let (config, logger) = try await sources.load()
+            let (config, logger) = try await sources.loadForServing()
             try await buildAIServiceProcess(config: config, logger: logger).run()
         }
     }

@@ -28,6 +28,8 @@ func settingsProblems(_ reader: ConfigReader) -> [String] {
     let settings = SettingsReader(reader)
     let common = CommonSettings.read(settings)
     _ = ObservabilitySettings.read(settings)
+    // Every process applies these as it runs, traced or not (the sampler is read even with tracing off).
+    _ = ObservabilitySettings.Dynamic.read(settings)
     _ = GatewayDynamicSettings.read(settings)
     _ = DiscoverySettings.read(settings)
     var problems = settings.problemsSoFar
@@ -93,7 +95,7 @@ struct ConfigGet: AsyncParsableCommand {
         }
         let values = center.etcdValues
         if json {
-            let shown = values.mapValues { isSecretKey($0) ? "(set, not shown)" : $0 }
+            let shown = Dictionary(uniqueKeysWithValues: values.map { key, value in (key, isSecretKey(key) ? "(set, not shown)" : value) })
             let data = try JSONSerialization.data(withJSONObject: shown, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return

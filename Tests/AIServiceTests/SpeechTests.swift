@@ -47,7 +47,7 @@ struct SpeechTests {
         try await AIServiceHarness.run(kind, providers: AIProviderDirectory([provider]), transcoder: transcoder) { h in
             let format = await rpcError { try await asUser("alice") { try await h.a.speech.createTranscription(Self.transcription("notes.txt")) } }
             #expect(format?.code == .invalidArgument && format?.reason == "UnsupportedAudioFormat")
-            #expect(format?.message.contains("mp3, mp4, mpeg, mpga, m4a, wav, webm") == true)
+            #expect(format?.message.contains("flac, m4a, mp3, mp4, mpeg, mpga, ogg, wav, webm") == true)
             let noName = await rpcError { try await asUser("alice") { try await h.a.speech.createTranscription(.with { $0.buffer = Data([1]) }) } }
             #expect(noName?.reason == "UnsupportedAudioFormat")
             let big = await rpcError { try await asUser("alice") { try await h.a.speech.createTranscription(Self.transcription("a.wav", bytes: 25 * 1024 * 1024 + 1)) } }

@@ -98,6 +98,8 @@ struct ConfigReloadTests {
             return true
         }
         #expect(!(try Self.runCLI(processes, ["config", "get"], environment).output.contains("sk-rotated")), "secrets are not printed")
+        let listed = try Self.runCLI(processes, ["config", "get", "--json"], environment).output
+        #expect(!listed.contains("sk-rotated") && listed.contains("(set, not shown)"), "nor in JSON: \(listed)")
 
         // One command changes the rate limit and the login throttle of the whole fleet.
         let set = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=3", "login.max.failures.per.username=1"], environment)
@@ -134,6 +136,9 @@ struct ConfigReloadTests {
         // The CLI checks a change before it writes it.
         let invalid = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=-5"], environment)
         #expect(invalid.status == 78 && invalid.output.contains("AI_RATE_LIMIT_PER_MINUTE"), "\(invalid.output)")
+        // The sampler is applied by every process, traced or not: a bad one is refused here too.
+        let badSampler = try Self.runCLI(processes, ["config", "set", "otel.traces.sampler=bogus"], environment)
+        #expect(badSampler.status == 78 && badSampler.output.contains("OTEL_TRACES_SAMPLER"), "\(badSampler.output)")
         #expect(try Self.runCLI(processes, ["config", "get", "ai.rate.limit.per.minute"], environment).output.contains("3"))
 
         // Written around the CLI, an invalid change is refused whole by every process: the login

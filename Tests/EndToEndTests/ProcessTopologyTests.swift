@@ -311,6 +311,25 @@ struct ProcessTopologyTests {
         #expect(lines.contains { $0.contains("app=gateway") && $0.contains("request served") })
     }
 
+    @Test("SIGHUP (a reload request) never ends a process, with no config file to read again too")
+    func hangUpDoesNotEndTheProcess() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let port = try freePort()
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let platform = try processes.start("all", ["all"], environment: ["DATA_DIR": directory.path, "HTTP_PORT": "\(port)", "BCRYPT_COST": "4"])
+        let client = HTTPTestClient(port: port)
+        try await waitUntil("platform healthy: \(processes.log("all"))") { (try? await client.get("/health").status) == 200 }
+        for _ in 0..<3 { kill(platform.processIdentifier, SIGHUP) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(platform.isRunning, "ended by SIGHUP: \(platform.terminationReason) \(platform.terminationStatus)")
+        #expect(try await client.get("/health").status == 200)
+        platform.terminate()
+        platform.waitUntilExit()
+        #expect(platform.terminationStatus == 0)
+    }
+
     @Test("LOG_FORMAT=json writes one JSON object per line, with the request id and the component")
     func jsonLogs() async throws {
         let directory = try TemporaryDirectory()

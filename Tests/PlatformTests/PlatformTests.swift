@@ -71,6 +71,34 @@ struct PlatformTests {
         }
     }
 
+    /// Kubernetes mounts a Secret's keys as symbolic links into a hidden, versioned folder.
+    @Test("SECRETS_DIR follows the links of a Kubernetes Secret volume and skips its hidden folders")
+    func kubernetesSecretVolume() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let secrets = directory.path + "/secrets"
+        let files = FileManager.default
+        try files.createDirectory(atPath: secrets + "/..2026_12_06_10_00_00.1", withIntermediateDirectories: true)
+        try Data("from-the-secret-volume-0123456789abcdef\n".utf8).write(to: URL(fileURLWithPath: secrets + "/..2026_12_06_10_00_00.1/jwt-secret"))
+        try Data("8".utf8).write(to: URL(fileURLWithPath: secrets + "/..2026_12_06_10_00_00.1/bcrypt-cost"))
+        try files.createSymbolicLink(atPath: secrets + "/..data", withDestinationPath: "..2026_12_06_10_00_00.1")
+        try files.createSymbolicLink(atPath: secrets + "/jwt-secret", withDestinationPath: "..data/jwt-secret")
+        try files.createSymbolicLink(atPath: secrets + "/bcrypt-cost", withDestinationPath: "..data/bcrypt-cost")
+        try files.createSymbolicLink(atPath: secrets + "/dangling", withDestinationPath: "..data/nothing")
+        let settings = SettingsReader(try await ConfigurationLoader.load(environment: ["SECRETS_DIR": secrets], envFile: nil).reader)
+        #expect(settings.string("jwt.secret", isSecret: true) == "from-the-secret-volume-0123456789abcdef")
+        #expect(settings.int("bcrypt.cost", default: 10, range: 4...31) == 8)
+        #expect(settings.string("dangling") == nil)
+    }
+
+    @Test("an env file named on purpose must exist; the default .env may not")
+    func envFileMustExistWhenNamed() async throws {
+        await #expect(throws: ConfigurationError.self) {
+            _ = try await ConfigurationLoader.load(environment: [:], envFile: "/nonexistent/prod.env")
+        }
+        _ = try await ConfigurationLoader.load(environment: [:], envFile: ConfigurationLoader.defaultEnvFile)
+    }
+
     @Test("database URLs choose the driver; passwords never reach a log")
     func databaseLocations() throws {
         #expect(try DatabaseLocation.parse(nil, defaultSQLitePath: "d/u.sqlite").get() == .sqlite(path: "d/u.sqlite"))
@@ -78,6 +106,13 @@ struct PlatformTests {
         let postgres = try DatabaseLocation.parse("postgres://app:hunter2@db:5432/users", defaultSQLitePath: "").get()
         #expect(postgres == .postgres(url: "postgres://app:hunter2@db:5432/users"))
         #expect(!postgres.description.contains("hunter2"))
+        // The driver refuses this one (sslmode misspelt) with an error quoting the whole URL.
+        switch DatabaseLocation.parse("postgres://app:hunter2@db:5432/users?sslmode=verify_ful", defaultSQLitePath: "") {
+        case .success(let location): Issue.record("taken: \(location)")
+        case .failure(let error):
+            #expect(!error.description.contains("hunter2"), "\(error)")
+            #expect(error.description.contains("app:***@db"), "\(error)")
+        }
         #expect(throws: ConfigurationError.self) { try DatabaseLocation.parse("mysql://x", defaultSQLitePath: "").get() }
     }
 

@@ -12,19 +12,20 @@ import SystemPackage
 public enum ConfigurationLoader {
     public static func load(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        envFile: String? = ".env",
+        envFile: String? = defaultEnvFile,
         configFile: String? = nil,
         pollInterval: Duration = .seconds(2)
     ) async throws -> PlatformConfiguration {
         var layers: [any ConfigProvider] = [EnvironmentVariablesProvider(environmentVariables: environment)]
         if let envFile {
+            // The default `.env` may be absent; a file named on purpose must be there.
+            if envFile != defaultEnvFile, !FileManager.default.fileExists(atPath: envFile) {
+                throw ConfigurationError(problems: ["the env file \(envFile) does not exist"])
+            }
             layers.append(try await EnvironmentVariablesProvider(environmentFilePath: FilePath(envFile), allowMissing: true))
         }
         if let secrets = environment["SECRETS_DIR"], !secrets.isEmpty {
-            guard FileManager.default.fileExists(atPath: secrets) else {
-                throw ConfigurationError(problems: ["SECRETS_DIR \(secrets) does not exist"])
-            }
-            layers.append(try await DirectoryFilesProvider(directoryPath: FilePath(secrets)))
+            layers.append(EnvironmentVariablesProvider(environmentVariables: try secretFiles(in: secrets), secretsSpecifier: .all))
         }
         let configFile = configFile ?? environment["CONFIG_FILE"]
         var file: WatchedConfigFile?
@@ -32,6 +33,38 @@ public enum ConfigurationLoader {
             file = try await WatchedConfigFile.open(path: configFile, pollInterval: pollInterval)
         }
         return PlatformConfiguration(layers: layers, file: file)
+    }
+
+    /// The `.env` of the working directory, read when it is there.
+    public static let defaultEnvFile = ".env"
+
+    /// The files of a secrets folder as the environment variables they stand for (`jwt-secret`:
+    /// `JWT_SECRET`), contents trimmed. Kubernetes mounts each key of a Secret as a symbolic link
+    /// into a hidden `..data` folder: links are followed, hidden names skipped.
+    static func secretFiles(in directory: String) throws -> [String: String] {
+        var isDirectory: Bool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
+            throw ConfigurationError(problems: ["SECRETS_DIR \(directory) does not exist or is not a folder"])
+        }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw ConfigurationError(problems: ["SECRETS_DIR \(directory) cannot be read"])
+        }
+        var values: [String: String] = [:]
+        for name in names where !name.hasPrefix(".") {
+            let path = directory + "/" + name
+            // fileExists follows links; a link to a folder, or a dangling one, is no secret.
+            var entryIsDirectory: Bool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &entryIsDirectory), !entryIsDirectory else { continue }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigurationError(problems: ["the secret file \(path) cannot be read"])
+            }
+            let variable = name.uppercased().replacingOccurrences(of: "-", with: "_").replacingOccurrences(of: ".", with: "_")
+            values[variable] = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return values
     }
 
     /// A reader over fixed values, for tests and embedding.

@@ -17,7 +17,14 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
     public static func parse(_ setting: String?, defaultSQLitePath: String) -> Result<DatabaseLocation, ConfigurationError> {
         guard let setting else { return .success(.sqlite(path: defaultSQLitePath)) }
         if setting.hasPrefix("postgres://") || setting.hasPrefix("postgresql://") {
-            return .success(.postgres(url: setting))
+            let location = DatabaseLocation.postgres(url: setting)
+            // The driver's own error quotes the whole URL, password included.
+            guard (try? SQLPostgresConfiguration(url: setting)) != nil else {
+                return .failure(ConfigurationError(problems: [
+                    "\(location) is not a PostgreSQL URL the driver takes (check its host, port, database name and sslmode)",
+                ]))
+            }
+            return .success(location)
         }
         if setting.hasPrefix("sqlite:") {
             let path = String(setting.dropFirst("sqlite:".count)).replacingOccurrences(of: "//", with: "", options: .anchored)
@@ -88,7 +95,9 @@ public final class ServiceDatabase: Sendable {
             sqliteReader = InlineSQLiteConnection(path: path, access: .readOnly)
             sqliteWriter = InlineSQLiteConnection(path: path, access: .readWrite)
         case .postgres(let url):
-            var configuration = try SQLPostgresConfiguration(url: url)
+            guard var configuration = try? SQLPostgresConfiguration(url: url) else {
+                throw DatabaseConfigurationError("\(location) is not a PostgreSQL URL the driver takes")
+            }
             configuration.searchPath = nil
             sqliteThreadPool = nil
             databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
