@@ -41,5 +41,6 @@ cd "$work/package"
 swift build --scratch-path "$build" --build-tests
 swift test --scratch-path "$build" --skip-build --filter "${type}ServiceTests"
 "$aisaas" "$name-service" --help | grep -q "${name^^}_SERVICE_PORT"
-DATA_DIR="$work/data" "$aisaas" migrate --service "$name" --env-file "$work/no.env"
+: >"$work/empty.env"  # no settings but the ones given here
+DATA_DIR="$work/data" "$aisaas" migrate --service "$name" --env-file "$work/empty.env"
 echo "the scaffolded '$name' service builds and its tests pass"
