@@ -18,6 +18,7 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
     public static let supportedExtensions = Set(AudioFormats.transcriptionUploads)
     /// MP3 bit rates used, best first (all valid for 16 kHz mono MPEG-2 Layer III).
     static let bitRates = [64_000, 48_000, 32_000, 24_000, 16_000]
+    static let lowestBitRate = 16_000
     /// The rate for audio whose length its container does not give (browser recordings, often).
     static let unknownLengthBitRate = 32_000
 
@@ -106,11 +107,10 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
         } else {
             rate = Self.unknownLengthBitRate
         }
-        let lowest = Self.bitRates[Self.bitRates.count - 1]
         var converted = try await convert(input, to: output, bitRate: rate, directory: directory)
-        if converted == nil, inputDuration == nil, Self.unknownLengthBitRate != lowest {
+        if converted == nil, inputDuration == nil, Self.unknownLengthBitRate != Self.lowestBitRate {
             // Longer than fits at the rate for unknown lengths: once more at the lowest.
-            converted = try await convert(input, to: output, bitRate: lowest, directory: directory)
+            converted = try await convert(input, to: output, bitRate: Self.lowestBitRate, directory: directory)
         }
         guard let (mp3, decoded) = converted else { throw tooLong }
         // Containers written by browsers (webm) often carry no duration, and a crafted header may
@@ -123,7 +123,7 @@ public struct FFmpegAudioTranscoder: AudioTranscoding {
     static let undecodable = DomainError(.invalidArgument, "the audio could not be decoded", reason: ErrorReason.undecodableAudio.rawValue)
 
     private var tooLong: DomainError {
-        let minutes = Int((maxSeconds(at: Self.bitRates[Self.bitRates.count - 1]) - 1) / 60)
+        let minutes = Int((maxSeconds(at: Self.lowestBitRate) - 1) / 60)
         return DomainError(.invalidArgument, "the audio is too long to transcribe: at most \(minutes) minutes")
     }
 

@@ -289,14 +289,11 @@ struct ProcessTopologyTests {
     func requestIdInLogs() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let port = try freePort()
         let processes = ProcessSet(directory: directory.path)
         defer { processes.killAll() }
-        let platform = try processes.start("all", ["all"], environment: [
-            "DATA_DIR": directory.path, "HTTP_PORT": "\(port)", "LOG_LEVEL": "debug", "BCRYPT_COST": "4",
+        let (platform, client) = try await processes.startHealthyAll(environment: [
+            "DATA_DIR": directory.path, "LOG_LEVEL": "debug", "BCRYPT_COST": "4",
         ])
-        let client = HTTPTestClient(port: port)
-        try await waitUntil("platform healthy: \(processes.log("all"))") { (try? await client.get("/health").status) == 200 }
         let reply = try await client.send(
             "POST", "/user/register", json: #"{"username":"traced","password":"password123"}"#, headers: [("x-request-id", "trace-me-4711")]
         )
@@ -315,12 +312,9 @@ struct ProcessTopologyTests {
     func hangUpDoesNotEndTheProcess() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let port = try freePort()
         let processes = ProcessSet(directory: directory.path)
         defer { processes.killAll() }
-        let platform = try processes.start("all", ["all"], environment: ["DATA_DIR": directory.path, "HTTP_PORT": "\(port)", "BCRYPT_COST": "4"])
-        let client = HTTPTestClient(port: port)
-        try await waitUntil("platform healthy: \(processes.log("all"))") { (try? await client.get("/health").status) == 200 }
+        let (platform, client) = try await processes.startHealthyAll(environment: ["DATA_DIR": directory.path, "BCRYPT_COST": "4"])
         for _ in 0..<3 { kill(platform.processIdentifier, SIGHUP) }
         try await Task.sleep(for: .milliseconds(300))
         #expect(platform.isRunning, "ended by SIGHUP: \(platform.terminationReason) \(platform.terminationStatus)")
@@ -334,14 +328,11 @@ struct ProcessTopologyTests {
     func jsonLogs() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let port = try freePort()
         let processes = ProcessSet(directory: directory.path)
         defer { processes.killAll() }
-        let platform = try processes.start("all", ["all"], environment: [
-            "DATA_DIR": directory.path, "HTTP_PORT": "\(port)", "LOG_LEVEL": "debug", "LOG_FORMAT": "json", "BCRYPT_COST": "4",
+        let (platform, client) = try await processes.startHealthyAll(environment: [
+            "DATA_DIR": directory.path, "LOG_LEVEL": "debug", "LOG_FORMAT": "json", "BCRYPT_COST": "4",
         ])
-        let client = HTTPTestClient(port: port)
-        try await waitUntil("platform healthy: \(processes.log("all"))") { (try? await client.get("/health").status) == 200 }
         let reply = try await client.send(
             "POST", "/user/register", json: #"{"username":"jsonlogs","password":"password123"}"#, headers: [("x-request-id", "json-4711")]
         )
@@ -434,6 +425,17 @@ func firstCall(_ processes: ProcessSet, _ call: () async throws -> HTTPTestClien
     }
     guard let reply else { throw TestFailure("no reply") }
     return reply
+}
+
+extension ProcessSet {
+    /// `aisaas all` on a free port with `environment`, once it answers `/health`.
+    func startHealthyAll(environment: [String: String]) async throws -> (Process, HTTPTestClient) {
+        let port = try freePort()
+        let platform = try start("all", ["all"], environment: environment.merging(["HTTP_PORT": "\(port)"]) { $1 })
+        let client = HTTPTestClient(port: port)
+        try await waitUntil("platform healthy: \(log("all"))") { (try? await client.get("/health").status) == 200 }
+        return (platform, client)
+    }
 }
 
 /// Child processes of the built `aisaas` binary, each logging to a file.
