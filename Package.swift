@@ -229,6 +229,7 @@ let package = Package(
             name: "PlatformTests",
             dependencies: [
                 "Platform", "TestSupport", "AISaaSProtos",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

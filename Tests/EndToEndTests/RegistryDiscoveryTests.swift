@@ -42,11 +42,19 @@ struct RegistryDiscoveryTests {
                 environment: environment.merging(["USER_SERVICE_PORT": "\(userPorts[index])", "INSTANCE_ID": "user-\(index)"]) { $1 }
             )
         }
+        // The gateway first, with nothing registered: a call fails at once, 503 naming the
+        // service, instead of waiting for an instance.
+        _ = try processes.start("gateway", ["gateway"], environment: environment)
+        let http = HTTPTestClient(port: gatewayPort)
+        try await waitUntilListening([gatewayPort], processes)
+        let started = ContinuousClock.now
+        let early = try await http.send("PUT", "/auth/login", json: #"{"username":"nobody","password":"password123"}"#)
+        #expect(early.status == 503 && early.message.contains("user-service"), "\(early.status) \(early.message)")
+        #expect(ContinuousClock.now - started < .seconds(8), "answered without waiting out the call's deadline")
+
         let first = try startUser(0)
         _ = try processes.start("ai", ["ai-service"], environment: environment.merging(["INSTANCE_ID": "ai-0"]) { $1 })
         try await waitUntilListening([userPorts[0], aiPort], processes)
-        _ = try processes.start("gateway", ["gateway"], environment: environment)
-        let http = HTTPTestClient(port: gatewayPort)
         try await waitUntil("both services registered and healthy; logs: \(processes.allLogs())", timeout: .seconds(30)) {
             guard let health = try? await http.get("/health"), health.status == 200 else { return false }
             return (health.data["instances"] as? [Any])?.count == 2
@@ -102,5 +110,20 @@ struct RegistryDiscoveryTests {
         second.waitUntilExit()
         #expect(try Self.registered(processes, environment).map { $0["id"] ?? "" }.sorted() == ["ai-0", "user-2"], "gone on shutdown")
         for _ in 0..<20 { #expect(try await http.get("/user/current", token: token).status == 200) }
+        // Health lists the instances registered now: those gone are not reported as failing.
+        func healthAddresses() async -> (status: Int, addresses: [String]) {
+            guard let health = try? await http.get("/health") else { return (0, []) }
+            let instances = health.data["instances"] as? [[String: Any]] ?? []
+            return (health.status, instances.compactMap { $0["address"] as? String }.sorted())
+        }
+        let live = ["127.0.0.1:\(aiPort)", "127.0.0.1:\(userPorts[2])"].sorted()
+        var seen = (status: 0, addresses: [String]())
+        try await waitUntil("health lists the live instances only: \(seen)", timeout: .seconds(20)) {
+            seen = await healthAddresses()
+            return seen.status == 200 && seen.addresses == live
+        }
+        try await Task.sleep(for: .seconds(2))
+        seen = await healthAddresses()
+        #expect(seen.status == 200 && seen.addresses == live, "\(seen)")
     }
 }

@@ -38,6 +38,18 @@ struct OutlierEjectionTests {
         #expect(String(decoding: exposition, as: UTF8.self).contains(#"aisaas_service_instance_ejections_total{component="test",service="user-service",reason="failures"} 1"#))
     }
 
+    @Test("DEADLINE_EXCEEDED the instance answered itself (a slow provider behind it) does not count against it")
+    func answeredDeadlineShowsTheInstanceAlive() {
+        let ejection = ejection(.init(consecutiveFailures: 2, baseEjection: .seconds(60)))
+        for _ in 0..<5 { ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded, answered: true) }
+        #expect(!ejection.isEjected("10.0.0.1:9101"))
+        ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded, answered: false)
+        ejection.recordCall(address: "10.0.0.1:9101", code: .deadlineExceeded, answered: false)
+        #expect(ejection.isEjected("10.0.0.1:9101"), "this side's deadline passing twice")
+        ejection.forget(address: "10.0.0.1:9101")
+        #expect(!ejection.isEjected("10.0.0.1:9101"), "an instance that left is forgotten")
+    }
+
     @Test("the ejection ends after its time and doubles while the instance keeps failing")
     func growingBackoff() {
         let clock = ManualClock()

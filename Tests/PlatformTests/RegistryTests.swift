@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import GRPCNIOTransportCore
@@ -103,6 +104,68 @@ struct RegistryTests {
         try await etcd.start()
         try await Self.waitFor("recovered", timeout: .seconds(15)) { watcher.status.reachable }
         try await Self.waitFor("still registered after the outage", timeout: .seconds(10)) { watcher.serving("ai-service").map(\.id) == ["alive"] }
+    }
+
+    @Test("a member without a leader (503) is passed over for the next, for calls and watches; a refused request (4xx) is not retried")
+    func memberInTroubleIsPassedOver() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let noLeader = try await FixedAnswerServer.start(status: 503, json: #"{"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"}"#)
+        let client = EtcdClient(endpoints: [noLeader.endpoint, etcd.endpoint])
+        try await client.put(key: "/m/services/a/1", value: "one", lease: nil)
+        #expect(noLeader.requests == 1)
+        // The member that answered is preferred from then on.
+        let (entries, revision) = try await client.range(prefix: "/m/services/")
+        #expect(entries.map(\.value) == ["one"])
+        #expect(noLeader.requests == 1)
+
+        // A watch starts on a member that answers too.
+        let watchingClient = EtcdClient(endpoints: [noLeader.endpoint, etcd.endpoint])
+        let watch = Task {
+            for try await changes in watchingClient.watch(prefix: "/m/services/", after: revision) { return changes }
+            return []
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        try await client.put(key: "/m/services/a/2", value: "two", lease: nil)
+        #expect(try await watch.value == [.put(RegistryEntry(key: "/m/services/a/2", value: "two"))])
+        #expect(noLeader.requests == 2)
+        await noLeader.stop()
+
+        let refusing = try await FixedAnswerServer.start(status: 400, json: #"{"error":"etcdserver: request is too large","code":3,"message":"etcdserver: request is too large"}"#)
+        let strict = EtcdClient(endpoints: [refusing.endpoint, etcd.endpoint])
+        await #expect(throws: EtcdError.self) { try await strict.put(key: "/m/services/a/3", value: "three", lease: nil) }
+        #expect(try await client.range(prefix: "/m/services/").entries.count == 2, "not written through the other member")
+        await refusing.stop()
+    }
+
+    @Test("a watch with no change for longer than the HTTP client's read timeout goes on, missing nothing")
+    func idleWatchGoesOn() async throws {
+        let etcd = try EtcdServer()
+        defer { etcd.remove() }
+        try await etcd.start()
+        let impatient = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(timeout: .init(connect: .seconds(2), read: .milliseconds(700)))
+        )
+        let client = EtcdClient(endpoints: [etcd.endpoint], http: impatient)
+        let (_, revision) = try await client.range(prefix: "/i/services/")
+        let watch = Task {
+            var seen: [RegistryChange] = []
+            for try await changes in client.watch(prefix: "/i/services/", after: revision) {
+                seen += changes
+                if seen.count >= 2 { break }
+            }
+            return seen
+        }
+        try await Task.sleep(for: .seconds(2))  // nearly three read timeouts, idle
+        try await client.put(key: "/i/services/a/1", value: "one", lease: nil)
+        try await Task.sleep(for: .seconds(2))
+        try await client.put(key: "/i/services/a/2", value: "two", lease: nil)
+        let seen = await watch.result
+        try await impatient.shutdown()
+        #expect(try seen.get() == [
+            .put(RegistryEntry(key: "/i/services/a/1", value: "one")), .put(RegistryEntry(key: "/i/services/a/2", value: "two")),
+        ])
     }
 
     @Test("registry endpoints follow the watcher; DNS endpoints list every address of a name")

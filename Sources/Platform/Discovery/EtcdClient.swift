@@ -98,31 +98,55 @@ public final class EtcdClient: RegistryStore {
         return (entries, revision)
     }
 
+    /// A watch with no change for AsyncHTTPClient's read timeout (90 s) is read again from the
+    /// last revision it delivered, quietly: an idle registry is no outage.
     public func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<[RegistryChange], any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
+                var delivered = revision
                 do {
-                    let request = ["create_request": [
-                        "key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
-                        "start_revision": String(revision + 1),
-                    ]]
-                    try await self.stream("/v3/watch", request) { object in
-                        guard let result = object["result"] as? [String: Any] else {
-                            if let error = object["error"] as? [String: Any] { throw EtcdError("watch: \(error["message"] ?? error)") }
-                            return
+                    while true {
+                        do {
+                            try await self.watchOnce(prefix: prefix, after: delivered) { changes, revision in
+                                delivered = max(delivered, revision)
+                                if !changes.isEmpty { continuation.yield(changes) }
+                            }
+                            throw EtcdError("the watch ended")
+                        } catch let error as HTTPClientError where error == .readTimeout {
+                            continue
                         }
-                        if (result["canceled"] as? Bool) == true {
-                            throw EtcdError("watch canceled: \(result["cancel_reason"] ?? "compacted")")
-                        }
-                        let changes = (result["events"] as? [[String: Any]] ?? []).compactMap(Self.change)
-                        if !changes.isEmpty { continuation.yield(changes) }
                     }
-                    continuation.finish(throwing: EtcdError("the watch ended"))
                 } catch {
                     continuation.finish(throwing: error)
                 }
             }
             continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// One watch request: `deliver` gets each response's changes and the revision up to which
+    /// everything was sent.
+    private func watchOnce(prefix: String, after revision: Int64, deliver: ([RegistryChange], Int64) -> Void) async throws {
+        let request = ["create_request": [
+            "key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
+            "start_revision": String(revision + 1), "progress_notify": true,
+        ] as [String: Any]]
+        try await stream("/v3/watch", request) { object in
+            guard let result = object["result"] as? [String: Any] else {
+                if let error = object["error"] as? [String: Any] { throw EtcdError("watch: \(error["message"] ?? error)") }
+                return
+            }
+            if (result["canceled"] as? Bool) == true {
+                throw EtcdError("watch canceled: \(result["cancel_reason"] ?? "compacted")")
+            }
+            let events = result["events"] as? [[String: Any]] ?? []
+            if let last = events.last {
+                deliver(events.compactMap(Self.change), Self.int64((last["kv"] as? [String: Any])?["mod_revision"]) ?? revision)
+            } else if (result["created"] as? Bool) != true, let progress = Self.int64((result["header"] as? [String: Any])?["revision"]) {
+                // A progress notification: every change up to its revision was sent. (The answer
+                // that creates the watch carries the current revision, with events still to come.)
+                deliver([], progress)
+            }
         }
     }
 
@@ -138,7 +162,7 @@ public final class EtcdClient: RegistryStore {
                 let answer = try await callOnce(endpoints[index], path, body, retryingAuth: true)
                 preferred.store(index, ordering: .relaxed)
                 return answer
-            } catch let error as EtcdError where error.fromServer {
+            } catch let error as EtcdError where !error.isMemberTrouble {
                 throw error
             } catch {
                 lastError = error
@@ -158,22 +182,45 @@ public final class EtcdClient: RegistryStore {
                 token.withLock { $0 = nil }
                 return try await callOnce(endpoint, path, body, retryingAuth: false)
             }
-            throw EtcdError(message, fromServer: true)
+            throw EtcdError(message, status: Int(response.status.code))
         }
         return object
     }
 
-    /// A streaming call: `handle` gets each JSON object of the answer as it arrives.
+    /// A streaming call, on the preferred endpoint first, then the others: `handle` gets each
+    /// JSON object of the answer as it arrives.
     private func stream(_ path: String, _ body: [String: Any], handle: ([String: Any]) throws -> Void) async throws {
-        let endpoint = endpoints[preferred.load(ordering: .relaxed) % max(1, endpoints.count)]
-        let request = try await post(endpoint, path, body, authorized: true)
-        // A watch lasts; the watcher starts a new one when this one ends.
-        let response = try await http.execute(request, timeout: .hours(1))
-        guard response.status == .ok else { throw EtcdError("watch: HTTP \(response.status.code)", fromServer: true) }
+        var lastError: any Error = EtcdError("no etcd endpoint configured")
+        let start = preferred.load(ordering: .relaxed)
+        for offset in 0..<endpoints.count {
+            let index = (start + offset) % endpoints.count
+            let response: HTTPClientResponse
+            do {
+                let request = try await post(endpoints[index], path, body, authorized: true)
+                // A watch lasts; the watcher starts a new one when this one ends.
+                response = try await http.execute(request, timeout: .hours(1))
+            } catch {
+                lastError = error
+                continue
+            }
+            guard response.status == .ok else {
+                let error = EtcdError("\(path): HTTP \(response.status.code)", status: Int(response.status.code))
+                guard error.isMemberTrouble else { throw error }
+                lastError = error
+                continue
+            }
+            preferred.store(index, ordering: .relaxed)
+            try await read(response.body, handle: handle)
+            return
+        }
+        throw lastError
+    }
+
+    /// The gateway writes one JSON object per line.
+    private func read(_ body: HTTPClientResponse.Body, handle: ([String: Any]) throws -> Void) async throws {
         var pending: [UInt8] = []
-        for try await chunk in response.body {
+        for try await chunk in body {
             pending += chunk.readableBytesView
-            // The gateway writes one JSON object per line.
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(pending[..<newline])
                 pending.removeSubrange(...newline)
@@ -206,7 +253,7 @@ public final class EtcdClient: RegistryStore {
         let bytes = try await response.body.collect(upTo: 1 << 20)
         let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] ?? [:]
         guard response.status == .ok, let fresh = object["token"] as? String else {
-            throw EtcdError("etcd refused the user \(credentials.user.quotedForMessage): \(object["message"] as? String ?? "HTTP \(response.status.code)")", fromServer: true)
+            throw EtcdError("etcd refused the user \(credentials.user.quotedForMessage): \(object["message"] as? String ?? "HTTP \(response.status.code)")", status: Int(response.status.code))
         }
         token.withLock { $0 = fresh }
         return fresh
@@ -254,11 +301,16 @@ public final class EtcdClient: RegistryStore {
 
 public struct EtcdError: Error, CustomStringConvertible {
     public let description: String
-    /// etcd answered (and refused); another endpoint would answer the same.
-    let fromServer: Bool
+    /// The HTTP status etcd answered with; nil when it did not answer.
+    let status: Int?
 
-    init(_ description: String, fromServer: Bool = false) {
+    init(_ description: String, status: Int? = nil) {
         self.description = description
-        self.fromServer = fromServer
+        self.status = status
     }
+
+    /// The trouble is the member's (no answer; 5xx: no leader, a request timed out, the member
+    /// is stopping), not the request's: another member may answer it. A 4xx (a bad request,
+    /// permission, authentication) any member would answer the same.
+    var isMemberTrouble: Bool { status.map { $0 >= 500 } ?? true }
 }

@@ -29,6 +29,11 @@ public final class InstanceHealthMonitor: Service, Sendable {
 
     private struct State {
         var instances: [String: InstanceHealth] = [:]
+        /// The watch each instance has now. A watch cancelled when its instance left the set still
+        /// reports its end; only reports from the instance's current watch count, or an instance
+        /// gone would come back as failing for good.
+        var watches: [String: Int] = [:]
+        var lastWatch = 0
         var resolveFailure: String?
         var resolvedOnce = false
     }
@@ -90,16 +95,26 @@ public final class InstanceHealthMonitor: Service, Sendable {
             var watched: [String: Task<Void, Never>] = [:]
             for await _ in wakeups {
                 if Task.isCancelled { break }
-                let current = await self.resolve(endpoints)
+                // A failed lookup keeps the instances watched, as the client keeps its set.
+                guard let current = await self.resolve(endpoints) else { continue }
                 for (label, address) in current where watched[label] == nil {
-                    let task = Task { await self.watch(address, label: label) }
+                    let watch = self.state.withLock { state in
+                        state.lastWatch += 1
+                        state.watches[label] = state.lastWatch
+                        return state.lastWatch
+                    }
+                    let task = Task { await self.watch(address, label: label, watch: watch) }
                     watched[label] = task
                     group.addTask { await task.value }
                 }
                 for (label, task) in watched where current[label] == nil {
                     task.cancel()
                     watched[label] = nil
-                    _ = self.state.withLock { $0.instances.removeValue(forKey: label) }
+                    self.state.withLock { state in
+                        state.watches[label] = nil
+                        state.instances[label] = nil
+                    }
+                    self.ejection?.forget(address: label)
                 }
             }
             for task in watched.values { task.cancel() }
@@ -107,7 +122,7 @@ public final class InstanceHealthMonitor: Service, Sendable {
         }
     }
 
-    private func resolve(_ endpoints: ServiceEndpoints) async -> [String: GRPCNIOTransportCore.SocketAddress] {
+    private func resolve(_ endpoints: ServiceEndpoints) async -> [String: GRPCNIOTransportCore.SocketAddress]? {
         do {
             let addresses = try await endpoints.addresses()
             state.withLock { state in
@@ -120,13 +135,18 @@ public final class InstanceHealthMonitor: Service, Sendable {
                 state.resolveFailure = "cannot resolve: \(error)"
                 state.resolvedOnce = true
             }
-            return [:]
+            return nil
         }
     }
 
     /// Watches one instance until cancelled, reconnecting after failures.
-    private func watch(_ address: GRPCNIOTransportCore.SocketAddress, label: String) async {
-        update(label, serving: false, detail: "CONNECTING")
+    private func watch(_ address: GRPCNIOTransportCore.SocketAddress, label: String, watch: Int) async {
+        let update = { @Sendable (serving: Bool, detail: String) in
+            // Cancelled: the instance left the set, or the monitor stops; neither is its verdict.
+            guard !Task.isCancelled else { return }
+            self.update(label, serving: serving, detail: detail, watch: watch)
+        }
+        update(false, "CONNECTING")
         while !Task.isCancelled {
             do {
                 let single = ServiceEndpoints(name: name, describedAs: label) { [address] }
@@ -140,13 +160,13 @@ public final class InstanceHealthMonitor: Service, Sendable {
                     target: ServiceEndpointsTarget(single), transportSecurity: .plaintext, config: config, resolverRegistry: resolvers
                 )
                 try await withGRPCClient(transport: transport) { client in
-                    try await self.follow(Grpc_Health_V1_Health.Client(wrapping: client), label: label)
+                    try await self.follow(Grpc_Health_V1_Health.Client(wrapping: client), update: update)
                 }
-                update(label, serving: false, detail: "UNAVAILABLE: the health stream ended")
+                update(false, "UNAVAILABLE: the health stream ended")
             } catch let error as RPCError {
-                update(label, serving: false, detail: "\(error.code): \(error.message)")
+                update(false, "\(error.code): \(error.message)")
             } catch {
-                update(label, serving: false, detail: "\(error)")
+                update(false, "\(error)")
             }
             try? await Task.sleep(for: .milliseconds(300))
         }
@@ -160,21 +180,27 @@ public final class InstanceHealthMonitor: Service, Sendable {
         update("in-process", serving: false, detail: "NOT_SERVING")
     }
 
-    private func follow(_ health: Grpc_Health_V1_Health.Client<some ClientTransport>, label: String) async throws {
+    private func follow(
+        _ health: Grpc_Health_V1_Health.Client<some ClientTransport>, update: @escaping @Sendable (Bool, String) -> Void
+    ) async throws {
         try await health.watch(.with { $0.service = "" }) { response in
             for try await message in response.messages {
-                self.update(label, serving: message.status == .serving, detail: message.status.protocolName)
+                update(message.status == .serving, message.status.protocolName)
             }
         }
     }
 
-    private func update(_ label: String, serving: Bool, detail: String) {
+    /// What `watch` (nil: the in-process service) saw of the instance `label`; dropped when that
+    /// watch is no longer the instance's.
+    private func update(_ label: String, serving: Bool, detail: String, watch: Int? = nil) {
+        let (current, previous) = state.withLock { state -> (Bool, InstanceHealth?) in
+            if let watch, state.watches[label] != watch { return (false, nil) }
+            defer { state.instances[label] = InstanceHealth(service: name, address: label, serving: serving, detail: detail) }
+            return (true, state.instances[label])
+        }
+        guard current else { return }
         // CONNECTING at the start of a watch is not a verdict on the instance.
         if detail != "CONNECTING" { ejection?.recordHealth(address: label, serving: serving) }
-        let previous = state.withLock { state in
-            defer { state.instances[label] = InstanceHealth(service: name, address: label, serving: serving, detail: detail) }
-            return state.instances[label]
-        }
         if previous?.serving != serving, previous != nil {
             logger.notice("instance health changed", metadata: ["service": "\(name)", "address": "\(label)", "status": "\(detail)"])
         }

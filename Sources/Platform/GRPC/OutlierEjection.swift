@@ -8,7 +8,7 @@ import Synchronization
 /// original system planned; Envoy's outlier detection does the same). An instance is ejected
 ///  - at once while its gRPC health says it is not serving (or its health stream broke: a frozen
 ///    process stops answering keepalive pings), and back when it serves again;
-///  - after `consecutiveFailures` calls in a row ended UNAVAILABLE or DEADLINE_EXCEEDED, for
+///  - after `consecutiveFailures` calls in a row ended UNAVAILABLE or past this side's deadline, for
 ///    `baseEjection` doubled at each ejection that follows without a success between them, at
 ///    most `maxEjection`.
 /// Never every instance: when all would be out, all stay in (better a call that may fail than a
@@ -60,13 +60,15 @@ public final class OutlierEjection: ClientCallObserver {
         }
     }
 
-    public func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant) {
-        recordCall(address: TelemetryClientInterceptor.instance(peer), code: code)
+    public func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, answered: Bool, started: ContinuousClock.Instant) {
+        recordCall(address: TelemetryClientInterceptor.instance(peer), code: code, answered: answered)
     }
 
-    /// `address` as the health monitor names it (`host:port`).
-    public func recordCall(address: String, code: RPCError.Code?) {
-        let failed = code == .unavailable || code == .deadlineExceeded
+    /// `address` as the health monitor names it (`host:port`). A DEADLINE_EXCEEDED the instance
+    /// answered itself (the AI service when a provider is slow) shows it alive; one this side's
+    /// deadline gave counts against it, as it may have stopped answering.
+    public func recordCall(address: String, code: RPCError.Code?, answered: Bool = false) {
+        let failed = code == .unavailable || (code == .deadlineExceeded && !answered)
         var ejectedFor: Duration?
         state.withLock { state in
             var instance = state.instances[address] ?? Instance()
@@ -116,6 +118,12 @@ public final class OutlierEjection: ClientCallObserver {
             logger.notice("instance ejected: not serving", metadata: ["service": "\(service)", "address": "\(address)"])
         }
         changed()
+    }
+
+    /// Drops what is known of an instance that left the set, so that instances coming and going
+    /// (pods rescheduled to new addresses) do not accumulate.
+    public func forget(address: String) {
+        _ = state.withLock { $0.instances.removeValue(forKey: address) }
     }
 
     public func isEjected(_ address: String) -> Bool {

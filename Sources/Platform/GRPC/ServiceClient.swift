@@ -56,7 +56,11 @@ public enum ServiceClientFactory {
             resolverRegistry: resolvers,
             serviceConfig: serviceConfig
         )
-        return GRPCClient(transport: ServiceClientTransport(http2, callTimeout: settings.callTimeout, observers: observers), interceptors: interceptors)
+        let transport = ServiceClientTransport(
+            http2, callTimeout: settings.callTimeout, observers: observers,
+            availability: endpoints.changes == nil ? nil : (endpoints.name, endpoints.availability)
+        )
+        return GRPCClient(transport: transport, interceptors: interceptors)
     }
 
     /// A client of a service in this process: the same interceptors and deadlines, no sockets.

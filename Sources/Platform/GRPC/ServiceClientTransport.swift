@@ -11,7 +11,8 @@ import Synchronization
 /// 50 ms) the stream is failed, which resets it, so the server's handler is cancelled too, and
 /// the caller sees DEADLINE_EXCEEDED. The deadline counts from the moment the call has a stream;
 /// waiting for a connection is bounded by the connection attempt (calls fail at once while no
-/// instance is reachable). A call given its own `CallOptions.timeout` gets grpc-swift's deadline
+/// instance is reachable), and a call to a pushed set with no instance in it (nothing registered,
+/// a name that does not resolve) fails at once, UNAVAILABLE, instead of waiting for one. A call given its own `CallOptions.timeout` gets grpc-swift's deadline
 /// as well; the earlier of the two ends it. In process, failing the stream resets the call in
 /// the same way (`InProcessClientTransport`).
 public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
@@ -23,15 +24,18 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
     /// Told each call's outcome (metrics, outlier ejection), read from the stream this transport
     /// already watches: no interceptor wrapping the response for it.
     private let observers: [any ClientCallObserver]
+    /// Whether the instances of the service have any (nil: a fixed set, or a service in process).
+    private let availability: (service: String, EndpointAvailability)?
 
     public init(
         _ base: Base, callTimeout: Duration, deadlines: DeadlineWheel = DeadlineWheel(),
-        observers: [any ClientCallObserver] = []
+        observers: [any ClientCallObserver] = [], availability: (service: String, EndpointAvailability)? = nil
     ) {
         self.base = base
         self.callTimeout = callTimeout
         self.deadlines = deadlines
         self.observers = observers
+        self.availability = availability
     }
 
     public var retryThrottle: RetryThrottle? { base.retryThrottle }
@@ -55,11 +59,11 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
     /// What tells the observers how a call ended; nil without observers.
     private func reporter(
         _ descriptor: MethodDescriptor, peer: String, started: ContinuousClock.Instant
-    ) -> (@Sendable (RPCError.Code?) -> Void)? {
+    ) -> (@Sendable (RPCError.Code?, Bool) -> Void)? {
         guard !observers.isEmpty else { return nil }
         let observers = observers
-        return { code in
-            for observer in observers { observer.callEnded(method: descriptor, peer: peer, code: code, started: started) }
+        return { code, answered in
+            for observer in observers { observer.callEnded(method: descriptor, peer: peer, code: code, answered: answered, started: started) }
         }
     }
 
@@ -69,6 +73,10 @@ public struct ServiceClientTransport<Base: ClientTransport>: ClientTransport {
         _ closure: @concurrent (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
     ) async throws -> T {
         let started = ContinuousClock.now
+        if let (service, availability) = availability, availability.state != .available,
+           let reason = await availability.unavailableReason(waitingAtMost: callTimeout) {
+            throw RPCError(code: .unavailable, message: "\(service) cannot be called: \(reason)")
+        }
         return try await base.withStream(descriptor: descriptor, options: options) { stream, context in
             let watch = StreamDeadline<Bytes>(
                 outbound: stream.outbound, timeout: callTimeout, method: descriptor,
@@ -97,14 +105,14 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
 
     private let phase = Atomic<Phase>(.open)
     private let outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable
-    /// Told the call's outcome once (nil: OK).
-    private let report: (@Sendable (RPCError.Code?) -> Void)?
+    /// Told the call's outcome once (nil: OK), and whether the peer answered it.
+    private let report: (@Sendable (RPCError.Code?, Bool) -> Void)?
     private let reported = Atomic<Bool>(false)
     let error: RPCError
 
     init(
         outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable, timeout: Duration, method: MethodDescriptor,
-        report: (@Sendable (RPCError.Code?) -> Void)? = nil
+        report: (@Sendable (RPCError.Code?, Bool) -> Void)? = nil
     ) {
         self.outbound = outbound
         self.report = report
@@ -113,13 +121,14 @@ private final class StreamDeadline<Bytes: GRPCContiguousBytes & Sendable>: Senda
 
     var hasExpired: Bool { phase.load(ordering: .acquiring) == .expired }
 
+    /// The status the peer sent.
     func sawStatus(_ code: Status.Code) {
-        reportOnce(RPCError.Code(code))
+        reportOnce(RPCError.Code(code), answered: true)
     }
 
-    func reportOnce(_ code: RPCError.Code?) {
+    func reportOnce(_ code: RPCError.Code?, answered: Bool = false) {
         guard let report, !reported.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        report(code)
+        report(code, answered)
     }
 
     /// Fails the stream (the transport then resets it), unless the call is already over.
@@ -160,7 +169,7 @@ private struct DeadlineInbound<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequ
                 let part = try await base.next(isolation: #isolation)
                 if case .status(let status, _)? = part {
                     if status.code != .ok, deadline.hasExpired {
-                        deadline.sawStatus(.deadlineExceeded)
+                        deadline.reportOnce(.deadlineExceeded)
                         finished = true
                         return .status(Status(code: .deadlineExceeded, message: deadline.error.message), [:])
                     }

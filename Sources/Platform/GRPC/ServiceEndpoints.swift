@@ -12,6 +12,8 @@ public struct ServiceEndpoints: Sendable, CustomStringConvertible {
     private let describe: String
     /// A signal whenever the set may have changed; nil for a set asked for on reconnection only.
     let changes: (@Sendable () -> AsyncStream<Void>)?
+    /// Whether the last lookup of a client's resolver found any instance (pushed sets only).
+    public let availability = EndpointAvailability()
 
     public init(
         name: String,
@@ -99,7 +101,15 @@ public struct ServiceEndpointsResolverFactory: NameResolverFactory, Sendable {
             let task = Task {
                 var last: [GRPCNIOTransportCore.SocketAddress]?
                 for await _ in changes() {
-                    guard let addresses = try? await endpoints.addresses(), addresses != last else { continue }
+                    let addresses: [GRPCNIOTransportCore.SocketAddress]
+                    do {
+                        addresses = try await endpoints.addresses()
+                        endpoints.availability.record(instances: addresses.count)
+                    } catch {
+                        endpoints.availability.record(instances: nil, failure: error)
+                        continue
+                    }
+                    guard addresses != last else { continue }
                     last = addresses
                     continuation.yield(NameResolutionResult(endpoints: addresses.map { Endpoint(addresses: [$0]) }, serviceConfig: nil))
                 }

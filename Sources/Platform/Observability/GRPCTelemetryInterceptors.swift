@@ -167,8 +167,9 @@ func endRPCSpan(_ span: any Span, _ code: RPCError.Code?) {
 /// Told how each call of a client ended, by `ServiceClientTransport`, which watches every call's
 /// status for its deadline anyway: metrics and outlier ejection need no interceptor of their own.
 public protocol ClientCallObserver: Sendable {
-    /// `peer` is the call's `remotePeer`; `code` nil for OK.
-    func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant)
+    /// `peer` is the call's `remotePeer`; `code` nil for OK; `answered` when the status came from
+    /// the peer (not from this side: a deadline here, a broken connection, a caller gone).
+    func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, answered: Bool, started: ContinuousClock.Instant)
 }
 
 /// `rpc_client_duration_seconds` and `rpc_client_calls_total` by service, method, status code and
@@ -181,7 +182,7 @@ public final class ClientCallMetrics: ClientCallObserver {
         handles = MetricHandles { labels in CallHandles(side: "client", labels: labels, factory: factory) }
     }
 
-    public func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, started: ContinuousClock.Instant) {
+    public func callEnded(method: MethodDescriptor, peer: String, code: RPCError.Code?, answered: Bool, started: ContinuousClock.Instant) {
         let call = handles[CallLabels(method: method, code: code, peer: peer)]
         call.calls.increment()
         call.duration.recordSince(started)
