@@ -32,17 +32,19 @@ struct PlatformTests {
         }
     }
 
-    @Test("a JSON config file may give numbers unquoted, and the environment wins over it")
+    @Test("a JSON config file may give numbers unquoted and lists as lists, and the environment wins over it")
     func configFile() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let file = directory.path + "/config.json"
-        try Data(#"{"http": {"port": 9100, "host": "0.0.0.0"}, "trust": {"forwarded": {"for": true}}}"#.utf8).write(to: URL(fileURLWithPath: file))
+        try Data(#"{"http": {"port": 9100, "host": "0.0.0.0"}, "trust": {"forwarded": {"for": true}}, "ai": {"providers": ["openai", "local"]}, "cors": {"allowed": {"origins": []}}}"#.utf8).write(to: URL(fileURLWithPath: file))
         let reader = try await ConfigurationLoader.load(environment: ["HTTP_HOST": "127.0.0.2"], envFile: nil, configFile: file)
         let settings = SettingsReader(reader.reader)
         #expect(settings.int("http.port", default: 1, range: 0...65535) == 9100)
         #expect(settings.string("http.host") == "127.0.0.2")
         #expect(settings.bool("trust.forwarded.for", default: false))
+        #expect(settings.list("ai.providers") == ["openai", "local"], "a list given as a list")
+        #expect(settings.list("cors.allowed.origins").isEmpty)
         await #expect(throws: ConfigurationError.self) {
             _ = try await ConfigurationLoader.load(environment: [:], envFile: nil, configFile: directory.path + "/missing.json")
         }

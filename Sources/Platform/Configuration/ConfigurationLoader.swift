@@ -183,13 +183,18 @@ public final class SettingsReader {
         key.replacingOccurrences(of: ".", with: "_").uppercased()
     }
 
-    /// The value as text. A JSON config file may give numbers and booleans unquoted.
+    /// The value as text. A JSON or YAML config file may give numbers and booleans unquoted, and
+    /// a list as a list (`providers: [openai, local]`), read as the environment's comma-separated
+    /// text.
     public func string(_ key: String, isSecret: Bool = false) -> String? {
         let configKey = ConfigKey(stringLiteral: key)
-        let text = reader.string(forKey: configKey, isSecret: isSecret)
+        let scalar: String? = reader.string(forKey: configKey, isSecret: isSecret)
             ?? reader.int(forKey: configKey).map(String.init)
             ?? reader.double(forKey: configKey).map { String($0) }
             ?? reader.bool(forKey: configKey).map(String.init)
+        let list: [String]? = reader.stringArray(forKey: configKey, isSecret: isSecret)
+            ?? reader.intArray(forKey: configKey).map { $0.map(String.init) }
+        let text = scalar ?? list.map { $0.joined(separator: ",") }
         guard let value = text else { return nil }
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         if trimmed.isEmpty { return nil }
