@@ -76,10 +76,11 @@ final class ScriptedProvider: AIProvider {
     }
 
     func transcribe(_ request: TranscriptionRequest) async throws -> String {
-        let (failure, transcript) = state.withLock { state in
+        let (failure, transcript, delay) = state.withLock { state in
             state.transcriptions.append(request)
-            return (state.failure, state.transcript)
+            return (state.failure, state.transcript, state.delay)
         }
+        if delay > .zero { try await Task.sleep(for: delay) }
         if let failure { throw failure }
         return transcript
     }

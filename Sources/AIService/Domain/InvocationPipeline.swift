@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Platform
+import Synchronization
 import Tracing
 
 /// What an invocation is about to call.
@@ -24,6 +25,18 @@ extension Consumption {
     var sent: Consumption {
         Consumption(promptTokens: promptTokens, totalTokens: promptTokens, characters: characters)
     }
+}
+
+/// What a call sent its provider that its request did not tell before it ran (a recording's
+/// length is known once it is converted): a call cut short after sending it books it too.
+final class SentToProvider: Sendable {
+    private let consumption = Mutex(Consumption())
+
+    func record(_ sent: Consumption) {
+        consumption.withLock { $0 = sent }
+    }
+
+    var value: Consumption { consumption.withLock { $0 } }
 }
 
 /// An invocation that passed the rate limit and the quota, and must be finished exactly once.
@@ -151,8 +164,9 @@ struct InvocationPipeline: Sendable {
     }
 
     /// Admits, runs `call`, finishes. `call` answers its result and what it consumed.
+    /// `sent` is told what the call sent beyond what its request told (`SentToProvider`).
     func run<Result: Sendable>(
-        _ target: InvocationTarget, caller: Caller, onAdmitted: (Admission) -> Void = { _ in },
+        _ target: InvocationTarget, caller: Caller, sent: SentToProvider? = nil, onAdmitted: (Admission) -> Void = { _ in },
         _ call: () async throws -> (Result, Consumption)
     ) async throws -> Result {
         let admission = try await admit(target, caller: caller)
@@ -162,17 +176,18 @@ struct InvocationPipeline: Sendable {
             await finish(admission, consumed: consumed, error: nil)
             return result
         } catch {
-            await finish(admission, failedWith: error)
+            await finish(admission, failedWith: error, alsoSent: sent?.value)
             throw error
         }
     }
 
     /// Finishes a call whose provider step failed or was cancelled. The request went to the
     /// provider, which bills what it was sent even when the caller leaves before the answer: a
-    /// call cut short books that much, estimated, and says so.
-    func finish(_ admission: Admission, failedWith error: any Error) async {
+    /// call cut short books that much (`alsoSent`: the audio it had sent), estimated, and says so.
+    func finish(_ admission: Admission, failedWith error: any Error, alsoSent: Consumption? = nil) async {
         let cancelled = error is CancellationError || Task.isCancelled
-        let sent = cancelled ? admission.target.expected.sent : Consumption()
+        var sent = cancelled ? admission.target.expected.sent : Consumption()
+        if cancelled, let alsoSent { sent.audioSeconds += alsoSent.audioSeconds }
         await finish(admission, consumed: sent, error: error, cancelled: cancelled, note: sent == Consumption() ? nil : "usage estimated: the call was cut short")
     }
 

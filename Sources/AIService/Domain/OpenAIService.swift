@@ -210,8 +210,10 @@ public struct OpenAIService: Sendable {
             guard let transcoder = self.transcoder else { throw SpeechService.transcoderMissing }
             return (provider, transcoder)
         }
-        return try await run(target, caller: caller) {
+        let sent = SentToProvider()
+        return try await run(target, caller: caller, sent: sent) {
             let audio = try await transcoder.transcodeForTranscription(input.audio, fileExtension: fileExtension)
+            sent.record(Consumption(audioSeconds: audio.durationSeconds))
             var parts = [ProviderFormPart(name: "file", value: audio.mp3, filename: "audio.mp3", contentType: "audio/mpeg")]
             for field in input.fields {
                 let value = field.name == "model" ? target.model : field.value
@@ -288,10 +290,10 @@ public struct OpenAIService: Sendable {
     }
 
     private func run(
-        _ target: InvocationTarget, caller: Caller, _ call: () async throws -> (ProviderAnswer, Consumption)
+        _ target: InvocationTarget, caller: Caller, sent: SentToProvider? = nil, _ call: () async throws -> (ProviderAnswer, Consumption)
     ) async throws -> OpenAIAnswer {
         var rateLimit: RateLimitState?
-        let answer = try await pipeline.run(target, caller: caller, onAdmitted: { rateLimit = $0.rateLimit }, call)
+        let answer = try await pipeline.run(target, caller: caller, sent: sent, onAdmitted: { rateLimit = $0.rateLimit }, call)
         return OpenAIAnswer(body: answer.body, contentType: answer.contentType ?? "application/json", rateLimit: rateLimit)
     }
 }

@@ -58,8 +58,10 @@ public struct SpeechService: Sendable {
         }
         let model = provider.defaults.transcription
         target = InvocationTarget(kind: .stt, provider: provider.name, model: model, chatModelId: "")
-        return try await pipeline.run(target, caller: caller) {
+        let sent = SentToProvider()
+        return try await pipeline.run(target, caller: caller, sent: sent) {
             let audio = try await transcoder.transcodeForTranscription(input.audio, fileExtension: fileExtension)
+            sent.record(Consumption(audioSeconds: audio.durationSeconds))
             let text = try await provider.transcribe(TranscriptionRequest(
                 audio: audio.mp3, filename: "audio.mp3", model: model,
                 prompt: input.prompt, language: input.language, temperature: input.temperature

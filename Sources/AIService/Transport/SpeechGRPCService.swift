@@ -16,25 +16,24 @@ public struct SpeechGRPCService: Grpc_Ai_V1_AiSpeechService.SimpleServiceProtoco
         let temperature: Double? = request.hasSamplingTemperature
             ? request.samplingTemperature
             : request.hasTemperature ? Double(request.temperature) : nil
-        let text = try await speech.transcribe(
-            TranscriptionInput(
-                audio: ByteBuffer(bytes: request.buffer),
-                filename: request.hasFilename ? request.filename : "",
-                prompt: request.hasPrompt && !request.prompt.isEmpty ? request.prompt : nil,
-                language: request.hasLanguageCode && !request.languageCode.isEmpty ? request.languageCode : nil,
-                temperature: temperature
-            ),
-            caller: caller
+        let input = TranscriptionInput(
+            audio: ByteBuffer(bytes: request.buffer),
+            filename: request.hasFilename ? request.filename : "",
+            prompt: request.hasPrompt && !request.prompt.isEmpty ? request.prompt : nil,
+            language: request.hasLanguageCode && !request.languageCode.isEmpty ? request.languageCode : nil,
+            temperature: temperature
         )
+        // A client that leaves stops the conversion and the provider call (booked as cut short).
+        let speech = self.speech
+        let text = try await RPCCancellation.untilRPCCancelled { try await speech.transcribe(input, caller: caller) }
         return .with { $0.text = text }
     }
 
     public func createSpeech(request: Grpc_Ai_V1_CreateSpeechRequest, context: ServerContext) async throws -> Grpc_Ai_V1_CreateSpeechResponse {
         let caller = try Caller.current()
-        let audio = try await speech.speak(
-            SpeechInput(text: request.text, voice: request.hasVoice ? request.voice : nil, format: request.hasFormat ? request.format : nil),
-            caller: caller
-        )
+        let input = SpeechInput(text: request.text, voice: request.hasVoice ? request.voice : nil, format: request.hasFormat ? request.format : nil)
+        let speech = self.speech
+        let audio = try await RPCCancellation.untilRPCCancelled { try await speech.speak(input, caller: caller) }
         return .with {
             $0.audio = Data(audio.audio.readableBytesView)
             $0.contentType = audio.contentType
