@@ -14,7 +14,8 @@ public struct ConfigCommand: AsyncParsableCommand {
             Dynamic settings (rate limits, login throttle, prices, providers, quota defaults, CORS \
             origins, log level, access log, sampler) apply on every replica within seconds of a \
             change in etcd (<ETCD_PREFIX>/config/<key>) or in CONFIG_FILE; the others at the next \
-            restart. Keys are written as in the README, lower case with dots: ai.rate.limit.per.minute.
+            restart. Keys are written as in the README, lower case with dots (ai.rate.limit.per.minute), \
+            or as their environment variable (AI_RATE_LIMIT_PER_MINUTE).
             """,
         subcommands: [ConfigGet.self, ConfigSet.self, ConfigValidate.self]
     )
@@ -44,9 +45,16 @@ func settingsProblems(_ reader: ConfigReader) -> [String] {
     return problems.filter { seen.insert($0).inserted }
 }
 
-/// Keys whose values are not printed.
+/// Keys whose values are not printed (`key` in any spelling: `JWT_SECRET`, `jwt.secret`).
 func isSecretKey(_ key: String) -> Bool {
-    ["api.key", "password", "secret", "database.url", "master.key"].contains { key.contains($0) }
+    let key = settingsKey(key)
+    return ["api.key", "password", "secret", "database.url", "master.key"].contains { key.contains($0) }
+}
+
+/// A key as the settings name it, from either spelling: `AI_RATE_LIMIT_PER_MINUTE` is
+/// `ai.rate.limit.per.minute` (the environment variable's name, which problems are reported by).
+func settingsKey(_ key: String) -> String {
+    key.trimmingCharacters(in: .whitespaces).lowercased().replacingOccurrences(of: "_", with: ".")
 }
 
 /// The etcd store and center of the settings `source` names; etcd is required.
@@ -81,7 +89,7 @@ struct ConfigGet: AsyncParsableCommand {
 
     func run() async throws {
         let (center, _, prefix) = try await etcdCenter(source)
-        if let key {
+        if let key = key.map(settingsKey) {
             let value = SettingsReader(center.reader).string(key, isSecret: isSecretKey(key))
             let shown = value.map { isSecretKey(key) ? "(set, not shown)" : $0 }
             if json {
@@ -125,7 +133,7 @@ struct ConfigSet: AsyncParsableCommand {
                 guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
                     throw ValidationError("\(assignment.quotedForMessage) is not KEY=VALUE")
                 }
-                let key = assignment[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+                let key = settingsKey(String(assignment[..<equals]))
                 let value = assignment[assignment.index(after: equals)...].trimmingCharacters(in: .whitespaces)
                 guard key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-" }) else {
                     throw ValidationError("\(key.quotedForMessage) is not a settings key (letters, digits and dots)")

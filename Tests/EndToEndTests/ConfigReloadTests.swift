@@ -100,6 +100,11 @@ struct ConfigReloadTests {
         #expect(!(try Self.runCLI(processes, ["config", "get"], environment).output.contains("sk-rotated")), "secrets are not printed")
         let listed = try Self.runCLI(processes, ["config", "get", "--json"], environment).output
         #expect(!listed.contains("sk-rotated") && listed.contains("(set, not shown)"), "nor in JSON: \(listed)")
+        // Nor when the key is spelled as its environment variable.
+        for spelling in ["AI_PROVIDER_OPENAI_API_KEY", "ai.provider.openai.api_key"] {
+            let one = try Self.runCLI(processes, ["config", "get", spelling, "--json"], environment).output
+            #expect(!one.contains("sk-rotated") && one.contains("(set, not shown)"), "\(spelling): \(one)")
+        }
 
         // One command changes the rate limit and the login throttle of the whole fleet.
         let set = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=3", "login.max.failures.per.username=1"], environment)
@@ -137,6 +142,9 @@ struct ConfigReloadTests {
         let invalid = try Self.runCLI(processes, ["config", "set", "ai.rate.limit.per.minute=-5"], environment)
         #expect(invalid.status == 78 && invalid.output.contains("AI_RATE_LIMIT_PER_MINUTE"), "\(invalid.output)")
         // The sampler is applied by every process, traced or not: a bad one is refused here too.
+        // Spelled as its environment variable, a key is the same setting, checked the same way.
+        let invalidByName = try Self.runCLI(processes, ["config", "set", "AI_RATE_LIMIT_PER_MINUTE=abc"], environment)
+        #expect(invalidByName.status == 78 && invalidByName.output.contains("AI_RATE_LIMIT_PER_MINUTE"), "\(invalidByName.output)")
         let badSampler = try Self.runCLI(processes, ["config", "set", "otel.traces.sampler=bogus"], environment)
         #expect(badSampler.status == 78 && badSampler.output.contains("OTEL_TRACES_SAMPLER"), "\(badSampler.output)")
         #expect(try Self.runCLI(processes, ["config", "get", "ai.rate.limit.per.minute"], environment).output.contains("3"))

@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p secrets
+# The folder keeps other users of this host out. The files themselves must be readable by the
+# containers' users (aisaas runs as uid 10001): Compose bind-mounts a file secret with the host
+# file's owner and mode, and ignores uid/gid/mode for it, so a 0600 file would stop every service.
 chmod 700 secrets
 write() {  # name, value
-    [ -e "secrets/$1" ] || { printf '%s' "$2" >"secrets/$1"; chmod 600 "secrets/$1"; }
+    [ -e "secrets/$1" ] || { printf '%s' "$2" >"secrets/$1"; chmod 644 "secrets/$1"; }
 }
 password=$(openssl rand -hex 24)
 write postgres-password "$password"
