@@ -76,11 +76,39 @@ struct GatewayDomainTests {
         #expect(list.count == 0)
     }
 
+    @Test("a token issued with a stamp below its user's revocation is refused, however late it was issued")
+    func securityStampRevokes() async throws {
+        let list = RevocationList()
+        let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
+        // A login read the account (stamp 1) before a password change was written (stamp 2), and
+        // its token was issued after the change's time.
+        list.add([.user(id: "u1", notBefore: Date() - 5, expiresAt: Date() + 600, securityStamp: 2)])
+        let raced = try await tokens.issue(userId: "u1", username: "alice", role: .admin, securityStamp: 1).token
+        #expect(await tokens.verify(raced) == nil)
+        let current = try await tokens.issue(userId: "u1", username: "alice", role: .user, securityStamp: 2).token
+        #expect(await tokens.verify(current) != nil)
+        // Entries merge to the latest of each, in whatever order they come.
+        list.add([.user(id: "u1", notBefore: Date() - 2, expiresAt: Date() + 600, securityStamp: 1)])
+        #expect(await tokens.verify(raced) == nil)
+        #expect(await tokens.verify(current) != nil)
+        // A token from before stamps is judged by its time only.
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: String(repeating: "k", count: 40)), digestAlgorithm: .sha256)
+        func legacy(issuedAt: Date) async throws -> String {
+            try await keys.sign(AccessTokenClaims(
+                sub: SubjectClaim(value: "u1"), name: "alice", role: "user", jti: IDClaim(value: SortableID.make()),
+                iat: IssuedAtClaim(value: issuedAt), exp: ExpirationClaim(value: Date() + 60)
+            ))
+        }
+        #expect(await tokens.verify(try await legacy(issuedAt: Date())) != nil)
+        #expect(await tokens.verify(try await legacy(issuedAt: Date() - 3)) == nil)
+    }
+
     @Test("issued tokens verify; others do not")
     func accessTokens() async throws {
         let list = RevocationList()
         let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
-        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: .admin)
+        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: .admin, securityStamp: 0)
         let verified = try #require(await tokens.verify(token))
         #expect(verified.userId == "u1" && verified.tokenId == identity.tokenId && verified.username == "alice")
         #expect(abs(verified.expiresAt.timeIntervalSince(identity.expiresAt)) < 0.001)
@@ -91,7 +119,7 @@ struct GatewayDomainTests {
         #expect(await tokens.verify([Substring(noneHeader), parts[1], parts[2]].joined(separator: ".")) == nil)
         let other = await AccessTokens(secret: String(repeating: "j", count: 40), lifetime: 60, revocations: list)
         #expect(await other.verify(token) == nil)
-        let stale = try await tokens.issue(userId: "u1", username: "alice", role: .admin, now: Date() - 120).token
+        let stale = try await tokens.issue(userId: "u1", username: "alice", role: .admin, securityStamp: 0, now: Date() - 120).token
         #expect(await tokens.verify(stale) == nil)
     }
 
@@ -115,7 +143,7 @@ struct GatewayDomainTests {
     func verifiedTokensAreRecheckedOnEveryUse() async throws {
         let list = RevocationList()
         let tokens = await AccessTokens(secret: String(repeating: "k", count: 40), lifetime: 60, revocations: list)
-        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: .user)
+        let (token, identity) = try await tokens.issue(userId: "u1", username: "alice", role: .user, securityStamp: 0)
         // Twice: the second answer comes from the cache of verified tokens.
         for _ in 0..<2 {
             let verified = await tokens.verify(token)
@@ -199,7 +227,7 @@ struct ServiceClockTests {
         // This gateway's clock runs 3 s ahead of the user service's.
         list.recordClockSample(offset: -3, roundTrip: 0.001)
         let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: list)
-        let (token, _) = try await tokens.issue(userId: "u1", username: "u", role: .user, now: list.serviceNow())
+        let (token, _) = try await tokens.issue(userId: "u1", username: "u", role: .user, securityStamp: 0, now: list.serviceNow())
         // The user service disables the user now, by its own clock.
         list.add([.user(id: "u1", notBefore: Date().addingTimeInterval(-3 + 0.01), expiresAt: Date().addingTimeInterval(3600))])
         #expect(await tokens.verify(token) == nil)

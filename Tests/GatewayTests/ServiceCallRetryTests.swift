@@ -83,7 +83,7 @@ struct ServiceCallRetryTests {
                 revocations.markSynced()
                 let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: revocations)
                 let router = try makeTestRouter(over: client, tokens: tokens, revocations: revocations, logger: logger)
-                let (token, _) = try await tokens.issue(userId: registered.user.id, username: "alice", role: .user)
+                let (token, _) = try await tokens.issue(userId: registered.user.id, username: "alice", role: .user, securityStamp: 0)
 
                 try await Application(router: router).test(.router) { http in
                     // GetUserById fails once: the gateway asks again and the client never knows.

@@ -37,6 +37,7 @@ private struct Harness {
     let counter: CallCounter
 
     static let derive = Grpc_User_V1_UserService.Method.VerifySignatureForKey.descriptor
+    static let listRevocations = Grpc_User_V1_UserService.Method.ListRevocations.descriptor
     static let recordNonce = Grpc_User_V1_UserService.Method.RecordNonce.descriptor
 
     static func with(_ body: (Harness) async throws -> Void) async throws {
@@ -119,6 +120,22 @@ struct SignatureVerifierTests {
             let bobs = Harness.signed("/a", accessKey: bob.user.accessKey, secretKey: bob.secretKey, timestamp: now)
             #expect(try await harness.verifier.verify(bobs).userId == bob.user.id)
             #expect(harness.counter.count(Harness.derive) == 3)
+        }
+    }
+
+    @Test("a gateway takes in every revocation, a page at a time")
+    func revocationsArePaged() async throws {
+        try await Harness.with { harness in
+            let expiresAt = Date() + 600
+            for index in 0..<5 {
+                try await harness.manager.revoke(.token, subject: "jti-\(index)", notBefore: nil, expiresAt: expiresAt)
+            }
+            let fresh = RevocationList()
+            let calls = harness.counter.count(Harness.listRevocations)
+            try await RevocationSync(users: harness.users, revocations: fresh, pageSize: 2).refresh()
+            #expect(harness.counter.count(Harness.listRevocations) - calls == 3)
+            #expect(fresh.count == 5)
+            #expect(!fresh.isStale(maxAge: .seconds(60)))
         }
     }
 

@@ -196,6 +196,54 @@ struct UserGRPCServiceTests {
         }
     }
 
+    @Test("every change that ends a user's sessions raises the security stamp, in the revocation too; other changes do not", arguments: TestDatabaseKind.enabled)
+    func securityStamps(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            let login = { try await service.client.verifyPassword(.with { $0.username = "alice"; $0.password = "password123" }) }
+            #expect(try await login().securityStamp == 0)
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.avatar = "a.png" })
+            _ = try await service.client.rotateKeys(.with { $0.id = created.user.id })
+            #expect(try await login().securityStamp == 0, "an avatar or a new key pair ends no session")
+
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.role = .admin })
+            #expect(try await login().securityStamp == 1)
+            _ = try await service.client.updateUser(.with { $0.id = created.user.id; $0.password = "password123" })
+            #expect(try await service.client.getUserById(.with { $0.id = created.user.id }).securityStamp == 2)
+            // An explicit revocation of all the user's tokens raises it too.
+            _ = try await service.client.revokeToken(.with {
+                $0.kind = .user; $0.subject = created.user.id; $0.expiresAt = Date().millisecondsSince1970 + 60_000
+            })
+            _ = try await service.client.deleteUser(.with { $0.id = created.user.id })
+            let stamps = try await service.client.listRevocations(.with { $0.since = 0 }).results
+                .filter { $0.kind == .user && $0.subject == created.user.id }.map(\.securityStamp)
+            #expect(stamps == [1, 2, 3, 4], "\(stamps)")
+        }
+    }
+
+    @Test("revocations come a page at a time, in the order they were recorded, none twice or missed", arguments: TestDatabaseKind.enabled)
+    func revocationPages(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let now = Date().millisecondsSince1970
+            for index in 0..<7 {
+                _ = try await service.client.revokeToken(.with { $0.kind = .token; $0.subject = "jti-\(index)"; $0.expiresAt = now + 60_000 })
+            }
+            var seen: [String] = []
+            var after = ""
+            var pages = 0
+            while true {
+                let page = try await service.client.listRevocations(.with { $0.since = 0; $0.after = after; $0.limit = 3 })
+                pages += 1
+                #expect(page.results.count <= 3)
+                seen += page.results.map(\.subject)
+                guard page.more, let last = page.results.last else { break }
+                after = last.id
+            }
+            #expect(pages == 3)
+            #expect(seen == (0..<7).map { "jti-\($0)" })
+        }
+    }
+
     @Test("the first admin is created once, with a generated password when none is configured", arguments: TestDatabaseKind.enabled)
     func bootstrapAdmin(kind: TestDatabaseKind) async throws {
         try await UserServiceHarness.run(kind) { service in

@@ -11,6 +11,8 @@ public struct Identity: Sendable, Equatable {
     public var tokenId: String
     public var issuedAt: Date
     public var expiresAt: Date
+    /// The user's security stamp when the token was issued (nil in tokens from before stamps).
+    public var securityStamp: Int64?
 
     public var isAdmin: Bool { role == .admin }
 }
@@ -28,6 +30,8 @@ struct AccessTokenClaims: JWTPayload {
     var jti: IDClaim
     var iat: IssuedAtClaim
     var exp: ExpirationClaim
+    /// The user's security stamp at issue (absent from tokens issued before stamps).
+    var stamp: Int64?
 
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
@@ -50,11 +54,14 @@ public struct AccessTokens: Sendable {
         self.revocations = revocations
     }
 
-    public func issue(userId: String, username: String, role: Role, now: Date = Date()) async throws -> (token: String, identity: Identity) {
+    /// `securityStamp`: the user's, as the user service answered it with the account the token
+    /// is for (what a change that ends the user's sessions raises).
+    public func issue(userId: String, username: String, role: Role, securityStamp: Int64, now: Date = Date()) async throws -> (token: String, identity: Identity) {
         let expiresAt = now.addingTimeInterval(lifetime)
         let claims = AccessTokenClaims(
             sub: SubjectClaim(value: userId), name: username, role: role.rawValue,
-            jti: IDClaim(value: SortableID.make(at: now)), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expiresAt)
+            jti: IDClaim(value: SortableID.make(at: now)), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expiresAt),
+            stamp: securityStamp
         )
         let token = try await keys.sign(claims)
         return (token, Identity(claims, role: role))
@@ -99,7 +106,7 @@ extension Identity {
     init(_ claims: AccessTokenClaims, role: Role) {
         self.init(
             userId: claims.sub.value, username: claims.name, role: role, tokenId: claims.jti.value,
-            issuedAt: claims.iat.value, expiresAt: claims.exp.value
+            issuedAt: claims.iat.value, expiresAt: claims.exp.value, securityStamp: claims.stamp
         )
     }
 }

@@ -7,7 +7,9 @@ import Synchronization
 public final class RevocationList: Sendable {
     public enum Entry: Sendable, Equatable {
         case token(id: String, expiresAt: Date)
-        case user(id: String, notBefore: Date, expiresAt: Date)
+        /// Every token of the user issued before `notBefore`, or with a security stamp below
+        /// `securityStamp` (0: none recorded).
+        case user(id: String, notBefore: Date, expiresAt: Date, securityStamp: Int64 = 0)
         case apiKey(id: String, expiresAt: Date)
         /// Signing keys derived from this access key before `notBefore` are void.
         case accessKey(key: String, notBefore: Date, expiresAt: Date)
@@ -19,7 +21,7 @@ public final class RevocationList: Sendable {
         /// Recent (offset, round trip) measurements, oldest first.
         var clockSamples: [(offset: TimeInterval, roundTrip: TimeInterval)] = []
         var tokens: [String: Date] = [:]
-        var users: [String: (notBefore: Date, expiresAt: Date)] = [:]
+        var users: [String: (notBefore: Date, expiresAt: Date, securityStamp: Int64)] = [:]
         var apiKeys: [String: Date] = [:]
         var accessKeys: [String: (notBefore: Date, expiresAt: Date)] = [:]
     }
@@ -34,9 +36,13 @@ public final class RevocationList: Sendable {
                 switch entry {
                 case .token(let id, let expiresAt):
                     state.tokens[id] = expiresAt
-                case .user(let id, let notBefore, let expiresAt):
-                    if let known = state.users[id], known.notBefore >= notBefore { continue }
-                    state.users[id] = (notBefore, expiresAt)
+                case .user(let id, let notBefore, let expiresAt, let stamp):
+                    // The latest of each, whatever order the entries come in.
+                    let known = state.users[id]
+                    state.users[id] = (
+                        max(notBefore, known?.notBefore ?? notBefore), max(expiresAt, known?.expiresAt ?? expiresAt),
+                        max(stamp, known?.securityStamp ?? stamp)
+                    )
                 case .apiKey(let id, let expiresAt):
                     state.apiKeys[id] = expiresAt
                 case .accessKey(let key, let notBefore, let expiresAt):
@@ -51,7 +57,10 @@ public final class RevocationList: Sendable {
         state.withLock { state in
             if state.tokens[identity.tokenId] != nil { return true }
             guard let user = state.users[identity.userId] else { return false }
-            // `iat` is written with sub-second precision, so a login right after the change works.
+            // The stamp settles a login that read the account before the change was written,
+            // whatever the clocks say; tokens from before stamps have only their time. (`iat` is
+            // written with sub-second precision, so a login right after the change works.)
+            if let stamp = identity.securityStamp, stamp < user.securityStamp { return true }
             return identity.issuedAt <= user.notBefore
         }
     }

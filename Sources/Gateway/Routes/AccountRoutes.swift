@@ -77,7 +77,9 @@ struct AccountRoutes {
             throw APIError.unauthenticated("invalid username or password")
         }
         throttle.succeeded(username: username, address: address, startedAt: started)
-        let (token, identity) = try await tokens.issue(userId: user.id, username: user.username, role: user.role.platformRole, now: revocations.serviceNow())
+        let (token, identity) = try await tokens.issue(
+            userId: user.id, username: user.username, role: user.role.platformRole, securityStamp: user.securityStamp, now: revocations.serviceNow()
+        )
         return try ResponseBody.success(
             LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(identity.expiresAt.millisecondsSince1970))
         )
@@ -132,7 +134,9 @@ struct AccountRoutes {
         await revocationSync.refreshAfterChange()
         let notBefore = revocations.notBefore(userId: identity.userId) ?? .distantPast
         let now = max(revocations.serviceNow(), notBefore.addingTimeInterval(0.001))
-        let (token, fresh) = try await tokens.issue(userId: account.id, username: account.username, role: account.role.platformRole, now: now)
+        let (token, fresh) = try await tokens.issue(
+            userId: account.id, username: account.username, role: account.role.platformRole, securityStamp: account.securityStamp, now: now
+        )
         return try ResponseBody.success(ProfileWithToken(
             profile: profile,
             session: LoginResult(accessToken: token, tokenType: "Bearer", expiresAt: Int64(fresh.expiresAt.millisecondsSince1970))

@@ -66,6 +66,8 @@ public final class ServiceDatabase: Sendable {
     /// SQLite only: the writer's commits since its last checkpoint, and the checkpoint running.
     private let checkpoints = Mutex<(commits: Int, running: Bool, last: Task<Void, Never>?)>((0, false, nil))
     private let migrations: Migrations
+    /// The same, in order: what `prepareUnapplied` runs.
+    private let migrationList: [any Migration]
     private let logger: Logger
     /// Statement durations and spans; nil for a database built without telemetry.
     private let instrumentation: DatabaseInstrumentation?
@@ -109,6 +111,7 @@ public final class ServiceDatabase: Sendable {
         let registry = Migrations()
         registry.add(migrations)
         self.migrations = registry
+        migrationList = migrations
         // SQLite: the pool's one connection, the reader and the writer. PostgreSQL: the pool's
         // connections on each event loop.
         let capacity = sqliteReader == nil ? 8 * System.coreCount : 3
@@ -289,19 +292,36 @@ public final class ServiceDatabase: Sendable {
                 try await sql.raw("PRAGMA busy_timeout=10000").run()
             }
             try await migrator.setupIfNeeded().get()
-            try await migrator.prepareBatch().get()
+            try await prepareUnapplied()
         case .postgres:
             try await poolDatabase().withConnection { connection in
                 guard let sql = connection as? any SQLDatabase else { return }
                 try await sql.raw("SELECT pg_advisory_lock(\(literal: Self.migrationLock))").run()
                 do {
                     try await migrator.setupIfNeeded().get()
-                    try await migrator.prepareBatch().get()
+                    try await self.prepareUnapplied()
                 } catch {
                     try? await sql.raw("SELECT pg_advisory_unlock(\(literal: Self.migrationLock))").run()
                     throw error
                 }
                 try await sql.raw("SELECT pg_advisory_unlock(\(literal: Self.migrationLock))").run()
+            }
+        }
+    }
+
+    /// Runs the migrations not recorded yet, each in one transaction with its record (FluentKit's
+    /// migrator commits each statement by itself): a migration cut short by a killed process or a
+    /// lost connection leaves nothing behind, and the next start runs it again from the start,
+    /// instead of failing on the half it had made ("column already exists") at every start.
+    private func prepareUnapplied() async throws {
+        let database = poolDatabase()
+        let applied = Set(try await MigrationLog.query(on: database).all().map(\.name))
+        let batch = (try await MigrationLog.query(on: database).sort(\.$batch, .descending).first()?.batch ?? 0) + 1
+        for migration in migrationList where !applied.contains(migration.name) {
+            logger.info("migrating", metadata: ["migration": "\(migration.name)"])
+            try await database.transaction { transaction in
+                try await migration.prepare(on: transaction).get()
+                try await MigrationLog(name: migration.name, batch: batch).create(on: transaction)
             }
         }
     }
@@ -320,10 +340,10 @@ public final class ServiceDatabase: Sendable {
 }
 
 /// A database used in a way its configuration does not allow (shut down, not SQL).
-struct DatabaseConfigurationError: Error, CustomStringConvertible {
-    let description: String
+public struct DatabaseConfigurationError: Error, CustomStringConvertible {
+    public let description: String
 
-    init(_ description: String) {
+    public init(_ description: String) {
         self.description = description
     }
 }

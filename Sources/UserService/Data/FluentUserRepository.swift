@@ -39,7 +39,7 @@ public struct FluentUserRepository: UserRepository {
                 if let sealed = fields.sealedSecretKey { query.set(\.$sealedSecretKey, to: sealed) }
                 guard try await UserRecord.query(on: db).filter(\.$id == id).count() == 1 else { return false }
                 try await query.update()
-                if let revocation { try await Self.insert(revocation, on: db) }
+                if let revocation { try await Self.insert(revocation, raisingStampOf: id, on: db) }
                 return true
             }
         } catch let error as any DatabaseError where error.isConstraintFailure {
@@ -65,7 +65,7 @@ public struct FluentUserRepository: UserRepository {
     private func findUndeleted(where column: String, equals value: String) async throws -> StoredUser? {
         let sql = try await database.reads()
         let query: SQLQueryString = """
-            SELECT id, username, avatar, password_hash, status, role, access_key, secret_key, created_at, updated_at \
+            SELECT id, username, avatar, password_hash, status, role, access_key, secret_key, created_at, updated_at, security_stamp \
             FROM users WHERE \(ident: column) = \(bind: value) AND deleted_at IS NULL LIMIT 1
             """
         guard let row = try await sql.raw(query).first() else { return nil }
@@ -78,7 +78,8 @@ public struct FluentUserRepository: UserRepository {
                 role: UserRole(rawValue: try row.decode(column: "role", as: Int.self)) ?? .user,
                 accessKey: try row.decode(column: "access_key", as: String.self),
                 createdAt: try row.decode(column: "created_at", as: Date.self),
-                updatedAt: try row.decode(column: "updated_at", as: Date.self)
+                updatedAt: try row.decode(column: "updated_at", as: Date.self),
+                securityStamp: try row.decode(column: "security_stamp", as: Int64.self)
             ),
             passwordHash: try row.decode(column: "password_hash", as: String.self),
             sealedSecretKey: try row.decode(column: "secret_key", as: String.self)
@@ -98,7 +99,7 @@ public struct FluentUserRepository: UserRepository {
         try await db.transaction { db in
             guard try await UserRecord.query(on: db).filter(\.$id == id).count() == 1 else { return false }
             try await UserRecord.query(on: db).filter(\.$id == id).set(\.$deletedAt, to: date).update()
-            try await Self.insert(revocation, on: db)
+            try await Self.insert(revocation, raisingStampOf: id, on: db)
             return true
         }
     }
@@ -119,20 +120,41 @@ public struct FluentUserRepository: UserRepository {
     }
 
     public func insert(_ revocation: Revocation) async throws {
-        try await Self.insert(revocation, on: db)
+        guard revocation.kind == .user else { return try await Self.insert(revocation, on: db) }
+        try await db.transaction { db in
+            // A subject that names no user (any more) is recorded as it is.
+            guard try await UserRecord.query(on: db).withDeleted().filter(\.$id == revocation.subject).count() == 1 else {
+                return try await Self.insert(revocation, on: db)
+            }
+            try await Self.insert(revocation, raisingStampOf: revocation.subject, on: db)
+        }
     }
 
     private static func insert(_ revocation: Revocation, on db: any Database) async throws {
         try await RevocationRecord(id: SortableID.make(at: revocation.createdAt), revocation).create(on: db)
     }
 
-    public func revocations(since: Date, now: Date) async throws -> [Revocation] {
-        try await RevocationRecord.query(on: db)
+    /// Records `revocation`; one of all the user's tokens first raises the user's security stamp
+    /// and records the new one. In the caller's transaction, whose UPDATE of the row holds it.
+    private static func insert(_ revocation: Revocation, raisingStampOf id: String, on db: any Database) async throws {
+        var revocation = revocation
+        if revocation.kind == .user {
+            guard let sql = db as? any SQLDatabase else { throw DatabaseConfigurationError("the user database does not speak SQL") }
+            try await sql.raw("UPDATE users SET security_stamp = security_stamp + 1 WHERE id = \(bind: id)").run()
+            guard let row = try await sql.raw("SELECT security_stamp FROM users WHERE id = \(bind: id)").first() else {
+                throw DomainError.notFound("no user with id \(id.quotedForMessage)")
+            }
+            revocation.securityStamp = try row.decode(column: "security_stamp", as: Int64.self)
+        }
+        try await insert(revocation, on: db)
+    }
+
+    public func revocations(since: Date, after: String, limit: Int, now: Date) async throws -> [Revocation] {
+        let query = RevocationRecord.query(on: db)
             .filter(\.$createdAt >= since)
             .filter(\.$expiresAt > now)
-            .sort(\.$createdAt)
-            .all()
-            .map(\.revocation)
+        if !after.isEmpty { query.filter(\.$id > after) }
+        return try await query.sort(\.$id).limit(limit).all().map(\.revocation)
     }
 
     public func deleteRevocations(expiredBefore date: Date) async throws {

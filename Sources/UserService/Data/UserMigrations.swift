@@ -3,7 +3,9 @@ import SQLKit
 
 /// The user database's schema, in order. Never edit a shipped migration: add a new one.
 public enum UserMigrations {
-    public static var all: [any Migration] { [CreateUsers(), CreateRevocations(), CreateSignatureNonces(), CreateApiKeys()] }
+    public static var all: [any Migration] {
+        [CreateUsers(), CreateRevocations(), CreateSignatureNonces(), CreateApiKeys(), AddSecurityStamps()]
+    }
 }
 
 struct CreateUsers: AsyncMigration {
@@ -93,5 +95,25 @@ struct CreateApiKeys: AsyncMigration {
 
     func revert(on database: any Database) async throws {
         try await database.schema("api_keys").delete()
+    }
+}
+
+/// Security stamps: every change that ends a user's sessions raises the user's stamp, and its
+/// revocation records the new one, so a token from a login that read the row before the change
+/// is refused whatever the clocks say. Gateways page through revocations by time and id.
+struct AddSecurityStamps: AsyncMigration {
+    var name: String { "2026-12-06-add-security-stamps" }
+
+    func prepare(on database: any Database) async throws {
+        try await database.schema("users").field("security_stamp", .int64, .required, .sql(.default(0))).update()
+        try await database.schema("revocations").field("security_stamp", .int64, .required, .sql(.default(0))).update()
+        guard let sql = database as? any SQLDatabase else { return }
+        try await sql.create(index: "revocations_by_created_at").on("revocations").column("created_at").run()
+    }
+
+    func revert(on database: any Database) async throws {
+        if let sql = database as? any SQLDatabase { try await sql.drop(index: "revocations_by_created_at").run() }
+        try await database.schema("revocations").deleteField("security_stamp").update()
+        try await database.schema("users").deleteField("security_stamp").update()
     }
 }

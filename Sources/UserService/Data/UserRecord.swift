@@ -17,6 +17,7 @@ final class UserRecord: Model, @unchecked Sendable {
     @Field(key: "secret_key") var sealedSecretKey: String
     @Field(key: "created_at") var createdAt: Date
     @Field(key: "updated_at") var updatedAt: Date
+    @Field(key: "security_stamp") var securityStamp: Int64
     @Timestamp(key: "deleted_at", on: .delete) var deletedAt: Date?
 
     init() {}
@@ -36,6 +37,7 @@ final class UserRecord: Model, @unchecked Sendable {
         sealedSecretKey = stored.sealedSecretKey
         createdAt = stored.user.createdAt
         updatedAt = stored.user.updatedAt
+        securityStamp = stored.user.securityStamp
     }
 
     var stored: StoredUser {
@@ -44,7 +46,7 @@ final class UserRecord: Model, @unchecked Sendable {
                 id: id ?? "", username: username, avatar: avatar,
                 status: UserStatus(rawValue: status) ?? .disabled,
                 role: UserRole(rawValue: role) ?? .user,
-                accessKey: accessKey, createdAt: createdAt, updatedAt: updatedAt
+                accessKey: accessKey, createdAt: createdAt, updatedAt: updatedAt, securityStamp: securityStamp
             ),
             passwordHash: passwordHash,
             sealedSecretKey: sealedSecretKey
@@ -63,6 +65,7 @@ final class RevocationRecord: Model, @unchecked Sendable {
     @Field(key: "not_before") var notBefore: Date
     @Field(key: "expires_at") var expiresAt: Date
     @Field(key: "created_at") var createdAt: Date
+    @Field(key: "security_stamp") var securityStamp: Int64
 
     init() {}
 
@@ -73,9 +76,13 @@ final class RevocationRecord: Model, @unchecked Sendable {
         notBefore = revocation.notBefore
         expiresAt = revocation.expiresAt
         createdAt = revocation.createdAt
+        securityStamp = revocation.securityStamp
     }
 
     var revocation: Revocation {
-        Revocation(kind: Revocation.Kind(rawValue: kind) ?? .token, subject: subject, notBefore: notBefore, expiresAt: expiresAt, createdAt: createdAt)
+        Revocation(
+            kind: Revocation.Kind(rawValue: kind) ?? .token, subject: subject, notBefore: notBefore, expiresAt: expiresAt, createdAt: createdAt,
+            securityStamp: securityStamp, id: id ?? ""
+        )
     }
 }

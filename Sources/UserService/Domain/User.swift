@@ -22,6 +22,9 @@ public struct User: Sendable, Equatable {
     public var accessKey: String
     public var createdAt: Date
     public var updatedAt: Date
+    /// Raised by every change that ends the user's sessions (password, role, status, deletion),
+    /// in the same write: tokens carry the stamp they were issued with.
+    public var securityStamp: Int64 = 0
 }
 
 /// A user as stored: with the bcrypt hash of the password and the sealed secret key.
@@ -90,12 +93,19 @@ public struct Revocation: Sendable, Equatable {
     public var notBefore: Date
     public var expiresAt: Date
     public var createdAt: Date
+    /// A `.user` revocation: the user's security stamp once the change is written (set by the
+    /// repository, in the same transaction).
+    public var securityStamp: Int64
+    /// As stored: the cursor of the page it is on (empty before it is stored).
+    public var id: String
 
-    public init(kind: Kind, subject: String, notBefore: Date, expiresAt: Date, createdAt: Date) {
+    public init(kind: Kind, subject: String, notBefore: Date, expiresAt: Date, createdAt: Date, securityStamp: Int64 = 0, id: String = "") {
         self.kind = kind
         self.subject = subject
         self.notBefore = notBefore
         self.expiresAt = expiresAt
         self.createdAt = createdAt
+        self.securityStamp = securityStamp
+        self.id = id
     }
 }

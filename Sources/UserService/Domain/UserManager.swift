@@ -104,10 +104,13 @@ public struct UserManager: Sendable {
         }
         try violations.throwIfAny()
 
+        // Hashed first: the change's time is taken as close to its write as it can be.
+        var passwordHash: String?
+        if let password = changes.password { passwordHash = try await hasher.hash(password) }
         let date = now()
         var fields = StoredUserFields(updatedAt: date)
         fields.avatar = changes.avatar
-        if let password = changes.password { fields.passwordHash = try await hasher.hash(password) }
+        fields.passwordHash = passwordHash
         fields.status = changes.status
         fields.role = changes.role
         fields.accessKey = changes.accessKey
@@ -176,10 +179,17 @@ public struct UserManager: Sendable {
         try await repository.deleteRevocations(expiredBefore: date)
     }
 
-    /// Revocations recorded since `since` and still in force, with the time of this answer.
-    public func revocations(since: Date) async throws -> (revocations: [Revocation], serverTime: Date) {
+    /// The most revocations one page gives.
+    public static let revocationPageSize = 2_000
+
+    /// Revocations recorded since `since` and still in force, a page at a time in the order they
+    /// were stored (`after`: the id of the last one of the previous page), with the time of this
+    /// answer and whether more follow.
+    public func revocations(since: Date, after: String = "", limit: Int = revocationPageSize) async throws -> (revocations: [Revocation], serverTime: Date, more: Bool) {
         let date = now()
-        return (try await repository.revocations(since: since, now: date), date)
+        let limit = limit > 0 ? min(limit, Self.revocationPageSize) : Self.revocationPageSize
+        let page = try await repository.revocations(since: since, after: after, limit: limit + 1, now: date)
+        return (Array(page.prefix(limit)), date, page.count > limit)
     }
 
     /// Signing keys derived from `accessKey` live at most as long as a signature may (7 days).

@@ -4,8 +4,9 @@ import Foundation
 public protocol UserRepository: Sendable {
     /// Throws `DomainError(.alreadyExists)` if the username or access key is taken.
     func insert(_ user: StoredUser) async throws
-    /// Writes only the given fields of a user, and the revocation if any, in one transaction.
-    /// Returns false if there is no such (undeleted) user. Throws `DomainError(.alreadyExists)` if
+    /// Writes only the given fields of a user, and the revocation if any, in one transaction; a
+    /// `.user` revocation raises the user's security stamp in the same write and records the new
+    /// one. Returns false if there is no such (undeleted) user. Throws `DomainError(.alreadyExists)` if
     /// the new access key is taken.
     func update(id: String, _ fields: StoredUserFields, revoking revocation: Revocation?) async throws -> Bool
     func find(id: String) async throws -> StoredUser?
@@ -15,7 +16,8 @@ public protocol UserRepository: Sendable {
     func findIncludingDeleted(username: String) async throws -> (user: StoredUser, isDeleted: Bool)?
     /// Whether any user, deleted ones included, has this username.
     func usernameTaken(_ username: String) async throws -> Bool
-    /// Marks the user deleted and records the revocation, in one transaction. Returns false if
+    /// Marks the user deleted and records the revocation (raising the stamp as `update` does), in
+    /// one transaction. Returns false if
     /// there was no such (undeleted) user.
     func softDelete(id: String, at date: Date, revoking revocation: Revocation) async throws -> Bool
     /// Newest first.
@@ -24,8 +26,9 @@ public protocol UserRepository: Sendable {
     func count() async throws -> Int
 
     func insert(_ revocation: Revocation) async throws
-    /// Revocations created at or after `since` that have not expired at `now`.
-    func revocations(since: Date, now: Date) async throws -> [Revocation]
+    /// At most `limit` revocations created at or after `since`, still in force at `now`, with
+    /// ids after `after`, in id order.
+    func revocations(since: Date, after: String, limit: Int, now: Date) async throws -> [Revocation]
     func deleteRevocations(expiredBefore date: Date) async throws
 
     /// Records that `nonce` was used with `accessKey` until `expiresAt`, atomically across

@@ -102,9 +102,12 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
     }
 
     public func listRevocations(request: Grpc_User_V1_ListRevocationsRequest, context: ServerContext) async throws -> Grpc_User_V1_RevocationList {
-        let (revocations, serverTime) = try await users.revocations(since: Date(millisecondsSince1970: request.since))
+        let (revocations, serverTime, more) = try await users.revocations(
+            since: Date(millisecondsSince1970: request.since), after: request.after, limit: Int(request.limit)
+        )
         return .with {
             $0.serverTime = serverTime.millisecondsSince1970
+            $0.more = more
             $0.results = revocations.map { revocation in
                 .with {
                     $0.kind = Grpc_User_V1_RevocationKind(revocation.kind)
@@ -112,6 +115,8 @@ public struct UserGRPCService: Grpc_User_V1_UserService.SimpleServiceProtocol, D
                     $0.notBefore = revocation.notBefore.millisecondsSince1970
                     $0.expiresAt = revocation.expiresAt.millisecondsSince1970
                     $0.createdAt = revocation.createdAt.millisecondsSince1970
+                    $0.securityStamp = revocation.securityStamp
+                    $0.id = revocation.id
                 }
             }
         }
@@ -256,6 +261,7 @@ extension Grpc_User_V1_UserModel {
             $0.accessKey = user.accessKey
             $0.createdAt = user.createdAt.millisecondsSince1970
             $0.updatedAt = user.updatedAt.millisecondsSince1970
+            $0.securityStamp = user.securityStamp
         }
     }
 }

@@ -530,7 +530,7 @@ extension Grpc_User_V1_UserService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Revocations recorded at or after a time, for gateways that cache them.
+        /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Grpc_User_V1_ListRevocationsRequest` messages.
@@ -876,7 +876,7 @@ extension Grpc_User_V1_UserService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Revocations recorded at or after a time, for gateways that cache them.
+        /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Grpc_User_V1_ListRevocationsRequest` message.
@@ -1220,7 +1220,7 @@ extension Grpc_User_V1_UserService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Revocations recorded at or after a time, for gateways that cache them.
+        /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
         ///
         /// - Parameters:
         ///   - request: A `Grpc_User_V1_ListRevocationsRequest` message.
@@ -2343,7 +2343,7 @@ extension Grpc_User_V1_UserService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Revocations recorded at or after a time, for gateways that cache them.
+        /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Grpc_User_V1_ListRevocationsRequest` message.
@@ -2929,7 +2929,7 @@ extension Grpc_User_V1_UserService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Revocations recorded at or after a time, for gateways that cache them.
+        /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Grpc_User_V1_ListRevocationsRequest` message.
@@ -3531,7 +3531,7 @@ extension Grpc_User_V1_UserService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Revocations recorded at or after a time, for gateways that cache them.
+    /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Grpc_User_V1_ListRevocationsRequest` message.
@@ -4140,7 +4140,7 @@ extension Grpc_User_V1_UserService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Revocations recorded at or after a time, for gateways that cache them.
+    /// > Revocations recorded at or after a time, for gateways that cache them, a page at a time.
     ///
     /// - Parameters:
     ///   - message: request message to send.

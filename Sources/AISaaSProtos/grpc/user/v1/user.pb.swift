@@ -170,6 +170,12 @@ public nonisolated struct Grpc_User_V1_UserModel: Sendable {
   /// milliseconds since the epoch
   public var updatedAt: Double = 0
 
+  /// Raised, in the same write, by every change that ends the user's sessions (password, role,
+  /// status, deletion). A token carries the stamp it was issued with; a USER revocation carries the
+  /// new one, so a token from a login that read the row before the change is refused, whatever
+  /// the clocks say.
+  public var securityStamp: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -452,6 +458,12 @@ public nonisolated struct Grpc_User_V1_Revocation: Sendable {
 
   public var createdAt: Double = 0
 
+  /// USER revocations: the user's stamp after the change; tokens with a lower one are revoked
+  public var securityStamp: Int64 = 0
+
+  /// the page cursor (`after`)
+  public var id: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -464,6 +476,12 @@ public nonisolated struct Grpc_User_V1_ListRevocationsRequest: Sendable {
 
   /// milliseconds since the epoch; 0 for every revocation still in force
   public var since: Double = 0
+
+  /// the id of the last revocation of the previous page; empty for the first
+  public var after: String = String()
+
+  /// at most this many (0: the service's page size)
+  public var limit: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -479,6 +497,9 @@ public nonisolated struct Grpc_User_V1_RevocationList: Sendable {
 
   /// pass back as `since` (less a margin) on the next call
   public var serverTime: Double = 0
+
+  /// another page follows: ask again with `after` = the last result's id
+  public var more: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -766,7 +787,7 @@ nonisolated extension Grpc_User_V1_RevocationKind: SwiftProtobuf._ProtoNameProvi
 
 nonisolated extension Grpc_User_V1_UserModel: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UserModel"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}username\0\u{1}avatar\0\u{1}password\0\u{1}status\0\u{1}role\0\u{1}accessKey\0\u{1}secretKey\0\u{1}createdAt\0\u{1}updatedAt\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}username\0\u{1}avatar\0\u{1}password\0\u{1}status\0\u{1}role\0\u{1}accessKey\0\u{1}secretKey\0\u{1}createdAt\0\u{1}updatedAt\0\u{1}securityStamp\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -784,6 +805,7 @@ nonisolated extension Grpc_User_V1_UserModel: SwiftProtobuf.Message, SwiftProtob
       case 8: try { try decoder.decodeSingularStringField(value: &self.secretKey) }()
       case 9: try { try decoder.decodeSingularDoubleField(value: &self.createdAt) }()
       case 10: try { try decoder.decodeSingularDoubleField(value: &self.updatedAt) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.securityStamp) }()
       default: break
       }
     }
@@ -820,6 +842,9 @@ nonisolated extension Grpc_User_V1_UserModel: SwiftProtobuf.Message, SwiftProtob
     if self.updatedAt.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.updatedAt, fieldNumber: 10)
     }
+    if self.securityStamp != 0 {
+      try visitor.visitSingularInt64Field(value: self.securityStamp, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -834,6 +859,7 @@ nonisolated extension Grpc_User_V1_UserModel: SwiftProtobuf.Message, SwiftProtob
     if lhs.secretKey != rhs.secretKey {return false}
     if lhs.createdAt != rhs.createdAt {return false}
     if lhs.updatedAt != rhs.updatedAt {return false}
+    if lhs.securityStamp != rhs.securityStamp {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1297,7 +1323,7 @@ nonisolated extension Grpc_User_V1_RevokeTokenRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Grpc_User_V1_Revocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Revocation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}subject\0\u{1}notBefore\0\u{1}expiresAt\0\u{1}createdAt\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}subject\0\u{1}notBefore\0\u{1}expiresAt\0\u{1}createdAt\0\u{1}securityStamp\0\u{1}id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1310,6 +1336,8 @@ nonisolated extension Grpc_User_V1_Revocation: SwiftProtobuf.Message, SwiftProto
       case 3: try { try decoder.decodeSingularDoubleField(value: &self.notBefore) }()
       case 4: try { try decoder.decodeSingularDoubleField(value: &self.expiresAt) }()
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.createdAt) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.securityStamp) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.id) }()
       default: break
       }
     }
@@ -1331,6 +1359,12 @@ nonisolated extension Grpc_User_V1_Revocation: SwiftProtobuf.Message, SwiftProto
     if self.createdAt.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.createdAt, fieldNumber: 5)
     }
+    if self.securityStamp != 0 {
+      try visitor.visitSingularInt64Field(value: self.securityStamp, fieldNumber: 6)
+    }
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1340,6 +1374,8 @@ nonisolated extension Grpc_User_V1_Revocation: SwiftProtobuf.Message, SwiftProto
     if lhs.notBefore != rhs.notBefore {return false}
     if lhs.expiresAt != rhs.expiresAt {return false}
     if lhs.createdAt != rhs.createdAt {return false}
+    if lhs.securityStamp != rhs.securityStamp {return false}
+    if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1347,7 +1383,7 @@ nonisolated extension Grpc_User_V1_Revocation: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Grpc_User_V1_ListRevocationsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListRevocationsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}since\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}since\0\u{1}after\0\u{1}limit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1356,6 +1392,8 @@ nonisolated extension Grpc_User_V1_ListRevocationsRequest: SwiftProtobuf.Message
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularDoubleField(value: &self.since) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.after) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
       default: break
       }
     }
@@ -1365,11 +1403,19 @@ nonisolated extension Grpc_User_V1_ListRevocationsRequest: SwiftProtobuf.Message
     if self.since.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.since, fieldNumber: 1)
     }
+    if !self.after.isEmpty {
+      try visitor.visitSingularStringField(value: self.after, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Grpc_User_V1_ListRevocationsRequest, rhs: Grpc_User_V1_ListRevocationsRequest) -> Bool {
     if lhs.since != rhs.since {return false}
+    if lhs.after != rhs.after {return false}
+    if lhs.limit != rhs.limit {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1377,7 +1423,7 @@ nonisolated extension Grpc_User_V1_ListRevocationsRequest: SwiftProtobuf.Message
 
 nonisolated extension Grpc_User_V1_RevocationList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RevocationList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{1}serverTime\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{1}serverTime\0\u{1}more\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1387,6 +1433,7 @@ nonisolated extension Grpc_User_V1_RevocationList: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
       case 2: try { try decoder.decodeSingularDoubleField(value: &self.serverTime) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.more) }()
       default: break
       }
     }
@@ -1399,12 +1446,16 @@ nonisolated extension Grpc_User_V1_RevocationList: SwiftProtobuf.Message, SwiftP
     if self.serverTime.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.serverTime, fieldNumber: 2)
     }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Grpc_User_V1_RevocationList, rhs: Grpc_User_V1_RevocationList) -> Bool {
     if lhs.results != rhs.results {return false}
     if lhs.serverTime != rhs.serverTime {return false}
+    if lhs.more != rhs.more {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
