@@ -197,6 +197,8 @@ final class AIDomainVersions: Sendable {
     private let rateLimitWindows: RateLimitWindows?
     /// One for every quota store of the process, so that a budget set through one is seen by all.
     let unbudgeted = RecentlyUnbudgeted()
+    /// Bookings the database could not take yet, across settings versions.
+    private let pending: PendingBookings
     /// The provider settings of the current version.
     var providerSettings: ProviderSettings { appliedProviderSettings.current }
 
@@ -214,9 +216,13 @@ final class AIDomainVersions: Sendable {
         self.listedSince = listedSince
         self.providers = LiveSetting(providers)
         appliedProviderSettings = LiveSetting(settings.providers)
+        let pending = PendingBookings(
+            ledger: SQLInvocationLedger(database: database, quotas: SQLQuotaStore(database: database, unbudgeted: unbudgeted)), logger: logger
+        )
+        self.pending = pending
         live = LiveSetting(Self.make(
             settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince,
-            rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, logger: logger
+            rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, pending: pending, logger: logger
         ))
     }
 
@@ -228,13 +234,14 @@ final class AIDomainVersions: Sendable {
         }
         live.replace(with: Self.make(
             settings, providers: providers.current, database: database, transcoder: transcoder, instruments: instruments,
-            listedSince: listedSince, rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, logger: logger
+            listedSince: listedSince, rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, pending: pending, logger: logger
         ))
     }
 
     private static func make(
         _ settings: AIServiceSettings, providers: AIProviderDirectory, database: ServiceDatabase, transcoder: (any AudioTranscoding)?,
-        instruments: InvocationTelemetry, listedSince: Date, rateLimitWindows: RateLimitWindows?, unbudgeted: RecentlyUnbudgeted, logger: Logger
+        instruments: InvocationTelemetry, listedSince: Date, rateLimitWindows: RateLimitWindows?, unbudgeted: RecentlyUnbudgeted,
+        pending: PendingBookings, logger: Logger
     ) -> AIDomainServices {
         let chatModels = SQLChatModelRepository(database: database)
         var rateLimiter: (any RateLimiter)?
@@ -246,7 +253,7 @@ final class AIDomainVersions: Sendable {
         let pipeline = InvocationPipeline(
             rateLimiter: rateLimiter,
             quotas: quotas, ledger: SQLInvocationLedger(database: database, quotas: quotas), prices: settings.prices, logger: logger,
-            instruments: instruments, observeBookingBatch: database.batchObserver(writer: "usage_ledger")
+            instruments: instruments, observeBookingBatch: database.batchObserver(writer: "usage_ledger"), pending: pending
         )
         return AIDomainServices(
             chatModels: ChatModelManager(repository: chatModels, providers: providers),

@@ -1,4 +1,7 @@
 import Foundation
+import Logging
+import NIOCore
+import Synchronization
 import Platform
 import SQLKit
 import Testing
@@ -60,6 +63,58 @@ struct InvocationLedgerTests {
             #expect(reserved == 0)
             let next = try #require(try await quotas.admit(userId: "alice", estimate: .unknown, now: Date()))
             #expect(next.tokens == 1_000)
+        }
+    }
+
+    /// A ledger whose database is away for the first `failures` tries: each fails as a lost
+    /// connection does; with `committedFirst`, the first try is written before its answer is lost.
+    private final class FlakyLedger: InvocationLedger {
+        let base: SQLInvocationLedger
+        let failures: Int
+        let committedFirst: Bool
+        let tries = Mutex(0)
+
+        init(base: SQLInvocationLedger, failures: Int, committedFirst: Bool = false) {
+            self.base = base
+            self.failures = failures
+            self.committedFirst = committedFirst
+        }
+
+        func book(_ bookings: [InvocationBooking]) async -> [(any Error)?] {
+            let attempt = tries.withLock { tries in
+                defer { tries += 1 }
+                return tries
+            }
+            guard attempt < failures else { return await base.book(bookings) }
+            if attempt == 0, committedFirst { _ = await base.book(bookings) }
+            return bookings.map { _ in IOError(errnoCode: ECONNRESET, reason: "read") }
+        }
+    }
+
+    @Test("bookings the database could not take are kept and written once it answers, each counted once", arguments: TestDatabaseKind.enabled)
+    func unavailableDatabaseLosesNoBooking(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([])) { h in
+            let quotas = SQLQuotaStore(database: h.database)
+            let base = SQLInvocationLedger(database: h.database, quotas: quotas)
+            let sql = try #require(h.database.database() as? any SQLDatabase)
+            func records() async throws -> Int64? {
+                try await sql.raw("SELECT COUNT(*) AS n FROM usage_record").first()?.decode(column: "n", as: Int64.self)
+            }
+            let flaky = FlakyLedger(base: base, failures: 3)
+            let pending = PendingBookings(ledger: flaky, maxDelay: .milliseconds(100), logger: Logger(label: "test"))
+            for (index, user) in ["alice", "bob", "alice"].enumerated() {
+                #expect(pending.keep(Self.booking(id: "kept-\(index)", user: user, tokens: 10, cost: 0)))
+            }
+            #expect(try await eventually { pending.count == 0 })
+            #expect(try await records() == 3)
+            #expect(try await quotas.quota(userId: "alice").tokensUsed == 20)
+
+            // Written, but its answer lost: tried again, refused as a duplicate, counted once.
+            let lostAnswer = PendingBookings(ledger: FlakyLedger(base: base, failures: 1, committedFirst: true), logger: Logger(label: "test"))
+            #expect(lostAnswer.keep(Self.booking(id: "once", user: "bob", tokens: 7, cost: 0)))
+            #expect(try await eventually { lostAnswer.count == 0 })
+            #expect(try await records() == 4)
+            #expect(try await quotas.quota(userId: "bob").tokensUsed == 17)
         }
     }
 

@@ -89,15 +89,19 @@ struct InvocationPipeline: Sendable {
     /// Concurrent invocations' bookings go to the ledger together.
     private let bookings: WriteBatcher<InvocationBooking, (any Error)?>
 
+    /// Bookings kept while the database cannot take them; nil: such a booking is logged and lost.
+    private let pending: PendingBookings?
+
     init(
         rateLimiter: (any RateLimiter)?, quotas: any QuotaStore, ledger: any InvocationLedger, prices: PriceTable, logger: Logger,
-        instruments: InvocationTelemetry = .disabled, observeBookingBatch: (@Sendable (Int) -> Void)? = nil
+        instruments: InvocationTelemetry = .disabled, observeBookingBatch: (@Sendable (Int) -> Void)? = nil, pending: PendingBookings? = nil
     ) {
         self.rateLimiter = rateLimiter
         self.instruments = instruments
         self.quotas = quotas
         self.prices = prices
         self.logger = logger
+        self.pending = pending
         bookings = WriteBatcher(writesInline: ledger.booksInline, observeBatch: observeBookingBatch) { await ledger.book($0) }
     }
 
@@ -150,7 +154,14 @@ struct InvocationPipeline: Sendable {
             ? QuotaSettlement(userId: record.userId, ticket: admission.ticket, tokens: consumed.totalTokens, cost: cost)
             : nil
         // The batcher writes in a task of its own, so a cancelled caller cannot cut it short.
-        if let error = await bookings.submit(InvocationBooking(record: record, settlement: settlement)) {
+        let booking = InvocationBooking(record: record, settlement: settlement)
+        if let error = await bookings.submit(booking) {
+            if DatabaseFailure.isUnavailable(error), let pending, pending.keep(booking) {
+                logger.warning("usage record and quota settlement kept until the database answers", metadata: [
+                    "error": "\(String(reflecting: error))", "request-id": "\(record.requestId)", "kept": "\(pending.count)",
+                ])
+                return
+            }
             logger.error("usage record and quota settlement failed", metadata: [
                 "error": "\(String(reflecting: error))", "user-id": "\(record.userId)", "request-id": "\(record.requestId)",
             ])
