@@ -97,7 +97,7 @@ func buildAddedServiceProcess(_ service: any AddedService.Type, config: Platform
 /// Runs an added service alone: the body of its subcommand.
 func runAddedService(_ service: any AddedService.Type, sources: SourceOptions) async throws {
     try await runReportingConfigurationErrors {
-        let (config, logger) = try await sources.load()
+        let (config, logger) = try await sources.loadForServing()
         try await buildAddedServiceProcess(service, config: config, logger: logger).run()
     }
 }

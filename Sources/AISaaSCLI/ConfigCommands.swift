@@ -57,6 +57,20 @@ func settingsKey(_ key: String) -> String {
     key.trimmingCharacters(in: .whitespaces).lowercased().replacingOccurrences(of: "_", with: ".")
 }
 
+/// A command that cannot do its work (etcd unreachable): one line on standard error, exit 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// `body`'s answer from etcd, or a failure that names the endpoints it could not reach.
+func reachingEtcd<Value>(_ discovery: DiscoverySettings, _ body: () async throws -> Value) async throws -> Value {
+    do {
+        return try await body()
+    } catch {
+        throw CommandFailure(description: "cannot reach etcd at \(discovery.etcdEndpoints.joined(separator: ", ")): \(error)")
+    }
+}
+
 /// The etcd store and center of the settings `source` names; etcd is required.
 func etcdCenter(_ source: SourceOptions) async throws -> (ConfigurationCenter, any RegistryStore, String) {
     let (configuration, logger) = try await source.load()
@@ -68,7 +82,7 @@ func etcdCenter(_ source: SourceOptions) async throws -> (ConfigurationCenter, a
         throw ValidationError("ETCD_ENDPOINTS is not set: settings are written to etcd")
     }
     let center = ConfigurationCenter(configuration: configuration, etcd: (store, discovery.etcdPrefix), logger: logger)
-    _ = try await store.range(prefix: discovery.etcdPrefix + "/config/")  // fails loudly if etcd is down
+    _ = try await reachingEtcd(discovery) { try await store.range(prefix: discovery.etcdPrefix + "/config/") }
     await center.loadInitial()
     return (center, store, discovery.etcdPrefix)
 }
@@ -88,6 +102,10 @@ struct ConfigGet: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        try await runReportingConfigurationErrors { try await get() }
+    }
+
+    private func get() async throws {
         let (center, _, prefix) = try await etcdCenter(source)
         if let key = key.map(settingsKey) {
             let value = SettingsReader(center.reader).string(key, isSecret: isSecretKey(key))

@@ -28,13 +28,17 @@ struct RegistryList: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        try await runReportingConfigurationErrors { try await list() }
+    }
+
+    private func list() async throws {
         let (config, _) = try await source.loadReader()
         let settings = SettingsReader(config)
         var discovery = DiscoverySettings.read(settings)
         try settings.finish()
         discovery.mode = .etcd
         guard let store = discovery.makeStore() else { return }
-        let (entries, _) = try await store.range(prefix: discovery.etcdPrefix + "/services/")
+        let (entries, _) = try await reachingEtcd(discovery) { try await store.range(prefix: discovery.etcdPrefix + "/services/") }
         let instances = entries.compactMap { RegisteredInstance(key: $0.key, value: $0.value, prefix: discovery.etcdPrefix) }
             .sorted { ($0.service, $0.id) < ($1.service, $1.id) }
         var rows: [[String]] = []
