@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import Platform
 import SQLKit
+import Synchronization
 import Testing
 import TestSupport
 @testable import UserService
@@ -125,8 +126,9 @@ struct SignatureVerificationTests {
             _ = await rpcError { try await service.client.verifySignature(Self.request(signature: String(repeating: "b", count: 64), nonce: "nonce-0003")) }
             _ = try await service.client.verifySignature(Self.request(nonce: "nonce-0003"))
 
-            // Once the signature it came with has expired, a nonce may be used again.
-            _ = try await service.client.verifySignature(Self.request(nonce: "nonce-0004", expiresIn: -1))
+            // Once the signature it came with has expired (and the gateways' largest clock skew
+            // has passed too), a nonce may be used again.
+            _ = try await service.client.verifySignature(Self.request(nonce: "nonce-0004", expiresIn: -UserManager.nonceRetentionMargin - 1))
             _ = try await service.client.verifySignature(Self.request(nonce: "nonce-0004"))
             #expect(await rpcError { try await service.client.verifySignature(Self.request(nonce: "nonce-0004")) }?.code == .alreadyExists)
 
@@ -147,6 +149,26 @@ struct SignatureVerificationTests {
             }
             #expect(outcomes.filter { $0 == nil }.count == 1)
             #expect(outcomes.filter { $0 == .alreadyExists }.count == 7)
+        }
+    }
+
+    @Test("a nonce is kept past its signature's expiry, for gateways whose clocks run behind", arguments: TestDatabaseKind.enabled)
+    func nonceOutlivesItsSignature(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let clock = Mutex(Date())
+            let manager = UserManager(
+                repository: FluentUserRepository(database: service.database), hasher: PasswordHasher(cost: 4),
+                cipher: try SecretKeyCipher(masterKeyBase64: UserServiceHarness.masterKey), now: { clock.withLock { $0 } }
+            )
+            let expiresAt = clock.withLock { $0 } + 60
+            try await manager.recordNonce(accessKey: Self.accessKey, nonce: "late-nonce", expiresAt: expiresAt)
+            // Ten minutes after the signature expired here, a gateway ten minutes behind still takes it.
+            clock.withLock { $0 = expiresAt + 600 }
+            await #expect(throws: DomainError.self) {
+                try await manager.recordNonce(accessKey: Self.accessKey, nonce: "late-nonce", expiresAt: expiresAt)
+            }
+            clock.withLock { $0 = expiresAt + UserManager.nonceRetentionMargin + 1 }
+            try await manager.recordNonce(accessKey: Self.accessKey, nonce: "late-nonce", expiresAt: expiresAt)
         }
     }
 

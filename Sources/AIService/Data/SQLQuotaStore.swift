@@ -244,6 +244,9 @@ public struct SQLQuotaStore: QuotaStore {
         let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0, tokens_reserved = 0, cost_reserved = 0.0" : ""
         defer { unbudgeted.remove(userId) }
         try await database.writeTransaction { sql in
+            // Reservations first, then the quota row: the order settling takes them in, so a reset
+            // while a call settles waits for it instead of deadlocking with it (PostgreSQL).
+            if resetUsage { try await sql.raw("DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId)").run() }
             try await sql.raw("""
                 INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
                 max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
@@ -251,7 +254,6 @@ public struct SQLQuotaStore: QuotaStore {
                 ON CONFLICT (user_id) DO UPDATE SET token_budget = excluded.token_budget, cost_budget = excluded.cost_budget, \
                 updated_at = excluded.updated_at\(reset)
                 """).run()
-            if resetUsage { try await sql.raw("DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId)").run() }
         }
         return try await quota(userId: userId)
     }

@@ -49,6 +49,9 @@ extension UserManager {
         return (stored.user, signingKey)
     }
 
+    /// The largest `AKSK_CLOCK_SKEW_SECONDS` a gateway takes.
+    static let nonceRetentionMargin: TimeInterval = 3_600
+
     /// Records that `nonce` was used with `accessKey` until `expiresAt`; `NonceReused` if it was
     /// seen before. For requests a gateway verified with a signing key it keeps.
     public func recordNonce(accessKey: String, nonce: String, expiresAt: Date) async throws {
@@ -56,7 +59,11 @@ extension UserManager {
             throw DomainError(.invalidArgument, "InvalidNonce", reason: ErrorReason.invalidNonce.rawValue)
         }
         let date = now()
-        guard try await repository.recordNonce(accessKey: accessKey, nonce: nonce, expiresAt: expiresAt, now: date) else {
+        // Kept past the signature's expiry by the largest clock skew a gateway may allow: a
+        // gateway whose clock runs behind this one still takes the signature for that long, and
+        // must still find its nonce.
+        let keptUntil = expiresAt.addingTimeInterval(Self.nonceRetentionMargin)
+        guard try await repository.recordNonce(accessKey: accessKey, nonce: nonce, expiresAt: keptUntil, now: date) else {
             throw DomainError(.alreadyExists, "NonceReused", reason: ErrorReason.nonceReused.rawValue)
         }
         if Int.random(in: 0..<Self.noncePurgeOdds) == 0 {
