@@ -36,8 +36,11 @@ final class InvocationTelemetry: Sendable {
         case refused
         /// Refused before admission: bad input, unknown model, no provider.
         case rejected
-        /// The provider failed or refused the admitted call.
+        /// The provider failed the admitted call (5xx, timeout, rate limit, refused credentials).
         case providerError = "provider_error"
+        /// The provider turned the admitted call down as invalid (4xx for its input): the
+        /// client's request, not the provider's health.
+        case providerRejected = "provider_rejected"
         /// Anything else after admission (the database, a bug).
         case error
     }
@@ -95,7 +98,8 @@ final class InvocationTelemetry: Sendable {
         let reason = (error as? DomainError)?.reason
         if [ErrorReason.rateLimited, .quotaExceeded, .quotaBusy].contains(where: { $0.rawValue == reason }) { return .refused }
         guard admitted else { return .rejected }
-        if [ErrorReason.providerRateLimited, .providerRejectedCredentials, .providerRejectedRequest].contains(where: { $0.rawValue == reason }) {
+        if reason == ErrorReason.providerRejectedRequest.rawValue { return .providerRejected }
+        if [ErrorReason.providerRateLimited, .providerRejectedCredentials].contains(where: { $0.rawValue == reason }) {
             return .providerError
         }
         // After admission, an upstream failure or a deadline is the provider's.
