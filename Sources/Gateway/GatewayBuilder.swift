@@ -326,7 +326,9 @@ public func makeGatewayRouter(
         json: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxJSONBodyBytes)),
         upload: router.group().add(middleware: openAIAuth(maxBodyBytes: OpenAIRoutes.maxUploadBodyBytes))
     )
-    SystemRoutes(monitors: healthMonitors, registry: registry, configuration: center).register(on: router)
+    SystemRoutes(
+        monitors: healthMonitors, revocations: revocations, maxRevocationAge: maxRevocationAge, registry: registry, configuration: center
+    ).register(on: router)
     routeTable.set(router.routes)
     return router
 }

@@ -1,5 +1,10 @@
 import Foundation
+import GRPCCore
+import GRPCInProcessTransport
+import Hummingbird
+import HummingbirdTesting
 import Testing
+@testable import Gateway
 
 /// `/health`, `/openapi.json` and `/api` through the gateway's router, with the services in process.
 @Suite("system routes", .serialized)
@@ -19,9 +24,29 @@ struct SystemRoutesTests {
             let viewer = try await harness.send(.get, "/api")
             #expect(viewer.status == 200 && viewer.text.contains("/openapi.json"))
 
+            let ready = try await harness.send(.get, "/ready")
+            #expect(ready.status == 200 && ready.data["status"] as? String == "READY", "\(ready.text)")
+
             let unknown = try await harness.send(.get, "/no/such/route")
             #expect(unknown.status == 404)
             #expect(unknown.json["statusCode"] as? Int == 404)
+        }
+    }
+
+    @Test("readiness is 503 until the gateway has the user service's revocations, and 200 once it has them")
+    func readinessFollowsRevocations() async throws {
+        let revocations = RevocationList()
+        let tokens = await AccessTokens(secret: testJWTSecret, lifetime: 3600, revocations: revocations)
+        let router = try makeTestRouter(over: GRPCClient(transport: InProcessTransport().client), tokens: tokens, revocations: revocations)
+        try await Application(router: router).test(.router) { http in
+            try await http.execute(uri: "/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("user service"))
+            }
+            revocations.markSynced()
+            try await http.execute(uri: "/ready", method: .get) { response in
+                #expect(response.status == .ok)
+            }
         }
     }
 }

@@ -180,14 +180,22 @@ struct PlatformTests {
         #expect(try PersistentSecret.resolve(configured: "set", name: "s", settingName: "S", byteCount: 32, dataDirectory: directory.path, logger: logger) == "set")
     }
 
-    @Test("health status is reported per service and flips on shutdown")
+    @Test("health status is reported per service, follows the database except for liveness, and flips on shutdown")
     func healthStatus() {
         let health = HealthStatus()
         health.set(.serving)
         health.set(.serving, for: "svc")
         #expect(health.status(of: "svc") == .serving)
         #expect(health.status(of: "other") == nil)
+        // A database outage: every service stops serving, but the process is alive.
+        health.set(.serving, for: HealthStatus.livenessService)
+        health.setAvailable(false)
+        #expect(health.status(of: "") == .notServing && health.status(of: "svc") == .notServing)
+        #expect(health.status(of: HealthStatus.livenessService) == .serving)
+        health.setAvailable(true)
+        #expect(health.status(of: "") == .serving)
         health.markAllNotServing()
         #expect(health.status(of: "") == .notServing && health.status(of: "svc") == .notServing)
+        #expect(health.status(of: HealthStatus.livenessService) == .notServing)
     }
 }

@@ -3,9 +3,12 @@ import HTTPTypes
 import Hummingbird
 import Platform
 
-/// `/health`, `/openapi.json` and the Swagger UI at `/api`.
+/// `/health`, `/ready`, `/openapi.json` and the Swagger UI at `/api`.
 struct SystemRoutes {
     let monitors: [InstanceHealthMonitor]
+    /// What `/ready` asks: whether this gateway has its revocations (and so can check tokens).
+    var revocations: RevocationList?
+    var maxRevocationAge: Duration = .seconds(5)
     /// With `DISCOVERY=etcd`: whether etcd answers. An unreachable registry does not make the
     /// gateway unhealthy (it keeps the last known instances) but is reported.
     var registry: RegistryWatcher?
@@ -14,6 +17,7 @@ struct SystemRoutes {
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/health", use: health)
+        router.get("/ready", use: ready)
         router.get("/openapi.json", use: openAPIDocument)
         router.get("/api", use: swaggerUI)
     }
@@ -61,6 +65,22 @@ struct SystemRoutes {
             },
             configuration: configuration?.status
         ))
+    }
+
+    struct ReadinessReport: Encodable {
+        let status: String
+    }
+
+    /// Whether this gateway can serve: 200 once it has the user service's revocations and while
+    /// it keeps them current; 503 when it cannot reach the user service. Unlike `/health`, one
+    /// instance not serving (or every instance of the AI service, while its database is down)
+    /// does not make it unready: taking every gateway out of a load balancer for that would turn
+    /// the AI routes' 503 into an outage of the whole API.
+    @Sendable func ready(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        if let revocations, revocations.isStale(maxAge: maxRevocationAge) {
+            throw APIError(.serviceUnavailable, message: "not ready: the user service's revocations are not current (is the user service reachable?)")
+        }
+        return try ResponseBody.success(ReadinessReport(status: "READY"))
     }
 
     @Sendable func openAPIDocument(_ request: Request, context: GatewayRequestContext) async throws -> Response {

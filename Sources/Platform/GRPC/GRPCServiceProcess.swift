@@ -57,6 +57,7 @@ public struct GRPCServiceProcess: Sendable {
             let services = try await makeServices(database)
             let health = HealthStatus()
             health.set(.serving)
+            health.set(.serving, for: HealthStatus.livenessService)
             let availability = DatabaseAvailability(
                 name: databaseName ?? "\(application) database", database: database, health: health, logger: logger
             )

@@ -17,6 +17,12 @@ public final class HealthStatus: Sendable {
 
     private let state = Mutex(State())
 
+    /// SERVING from start-up until shutdown begins, whatever the database does: what a liveness
+    /// probe asks (Kubernetes' `grpc.service`), so that an outage of the database, which turns
+    /// every other service NOT_SERVING, does not get the process restarted (it recovers by itself,
+    /// and a new one could not start without the database).
+    public static let livenessService = "aisaas.liveness"
+
     public init() {}
 
     public func set(_ status: Status, for service: String = "") {
@@ -52,7 +58,7 @@ public final class HealthStatus: Sendable {
     /// ignored once the process is shutting down.
     public func setAvailable(_ available: Bool) {
         let services = state.withLock { Array($0.statuses.keys) }
-        for service in services { set(available ? .serving : .notServing, for: service) }
+        for service in services where service != Self.livenessService { set(available ? .serving : .notServing, for: service) }
     }
 
     public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
