@@ -83,7 +83,8 @@ public struct GatewaySettings: Sendable {
 public struct GatewayDynamicSettings: Sendable {
     /// `CORS_ALLOWED_ORIGINS`.
     public var corsOrigins: [String]
-    /// `LOGIN_MAX_FAILURES_PER_USERNAME`, `LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_FAILURE_WINDOW_SECONDS`.
+    /// `LOGIN_MAX_FAILURES_PER_USERNAME`, `LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_FAILURE_WINDOW_SECONDS`,
+    /// `REGISTRATION_MAX_PER_ADDRESS`.
     public var loginLimits: LoginThrottle.Limits
 
     public static func read(_ settings: SettingsReader) -> GatewayDynamicSettings {
@@ -92,7 +93,8 @@ public struct GatewayDynamicSettings: Sendable {
             loginLimits: LoginThrottle.Limits(
                 perUsername: settings.int("login.max.failures.per.username", default: 5, range: 1...1000),
                 perAddress: settings.int("login.max.failures.per.address", default: 20, range: 1...100_000),
-                window: TimeInterval(settings.int("login.failure.window.seconds", default: 900, range: 1...86_400))
+                window: TimeInterval(settings.int("login.failure.window.seconds", default: 900, range: 1...86_400)),
+                registrationsPerAddress: settings.int("registration.max.per.address", default: 30, range: 1...100_000)
             )
         )
     }

@@ -175,4 +175,20 @@ struct AccountFlowTests {
             #expect(try await platform.login("frank").status == 200)
         }
     }
+
+    @Test("registrations from one address are throttled with Retry-After; ones that reached no user service do not count")
+    func registrationThrottle() async throws {
+        try await PlatformUnderTest.with(.sqlite, settings: ["REGISTRATION_MAX_PER_ADDRESS": "2"]) { platform in
+            let body = { (name: String) in #"{"username":"\#(name)","password":"password123"}"# }
+            #expect(try await platform.request(.POST, "/user/register", json: body("reg-one")).status == 200)
+            // A name already taken still cost a password hash: it counts.
+            #expect(try await platform.request(.POST, "/user/register", json: body("reg-one")).status == 409)
+            let throttled = try await platform.request(.POST, "/user/register", json: body("reg-three"))
+            #expect(throttled.status == 429, "\(throttled.status) \(throttled.message)")
+            let retryAfter = try #require(throttled.headers.first(name: "retry-after").flatMap(Int.init))
+            #expect(retryAfter > 0)
+            // Logging in is not affected.
+            #expect(try await platform.login("reg-one").status == 200)
+        }
+    }
 }

@@ -4,16 +4,20 @@ import Synchronization
 
 /// Slows down password guessing: after too many failed logins for one username, or from one
 /// client address, within a window, further attempts are refused until the oldest failure ages out.
+/// Registrations from one address are counted the same way (each hashes a password, and each
+/// reserves a username for good): past `registrationsPerAddress` in the window, they wait too.
 public final class LoginThrottle: Sendable {
     public struct Limits: Sendable {
         public var perUsername: Int
         public var perAddress: Int
         public var window: TimeInterval
+        public var registrationsPerAddress: Int
 
-        public init(perUsername: Int = 5, perAddress: Int = 20, window: TimeInterval = 900) {
+        public init(perUsername: Int = 5, perAddress: Int = 20, window: TimeInterval = 900, registrationsPerAddress: Int = 30) {
             self.perUsername = perUsername
             self.perAddress = perAddress
             self.window = window
+            self.registrationsPerAddress = registrationsPerAddress
         }
     }
 
@@ -74,6 +78,38 @@ public final class LoginThrottle: Sendable {
                 state.pruneAt = min(maxKeys, max(pruneAbove, state.failures.count + state.failures.count / 10))
             }
             return nil
+        }
+    }
+
+    /// Starts a registration from `address`: how long the caller must wait, or nil if it may go
+    /// ahead (and is counted).
+    public func beginRegistration(address: String?, now: Date) -> TimeInterval? {
+        guard let address else { return nil }
+        let key = "reg:" + address
+        return state.withLock { state in
+            let recent = (state.failures[key] ?? []).filter { now.timeIntervalSince($0) < limits.window }
+            if recent.count >= limits.registrationsPerAddress, let oldest = recent.first {
+                state.failures[key] = recent
+                return limits.window - now.timeIntervalSince(oldest)
+            }
+            state.failures[key] = recent + [now]
+            if state.failures.count > state.pruneAt {
+                prune(&state.failures, now: now)
+                state.pruneAt = min(maxKeys, max(pruneAbove, state.failures.count + state.failures.count / 10))
+            }
+            return nil
+        }
+    }
+
+    /// The registration begun at `startedAt` never reached a user service (none answered): it
+    /// does not count.
+    public func registrationNotMade(address: String?, startedAt: Date) {
+        guard let address else { return }
+        state.withLock { state in
+            if var recent = state.failures["reg:" + address], let index = recent.lastIndex(of: startedAt) {
+                recent.remove(at: index)
+                state.failures["reg:" + address] = recent
+            }
         }
     }
 

@@ -42,10 +42,24 @@ struct AccountRoutes {
         let username = body.username("username")
         let password = body.password("password", required: true)
         try body.finish()
-        let created = try await users.registerUser(.with {
-            $0.username = username ?? ""
-            $0.password = password ?? ""
-        })
+        let (address, started) = (clientAddress(request, context: context), Date())
+        if let wait = throttle.beginRegistration(address: address, now: started) {
+            let seconds = Int(wait.rounded(.up))
+            throw APIError(
+                .tooManyRequests, message: "too many registrations from this address; try again in \(seconds) s",
+                headers: [.retryAfter: String(seconds)]
+            )
+        }
+        let created: Grpc_User_V1_UserWithSecret
+        do {
+            created = try await users.registerUser(.with {
+                $0.username = username ?? ""
+                $0.password = password ?? ""
+            })
+        } catch let error as RPCError where error.code == .unavailable {
+            throttle.registrationNotMade(address: address, startedAt: started)
+            throw error
+        }
         return try ResponseBody.success(RegisteredUser(created))
     }
 
