@@ -36,7 +36,7 @@ start)
     as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
     echo "$port" >"$dir/port"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=off" start >&2
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=1000 -c fsync=off" start >&2
     echo "export TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres"
     ;;
 crash)
@@ -47,7 +47,7 @@ resume)
     bin=$(find_bin)
     port=$(cat "$dir/port")
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=off" start >&2
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=1000 -c fsync=off" start >&2
     ;;
 stop)
     bin=$(find_bin || true)

@@ -26,7 +26,10 @@ struct KeyOptions: ParsableArguments {
     }
 
     func validate() throws {
-        guard expiration > 0 else { throw ValidationError("--expiration must be a positive number of seconds") }
+        // The gateway refuses signatures valid for longer than 7 days.
+        guard (1...7 * 86_400).contains(expiration) else {
+            throw ValidationError("--expiration must be 1 to 604800 seconds (7 days), got \(expiration)")
+        }
     }
 }
 
@@ -76,6 +79,13 @@ public struct SignCommand: AsyncParsableCommand {
 
     public func validate() throws {
         if data != nil && dataFile != nil { throw ValidationError("give --data or --data-file, not both") }
+        // An HTTP method is a token: letters only here, as every method the API has.
+        if method.isEmpty || !method.allSatisfy({ $0.isASCII && $0.isLetter }) {
+            throw ValidationError("--method must be an HTTP method such as GET or POST, got '\(method)'")
+        }
+        for header in headers where header.contains(where: { $0 == "\r" || $0 == "\n" }) {
+            throw ValidationError("--header must be one line, got '\(header.debugDescription)'")
+        }
         if let timestamp, CCAuthTimestamp.parse(timestamp) == nil {
             throw ValidationError("--timestamp must be yyyy-mm-ddThh:mm:ssZ")
         }

@@ -1,4 +1,5 @@
 @testable import AIService
+import Platform
 import Testing
 import WireFormats
 
@@ -41,5 +42,18 @@ struct CallEstimateTests {
         #expect(CallEstimate(tokens: -3, cost: -1) == .unknown)
         #expect(CallEstimate(tokens: 5, cost: .nan).cost == 0)
         #expect(CallEstimate(tokens: 5, cost: .infinity).cost == 0)
+    }
+
+    @Test("embedding inputs: strings, token ids or token id arrays, one kind per request; anything else is the client's error")
+    func embeddingInputs() throws {
+        for valid in [#""x""#, #"["a","b"]"#, "[1,2,3]", "[[1,2],[3]]"] {
+            let input = try JSONParser.parse(Array(valid.utf8))
+            #expect(throws: Never.self, "\(valid)") { try OpenAIService.checkEmbeddingInput(input) }
+        }
+        let invalids = [#"[1.5,"a"]"#, #"["a",1]"#, #"[[1],"a"]"#, "[-1]", "[1.5]", "[[]]", #"[""]"#, "[]", #""""#, "[true]", "[[1,[2]]]"]
+        for invalid in invalids {
+            let input = try JSONParser.parse(Array(invalid.utf8))
+            #expect(throws: DomainError.self, "\(invalid)") { try OpenAIService.checkEmbeddingInput(input) }
+        }
     }
 }

@@ -55,5 +55,10 @@ struct SignCommandTests {
         #expect(throws: (any Error).self) { try badHeader.render(signer: badHeader.keys.signer(environment: [:]), now: Date()) }
         #expect(throws: (any Error).self) { try SignCommand.parse(["--url", "http://h/x", "--timestamp", "yesterday"]) }
         #expect(throws: (any Error).self) { try SignCommand.parse(["--url", "http://h/x", "--expiration", "0"]) }
+        // What the gateway would refuse anyway: longer than 7 days, a method with a space, a header across lines.
+        #expect(throws: (any Error).self) { try SignCommand.parse(["--url", "http://h/x", "--expiration", "604801"]) }
+        #expect(throws: (any Error).self) { try SignCommand.parse(["--url", "http://h/x", "--method", "G E T"]) }
+        #expect(throws: (any Error).self) { try SignCommand.parse(["--url", "http://h/x", "--header", "x-a: 1\nx-b: 2"]) }
+        #expect(throws: Never.self) { try SignCommand.parse(["--url", "http://h/x", "--method", "post", "--expiration", "604800"]) }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import GRPCNIOTransportCore
 import ServiceLifecycle
+import Synchronization
 import Testing
 import TestSupport
 @testable import Platform
@@ -201,5 +202,46 @@ struct RegistryTests {
         }
         Issue.record("timed out waiting: \(what)")
         throw CancellationError()
+    }
+}
+
+/// A registry whose first put is slow: recorded at once (as etcd applies it), then answered only
+/// after a long pause, or when the caller gives up.
+private final class SlowPutStore: RegistryStore {
+    let puts = Mutex<[String]>([])
+    let revoked = Mutex<[Int64]>([])
+
+    func grantLease(ttl: Int) async throws -> Int64 { 7 }
+    func keepAlive(lease: Int64) async throws -> Int { 30 }
+    func revoke(lease: Int64) async throws { revoked.withLock { $0.append(lease) } }
+    func put(key: String, value: String, lease: Int64?) async throws {
+        let first = puts.withLock { puts in
+            defer { puts.append(key) }
+            return puts.isEmpty
+        }
+        if first { try await Task.sleep(for: .seconds(30)) }
+    }
+    func delete(key: String) async throws {}
+    func write(_ changes: [String: String?]) async throws {}
+    func range(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64) { ([], 0) }
+    func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<[RegistryChange], any Error> {
+        AsyncThrowingStream { _ in }
+    }
+}
+
+@Suite("service registration")
+struct ServiceRegistrationTests {
+    @Test("a shutdown while the registering put is in flight revokes the lease it was made under")
+    func shutdownDuringThePut() async throws {
+        let store = SlowPutStore()
+        let registration = ServiceRegistration(store: store, prefix: "/p", service: "user-service", id: "a", ttl: 30, logger: RegistryTests.quietLogger()) {
+            "10.0.0.1:9101"
+        }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: registration)], logger: RegistryTests.quietLogger()))
+        let running = Task { try await group.run() }
+        try await RegistryTests.waitFor("the put sent") { !store.puts.withLock { $0.isEmpty } }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(store.revoked.withLock { $0 } == [7])
     }
 }

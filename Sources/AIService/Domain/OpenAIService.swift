@@ -116,10 +116,19 @@ public struct OpenAIService: Sendable {
             object["model"] = .string(resolved.model)
             return (provider, object)
         }
+        // Token ids count as the tokens they are (four characters each, as the estimate reckons).
         let promptCharacters: Int = {
             switch object["input"] {
             case .string(let text): text.count
-            case .array(let items): items.reduce(0) { $0 + ($1.stringValue?.count ?? 0) }
+            case .array(let items):
+                items.reduce(0) { sum, item in
+                    switch item {
+                    case .string(let text): sum + text.count
+                    case .number: sum + 4
+                    case .array(let tokens): sum + 4 * tokens.count
+                    default: sum
+                    }
+                }
             default: 0
             }
         }()
@@ -137,18 +146,26 @@ public struct OpenAIService: Sendable {
         case nil: throw OpenAIBody.invalid("input", "you must provide 'input'")
         case .string(let text) where !text.isEmpty: return
         case .array(let items) where !items.isEmpty && items.count <= maxEmbeddingInputs:
-            // Strings, token arrays, or arrays of token arrays, as OpenAI accepts.
-            if items.allSatisfy({ item in
-                switch item {
-                case .string(let text): !text.isEmpty
-                case .number: true
-                case .array(let tokens): !tokens.isEmpty && tokens.allSatisfy { if case .number = $0 { true } else { false } }
-                default: false
-                }
-            }) { return }
+            // Strings, one token array, or token arrays, as OpenAI accepts; one kind per request.
+            func isToken(_ value: JSONValue) -> Bool {
+                guard case .number(let text) = value else { return false }
+                return UInt32(text) != nil
+            }
+            switch items[0] {
+            case .string:
+                if items.allSatisfy({ if case .string(let text) = $0 { !text.isEmpty } else { false } }) { return }
+            case .number:
+                if items.allSatisfy(isToken) { return }
+            case .array:
+                if items.allSatisfy({ if case .array(let tokens) = $0 { !tokens.isEmpty && tokens.allSatisfy(isToken) } else { false } }) { return }
+            default:
+                break
+            }
         default: break
         }
-        throw OpenAIBody.invalid("input", "'input' must be a non-empty string or an array of 1 to \(maxEmbeddingInputs) non-empty strings or token arrays")
+        throw OpenAIBody.invalid(
+            "input", "'input' must be a non-empty string, or an array of 1 to \(maxEmbeddingInputs) non-empty strings, token ids or token id arrays (one kind)"
+        )
     }
 
     public func speak(_ body: [UInt8], allowed: [String], caller: Caller) async throws -> OpenAIAnswer {

@@ -50,9 +50,11 @@ public final class ServiceRegistration: Service, Sendable {
         while !Task.isCancelled {
             do {
                 let lease = try await store.grantLease(ttl: ttl)
+                // Known before the put: a shutdown while it is in flight (the put may still land)
+                // revokes the lease, and with it the key, instead of leaving it until it expires.
+                currentLease.withLock { $0 = lease }
                 try await store.put(key: key, value: instance.withLock { $0.value }, lease: lease)
                 registered.store(true, ordering: .relaxed)
-                currentLease.withLock { $0 = lease }
                 logger.info("registered", metadata: ["key": "\(key)", "address": "\(instance.withLock { $0.address })", "ttl": "\(ttl)"])
                 backoff = .milliseconds(200)
                 while !Task.isCancelled {
