@@ -244,6 +244,23 @@ struct UserGRPCServiceTests {
         }
     }
 
+    @Test("usernames are one name however their accents are typed, and invisible characters are refused", arguments: TestDatabaseKind.enabled)
+    func usernameForms(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            // "José" with a combining accent registers as the precomposed name.
+            let decomposed = "Jose\u{301}"
+            let created = try await service.register(decomposed)
+            #expect(Array(created.user.username.unicodeScalars) == Array("Jos\u{E9}".unicodeScalars))
+            _ = try await service.client.verifyPassword(.with { $0.username = "Jos\u{E9}"; $0.password = "password123" })
+            _ = try await service.client.verifyPassword(.with { $0.username = decomposed; $0.password = "password123" })
+            #expect(await rpcError { try await service.register("Jos\u{E9}") }?.code == .alreadyExists)
+            for hidden in ["admin\u{200B}", "\u{202E}nimda", "\u{FEFF}root", "pri\u{E000}vate"] {
+                let refused = await rpcError { try await service.register(hidden) }
+                #expect(refused?.code == .invalidArgument, "\(hidden.debugDescription)")
+            }
+        }
+    }
+
     @Test("the first admin is created once, with a generated password when none is configured", arguments: TestDatabaseKind.enabled)
     func bootstrapAdmin(kind: TestDatabaseKind) async throws {
         try await UserServiceHarness.run(kind) { service in

@@ -96,6 +96,13 @@ public struct Violations: Sendable {
         if username.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
             add(property, "\(property) must not contain spaces or control characters")
         }
+        // Invisible and direction-changing characters (zero-width spaces, bidi overrides, the
+        // BOM) would let `admin` and `admin` followed by one of them both be registered, and
+        // look the same in an admin's list.
+        let hidden: Set<Unicode.GeneralCategory> = [.format, .unassigned, .privateUse, .surrogate, .lineSeparator, .paragraphSeparator]
+        if username.unicodeScalars.contains(where: { hidden.contains($0.properties.generalCategory) }) {
+            add(property, "\(property) must not contain invisible or unassigned characters")
+        }
     }
 
     public mutating func checkPassword(_ property: String, _ password: String) {

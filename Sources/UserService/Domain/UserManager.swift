@@ -34,7 +34,14 @@ public struct UserManager: Sendable {
 
     // MARK: - Accounts
 
+    /// A username as stored and looked up: Unicode NFC, so that `é` typed as one character or as
+    /// `e` and a combining accent is one name (the databases compare bytes).
+    static func normalized(_ username: String) -> String {
+        username.precomposedStringWithCanonicalMapping
+    }
+
     public func register(username: String, password: String, role: UserRole = .user) async throws -> UserWithSecret {
+        let username = Self.normalized(username)
         var violations = Violations()
         Self.checkUsername(username, into: &violations)
         Self.checkPassword(password, property: "password", into: &violations)
@@ -60,6 +67,7 @@ public struct UserManager: Sendable {
     /// The same error for an unknown username and a wrong password, so neither can be told apart.
     /// Only with the right password does a disabled or deleted account say so.
     public func verifyPassword(username: String, password: String) async throws -> User {
+        let username = Self.normalized(username)
         let invalid = DomainError(.unauthenticated, "invalid username or password")
         guard let found = try await repository.findIncludingDeleted(username: username) else {
             try await hasher.verifyDecoy(password)
@@ -76,6 +84,7 @@ public struct UserManager: Sendable {
     }
 
     public func user(username: String) async throws -> User {
+        let username = Self.normalized(username)
         guard let stored = try await repository.find(username: username) else {
             throw DomainError.notFound("no user named \(username.quotedForMessage)")
         }
@@ -217,7 +226,7 @@ public struct UserManager: Sendable {
 
     /// Creates the admin unless the username exists (then returns nil).
     public func createAdmin(username: String?, password: String?) async throws -> (user: User, generatedPassword: String?)? {
-        let username = username ?? "admin"
+        let username = Self.normalized(username ?? "admin")
         if try await repository.usernameTaken(username) { return nil }
         let generated = password == nil ? RandomText.alphanumeric(20) : nil
         let created = try await register(username: username, password: password ?? generated ?? "", role: .admin)
