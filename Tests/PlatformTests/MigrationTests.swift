@@ -48,3 +48,19 @@ struct MigrationTests {
         }
     }
 }
+
+@Suite("unreachable databases")
+struct UnreachableDatabaseTests {
+    @Test("a database that does not answer at start is named, its password masked")
+    func unreachableIsNamed() async throws {
+        let database = try ServiceDatabase(location: .postgres(url: "postgres://app:s3cret-pw@127.0.0.1:1/users"), migrations: [], logger: Logger(label: "test"))
+        do {
+            try await database.migrate()
+            Issue.record("migrated a database that is not there")
+        } catch let error as DatabaseUnreachable {
+            #expect(error.description.hasPrefix("cannot reach the database postgres://app:***@127.0.0.1:1/users"), "\(error)")
+            #expect(!error.description.contains("s3cret-pw"))
+        }
+        await database.shutdown()
+    }
+}

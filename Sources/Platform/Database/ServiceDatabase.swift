@@ -280,6 +280,14 @@ public final class ServiceDatabase: Sendable {
     /// Brings the schema up to date; each migration runs once. On PostgreSQL an advisory lock
     /// makes replicas that start together take turns, so none sees a half-made schema.
     public func migrate() async throws {
+        do {
+            try await migrateReachable()
+        } catch where DatabaseFailure.isUnavailable(error) {
+            throw DatabaseUnreachable(location: location, reason: String(reflecting: error))
+        }
+    }
+
+    private func migrateReachable() async throws {
         let migrator = Migrator(
             databases: databases, migrations: migrations, logger: logger,
             on: sqliteEventLoop ?? MultiThreadedEventLoopGroup.singleton.any()
@@ -344,6 +352,15 @@ public final class ServiceDatabase: Sendable {
         await databases.shutdownAsync()
         try? await sqliteThreadPool?.shutdownGracefully()
     }
+}
+
+/// A database that did not answer when a process started or migrated: says which (its password
+/// masked) and why, where the driver's own error says neither.
+public struct DatabaseUnreachable: Error, CustomStringConvertible {
+    public let location: DatabaseLocation
+    public let reason: String
+
+    public var description: String { "cannot reach the database \(location): \(reason)" }
 }
 
 /// A database used in a way its configuration does not allow (shut down, not SQL).
