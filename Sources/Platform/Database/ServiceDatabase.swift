@@ -157,13 +157,6 @@ public final class ServiceDatabase: Sendable {
         return instrumented(sqliteReader.sql(logger: logger))
     }
 
-    /// For reads that may scan many rows (usage reports): on SQLite the pool's connection, on the
-    /// database's own thread, so that a report over a long history (seconds of aggregation) holds
-    /// no request thread, as the inline reader of `reads()` would; on PostgreSQL the pool.
-    public func scans() throws -> any SQLDatabase {
-        try poolSQL()
-    }
-
     /// Whether `write` and `writeTransaction` run on the caller's thread (SQLite): nothing in them
     /// heeds cancellation, so a caller's cancellation cannot cut them short and group commits need
     /// no task of their own to protect them.
