@@ -94,4 +94,36 @@ struct EndpointAvailabilityTests {
         }
         return condition()
     }
+
+    @Test("a set that cannot tell yet (a registry not read once) keeps calls waiting for its first answer", .timeLimit(.minutes(1)))
+    func notYetKnownWaits() async throws {
+        let status = HealthStatus()
+        status.set(.serving)
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
+            services: [HealthService(status: status)]
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            let listening = try #require(try await server.listeningAddress?.ipv4)
+            let known = Mutex(false)
+            let changed = ChangeSignal()
+            let endpoints = ServiceEndpoints(name: "user-service", describedAs: "test", changes: { changed.stream(signalNow: true) }) {
+                guard known.withLock({ $0 }) else { throw EndpointsNotYetKnown(reason: "the registry has not been read yet") }
+                return [.ipv4(host: listening.host, port: listening.port)]
+            }
+            let client = try ServiceClientFactory.make(endpoints, settings: ServiceClientSettings(callTimeout: .seconds(20)))
+            group.addTask { try await client.runConnections() }
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            let call = Task { try await health.check(.with { $0.service = "" }) }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(endpoints.availability.state == .unknown)
+            known.withLock { $0 = true }
+            changed.signal()
+            #expect(try await call.value.status == .serving)
+            client.beginGracefulShutdown()
+            status.markAllNotServing()
+            server.beginGracefulShutdown()
+        }
+    }
 }

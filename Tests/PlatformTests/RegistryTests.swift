@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Glibc
 import Logging
 import GRPCNIOTransportCore
 import ServiceLifecycle
@@ -167,6 +168,40 @@ struct RegistryTests {
         #expect(try seen.get() == [
             .put(RegistryEntry(key: "/i/services/a/1", value: "one")), .put(RegistryEntry(key: "/i/services/a/2", value: "two")),
         ])
+    }
+
+    @Test("a member that takes the connection and never answers a watch is an error, not an idle watch")
+    func silentMemberFailsTheWatch() async throws {
+        // Listening, never accepting: connections complete in the kernel, nothing is ever read.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        #expect(listen(fd, 16) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let impatient = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(timeout: .init(connect: .seconds(2), read: .milliseconds(500)))
+        )
+        let client = EtcdClient(endpoints: ["http://127.0.0.1:\(port)"], http: impatient)
+        let watch = Task {
+            for try await _ in client.watch(prefix: "/s/services/", after: 0) {}
+        }
+        let ended = Task {
+            try await Task.sleep(for: .seconds(10))
+            watch.cancel()
+        }
+        let result = await watch.result
+        ended.cancel()
+        try await impatient.shutdown()
+        guard case .failure(let error) = result else {
+            Issue.record("the watch ended without an error")
+            return
+        }
+        #expect(!(error is CancellationError), "it waited in silence until cancelled: \(error)")
     }
 
     @Test("registry endpoints follow the watcher; DNS endpoints list every address of a name")

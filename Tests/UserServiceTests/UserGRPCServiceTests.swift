@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import GRPCCore
 import Platform
+import SQLKit
 import Testing
 import TestSupport
 @testable import UserService
@@ -258,6 +259,13 @@ struct UserGRPCServiceTests {
                 let refused = await rpcError { try await service.register(hidden) }
                 #expect(refused?.code == .invalidArgument, "\(hidden.debugDescription)")
             }
+            // An account stored decomposed, before names were normalized, still logs in, and its
+            // name is still taken.
+            let older = try await service.register("zoe-older")
+            let sql = try #require(service.database.database() as? any SQLDatabase)
+            try await sql.raw("UPDATE users SET username = \(bind: "Zoe\u{308}") WHERE id = \(bind: older.user.id)").run()
+            _ = try await service.client.verifyPassword(.with { $0.username = "Zo\u{EB}"; $0.password = "password123" })
+            #expect(await rpcError { try await service.register("Zo\u{EB}") }?.code == .alreadyExists)
         }
     }
 

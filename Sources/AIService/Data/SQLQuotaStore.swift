@@ -241,12 +241,26 @@ public struct SQLQuotaStore: QuotaStore {
     }
 
     public func setQuota(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws -> Quota {
-        let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0, tokens_reserved = 0, cost_reserved = 0.0" : ""
         defer { unbudgeted.remove(userId) }
+        // The quota row first, then the reservations: a reservation made meanwhile (it holds the
+        // row until it commits) is seen and dropped. Settling takes them the other way round, so
+        // a reset and a settlement of the same user can deadlock on PostgreSQL, which ends one
+        // of them; this one is then run again (a settlement is, by the ledger).
+        var attempt = 0
+        while true {
+            do {
+                try await reset(userId: userId, tokenBudget: tokenBudget, costBudget: costBudget, resetUsage: resetUsage, now: now)
+                break
+            } catch where DatabaseFailure.isDeadlock(error) && attempt < 3 {
+                attempt += 1
+            }
+        }
+        return try await quota(userId: userId)
+    }
+
+    private func reset(userId: String, tokenBudget: Int?, costBudget: Double?, resetUsage: Bool, now: Date) async throws {
+        let reset: SQLQueryString = resetUsage ? ", tokens_used = 0, cost_used = 0, tokens_reserved = 0, cost_reserved = 0.0" : ""
         try await database.writeTransaction { sql in
-            // Reservations first, then the quota row: the order settling takes them in, so a reset
-            // while a call settles waits for it instead of deadlocking with it (PostgreSQL).
-            if resetUsage { try await sql.raw("DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId)").run() }
             try await sql.raw("""
                 INSERT INTO ai_quota (user_id, token_budget, cost_budget, tokens_used, cost_used, tokens_reserved, cost_reserved, \
                 max_call_tokens, max_call_cost, last_reserved_tokens, last_reserved_cost, updated_at) \
@@ -254,8 +268,8 @@ public struct SQLQuotaStore: QuotaStore {
                 ON CONFLICT (user_id) DO UPDATE SET token_budget = excluded.token_budget, cost_budget = excluded.cost_budget, \
                 updated_at = excluded.updated_at\(reset)
                 """).run()
+            if resetUsage { try await sql.raw("DELETE FROM ai_quota_reservation WHERE user_id = \(bind: userId)").run() }
         }
-        return try await quota(userId: userId)
     }
 
     /// What to add to one user's row: consumption, released reservations, and the largest call

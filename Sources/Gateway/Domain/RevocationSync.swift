@@ -19,11 +19,11 @@ public actor RevocationSync {
     /// hold up the next one.
     private let callTimeout: Duration
 
-    /// Entries asked for per call (0: the user service's page size).
+    /// Entries asked for per call (at most the user service's page size, 2,000).
     private let pageSize: Int32
 
     public init(
-        users: any Grpc_User_V1_UserService.ClientProtocol, revocations: RevocationList, callTimeout: Duration = .seconds(2), pageSize: Int32 = 0
+        users: any Grpc_User_V1_UserService.ClientProtocol, revocations: RevocationList, callTimeout: Duration = .seconds(2), pageSize: Int32 = 2_000
     ) {
         self.users = users
         self.revocations = revocations

@@ -45,6 +45,13 @@ public enum DatabaseFailure {
 }
 
 extension DatabaseFailure {
+    /// Whether PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): it may be
+    /// run again.
+    public static func isDeadlock(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, error.code == .server else { return false }
+        return error.serverInfo?[.sqlState] == "40P01"
+    }
+
     /// Whether the database refused a value a request carried as text it cannot hold: a NUL
     /// character (SQLSTATE 22021) or one its encoding cannot represent (22P05). The gateway
     /// refuses such values first; this covers any other caller of a service.

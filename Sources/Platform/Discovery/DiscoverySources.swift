@@ -12,6 +12,7 @@ extension ServiceEndpoints {
     /// The instances the registry lists as serving, updated as it changes.
     public static func registry(name: String, watcher: RegistryWatcher) -> ServiceEndpoints {
         ServiceEndpoints(name: name, describedAs: "etcd \(watcher.prefix)/services/\(name)", changes: { watcher.changes() }) {
+            guard watcher.hasRead else { throw EndpointsNotYetKnown(reason: "the registry has not been read yet (\(watcher.status.detail))") }
             var addresses: [GRPCNIOTransportCore.SocketAddress] = []
             for instance in watcher.serving(name) {
                 guard let hostPort = HostPort(parsing: instance.address),

@@ -106,13 +106,16 @@ public final class EtcdClient: RegistryStore {
                 var delivered = revision
                 do {
                     while true {
+                        // Only a watch etcd confirmed is resumed quietly: a member that takes the
+                        // connection and never answers is an outage, reported as one.
+                        var created = false
                         do {
-                            try await self.watchOnce(prefix: prefix, after: delivered) { changes, revision in
+                            try await self.watchOnce(prefix: prefix, after: delivered, created: { created = true }) { changes, revision in
                                 delivered = max(delivered, revision)
                                 if !changes.isEmpty { continuation.yield(changes) }
                             }
                             throw EtcdError("the watch ended")
-                        } catch let error as HTTPClientError where error == .readTimeout {
+                        } catch let error as HTTPClientError where error == .readTimeout && created {
                             continue
                         }
                     }
@@ -126,7 +129,9 @@ public final class EtcdClient: RegistryStore {
 
     /// One watch request: `deliver` gets each response's changes and the revision up to which
     /// everything was sent.
-    private func watchOnce(prefix: String, after revision: Int64, deliver: ([RegistryChange], Int64) -> Void) async throws {
+    private func watchOnce(
+        prefix: String, after revision: Int64, created: () -> Void, deliver: ([RegistryChange], Int64) -> Void
+    ) async throws {
         let request = ["create_request": [
             "key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
             "start_revision": String(revision + 1), "progress_notify": true,
@@ -137,8 +142,10 @@ public final class EtcdClient: RegistryStore {
                 return
             }
             if (result["canceled"] as? Bool) == true {
-                throw EtcdError("watch canceled: \(result["cancel_reason"] ?? "compacted")")
+                let compacted = Self.int64(result["compact_revision"]).map { $0 > 0 } ?? false
+                throw EtcdError("watch canceled: \(result["cancel_reason"] ?? "compacted")", compacted: compacted || result["cancel_reason"] == nil)
             }
+            if (result["created"] as? Bool) == true { created() }
             let events = result["events"] as? [[String: Any]] ?? []
             if let last = events.last {
                 deliver(events.compactMap(Self.change), Self.int64((last["kv"] as? [String: Any])?["mod_revision"]) ?? revision)
@@ -240,6 +247,9 @@ public final class EtcdClient: RegistryStore {
         request.tlsConfiguration = tls
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
+        // A member that has lost its leader ends a watch instead of keeping it open, stale
+        // (etcd's require-leader metadata, through the gateway's metadata headers).
+        if path == "/v3/watch" { request.headers.add(name: "grpc-metadata-hasleader", value: "true") }
         if authorized, let token = try await authToken(endpoint) { request.headers.add(name: "authorization", value: token) }
         request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
         return request
@@ -303,10 +313,13 @@ public struct EtcdError: Error, CustomStringConvertible {
     public let description: String
     /// The HTTP status etcd answered with; nil when it did not answer.
     let status: Int?
+    /// A watch from a revision etcd has compacted away: read the whole prefix again.
+    let compacted: Bool
 
-    init(_ description: String, status: Int? = nil) {
+    init(_ description: String, status: Int? = nil, compacted: Bool = false) {
         self.description = description
         self.status = status
+        self.compacted = compacted
     }
 
     /// The trouble is the member's (no answer; 5xx: no leader, a request timed out, the member

@@ -77,6 +77,7 @@ public final class RegistryWatcher: Service, Sendable {
     private struct State {
         var instances: [String: RegisteredInstance] = [:]  // by key
         var status = RegistryStatus(reachable: false, detail: "not read yet", instances: 0)
+        var readOnce = false
     }
 
     public let prefix: String
@@ -92,6 +93,10 @@ public final class RegistryWatcher: Service, Sendable {
     }
 
     public var status: RegistryStatus { state.withLock { $0.status } }
+
+    /// Whether the registry has been read at least once: before that, no instance listed means
+    /// nothing yet, not that none is registered.
+    public var hasRead: Bool { state.withLock { $0.readOnce } }
 
     /// The instances of `service` that take calls (draining ones left out).
     public func serving(_ service: String) -> [RegisteredInstance] {
@@ -124,6 +129,10 @@ public final class RegistryWatcher: Service, Sendable {
                 for try await changes in store.watch(prefix: prefix + "/services/", after: revision) {
                     apply(changes)
                 }
+            } catch let error as EtcdError where error.compacted {
+                // The watch fell behind etcd's history: read the whole prefix again, at once.
+                logger.info("registry watch compacted; reading it again", metadata: ["error": "\(error)"])
+                continue
             } catch {
                 if Task.isCancelled { return }
                 let wasReachable = markUnreachable(error)
@@ -145,6 +154,7 @@ public final class RegistryWatcher: Service, Sendable {
             let recovered = !state.status.reachable
             state.instances = instances
             state.status = RegistryStatus(reachable: true, detail: "", instances: instances.count)
+            state.readOnce = true
             return recovered
         }
         if recovered { logger.info("registry read", metadata: ["instances": "\(instances.count)"]) }

@@ -1,6 +1,18 @@
 import GRPCCore
 import Synchronization
 
+/// A lookup that cannot tell yet (a registry not read once): calls wait for the first answer,
+/// as long as their deadline allows, instead of failing as if no instance were registered.
+public struct EndpointsNotYetKnown: Error, CustomStringConvertible {
+    public let reason: String
+
+    public init(reason: String) {
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+}
+
 /// Whether a pushed set of instances (a registry, DNS) has any, as its client's resolver last
 /// found. grpc-swift ignores an empty set and keeps a call waiting for a connection for as long
 /// as it has none, without a deadline: a call to a service with no instance registered, or whose
@@ -35,6 +47,9 @@ public final class EndpointAvailability: Sendable {
             case (nil, .available):
                 // A failed lookup keeps the set the client has.
                 break
+            case (nil, .unknown) where failure is EndpointsNotYetKnown:
+                // Still waiting for the first answer: the waiters keep waiting.
+                return []
             case (nil, _):
                 storage.state = .unavailable("its instances cannot be looked up: \(failure.map { "\($0)" } ?? "unknown error")")
             }

@@ -149,12 +149,13 @@ public struct FluentUserRepository: UserRepository {
         try await insert(revocation, on: db)
     }
 
-    public func revocations(since: Date, after: String, limit: Int, now: Date) async throws -> [Revocation] {
+    public func revocations(since: Date, after: String, limit: Int?, now: Date) async throws -> [Revocation] {
         let query = RevocationRecord.query(on: db)
             .filter(\.$createdAt >= since)
             .filter(\.$expiresAt > now)
         if !after.isEmpty { query.filter(\.$id > after) }
-        return try await query.sort(\.$id).limit(limit).all().map(\.revocation)
+        if let limit { query.limit(limit) }
+        return try await query.sort(\.$id).all().map(\.revocation)
     }
 
     public func deleteRevocations(expiredBefore date: Date) async throws {

@@ -40,13 +40,25 @@ public struct UserManager: Sendable {
         username.precomposedStringWithCanonicalMapping
     }
 
+    /// The spellings a name may be stored in: NFC, and for accounts registered before names were
+    /// normalized, as typed and fully decomposed.
+    static func storedSpellings(of username: String) -> [String] {
+        var spellings: [String] = []
+        for spelling in [normalized(username), username, username.decomposedStringWithCanonicalMapping]
+        where !spellings.contains(where: { Array($0.unicodeScalars) == Array(spelling.unicodeScalars) }) {
+            spellings.append(spelling)
+        }
+        return spellings
+    }
+
     public func register(username: String, password: String, role: UserRole = .user) async throws -> UserWithSecret {
+        let typed = username
         let username = Self.normalized(username)
         var violations = Violations()
         Self.checkUsername(username, into: &violations)
         Self.checkPassword(password, property: "password", into: &violations)
         try violations.throwIfAny()
-        if try await repository.usernameTaken(username) {
+        if try await Self.storedSpellings(of: typed).asyncContains(where: { try await repository.usernameTaken($0) }) {
             throw DomainError(.alreadyExists, "username \(username.quotedForMessage) is already taken")
         }
         let date = now()
@@ -67,9 +79,12 @@ public struct UserManager: Sendable {
     /// The same error for an unknown username and a wrong password, so neither can be told apart.
     /// Only with the right password does a disabled or deleted account say so.
     public func verifyPassword(username: String, password: String) async throws -> User {
-        let username = Self.normalized(username)
         let invalid = DomainError(.unauthenticated, "invalid username or password")
-        guard let found = try await repository.findIncludingDeleted(username: username) else {
+        var found: (user: StoredUser, isDeleted: Bool)?
+        for spelling in Self.storedSpellings(of: username) where found == nil {
+            found = try await repository.findIncludingDeleted(username: spelling)
+        }
+        guard let found else {
             try await hasher.verifyDecoy(password)
             throw invalid
         }
@@ -84,11 +99,10 @@ public struct UserManager: Sendable {
     }
 
     public func user(username: String) async throws -> User {
-        let username = Self.normalized(username)
-        guard let stored = try await repository.find(username: username) else {
-            throw DomainError.notFound("no user named \(username.quotedForMessage)")
+        for spelling in Self.storedSpellings(of: username) {
+            if let stored = try await repository.find(username: spelling) { return stored.user }
         }
-        return stored.user
+        throw DomainError.notFound("no user named \(username.quotedForMessage)")
     }
 
     public func user(accessKey: String) async throws -> User {
@@ -191,12 +205,16 @@ public struct UserManager: Sendable {
     /// The most revocations one page gives.
     public static let revocationPageSize = 2_000
 
-    /// Revocations recorded since `since` and still in force, a page at a time in the order they
-    /// were stored (`after`: the id of the last one of the previous page), with the time of this
-    /// answer and whether more follow.
-    public func revocations(since: Date, after: String = "", limit: Int = revocationPageSize) async throws -> (revocations: [Revocation], serverTime: Date, more: Bool) {
+    /// Revocations recorded since `since` and still in force, with the time of this answer. With a
+    /// `limit`, a page at a time in the order they were stored (`after`: the id of the last one of
+    /// the previous page), and whether more follow; without one (0: gateways from before pages,
+    /// which would not ask for the rest), all of them.
+    public func revocations(since: Date, after: String = "", limit: Int = 0) async throws -> (revocations: [Revocation], serverTime: Date, more: Bool) {
         let date = now()
-        let limit = limit > 0 ? min(limit, Self.revocationPageSize) : Self.revocationPageSize
+        guard limit > 0 else {
+            return (try await repository.revocations(since: since, after: after, limit: nil, now: date), date, false)
+        }
+        let limit = min(limit, Self.revocationPageSize)
         let page = try await repository.revocations(since: since, after: after, limit: limit + 1, now: date)
         return (Array(page.prefix(limit)), date, page.count > limit)
     }
@@ -226,8 +244,8 @@ public struct UserManager: Sendable {
 
     /// Creates the admin unless the username exists (then returns nil).
     public func createAdmin(username: String?, password: String?) async throws -> (user: User, generatedPassword: String?)? {
-        let username = Self.normalized(username ?? "admin")
-        if try await repository.usernameTaken(username) { return nil }
+        let username = username ?? "admin"
+        if try await Self.storedSpellings(of: username).asyncContains(where: { try await repository.usernameTaken($0) }) { return nil }
         let generated = password == nil ? RandomText.alphanumeric(20) : nil
         let created = try await register(username: username, password: password ?? generated ?? "", role: .admin)
         return (created.user, generated)
@@ -254,5 +272,13 @@ public struct UserManager: Sendable {
         text.utf8.count == length && text.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
         }
+    }
+}
+
+extension Sequence {
+    /// Whether `predicate` holds for any element, asked in order until one does.
+    func asyncContains(where predicate: (Element) async throws -> Bool) async rethrows -> Bool {
+        for element in self where try await predicate(element) { return true }
+        return false
     }
 }

@@ -26,9 +26,9 @@ public protocol UserRepository: Sendable {
     func count() async throws -> Int
 
     func insert(_ revocation: Revocation) async throws
-    /// At most `limit` revocations created at or after `since`, still in force at `now`, with
-    /// ids after `after`, in id order.
-    func revocations(since: Date, after: String, limit: Int, now: Date) async throws -> [Revocation]
+    /// At most `limit` (nil: all) revocations created at or after `since`, still in force at
+    /// `now`, with ids after `after`, in id order.
+    func revocations(since: Date, after: String, limit: Int?, now: Date) async throws -> [Revocation]
     func deleteRevocations(expiredBefore date: Date) async throws
 
     /// Records that `nonce` was used with `accessKey` until `expiresAt`, atomically across

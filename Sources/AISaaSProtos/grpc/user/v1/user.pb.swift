@@ -480,7 +480,7 @@ public nonisolated struct Grpc_User_V1_ListRevocationsRequest: Sendable {
   /// the id of the last revocation of the previous page; empty for the first
   public var after: String = String()
 
-  /// at most this many (0: the service's page size)
+  /// at most this many (capped at 2,000); 0: every one, in one answer
   public var limit: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
