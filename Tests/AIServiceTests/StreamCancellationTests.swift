@@ -73,52 +73,35 @@ struct StreamCancellationTests {
             ]
             $0.hangAfter = 1
         }
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let settings = AIServiceSettings(listen: HostPort(host: "127.0.0.1", port: 0), database: try await kind.makeLocation(in: directory))
-        let process = try await buildAIService(settings: settings, providers: AIProviderDirectory([provider]), transcoder: nil, logger: Logger(label: "ai-service-test"))
-        do {
-            try await withThrowingTaskGroup { group in
-                group.addTask { try await process.server.serve() }
-                let port = try #require(try await process.listeningAddress().ipv4?.port)
-                let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
-                try await withGRPCClient(transport: transport, interceptors: [RequestScopeClientInterceptor()]) { client in
-                    let chat = Grpc_Ai_V1_AiChatModelService.Client(wrapping: client)
-                    let usage = Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
-                    _ = try await asUser("root", admin: true) { try await usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
-                    let (firstChunk, continuation) = AsyncStream<String>.makeStream()
-                    let call = Task {
-                        try await asUser("alice") {
-                            try await chat.streamChatCompletion(.with { $0.question = "hi" }) { response in
-                                for try await chunk in response.messages { continuation.yield(chunk.choices.first?.delta.content ?? "") }
-                            }
-                        }
+        try await withService(kind, provider: provider) { client in
+            let chat = Grpc_Ai_V1_AiChatModelService.Client(wrapping: client)
+            let usage = Grpc_Ai_V1_AiUsageService.Client(wrapping: client)
+            _ = try await asUser("root", admin: true) { try await usage.setQuota(.with { $0.userID = "alice"; $0.tokenBudget = 1_000 }) }
+            let (firstChunk, continuation) = AsyncStream<String>.makeStream()
+            let call = Task {
+                try await asUser("alice") {
+                    try await chat.streamChatCompletion(.with { $0.question = "hi" }) { response in
+                        for try await chunk in response.messages { continuation.yield(chunk.choices.first?.delta.content ?? "") }
                     }
-                    var iterator = firstChunk.makeAsyncIterator()
-                    #expect(await iterator.next() == "first")
-                    call.cancel()
-                    _ = await call.result
-                    #expect(try await eventually { provider.snapshot.streamsCancelled == 1 })
-                    let recorded = try await eventually {
-                        try await asUser("alice") { try await usage.getUsage(.init()) }.records.first?.status == 499
-                    }
-                    #expect(recorded)
-                    let record = try await asUser("alice") { try await usage.getUsage(.init()) }.records.first
-                    #expect(record?.error.contains("cancelled") == true)
-                    // Cut short before the provider's usage chunk: the prompt ("hi") and the relayed
-                    // "first" are booked as an estimate, not for free.
-                    #expect(record?.error.contains("usage estimated: stream ended early") == true)
-                    #expect(record?.promptTokens == 1 && record?.completionTokens == 2 && record?.totalTokens == 3)
-                    let quota = try await asUser("alice") { try await usage.getQuota(.with { $0.userID = "alice" }) }
-                    #expect(quota.tokensUsed == 3)
                 }
-                process.server.beginGracefulShutdown()
-                try await group.waitForAll()
             }
-        } catch {
-            await process.database.shutdown()
-            throw error
+            var iterator = firstChunk.makeAsyncIterator()
+            #expect(await iterator.next() == "first")
+            call.cancel()
+            _ = await call.result
+            #expect(try await eventually { provider.snapshot.streamsCancelled == 1 })
+            let recorded = try await eventually {
+                try await asUser("alice") { try await usage.getUsage(.init()) }.records.first?.status == 499
+            }
+            #expect(recorded)
+            let record = try await asUser("alice") { try await usage.getUsage(.init()) }.records.first
+            #expect(record?.error.contains("cancelled") == true)
+            // Cut short before the provider's usage chunk: the prompt ("hi") and the relayed
+            // "first" are booked as an estimate, not for free.
+            #expect(record?.error.contains("usage estimated: stream ended early") == true)
+            #expect(record?.promptTokens == 1 && record?.completionTokens == 2 && record?.totalTokens == 3)
+            let quota = try await asUser("alice") { try await usage.getQuota(.with { $0.userID = "alice" }) }
+            #expect(quota.tokensUsed == 3)
         }
-        await process.database.shutdown()
     }
 }

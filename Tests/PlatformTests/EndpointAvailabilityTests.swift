@@ -26,8 +26,10 @@ struct EndpointAvailabilityTests {
         return await task.result
     }
 
-    @Test("fail at once, UNAVAILABLE with the reason, and go through once an instance is there", .timeLimit(.minutes(1)))
-    func noInstancesFailsFast() async throws {
+    /// A health server on loopback, serving, while `body` runs with its address; stopped after.
+    private static func withHealthServer(
+        _ body: (SocketAddress.IPv4, inout ThrowingDiscardingTaskGroup<any Error>) async throws -> Void
+    ) async throws {
         let status = HealthStatus()
         status.set(.serving)
         let server = GRPCServer(
@@ -37,6 +39,15 @@ struct EndpointAvailabilityTests {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
             let listening = try #require(try await server.listeningAddress?.ipv4)
+            try await body(listening, &group)
+            status.markAllNotServing()
+            server.beginGracefulShutdown()
+        }
+    }
+
+    @Test("fail at once, UNAVAILABLE with the reason, and go through once an instance is there", .timeLimit(.minutes(1)))
+    func noInstancesFailsFast() async throws {
+        try await Self.withHealthServer { listening, group in
             enum Lookup { case fails, empty, instance }
             let lookup = Mutex(Lookup.fails)
             let changed = ChangeSignal()
@@ -83,7 +94,6 @@ struct EndpointAvailabilityTests {
             #expect(try await health.check(.with { $0.service = "" }).status == .serving)
 
             client.beginGracefulShutdown()
-            server.beginGracefulShutdown()
         }
     }
 
@@ -97,15 +107,7 @@ struct EndpointAvailabilityTests {
 
     @Test("a set that cannot tell yet (a registry not read once) keeps calls waiting for its first answer", .timeLimit(.minutes(1)))
     func notYetKnownWaits() async throws {
-        let status = HealthStatus()
-        status.set(.serving)
-        let server = GRPCServer(
-            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext, config: .platform()),
-            services: [HealthService(status: status)]
-        )
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
-            let listening = try #require(try await server.listeningAddress?.ipv4)
+        try await Self.withHealthServer { listening, group in
             let known = Mutex(false)
             let changed = ChangeSignal()
             let endpoints = ServiceEndpoints(name: "user-service", describedAs: "test", changes: { changed.stream(signalNow: true) }) {
@@ -122,8 +124,6 @@ struct EndpointAvailabilityTests {
             changed.signal()
             #expect(try await call.value.status == .serving)
             client.beginGracefulShutdown()
-            status.markAllNotServing()
-            server.beginGracefulShutdown()
         }
     }
 }

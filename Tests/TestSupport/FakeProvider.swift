@@ -141,34 +141,27 @@ public final class FakeProvider: Sendable {
             quiet.logLevel = .critical
             return quiet
         }()
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int?.self)
         let box = Mutex<FakeProvider?>(nil)
         let responder = CallbackResponder<FakeProviderContext> { request, context in
             guard let fake = box.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
             return try await fake.respond(to: request, context: context)
         }
-        let app = Application(
-            responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [CloseWhenClientLeaves()])),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: 0), serverName: "fake-provider"),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port)
-                portContinuation.finish()
-            },
-            logger: logger
-        )
-        let task = Task {
-            try? await app.run()
-            portContinuation.finish()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() ?? nil else {
-            task.cancel()
+        let running: RunningServer
+        do {
+            running = try await RunningServer.start { onServerRunning in
+                Application(
+                    responder: responder,
+                    server: .http1(configuration: .init(additionalChannelHandlers: [CloseWhenClientLeaves()])),
+                    configuration: ApplicationConfiguration(address: .hostname(host, port: 0), serverName: "fake-provider"),
+                    onServerRunning: onServerRunning, logger: logger
+                )
+            }
+        } catch {
             throw StartFailed()
         }
-        let fake = FakeProvider(host: host, port: port)
+        let fake = FakeProvider(host: host, port: running.port)
         box.withLock { $0 = fake }
-        fake.server.withLock { $0 = task }
+        fake.server.withLock { $0 = running.task }
         return fake
     }
 

@@ -18,12 +18,9 @@ public final class FixedAnswerServer: Sendable {
         self.task = task
     }
 
-    public struct StartFailed: Error {}
-
     public static func start(status: Int, json: String) async throws -> FixedAnswerServer {
         var logger = Logger(label: "fixed-answer-server")
         logger.logLevel = .critical
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int?.self)
         let box = Mutex<FixedAnswerServer?>(nil)
         let responder = CallbackResponder<BasicRequestContext> { _, _ in
             box.withLock { $0 }?.served.add(1, ordering: .relaxed)
@@ -32,25 +29,14 @@ public final class FixedAnswerServer: Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(string: json))
             )
         }
-        let app = Application(
-            responder: responder,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: "fixed-answer"),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port)
-                portContinuation.finish()
-            },
-            logger: logger
-        )
-        let task = Task {
-            try? await app.run()
-            portContinuation.finish()
+        let running = try await RunningServer.start { onServerRunning in
+            Application(
+                responder: responder,
+                configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: "fixed-answer"),
+                onServerRunning: onServerRunning, logger: logger
+            )
         }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() ?? nil else {
-            task.cancel()
-            throw StartFailed()
-        }
-        let server = FixedAnswerServer(port: port, task: task)
+        let server = FixedAnswerServer(port: running.port, task: running.task)
         box.withLock { $0 = server }
         return server
     }

@@ -38,7 +38,6 @@ public final class OTLPTraceReceiver: Sendable {
     public static func start() async throws -> OTLPTraceReceiver {
         var quiet = Logger(label: "otlp-receiver")
         quiet.logLevel = .critical
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int?.self)
         let box = Mutex<OTLPTraceReceiver?>(nil)
         let router = Router()
         router.post("/v1/traces") { request, _ -> Response in
@@ -49,27 +48,20 @@ public final class OTLPTraceReceiver: Sendable {
             receiver.received.withLock { $0.append(contentsOf: spans) }
             return Response(status: .ok, headers: [.contentType: "application/x-protobuf"], body: .init())
         }
-        let app = Application(
-            router: router,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port)
-                portContinuation.finish()
-            },
-            logger: quiet
-        )
-        let task = Task {
-            try? await app.run()
-            portContinuation.finish()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() ?? nil else {
-            task.cancel()
+        let running: RunningServer
+        do {
+            running = try await RunningServer.start { onServerRunning in
+                Application(
+                    router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+                    onServerRunning: onServerRunning, logger: quiet
+                )
+            }
+        } catch {
             throw OTLPReceiverError("the OTLP receiver did not start")
         }
-        let receiver = OTLPTraceReceiver(port: port)
+        let receiver = OTLPTraceReceiver(port: running.port)
         box.withLock { $0 = receiver }
-        receiver.server.withLock { $0 = task }
+        receiver.server.withLock { $0 = running.task }
         return receiver
     }
 

@@ -44,11 +44,7 @@ struct AccountRoutes {
         try body.finish()
         let (address, started) = (clientAddress(request, context: context), Date())
         if let wait = throttle.beginRegistration(address: address, now: started) {
-            let seconds = Int(wait.rounded(.up))
-            throw APIError(
-                .tooManyRequests, message: "too many registrations from this address; try again in \(seconds) s",
-                headers: [.retryAfter: String(seconds)]
-            )
+            throw Self.throttled("too many registrations from this address", wait: wait)
         }
         let created: Grpc_User_V1_UserWithSecret
         do {
@@ -63,6 +59,12 @@ struct AccountRoutes {
         return try ResponseBody.success(RegisteredUser(created))
     }
 
+    /// 429 with `Retry-After`: the throttle says how long to wait.
+    static func throttled(_ what: String, wait: TimeInterval) -> APIError {
+        let seconds = Int(wait.rounded(.up))
+        return APIError(.tooManyRequests, message: "\(what); try again in \(seconds) s", headers: [.retryAfter: String(seconds)])
+    }
+
     @Sendable func login(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         var body = try await JSONBody.read(request, context: context)
         let username = body.string("username", required: true, length: 1...50)
@@ -73,11 +75,7 @@ struct AccountRoutes {
         let address = clientAddress(request, context: context)
         let started = Date()
         if let wait = throttle.begin(username: username, address: address, now: started) {
-            let seconds = Int(wait.rounded(.up))
-            throw APIError(
-                .tooManyRequests, message: "too many failed logins; try again in \(seconds) s",
-                headers: [.retryAfter: String(seconds)]
-            )
+            throw Self.throttled("too many failed logins", wait: wait)
         }
         let user: Grpc_User_V1_UserModel
         do {
