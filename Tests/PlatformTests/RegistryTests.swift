@@ -274,7 +274,7 @@ struct ServiceRegistrationTests {
         }
         let group = ServiceGroup(configuration: .init(services: [.init(service: registration)], logger: RegistryTests.quietLogger()))
         let running = Task { try await group.run() }
-        try await RegistryTests.waitFor("the put sent") { !store.puts.withLock { $0.isEmpty } }
+        try await RegistryTests.waitFor("the put sent", timeout: .seconds(30)) { !store.puts.withLock { $0.isEmpty } }
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(store.revoked.withLock { $0 } == [7])
