@@ -51,6 +51,12 @@ public struct UserManager: Sendable {
         return spellings
     }
 
+    /// Whether any account, deleted ones included, has `username` in any spelling it may be stored in.
+    private func isTaken(_ username: String) async throws -> Bool {
+        for spelling in Self.storedSpellings(of: username) where try await repository.usernameTaken(spelling) { return true }
+        return false
+    }
+
     public func register(username: String, password: String, role: UserRole = .user) async throws -> UserWithSecret {
         let typed = username
         let username = Self.normalized(username)
@@ -58,7 +64,7 @@ public struct UserManager: Sendable {
         Self.checkUsername(username, into: &violations)
         Self.checkPassword(password, property: "password", into: &violations)
         try violations.throwIfAny()
-        if try await Self.storedSpellings(of: typed).asyncContains(where: { try await repository.usernameTaken($0) }) {
+        if try await isTaken(typed) {
             throw DomainError(.alreadyExists, "username \(username.quotedForMessage) is already taken")
         }
         let date = now()
@@ -245,7 +251,7 @@ public struct UserManager: Sendable {
     /// Creates the admin unless the username exists (then returns nil).
     public func createAdmin(username: String?, password: String?) async throws -> (user: User, generatedPassword: String?)? {
         let username = username ?? "admin"
-        if try await Self.storedSpellings(of: username).asyncContains(where: { try await repository.usernameTaken($0) }) { return nil }
+        if try await isTaken(username) { return nil }
         let generated = password == nil ? RandomText.alphanumeric(20) : nil
         let created = try await register(username: username, password: password ?? generated ?? "", role: .admin)
         return (created.user, generated)
@@ -272,13 +278,5 @@ public struct UserManager: Sendable {
         text.utf8.count == length && text.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
         }
-    }
-}
-
-extension Sequence {
-    /// Whether `predicate` holds for any element, asked in order until one does.
-    func asyncContains(where predicate: (Element) async throws -> Bool) async rethrows -> Bool {
-        for element in self where try await predicate(element) { return true }
-        return false
     }
 }
