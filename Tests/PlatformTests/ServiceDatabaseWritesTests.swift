@@ -19,14 +19,18 @@ struct ServiceDatabaseWritesTests {
                 try await sql.raw("INSERT INTO counter (id, n) VALUES (1, 0)").run()
             }
             // Read, then write what was read plus one: lost updates would show if two interleaved.
+            // Eight writers at a time, five turns each: no more than one event loop's share of the
+            // PostgreSQL pool, so that a loaded machine makes them slow, never out of connections.
             try await withThrowingDiscardingTaskGroup { group in
-                for _ in 0..<40 {
+                for _ in 0..<8 {
                     group.addTask {
-                        try await database.writeTransaction { sql in
-                            // PostgreSQL's transactions run side by side: the row lock makes them take turns.
-                            let lockRow: SQLQueryString = sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
-                            let n = try await sql.raw("SELECT n FROM counter WHERE id = 1\(lockRow)").first()?.decode(column: "n", as: Int.self) ?? -1
-                            try await sql.raw("UPDATE counter SET n = \(bind: n + 1) WHERE id = 1").run()
+                        for _ in 0..<5 {
+                            try await database.writeTransaction { sql in
+                                // PostgreSQL's transactions run side by side: the row lock makes them take turns.
+                                let lockRow: SQLQueryString = sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
+                                let n = try await sql.raw("SELECT n FROM counter WHERE id = 1\(lockRow)").first()?.decode(column: "n", as: Int.self) ?? -1
+                                try await sql.raw("UPDATE counter SET n = \(bind: n + 1) WHERE id = 1").run()
+                            }
                         }
                     }
                 }
