@@ -126,7 +126,8 @@ struct HTTPLayerTests {
                     let both = await kept.read(until: Self.endOfHealth, occurrences: 2, timeout: .seconds(5))
                     #expect(both.components(separatedBy: "HTTP/1.1 200").count == 3, "\(both)")
                     #expect(!kept.isClosedByServer)
-                    await kept.close()
+                    // Idle after its requests, it is closed once the idle timeout has passed.
+                    #expect(await kept.readUntilClosed(timeout: .seconds(10)) == both, "closed, with nothing after the two answers")
                 }
                 group.addTask {
                     // A stream whose events are further apart than every timeout runs to its end.

@@ -76,6 +76,7 @@ struct InvokeRoutes {
     }
 
     static func event(_ payload: some Encodable) throws -> ByteBuffer {
+        if let event = try DirectJSONEncoder.bytes(payload, prefix: "data: ", suffix: "\n\n") { return event }
         var buffer = ByteBuffer(string: "data: ")
         buffer.writeBytes(try ResponseBody.encoder.encode(payload))
         buffer.writeString("\n\n")

@@ -48,6 +48,10 @@ final class ConnectionTimeouts {
     private(set) var requestInputOpen = false
     private var responseStarted = false
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerDue = NIODeadline.uptimeNanoseconds(0)
+    /// When the current phase runs out; nil while responding.
+    private var deadline: NIODeadline?
     private var context: ChannelHandlerContext?
 
     init(limits: HTTPServerLimits) {
@@ -96,27 +100,50 @@ final class ConnectionTimeouts {
         if openRequests == 0, phase == .responding { arm(.idle) }
     }
 
+    /// Each phase moves the deadline; the one timer is moved only when the new deadline comes
+    /// before it. When it fires early (the deadline moved on) it is set again for the deadline.
+    /// Scheduling and cancelling an event-loop task at every phase, four times a request, cost
+    /// about 3 µs of CPU per `GET /user/current` on the benchmark machine.
     private func arm(_ next: Phase) {
         phase = next
-        timer?.cancel()
-        timer = nil
-        guard let context else { return }
+        guard context != nil else { return }
         let delay: Duration
         switch next {
         case .idle: delay = limits.idleTimeout
         case .readingHead: delay = limits.headerTimeout
         case .readingBody: delay = limits.bodyReadTimeout
-        case .responding: return
+        case .responding:
+            deadline = nil
+            return
         }
-        let phaseAtArming = next
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
-            expire(phaseAtArming)
+        let due = NIODeadline.now() + TimeAmount(delay)
+        deadline = due
+        if timer != nil, timerDue <= due { return }
+        schedule(at: due)
+    }
+
+    private func schedule(at due: NIODeadline) {
+        guard let context else { return }
+        timer?.cancel()
+        timerDue = due
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in
+            timerFired()
+        }
+    }
+
+    private func timerFired() {
+        timer = nil
+        // Responding: no deadline until the response ends.
+        guard context != nil, let deadline else { return }
+        if deadline > .now() {
+            schedule(at: deadline)
+        } else {
+            expire(phase)
         }
     }
 
     private func expire(_ expired: Phase) {
-        timer = nil
-        guard let context, phase == expired else { return }
+        guard let context else { return }
         switch expired {
         case .idle, .responding:
             context.close(promise: nil)

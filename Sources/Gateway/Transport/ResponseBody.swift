@@ -41,12 +41,20 @@ enum ResponseBody {
     }()
 
     static func success(_ payload: some Encodable) throws -> Response {
-        json(try encoder.encode(Envelope(data: payload)), status: .ok)
+        // The envelope's keys in the order they always had; the payload's as its type writes them.
+        let direct = try DirectJSONEncoder.bytes(payload, prefix: #"{"code":0,"data":"#, suffix: #","message":"success","statusCode":200}"#)
+        guard let direct else { return json(try encoder.encode(Envelope(data: payload)), status: .ok) }
+        return Response(status: .ok, headers: [.contentType: jsonContentType], body: Hummingbird.ResponseBody(byteBuffer: direct))
     }
 
     static func empty() throws -> Response {
-        json(try encoder.encode(Envelope<String>(data: nil)), status: .ok)
+        Response(
+            status: .ok, headers: [.contentType: jsonContentType],
+            body: Hummingbird.ResponseBody(byteBuffer: ByteBuffer(staticString: #"{"code":0,"data":null,"message":"success","statusCode":200}"#))
+        )
     }
+
+    static let jsonContentType = "application/json; charset=utf-8"
 
     static func error(_ error: APIError, requestId: String) -> Response {
         var response = json(errorJSON(error, requestId: requestId), status: error.status)
@@ -67,7 +75,7 @@ enum ResponseBody {
     static func json(_ data: Data, status: HTTPResponse.Status) -> Response {
         Response(
             status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
+            headers: [.contentType: jsonContentType],
             body: ResponseBody.bytes(data)
         )
     }
