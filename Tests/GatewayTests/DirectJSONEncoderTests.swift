@@ -13,11 +13,14 @@ struct DirectJSONEncoderTests {
         var number = 42
         var fraction = 0.25
         var whole = 3.0
+        var costs = [0.000123, 1e-7, 12_345_678.9, 1e21, -0.5]
         var flag = true
         var missing: String? = nil
         var present: Int64? = 7
         var tiny: Int8 = -3
         var unsigned: UInt32 = 4_000_000_000
+        var extremes: [Int64] = [0, -1, 9, 10, Int64.min, Int64.max]
+        var huge = UInt64.max
     }
 
     private enum Kind: String, Encodable { case chat, speech }
@@ -69,6 +72,10 @@ struct DirectJSONEncoderTests {
 
     private struct NotANumber: Encodable {
         var value = Double.nan
+    }
+
+    private struct Single: Encodable {
+        var value: Float = 0.1
     }
 
     private struct Escapes: Encodable {
@@ -156,10 +163,11 @@ struct DirectJSONEncoderTests {
         #expect(String(decoding: written, as: UTF8.self) == #"{"zeta":1,"alpha":2,"mid":"m"}"#)
     }
 
-    @Test("what JSONEncoder writes its own way is left to it: Data, URL, non-finite numbers")
+    @Test("what JSONEncoder writes its own way is left to it: Data, URL, Float, non-finite numbers")
     func fallsBack() throws {
         #expect(try direct(WithData()) == nil)
         #expect(try direct(NotANumber()) == nil)
+        #expect(try direct(Single()) == nil)
         #expect(try direct([Data([1])]) == nil)
     }
 

@@ -9,7 +9,7 @@ import NIOCore
 /// in the order the type encodes them (`JSONEncoder` here sorted them; JSON gives order no meaning).
 ///
 /// What it does not do the way `JSONEncoder` does (`Data`, `URL` and `Decimal`, which
-/// `JSONEncoder` treats specially; non-finite numbers; super encoders; writes to a container after
+/// `JSONEncoder` treats specially; `Float`; non-finite numbers; super encoders; writes to a container after
 /// a later sibling was opened) makes `encode` throw `Unsupported`, and the caller encodes the
 /// value with `JSONEncoder` instead: the bytes are then exactly what they were before.
 enum DirectJSONEncoder {
@@ -139,7 +139,22 @@ final class JSONByteWriter {
     }
 
     func writeInteger(_ value: some BinaryInteger) {
-        buffer.writeString(String(value))
+        guard let value = Int64(exactly: value) else {
+            buffer.writeString(String(value))
+            return
+        }
+        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        // Digits from the last, into 20 bytes (UInt64's most), without a String in between.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: digits[start...])))
+        }
     }
 
     func writeFloatingPoint(_ value: Double) {
@@ -152,6 +167,12 @@ final class JSONByteWriter {
         // As JSONEncoder writes them: 3.0 as 3.
         if text.hasSuffix(".0") { text.removeLast(2) }
         buffer.writeString(text)
+    }
+
+    /// JSONEncoder writes a Float's shortest form (0.1, not 0.10000000149011612): left to it.
+    func writeFloat(_ value: Float) {
+        unsupported = true
+        writeNull()
     }
 
     func writeBool(_ value: Bool) {
@@ -251,7 +272,7 @@ private struct DirectKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProto
     mutating func encode(_ value: Bool, forKey key: Key) throws { if begin(key) { writer.writeBool(value) } }
     mutating func encode(_ value: String, forKey key: Key) throws { if begin(key) { writer.writeString(value) } }
     mutating func encode(_ value: Double, forKey key: Key) throws { if begin(key) { writer.writeFloatingPoint(value) } }
-    mutating func encode(_ value: Float, forKey key: Key) throws { if begin(key) { writer.writeFloatingPoint(Double(value)) } }
+    mutating func encode(_ value: Float, forKey key: Key) throws { if begin(key) { writer.writeFloat(value) } }
     mutating func encode(_ value: Int, forKey key: Key) throws { if begin(key) { writer.writeInteger(value) } }
     mutating func encode(_ value: Int8, forKey key: Key) throws { if begin(key) { writer.writeInteger(value) } }
     mutating func encode(_ value: Int16, forKey key: Key) throws { if begin(key) { writer.writeInteger(value) } }
@@ -303,7 +324,7 @@ private struct DirectUnkeyedContainer: UnkeyedEncodingContainer {
     mutating func encode(_ value: Bool) throws { if begin() { writer.writeBool(value) } }
     mutating func encode(_ value: String) throws { if begin() { writer.writeString(value) } }
     mutating func encode(_ value: Double) throws { if begin() { writer.writeFloatingPoint(value) } }
-    mutating func encode(_ value: Float) throws { if begin() { writer.writeFloatingPoint(Double(value)) } }
+    mutating func encode(_ value: Float) throws { if begin() { writer.writeFloat(value) } }
     mutating func encode(_ value: Int) throws { if begin() { writer.writeInteger(value) } }
     mutating func encode(_ value: Int64) throws { if begin() { writer.writeInteger(value) } }
     mutating func encode(_ value: UInt64) throws { if begin() { writer.writeInteger(value) } }
@@ -333,7 +354,7 @@ private struct DirectSingleValueContainer: SingleValueEncodingContainer {
     mutating func encode(_ value: Bool) throws { writer.writeBool(value) }
     mutating func encode(_ value: String) throws { writer.writeString(value) }
     mutating func encode(_ value: Double) throws { writer.writeFloatingPoint(value) }
-    mutating func encode(_ value: Float) throws { writer.writeFloatingPoint(Double(value)) }
+    mutating func encode(_ value: Float) throws { writer.writeFloat(value) }
     mutating func encode(_ value: Int) throws { writer.writeInteger(value) }
     mutating func encode(_ value: Int8) throws { writer.writeInteger(value) }
     mutating func encode(_ value: Int16) throws { writer.writeInteger(value) }

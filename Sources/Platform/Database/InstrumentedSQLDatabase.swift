@@ -170,12 +170,16 @@ public struct DatabaseInstrumentation: Sendable {
         return { histogram.record($0) }
     }
 
+    private static let commonKinds = ["SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE"]
+
     /// The statement kind (`SELECT`, `INSERT`, …) and the table it names first. Reads words from
     /// the start and stops at the table: no copy of the statement, which may be long.
-    static func describe(_ sql: String) -> (operation: String, table: String) {
-        var words = SQLWords(sql.utf8)
+    static func describe(_ sql: some StringProtocol) -> (operation: String, table: String) {
+        var words = SQLWords(Substring(sql).utf8)
         guard let first = words.next() else { return ("UNKNOWN", "") }
-        let operation = first.uppercased()
+        // The common kinds without an upper-cased copy of the word.
+        let known = commonKinds.first { SQLWords.word(first, is: $0) }
+        let operation = known ?? first.uppercased()
         let marker: String? = switch operation {
         case "SELECT", "DELETE": "FROM"
         case "INSERT", "REPLACE": "INTO"
@@ -189,10 +193,10 @@ public struct DatabaseInstrumentation: Sendable {
             guard let word = words.next() else { break }
             if afterMarker {
                 if SQLWords.word(word, is: "OR") { _ = words.next(); continue }  // UPDATE OR REPLACE t
-                let quotes: Set<Character> = ["\"", "`", "[", "]"]
+                let isQuote: (Character) -> Bool = { $0 == "\"" || $0 == "`" || $0 == "[" || $0 == "]" }
                 var name = word
-                while let first = name.first, quotes.contains(first) { name.removeFirst() }
-                while let last = name.last, quotes.contains(last) { name.removeLast() }
+                while let first = name.first, isQuote(first) { name.removeFirst() }
+                while let last = name.last, isQuote(last) { name.removeLast() }
                 return (operation, String(name))
             }
             if SQLWords.word(word, is: marker) { afterMarker = true }
@@ -203,10 +207,10 @@ public struct DatabaseInstrumentation: Sendable {
 
 /// The words of an SQL statement, split at spaces, new lines, tabs, parentheses and commas.
 struct SQLWords: IteratorProtocol {
-    private let bytes: String.UTF8View
-    private var index: String.UTF8View.Index
+    private let bytes: Substring.UTF8View
+    private var index: Substring.UTF8View.Index
 
-    init(_ bytes: String.UTF8View) {
+    init(_ bytes: Substring.UTF8View) {
         self.bytes = bytes
         self.index = bytes.startIndex
     }
@@ -237,7 +241,7 @@ struct SQLWords: IteratorProtocol {
 final class StatementDescription: Sendable {
     private let described = Mutex<(operation: String, table: String)?>(nil)
 
-    func record(_ sql: String) {
+    func record(_ sql: Substring) {
         let labels = DatabaseInstrumentation.describe(sql)
         described.withLock { $0 = labels }
     }
@@ -257,7 +261,7 @@ struct DescribedStatement: SQLExpression {
     func serialize(to serializer: inout SQLSerializer) {
         let start = serializer.sql.endIndex
         base.serialize(to: &serializer)
-        description.record(String(serializer.sql[start...]))
+        description.record(serializer.sql[start...])
     }
 }
 
