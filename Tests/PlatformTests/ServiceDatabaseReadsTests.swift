@@ -1,8 +1,11 @@
 import FluentKit
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Platform
 import SQLKit
+import Synchronization
 import Testing
 import TestSupport
 
@@ -52,6 +55,53 @@ struct ServiceDatabaseReadsTests {
         await database.shutdown()
         if case .sqlite = kind {
             await #expect(throws: (any Error).self) { try await database.reads().raw("SELECT 1").run() }
+        }
+    }
+
+    @Test("a long scanning read leaves the caller's event loop free, sees committed writes and cannot write", arguments: TestDatabaseKind.enabled)
+    func scanningReadsRunElsewhere(kind: TestDatabaseKind) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = try ServiceDatabase(location: try await kind.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
+        do {
+            try await database.migrate()
+            try await database.write { sql in
+                try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
+                try await sql.raw("INSERT INTO items (id, name) VALUES (1, 'one'), (2, 'two')").run()
+            }
+            let count = try await database.scanningReads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
+            #expect(count == 2)
+
+            // A read that counts to ten million, started from a task on an event loop: the loop
+            // answers a job submitted meanwhile before that read is over.
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let progress = Mutex((started: false, finished: false))
+            let report = Task(executorPreference: EventLoopTaskExecutor.of(loop)) {
+                progress.withLock { $0.started = true }
+                let row = try await database.scanningReads().raw("""
+                    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) SELECT CAST(COUNT(*) AS BIGINT) AS n FROM c
+                    """).first()
+                progress.withLock { $0.finished = true }
+                return try row?.decode(column: "n", as: Int.self)
+            }
+            while !progress.withLock({ $0.started }) { try await Task.sleep(for: .milliseconds(1)) }
+            try await Task.sleep(for: .milliseconds(20))
+            let finishedWhenLoopAnswered = try await loop.submit { progress.withLock { $0.finished } }.get()
+            #expect(!finishedWhenLoopAnswered, "the event loop waited for the whole read")
+            #expect(try await report.value == 10_000_000)
+
+            if case .sqlite = kind {
+                await #expect(throws: (any Error).self) {
+                    try await database.scanningReads().raw("INSERT INTO items (id, name) VALUES (9, 'nine')").run()
+                }
+            }
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+        await database.shutdown()
+        if case .sqlite = kind {
+            await #expect(throws: (any Error).self) { try await database.scanningReads().raw("SELECT 1").run() }
         }
     }
 }

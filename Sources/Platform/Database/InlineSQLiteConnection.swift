@@ -109,9 +109,15 @@ final class InlineSQLiteConnection: Sendable {
         }
     }
 
-    /// The connection as a SQLKit database (SQLite's dialect, SQLiteKit's value coding).
-    func sql(logger: Logger) -> any SQLDatabase {
-        InlineSQLiteDatabase(connection: self, logger: logger)
+    /// The connection as a SQLKit database (SQLite's dialect, SQLiteKit's value coding). With
+    /// `threadPool`, statements run there instead of on the caller's thread (long reads).
+    func sql(logger: Logger, runningOn threadPool: NIOThreadPool? = nil) -> any SQLDatabase {
+        InlineSQLiteDatabase(connection: self, logger: logger, threadPool: threadPool)
+    }
+
+    /// One statement on the calling thread, without the busy retries of `run` (for reads).
+    func runBlocking(_ sql: String, binds: [SQLiteData], onRow: (InlineSQLiteRow) throws -> Void) throws {
+        try runOnce(sql, binds: binds, onRow: onRow)
     }
 }
 
@@ -372,6 +378,7 @@ public struct InlineSQLiteError: Error, CustomStringConvertible, DatabaseError {
 private struct InlineSQLiteDatabase: SQLDatabase {
     let connection: InlineSQLiteConnection
     let logger: Logger
+    let threadPool: NIOThreadPool?
 
     var eventLoop: any EventLoop { MultiThreadedEventLoopGroup.currentEventLoop ?? MultiThreadedEventLoopGroup.singleton.any() }
     var version: (any SQLDatabaseReportedVersion)? { nil }
@@ -389,6 +396,10 @@ private struct InlineSQLiteDatabase: SQLDatabase {
         logger.trace("Executing query", metadata: ["sql": .string(sql)])
         let encoder = SQLiteDataEncoder()
         let binds = try rawBinds.map { try encoder.encode($0) }
+        if let threadPool {
+            try await threadPool.runIfActive { [connection] in try connection.runBlocking(sql, binds: binds) { onRow($0) } }
+            return
+        }
         try await connection.run(sql, binds: binds) { onRow($0) }
     }
 

@@ -57,6 +57,8 @@ public final class ServiceDatabase: Sendable {
     /// in SQLite's busy handler, burning CPU for nothing.
     private let sqliteEventLoop: (any EventLoop)?
     private let sqliteThreadPool: NIOThreadPool?
+    /// SQLite only: the connection and thread of `scanningReads`, once asked for.
+    private let scanningReader = Mutex<(InlineSQLiteConnection, NIOThreadPool)?>(nil)
     /// SQLite only: a second, read-only connection for `reads()`, run on the caller's thread.
     private let sqliteReader: InlineSQLiteConnection?
     /// SQLite only: a read-write connection for `write` and `writeTransaction`, run on the
@@ -155,6 +157,25 @@ public final class ServiceDatabase: Sendable {
             return try poolSQL()
         }
         return instrumented(sqliteReader.sql(logger: logger))
+    }
+
+    /// For reads that may scan much of a table (usage reports, counts over a whole history). On
+    /// SQLite these run on a read-only connection and a thread of their own, made on first use:
+    /// on the caller's thread (`reads()`) a report over millions of rows held an event loop for
+    /// seconds, and on the pool's thread it held up the availability ping and the WAL checkpoint
+    /// that share it. Such reads take turns on that thread. On PostgreSQL this is the pool.
+    public func scanningReads() async throws -> any SQLDatabase {
+        guard case .sqlite(let path) = location else { return try poolSQL() }
+        let scanner = try scanningReader.withLock { scanner -> (InlineSQLiteConnection, NIOThreadPool) in
+            if let scanner { return scanner }
+            guard !shutDown.load(ordering: .acquiring) else { throw DatabaseConfigurationError("the database \(location) is shut down") }
+            let pool = NIOThreadPool(numberOfThreads: 1)
+            pool.start()
+            let made = (InlineSQLiteConnection(path: path, access: .readOnly), pool)
+            scanner = made
+            return made
+        }
+        return instrumented(scanner.0.sql(logger: logger, runningOn: scanner.1))
     }
 
     /// Whether `write` and `writeTransaction` run on the caller's thread (SQLite): nothing in them
@@ -341,6 +362,11 @@ public final class ServiceDatabase: Sendable {
         shutDown.store(true, ordering: .releasing)
         await checkpoints.withLock { $0.last }?.value
         sqliteReader?.close()
+        if let scanner = scanningReader.withLock({ $0 }) {
+            // Waits for a read in progress: the connection's lock is held while a statement runs.
+            scanner.0.close()
+            try? await scanner.1.shutdownGracefully()
+        }
         await writerLock.withLock { sqliteWriter?.close() }
         await databases.shutdownAsync()
         try? await sqliteThreadPool?.shutdownGracefully()
