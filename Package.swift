@@ -179,6 +179,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "Platform", "WireFormats",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "FluentKit", package: "fluent-kit"),

@@ -220,6 +220,7 @@ final class AIDomainVersions: Sendable {
             ledger: SQLInvocationLedger(database: database, quotas: SQLQuotaStore(database: database, unbudgeted: unbudgeted)), logger: logger
         )
         self.pending = pending
+        database.beforeShutdown { await pending.finish() }
         live = LiveSetting(Self.make(
             settings, providers: providers, database: database, transcoder: transcoder, instruments: instruments, listedSince: listedSince,
             rateLimitWindows: rateLimitWindows, unbudgeted: unbudgeted, pending: pending, logger: logger

@@ -118,6 +118,40 @@ struct InvocationLedgerTests {
         }
     }
 
+    @Test("when the process stops, kept bookings are tried once more; what the database still refuses is logged by request", arguments: TestDatabaseKind.enabled)
+    func keptBookingsAtShutdown(kind: TestDatabaseKind) async throws {
+        try await AIServiceHarness.run(kind, providers: AIProviderDirectory([])) { h in
+            let quotas = SQLQuotaStore(database: h.database)
+            let base = SQLInvocationLedger(database: h.database, quotas: quotas)
+            let sql = try #require(h.database.database() as? any SQLDatabase)
+
+            // The database answers again by the time the process stops: the last try writes them,
+            // without waiting for the retry's next turn (ten seconds away here).
+            let recovering = PendingBookings(ledger: base, maxDelay: .seconds(10), logger: Logger(label: "test"))
+            for index in 0..<3 {
+                #expect(recovering.keep(Self.booking(id: "late-\(index)", user: "carol", tokens: 5, cost: 0)))
+            }
+            #expect(recovering.count == 3)
+            await recovering.finish()
+            #expect(recovering.count == 0)
+            #expect(try await quotas.quota(userId: "carol").tokensUsed == 15)
+            #expect(!recovering.keep(Self.booking(id: "after-stop", user: "carol", tokens: 5, cost: 0)), "nothing is kept once stopping")
+
+            // Still down: nothing is written, and the log names what was lost.
+            let logs = LogRecorder()
+            let down = PendingBookings(ledger: FlakyLedger(base: base, failures: .max), maxDelay: .milliseconds(50), logger: logs.logger())
+            #expect(down.keep(Self.booking(id: "gone-1", user: "dave", tokens: 1, cost: 0)))
+            #expect(down.keep(Self.booking(id: "gone-2", user: "erin", tokens: 1, cost: 0)))
+            try await Task.sleep(for: .milliseconds(300))
+            await down.finish()
+            let lost = logs.all.filter { $0.contains("lost") }
+            #expect(lost.count == 1)
+            #expect(lost.first.map { $0.contains("gone-1") && $0.contains("gone-2") && $0.contains("dave") && $0.contains("erin") } == true, "\(lost)")
+            let count = try await sql.raw("SELECT COUNT(*) AS n FROM usage_record WHERE user_id IN ('dave', 'erin')").first()?.decode(column: "n", as: Int64.self)
+            #expect(count == 0)
+        }
+    }
+
     /// A booking the database refuses (here a record id already taken) fails alone.
     @Test(arguments: TestDatabaseKind.enabled)
     func oneRefusedBookingDoesNotKeepTheOthersOut(kind: TestDatabaseKind) async throws {

@@ -50,6 +50,28 @@ struct ServiceDatabaseWritesTests {
         }
     }
 
+    @Test("work handed to beforeShutdown runs while the database still answers, once", arguments: TestDatabaseKind.enabled)
+    func hooksRunBeforeClosing(kind: TestDatabaseKind) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let location = try await kind.makeLocation(in: directory)
+        let database = try ServiceDatabase(location: location, migrations: [], logger: Logger(label: "test"))
+        try await database.migrate()
+        try await database.write { sql in try await sql.raw("CREATE TABLE kept (id INTEGER PRIMARY KEY)").run() }
+        let runs = Mutex(0)
+        database.beforeShutdown {
+            runs.withLock { $0 += 1 }
+            try? await database.write { sql in try await sql.raw("INSERT INTO kept (id) VALUES (1)").run() }
+        }
+        await database.shutdown()
+        await database.shutdown()
+        #expect(runs.withLock { $0 } == 1)
+        try await ServiceDatabase.using(location) { reopened in
+            let count = try await reopened.reads().raw("SELECT COUNT(*) AS n FROM kept").first()?.decode(column: "n", as: Int.self)
+            #expect(count == 1, "the hook's write went in before the database closed")
+        }
+    }
+
     @Test("the lock lets one holder in at a time, in arrival order")
     func serialLock() async throws {
         let lock = AsyncSerialLock()

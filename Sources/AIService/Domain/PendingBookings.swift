@@ -7,11 +7,13 @@ import Synchronization
 /// calls' quota reservations are released (held ones would keep the user waiting until they
 /// expire). A retried booking the database had in fact committed is refused as a duplicate (its
 /// record id), which rolls back its settlement too, so none is counted twice. At most `capacity`
-/// are kept; beyond that they are logged and dropped.
+/// are kept; beyond that they are logged and dropped. When the process stops, `finish` tries
+/// what is kept once more before the database closes, and names in the log what it could not write.
 final class PendingBookings: Sendable {
     private struct State {
         var queue: [InvocationBooking] = []
-        var retrying = false
+        var retrying: Task<Void, Never>?
+        var finished = false
     }
 
     private let ledger: any InvocationLedger
@@ -30,23 +32,49 @@ final class PendingBookings: Sendable {
 
     var count: Int { state.withLock { $0.queue.count } }
 
-    /// Keeps `booking` for a later try; false when there is no room for it.
+    /// Keeps `booking` for a later try; false when there is no room for it, or the process is stopping.
     func keep(_ booking: InvocationBooking) -> Bool {
-        let (kept, start) = state.withLock { state -> (Bool, Bool) in
-            guard state.queue.count < capacity else { return (false, false) }
+        state.withLock { state -> Bool in
+            guard !state.finished, state.queue.count < capacity else { return false }
             state.queue.append(booking)
-            defer { state.retrying = true }
-            return (true, !state.retrying)
+            // One task at a time, for as long as bookings wait; it ends when the queue is empty.
+            if state.retrying == nil { state.retrying = Task { await self.retry() } }
+            return true
         }
-        // One task at a time, for as long as bookings wait; it ends when the queue is empty.
-        if start { Task { await self.retry() } }
-        return kept
+    }
+
+    /// Stops the retries and tries what is kept once more; what the database still does not take
+    /// is lost, and logged with its users and requests. Call before the database closes.
+    func finish() async {
+        let retrying = state.withLock { state -> Task<Void, Never>? in
+            state.finished = true
+            return state.retrying
+        }
+        retrying?.cancel()
+        await retrying?.value
+        var lost: [InvocationBooking] = []
+        while true {
+            let batch = state.withLock { state -> [InvocationBooking] in
+                defer { state.queue.removeFirst(min(256, state.queue.count)) }
+                return Array(state.queue.prefix(256))
+            }
+            if batch.isEmpty { break }
+            let errors = await ledger.book(batch)
+            lost += zip(batch, errors).compactMap { booking, error in error == nil ? nil : booking }
+        }
+        guard !lost.isEmpty else { return }
+        logger.error("usage records and quota settlements lost: the database did not take them before the process stopped", metadata: [
+            "lost": "\(lost.count)",
+            "request-ids": "\(lost.prefix(100).map(\.record.requestId).joined(separator: ","))",
+            "user-ids": "\(Set(lost.map(\.record.userId)).sorted().prefix(100).joined(separator: ","))",
+        ])
     }
 
     private func retry() async {
         var delay = Duration.milliseconds(250)
-        while true {
+        while !Task.isCancelled {
             try? await Task.sleep(for: delay)
+            if Task.isCancelled { break }
             let batch = state.withLock { Array($0.queue.prefix(256)) }
             let errors = await ledger.book(batch)
             var again: [InvocationBooking] = []
@@ -63,7 +91,7 @@ final class PendingBookings: Sendable {
             let remaining = state.withLock { state -> Int in
                 state.queue.removeFirst(batch.count)
                 state.queue.insert(contentsOf: again, at: 0)
-                if state.queue.isEmpty { state.retrying = false }
+                if state.queue.isEmpty { state.retrying = nil }
                 return state.queue.count
             }
             if remaining == 0 {

@@ -57,6 +57,7 @@ public final class ServiceDatabase: Sendable {
     /// in SQLite's busy handler, burning CPU for nothing.
     private let sqliteEventLoop: (any EventLoop)?
     private let sqliteThreadPool: NIOThreadPool?
+    private let shutdownHooks = Mutex<[@Sendable () async -> Void]>([])
     /// SQLite only: the connection and thread of `scanningReads`, once asked for.
     private let scanningReader = Mutex<(InlineSQLiteConnection, NIOThreadPool)?>(nil)
     /// SQLite only: a second, read-only connection for `reads()`, run on the caller's thread.
@@ -358,7 +359,18 @@ public final class ServiceDatabase: Sendable {
     /// Any fixed number: the key of the advisory lock that serializes migrations.
     private static let migrationLock = 72_420_001
 
+    /// Work to do while the database still answers, when it is about to close (writes kept
+    /// for later, written once more). Run in the order added, once.
+    public func beforeShutdown(_ hook: @escaping @Sendable () async -> Void) {
+        shutdownHooks.withLock { $0.append(hook) }
+    }
+
     public func shutdown() async {
+        let hooks = shutdownHooks.withLock { hooks in
+            defer { hooks.removeAll() }
+            return hooks
+        }
+        for hook in hooks { await hook() }
         shutDown.store(true, ordering: .releasing)
         await checkpoints.withLock { $0.last }?.value
         sqliteReader?.close()

@@ -2,14 +2,16 @@ import Logging
 import Synchronization
 
 /// Keeps every log line (message and metadata as text) so a test can look for leaks.
-final class LogRecorder: Sendable {
+public final class LogRecorder: Sendable {
     private let lines = Mutex<[String]>([])
 
-    var all: [String] { lines.withLock { $0 } }
+    public init() {}
 
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    public var all: [String] { lines.withLock { $0 } }
 
-    func logger() -> Logger {
+    public func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    public func logger() -> Logger {
         var logger = Logger(label: "recorded") { _ in Handler(recorder: self) }
         logger.logLevel = .trace
         return logger
