@@ -60,7 +60,8 @@ private struct Harness {
                 try await withGRPCClient(transport: transport.client) { client in
                     let users = Grpc_User_V1_UserService.Client(wrapping: client)
                     let revocations = RevocationList()
-                    let sync = RevocationSync(users: users, revocations: revocations)
+                    // Not a test of the deadline: the whole suite starting at once on two cores took longer than 2 s.
+                    let sync = RevocationSync(users: users, revocations: revocations, callTimeout: .seconds(30))
                     try await sync.refresh()
                     let verifier = SignatureVerifier(users: users, revocations: revocations, maxRevocationAge: .seconds(60))
                     try await body(Harness(manager: manager, users: users, verifier: verifier, revocations: revocations, sync: sync, counter: counter))
@@ -132,7 +133,7 @@ struct SignatureVerifierTests {
             }
             let fresh = RevocationList()
             let calls = harness.counter.count(Harness.listRevocations)
-            try await RevocationSync(users: harness.users, revocations: fresh, pageSize: 2).refresh()
+            try await RevocationSync(users: harness.users, revocations: fresh, callTimeout: .seconds(30), pageSize: 2).refresh()
             #expect(harness.counter.count(Harness.listRevocations) - calls == 3)
             #expect(fresh.count == 5)
             #expect(!fresh.isStale(maxAge: .seconds(60)))

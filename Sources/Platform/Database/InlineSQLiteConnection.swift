@@ -339,8 +339,23 @@ struct InlineSQLiteRow: SQLRow {
 
     func decode<D: Decodable>(column: String, as type: D.Type) throws -> D {
         guard let value = value(column) else { throw InlineSQLiteError(code: SQLITE_RANGE, message: "no column \(column)") }
-        return try SQLiteDataDecoder().decode(D.self, from: value)
+        // Text as String and integers as Int or Int64 directly: what SQLiteDataDecoder answers
+        // for them, without a decoder per column (a user's row is eleven of them).
+        switch value {
+        case .text(let text) where D.self == String.self:
+            if let decoded = text as? D { return decoded }
+        case .integer(let integer) where D.self == Int.self:
+            if let decoded = integer as? D { return decoded }
+        case .integer(let integer) where D.self == Int64.self:
+            if let decoded = Int64(integer) as? D { return decoded }
+        default:
+            break
+        }
+        return try Self.decoder.decode(D.self, from: value)
     }
+
+    /// One for all rows: each `SQLiteDataDecoder()` makes a JSONDecoder.
+    private static let decoder = SQLiteDataDecoder()
 }
 
 /// SQLite's result code and message.
