@@ -65,6 +65,69 @@ struct DirectJSONEncoderTests {
         let nothing = Nothing()
     }
 
+    /// Asks for a single-value container and writes nothing into it.
+    private struct EmptySingle: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            _ = encoder.singleValueContainer()
+        }
+    }
+
+    private struct HoldsEmptySingle: Encodable {
+        let empty = EmptySingle()
+        let after = 1
+    }
+
+    private struct Failing: Encodable {
+        struct Failure: Error {}
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode("half", forKey: .part)
+            throw Failure()
+        }
+        enum Keys: String, CodingKey { case part }
+    }
+
+    /// Swallows its field's failure: JSONEncoder leaves the field out.
+    private struct SwallowsFailure: Encodable {
+        enum Keys: String, CodingKey { case bad, good }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try? container.encode(Failing(), forKey: .bad)
+            try container.encode(1, forKey: .good)
+        }
+    }
+
+    private struct RepeatedKey: Encodable {
+        enum Keys: String, CodingKey { case key }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(1, forKey: .key)
+            try container.encode(2, forKey: .key)
+        }
+    }
+
+    private struct RepeatedNested: Encodable {
+        enum Keys: String, CodingKey { case nested }
+        enum Inner: String, CodingKey { case a, b }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            var first = container.nestedContainer(keyedBy: Inner.self, forKey: .nested)
+            try first.encode(1, forKey: .a)
+            var second = container.nestedContainer(keyedBy: Inner.self, forKey: .nested)
+            try second.encode(2, forKey: .b)
+        }
+    }
+
+    /// Two parts into one encoder that share a field: JSONEncoder keeps the second.
+    private struct MergedOverlap: Encodable {
+        let first = Leaf()
+        let second = Leaf(text: "second wins")
+        func encode(to encoder: any Encoder) throws {
+            try first.encode(to: encoder)
+            try second.encode(to: encoder)
+        }
+    }
+
     private struct WithData: Encodable {
         var blob = Data([0, 1, 2, 250])
         var link = URL(string: "https://example.com/a b")
@@ -161,6 +224,31 @@ struct DirectJSONEncoderTests {
         }
         let written = try #require(try direct(Ordered()))
         #expect(String(decoding: written, as: UTF8.self) == #"{"zeta":1,"alpha":2,"mid":"m"}"#)
+    }
+
+    @Test("an empty single value is an empty object, as JSONEncoder writes it")
+    func emptySingleValue() throws {
+        try sameJSON(HoldsEmptySingle())
+        let written = try #require(try direct(HoldsEmptySingle()))
+        #expect(String(decoding: written, as: UTF8.self) == #"{"empty":{},"after":1}"#)
+    }
+
+    @Test("a failure part way is thrown; one a type swallows, and keys written twice, are left to JSONEncoder")
+    func partialAndRepeatedWrites() async throws {
+        #expect(throws: Failing.Failure.self) { try direct(Failing()) }
+        #expect(try direct(SwallowsFailure()) == nil)
+        #expect(try direct(RepeatedKey()) == nil)
+        #expect(try direct(RepeatedNested()) == nil)
+        #expect(try direct(MergedOverlap()) == nil)
+        // Through the envelope, each comes out exactly as JSONEncoder writes it.
+        func viaEnvelope(_ value: some Encodable) async throws {
+            let expected = String(decoding: try foundation(Envelope(data: value)), as: UTF8.self)
+            #expect(try await bodyText(Gateway.ResponseBody.success(value)) == expected)
+        }
+        try await viaEnvelope(SwallowsFailure())
+        try await viaEnvelope(RepeatedKey())
+        try await viaEnvelope(RepeatedNested())
+        try await viaEnvelope(MergedOverlap())
     }
 
     @Test("what JSONEncoder writes its own way is left to it: Data, URL, Float, non-finite numbers")

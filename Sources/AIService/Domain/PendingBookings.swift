@@ -43,24 +43,44 @@ final class PendingBookings: Sendable {
         }
     }
 
-    /// Stops the retries and tries what is kept once more; what the database still does not take
-    /// is lost, and logged with its users and requests. Call before the database closes.
-    func finish() async {
+    /// Stops the retries and tries what is kept once more, for at most `budget`: the first batch
+    /// the database still cannot take ends the attempt (the rest would only wait out the same
+    /// timeouts while the process is told to stop). What is not written is lost, and logged with
+    /// its users and requests. Call before the database closes.
+    func finish(budget: Duration = .seconds(5)) async {
         let retrying = state.withLock { state -> Task<Void, Never>? in
             state.finished = true
             return state.retrying
         }
         retrying?.cancel()
         await retrying?.value
+        let deadline = ContinuousClock.now + budget
         var lost: [InvocationBooking] = []
-        while true {
+        while ContinuousClock.now < deadline {
             let batch = state.withLock { state -> [InvocationBooking] in
                 defer { state.queue.removeFirst(min(256, state.queue.count)) }
                 return Array(state.queue.prefix(256))
             }
             if batch.isEmpty { break }
             let errors = await ledger.book(batch)
-            lost += zip(batch, errors).compactMap { booking, error in error == nil ? nil : booking }
+            var stillDown = false
+            for (booking, error) in zip(batch, errors) {
+                guard let error else { continue }
+                if DatabaseFailure.isUnavailable(error) {
+                    lost.append(booking)
+                    stillDown = true
+                } else {
+                    // Refused for itself (a retry of one committed before its answer was lost, say).
+                    logger.error("a kept usage record and quota settlement failed", metadata: [
+                        "error": "\(String(reflecting: error))", "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
+                    ])
+                }
+            }
+            if stillDown { break }
+        }
+        lost += state.withLock { state in
+            defer { state.queue.removeAll() }
+            return state.queue
         }
         guard !lost.isEmpty else { return }
         logger.error("usage records and quota settlements lost: the database did not take them before the process stopped", metadata: [

@@ -9,7 +9,8 @@ import NIOCore
 /// in the order the type encodes them (`JSONEncoder` here sorted them; JSON gives order no meaning).
 ///
 /// What it does not do the way `JSONEncoder` does (`Data`, `URL` and `Decimal`, which
-/// `JSONEncoder` treats specially; `Float`; non-finite numbers; super encoders; writes to a container after
+/// `JSONEncoder` treats specially; `Float`; non-finite numbers; a key written twice; a value
+/// whose encoding failed part way; super encoders; writes to a container after
 /// a later sibling was opened) makes `encode` throw `Unsupported`, and the caller encodes the
 /// value with `JSONEncoder` instead: the bytes are then exactly what they were before.
 enum DirectJSONEncoder {
@@ -46,11 +47,16 @@ final class JSONByteWriter {
     fileprivate struct Frame {
         let id: Int
         let isObject: Bool
+        /// Where this object's keys start in `keys`.
+        let firstKey: Int
         var isEmpty = true
     }
 
     var buffer: ByteBuffer
     fileprivate var frames: [Frame] = []
+    /// The keys of the open objects, outermost first: JSONEncoder keeps one entry per key (the
+    /// last write wins), which a writer that never goes back cannot do, so a repeat is left to it.
+    private var keys: [String] = []
     private var nextFrameID = 0
     /// Set by what cannot be written faithfully; the value is then encoded again by `JSONEncoder`.
     var unsupported = false
@@ -58,6 +64,7 @@ final class JSONByteWriter {
     init(buffer: ByteBuffer) {
         self.buffer = buffer
         frames.reserveCapacity(8)
+        keys.reserveCapacity(32)
     }
 
     var depth: Int { frames.count }
@@ -66,7 +73,7 @@ final class JSONByteWriter {
 
     fileprivate func open(object: Bool) -> Int {
         nextFrameID += 1
-        frames.append(Frame(id: nextFrameID, isObject: object))
+        frames.append(Frame(id: nextFrameID, isObject: object, firstKey: keys.count))
         buffer.writeInteger(object ? UInt8(ascii: "{") : UInt8(ascii: "["))
         return nextFrameID
     }
@@ -74,6 +81,7 @@ final class JSONByteWriter {
     func closeFrames(downTo depth: Int) {
         while frames.count > depth {
             let frame = frames.removeLast()
+            keys.removeSubrange(frame.firstKey...)
             buffer.writeInteger(frame.isObject ? UInt8(ascii: "}") : UInt8(ascii: "]"))
         }
     }
@@ -94,7 +102,10 @@ final class JSONByteWriter {
         return true
     }
 
+    /// After `beginElement` of the innermost object.
     fileprivate func writeKey(_ key: String) {
+        if let frame = frames.last, keys[frame.firstKey...].contains(key) { unsupported = true }
+        keys.append(key)
         writeString(key)
         buffer.writeInteger(UInt8(ascii: ":"))
     }
@@ -202,9 +213,15 @@ final class JSONByteWriter {
             writeNull()
         } else {
             let depth = frames.count
-            let encoder = DirectValueEncoder(writer: self)
-            try value.encode(to: encoder)
-            if !encoder.wroteSomething {
+            let start = buffer.writerIndex
+            do {
+                try value.encode(to: DirectValueEncoder(writer: self))
+            } catch {
+                // Whatever was written of it stays in the output even if a caller catches this.
+                unsupported = true
+                throw error
+            }
+            if buffer.writerIndex == start {
                 // What JSONEncoder writes for a value that encodes nothing.
                 buffer.writeStaticString("{}")
             }

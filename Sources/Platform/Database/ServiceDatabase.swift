@@ -57,7 +57,7 @@ public final class ServiceDatabase: Sendable {
     /// in SQLite's busy handler, burning CPU for nothing.
     private let sqliteEventLoop: (any EventLoop)?
     private let sqliteThreadPool: NIOThreadPool?
-    private let shutdownHooks = Mutex<[@Sendable () async -> Void]>([])
+    private let shutdownHooks = Mutex<(hooks: [@Sendable () async -> Void], run: Task<Void, Never>?)>(([], nil))
     /// SQLite only: the connection and thread of `scanningReads`, once asked for.
     private let scanningReader = Mutex<(InlineSQLiteConnection, NIOThreadPool)?>(nil)
     /// SQLite only: a second, read-only connection for `reads()`, run on the caller's thread.
@@ -362,21 +362,27 @@ public final class ServiceDatabase: Sendable {
     /// Work to do while the database still answers, when it is about to close (writes kept
     /// for later, written once more). Run in the order added, once.
     public func beforeShutdown(_ hook: @escaping @Sendable () async -> Void) {
-        shutdownHooks.withLock { $0.append(hook) }
+        shutdownHooks.withLock { $0.hooks.append(hook) }
     }
 
     public func shutdown() async {
-        let hooks = shutdownHooks.withLock { hooks in
-            defer { hooks.removeAll() }
-            return hooks
+        // Started by the first caller; a second waits for the same hooks to finish before closing.
+        let hooksRun = shutdownHooks.withLock { state -> Task<Void, Never> in
+            if let running = state.run { return running }
+            let hooks = state.hooks
+            state.hooks = []
+            let run = Task { for hook in hooks { await hook() } }
+            state.run = run
+            return run
         }
-        for hook in hooks { await hook() }
+        await hooksRun.value
         shutDown.store(true, ordering: .releasing)
         await checkpoints.withLock { $0.last }?.value
         sqliteReader?.close()
         if let scanner = scanningReader.withLock({ $0 }) {
-            // Waits for a read in progress: the connection's lock is held while a statement runs.
-            scanner.0.close()
+            // On the scanning thread, after a read in progress (which holds the connection's lock):
+            // waited for here, not blocking a thread of Swift's pool meanwhile.
+            try? await scanner.1.runIfActive { scanner.0.close() }
             try? await scanner.1.shutdownGracefully()
         }
         await writerLock.withLock { sqliteWriter?.close() }
