@@ -19,8 +19,9 @@ import VaporCSQLite
 /// each) than the statements the platform runs on a request (a primary-key read, a one-row
 /// insert, a few µs to a few tens of µs under WAL with `synchronous=NORMAL`, where a commit writes
 /// to the WAL file without an fsync). Here the statement runs where the request runs, on its
-/// event loop: no hand-off at all. What may take long stays on Fluent's pool (migrations, admin
-/// pages of many rows go through `reads()` and stay short with their LIMITs).
+/// event loop: no hand-off at all. What may take long stays off it: migrations on Fluent's pool,
+/// reports over a whole history on a thread of their own (`ServiceDatabase.scanningReads`); admin
+/// pages of many rows go through `reads()` and stay short with their LIMITs.
 ///
 /// Under WAL readers never wait for the writer. The writer may find the write lock taken by
 /// Fluent's pool (admin changes, migrations) or another process: a statement that starts a write
