@@ -110,9 +110,12 @@ struct InvocationLedgerTests {
             #expect(try await quotas.quota(userId: "alice").tokensUsed == 20)
 
             // Written, but its answer lost: tried again, refused as a duplicate, counted once.
-            let lostAnswer = PendingBookings(ledger: FlakyLedger(base: base, failures: 1, committedFirst: true), logger: Logger(label: "test"))
+            let logs = LogRecorder()
+            let lostAnswer = PendingBookings(ledger: FlakyLedger(base: base, failures: 1, committedFirst: true), logger: logs.logger())
             #expect(lostAnswer.keep(Self.booking(id: "once", user: "bob", tokens: 7, cost: 0)))
             #expect(try await eventually { lostAnswer.count == 0 })
+            #expect(logs.all.contains { $0.hasPrefix("notice") && $0.contains("booked already") && $0.contains("req-once") }, "\(logs.all)")
+            #expect(!logs.all.contains { $0.hasPrefix("error") }, "a duplicate of a booking that went in is no failure: \(logs.all)")
             #expect(try await records() == 4)
             #expect(try await quotas.quota(userId: "bob").tokensUsed == 17)
         }

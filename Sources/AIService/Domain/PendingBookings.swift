@@ -69,8 +69,10 @@ final class PendingBookings: Sendable {
                 if DatabaseFailure.isUnavailable(error) {
                     lost.append(booking)
                     stillDown = true
+                } else if DatabaseFailure.isDuplicate(error) {
+                    continue
                 } else {
-                    // Refused for itself (a retry of one committed before its answer was lost, say).
+                    // Refused for itself.
                     logger.error("a kept usage record and quota settlement failed", metadata: [
                         "error": "\(String(reflecting: error))", "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
                     ])
@@ -102,6 +104,10 @@ final class PendingBookings: Sendable {
                 guard let error else { continue }
                 if DatabaseFailure.isUnavailable(error) {
                     again.append(booking)
+                } else if DatabaseFailure.isDuplicate(error) {
+                    logger.notice("a kept usage record was booked already: its first try went in", metadata: [
+                        "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
+                    ])
                 } else {
                     logger.error("a kept usage record and quota settlement failed", metadata: [
                         "error": "\(String(reflecting: error))", "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",

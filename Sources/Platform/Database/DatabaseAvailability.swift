@@ -52,6 +52,20 @@ extension DatabaseFailure {
         return error.serverInfo?[.sqlState] == "40P01"
     }
 
+    /// Whether a write was refused because a row with the same unique key is there already
+    /// (SQLSTATE 23505; SQLite's UNIQUE constraint): for a write tried again after its answer was
+    /// lost, the sign that the first try went in.
+    public static func isDuplicate(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PSQLError:
+            return error.code == .server && error.serverInfo?[.sqlState] == "23505"
+        case let error as InlineSQLiteError:
+            return error.isConstraintFailure && error.message.contains("UNIQUE constraint failed")
+        default:
+            return false
+        }
+    }
+
     /// Whether the database refused a value a request carried as text it cannot hold: a NUL
     /// character (SQLSTATE 22021) or one its encoding cannot represent (22P05). The gateway
     /// refuses such values first; this covers any other caller of a service.
