@@ -69,7 +69,7 @@ struct ServiceDatabaseReadsTests {
                 try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
                 try await sql.raw("INSERT INTO items (id, name) VALUES (1, 'one'), (2, 'two')").run()
             }
-            let count = try await database.scanningReads().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
+            let count = try await database.scans().raw("SELECT COUNT(*) AS n FROM items").first()?.decode(column: "n", as: Int.self)
             #expect(count == 2)
 
             // A read that counts to three million, started from a task on an event loop: the loop
@@ -78,7 +78,7 @@ struct ServiceDatabaseReadsTests {
             let progress = Mutex((started: false, finished: false))
             let report = Task(executorPreference: EventLoopTaskExecutor.of(loop)) {
                 progress.withLock { $0.started = true }
-                let row = try await database.scanningReads().raw("""
+                let row = try await database.scans().raw("""
                     WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT CAST(COUNT(*) AS BIGINT) AS n FROM c
                     """).first()
                 progress.withLock { $0.finished = true }
@@ -92,7 +92,7 @@ struct ServiceDatabaseReadsTests {
 
             if case .sqlite = kind {
                 await #expect(throws: (any Error).self) {
-                    try await database.scanningReads().raw("INSERT INTO items (id, name) VALUES (9, 'nine')").run()
+                    try await database.scans().raw("INSERT INTO items (id, name) VALUES (9, 'nine')").run()
                 }
             }
         } catch {
@@ -101,7 +101,7 @@ struct ServiceDatabaseReadsTests {
         }
         await database.shutdown()
         if case .sqlite = kind {
-            await #expect(throws: (any Error).self) { try await database.scanningReads().raw("SELECT 1").run() }
+            await #expect(throws: (any Error).self) { try await database.scans().raw("SELECT 1").run() }
         }
     }
 }

@@ -62,7 +62,7 @@ public struct SQLUsageRepository: UsageRepository {
     }
 
     public func totals(_ filter: UsageFilter) async throws -> UsageTotals {
-        let sql = try await database.scanningReads()
+        let sql = try database.scans()
         guard let row = try await sql.raw("SELECT \(Self.sums) FROM usage_record \(Self.whereClause(filter))").first() else {
             return UsageTotals(key: "")
         }
@@ -70,7 +70,7 @@ public struct SQLUsageRepository: UsageRepository {
     }
 
     public func totalsByDay(_ filter: UsageFilter) async throws -> [UsageTotals] {
-        let sql = try await database.scanningReads()
+        let sql = try database.scans()
         let rows = try await sql.raw("""
             SELECT CAST(created_at / 86400000 AS BIGINT) AS day, \(Self.sums) FROM usage_record \(Self.whereClause(filter)) \
             GROUP BY CAST(created_at / 86400000 AS BIGINT) ORDER BY day
@@ -82,7 +82,7 @@ public struct SQLUsageRepository: UsageRepository {
     }
 
     public func totalsByModel(_ filter: UsageFilter) async throws -> [UsageTotals] {
-        let sql = try await database.scanningReads()
+        let sql = try database.scans()
         let rows = try await sql.raw("""
             SELECT provider, model, \(Self.sums) FROM usage_record \(Self.whereClause(filter)) \
             GROUP BY provider, model ORDER BY provider, model
@@ -93,7 +93,7 @@ public struct SQLUsageRepository: UsageRepository {
     }
 
     public func records(_ filter: UsageFilter, offset: Int, limit: Int) async throws -> (records: [UsageRecord], total: Int) {
-        let sql = try await database.scanningReads()
+        let sql = try database.scans()
         let count = try await sql.raw("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM usage_record \(Self.whereClause(filter))").first()
         let rows = try await sql.raw("""
             SELECT * FROM usage_record \(Self.whereClause(filter)) \

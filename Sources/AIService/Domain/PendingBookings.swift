@@ -62,23 +62,9 @@ final class PendingBookings: Sendable {
                 return Array(state.queue.prefix(256))
             }
             if batch.isEmpty { break }
-            let errors = await ledger.book(batch)
-            var stillDown = false
-            for (booking, error) in zip(batch, errors) {
-                guard let error else { continue }
-                if DatabaseFailure.isUnavailable(error) {
-                    lost.append(booking)
-                    stillDown = true
-                } else if DatabaseFailure.isDuplicate(error) {
-                    continue
-                } else {
-                    // Refused for itself.
-                    logger.error("a kept usage record and quota settlement failed", metadata: [
-                        "error": "\(String(reflecting: error))", "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
-                    ])
-                }
-            }
-            if stillDown { break }
+            let stillDown = unwritten(batch, await ledger.book(batch))
+            lost += stillDown
+            if !stillDown.isEmpty { break }
         }
         lost += state.withLock { state in
             defer { state.queue.removeAll() }
@@ -98,22 +84,7 @@ final class PendingBookings: Sendable {
             try? await Task.sleep(for: delay)
             if Task.isCancelled { break }
             let batch = state.withLock { Array($0.queue.prefix(256)) }
-            let errors = await ledger.book(batch)
-            var again: [InvocationBooking] = []
-            for (booking, error) in zip(batch, errors) {
-                guard let error else { continue }
-                if DatabaseFailure.isUnavailable(error) {
-                    again.append(booking)
-                } else if DatabaseFailure.isDuplicate(error) {
-                    logger.notice("a kept usage record was booked already: its first try went in", metadata: [
-                        "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
-                    ])
-                } else {
-                    logger.error("a kept usage record and quota settlement failed", metadata: [
-                        "error": "\(String(reflecting: error))", "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
-                    ])
-                }
-            }
+            let again = unwritten(batch, await ledger.book(batch))
             let remaining = state.withLock { state -> Int in
                 state.queue.removeFirst(batch.count)
                 state.queue.insert(contentsOf: again, at: 0)
@@ -126,5 +97,26 @@ final class PendingBookings: Sendable {
             }
             delay = again.isEmpty ? .zero : min(delay * 2, maxDelay)
         }
+    }
+
+    /// The bookings of `batch` the database could not take for now (`errors` are the ledger's, in
+    /// order); the others went in, or were refused for themselves, which is logged.
+    private func unwritten(_ batch: [InvocationBooking], _ errors: [(any Error)?]) -> [InvocationBooking] {
+        var unwritten: [InvocationBooking] = []
+        for (booking, error) in zip(batch, errors) {
+            guard let error else { continue }
+            if DatabaseFailure.isUnavailable(error) {
+                unwritten.append(booking)
+            } else if DatabaseFailure.isDuplicate(error) {
+                logger.notice("a kept usage record was booked already: its first try went in", metadata: [
+                    "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
+                ])
+            } else {
+                logger.error("a kept usage record and quota settlement failed", metadata: [
+                    "error": "\(String(reflecting: error))", "user-id": "\(booking.record.userId)", "request-id": "\(booking.record.requestId)",
+                ])
+            }
+        }
+        return unwritten
     }
 }

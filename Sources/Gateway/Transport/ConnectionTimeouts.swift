@@ -138,13 +138,13 @@ final class ConnectionTimeouts {
         if deadline > .now() {
             schedule(at: deadline)
         } else {
-            expire(phase)
+            expire()
         }
     }
 
-    private func expire(_ expired: Phase) {
+    private func expire() {
         guard let context else { return }
-        switch expired {
+        switch phase {
         case .idle, .responding:
             context.close(promise: nil)
         case .readingHead:

@@ -11,33 +11,19 @@ import NIOCore
 /// What it does not do the way `JSONEncoder` does (`Data`, `URL` and `Decimal`, which
 /// `JSONEncoder` treats specially; `Float`; non-finite numbers; a key written twice; a value
 /// whose encoding failed part way; super encoders; writes to a container after
-/// a later sibling was opened) makes `encode` throw `Unsupported`, and the caller encodes the
+/// a later sibling was opened) makes `bytes` answer nil, and the caller encodes the
 /// value with `JSONEncoder` instead: the bytes are then exactly what they were before.
 enum DirectJSONEncoder {
-    struct Unsupported: Error {}
-
-    /// Appends `value` as JSON to `buffer`; on `Unsupported`, `buffer` may hold part of it.
-    static func encode(_ value: some Encodable, into buffer: inout ByteBuffer) throws {
-        let writer = JSONByteWriter(buffer: buffer)
-        // The buffer is the writer's until it is handed back: one owner, no copy on write.
-        buffer = ByteBuffer()
-        defer { buffer = writer.buffer }
-        try writer.writeValue(value)
-        writer.closeFrames(downTo: 0)
-        if writer.unsupported { throw Unsupported() }
-    }
-
     /// `value` as JSON, or nil when only `JSONEncoder` writes it faithfully.
     static func bytes(_ value: some Encodable, prefix: StaticString = "", suffix: StaticString = "") throws -> ByteBuffer? {
-        var buffer = ByteBufferAllocator().buffer(capacity: 512)
-        buffer.writeStaticString(prefix)
-        do {
-            try encode(value, into: &buffer)
-        } catch is Unsupported {
-            return nil
-        }
-        buffer.writeStaticString(suffix)
-        return buffer
+        // Written by the writer alone, so that the buffer is never shared while it grows.
+        let writer = JSONByteWriter(buffer: ByteBufferAllocator().buffer(capacity: 512))
+        writer.buffer.writeStaticString(prefix)
+        try writer.writeValue(value)
+        writer.closeFrames(downTo: 0)
+        if writer.unsupported { return nil }
+        writer.buffer.writeStaticString(suffix)
+        return writer.buffer
     }
 }
 
@@ -132,6 +118,8 @@ final class JSONByteWriter {
         buffer.writeInteger(UInt8(ascii: "\""))
     }
 
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     private func writeEscaped(_ byte: UInt8) {
         switch byte {
         case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
@@ -142,10 +130,9 @@ final class JSONByteWriter {
         case 0x0D: buffer.writeStaticString("\\r")
         case 0x09: buffer.writeStaticString("\\t")
         default:
-            let hex: [UInt8] = Array("0123456789abcdef".utf8)
             buffer.writeStaticString("\\u00")
-            buffer.writeInteger(hex[Int(byte >> 4)])
-            buffer.writeInteger(hex[Int(byte & 0xF)])
+            buffer.writeInteger(Self.hexDigits[Int(byte >> 4)])
+            buffer.writeInteger(Self.hexDigits[Int(byte & 0xF)])
         }
     }
 
@@ -227,6 +214,14 @@ final class JSONByteWriter {
             }
             closeFrames(downTo: depth)
         }
+    }
+}
+
+extension JSONByteWriter {
+    /// What a super encoder gets: JSONEncoder merges what it writes, this writer leaves it to it.
+    fileprivate func unsupportedEncoder() -> any Encoder {
+        unsupported = true
+        return DirectValueEncoder(writer: JSONByteWriter(buffer: ByteBuffer()))
     }
 }
 
@@ -312,13 +307,8 @@ private struct DirectKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProto
         return DirectUnkeyedContainer(writer: writer, frame: (writer.open(object: false), writer.depth))
     }
 
-    mutating func superEncoder() -> any Encoder { unsupportedEncoder() }
-    mutating func superEncoder(forKey key: Key) -> any Encoder { unsupportedEncoder() }
-
-    private func unsupportedEncoder() -> any Encoder {
-        writer.unsupported = true
-        return DirectValueEncoder(writer: JSONByteWriter(buffer: ByteBuffer()))
-    }
+    mutating func superEncoder() -> any Encoder { writer.unsupportedEncoder() }
+    mutating func superEncoder(forKey key: Key) -> any Encoder { writer.unsupportedEncoder() }
 }
 
 private struct DirectUnkeyedContainer: UnkeyedEncodingContainer {
@@ -357,10 +347,7 @@ private struct DirectUnkeyedContainer: UnkeyedEncodingContainer {
         return DirectUnkeyedContainer(writer: writer, frame: (writer.open(object: false), writer.depth))
     }
 
-    mutating func superEncoder() -> any Encoder {
-        writer.unsupported = true
-        return DirectValueEncoder(writer: JSONByteWriter(buffer: ByteBuffer()))
-    }
+    mutating func superEncoder() -> any Encoder { writer.unsupportedEncoder() }
 }
 
 private struct DirectSingleValueContainer: SingleValueEncodingContainer {

@@ -20,7 +20,7 @@ import VaporCSQLite
 /// insert, a few µs to a few tens of µs under WAL with `synchronous=NORMAL`, where a commit writes
 /// to the WAL file without an fsync). Here the statement runs where the request runs, on its
 /// event loop: no hand-off at all. What may take long stays off it: migrations on Fluent's pool,
-/// reports over a whole history on a thread of their own (`ServiceDatabase.scanningReads`); admin
+/// reports over a whole history on a thread of their own (`ServiceDatabase.scans`); admin
 /// pages of many rows go through `reads()` and stay short with their LIMITs.
 ///
 /// Under WAL readers never wait for the writer. The writer may find the write lock taken by
@@ -87,7 +87,9 @@ final class InlineSQLiteConnection: Sendable {
         }
     }
 
-    private func runOnce(_ sql: String, binds: [SQLiteData], onRow: (InlineSQLiteRow) throws -> Void) throws {
+    /// One statement on the calling thread, without the busy retries of `run` (reads on a thread
+    /// of their own call it directly).
+    func runOnce(_ sql: String, binds: [SQLiteData], onRow: (InlineSQLiteRow) throws -> Void) throws {
         try state.withLock { state in
             let connection: OpenConnection
             switch state {
@@ -116,10 +118,6 @@ final class InlineSQLiteConnection: Sendable {
         InlineSQLiteDatabase(connection: self, logger: logger, threadPool: threadPool)
     }
 
-    /// One statement on the calling thread, without the busy retries of `run` (for reads).
-    func runBlocking(_ sql: String, binds: [SQLiteData], onRow: (InlineSQLiteRow) throws -> Void) throws {
-        try runOnce(sql, binds: binds, onRow: onRow)
-    }
 }
 
 /// The raw handle and its prepared statements.
@@ -413,7 +411,7 @@ private struct InlineSQLiteDatabase: SQLDatabase {
         let encoder = SQLiteDataEncoder()
         let binds = try rawBinds.map { try encoder.encode($0) }
         if let threadPool {
-            try await threadPool.runIfActive { [connection] in try connection.runBlocking(sql, binds: binds) { onRow($0) } }
+            try await threadPool.runIfActive { [connection] in try connection.runOnce(sql, binds: binds) { onRow($0) } }
             return
         }
         try await connection.run(sql, binds: binds) { onRow($0) }

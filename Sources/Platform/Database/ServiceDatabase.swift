@@ -58,8 +58,8 @@ public final class ServiceDatabase: Sendable {
     private let sqliteEventLoop: (any EventLoop)?
     private let sqliteThreadPool: NIOThreadPool?
     private let shutdownHooks = Mutex<(hooks: [@Sendable () async -> Void], run: Task<Void, Never>?)>(([], nil))
-    /// SQLite only: the connection and thread of `scanningReads`, once asked for.
-    private let scanningReader = Mutex<(InlineSQLiteConnection, NIOThreadPool)?>(nil)
+    /// SQLite only: the connection and thread of `scans()`, once asked for.
+    private let scanner = Mutex<(connection: InlineSQLiteConnection, thread: NIOThreadPool)?>(nil)
     /// SQLite only: a second, read-only connection for `reads()`, run on the caller's thread.
     private let sqliteReader: InlineSQLiteConnection?
     /// SQLite only: a read-write connection for `write` and `writeTransaction`, run on the
@@ -165,18 +165,18 @@ public final class ServiceDatabase: Sendable {
     /// on the caller's thread (`reads()`) a report over millions of rows held an event loop for
     /// seconds, and on the pool's thread it held up the availability ping and the WAL checkpoint
     /// that share it. Such reads take turns on that thread. On PostgreSQL this is the pool.
-    public func scanningReads() async throws -> any SQLDatabase {
+    public func scans() throws -> any SQLDatabase {
         guard case .sqlite(let path) = location else { return try poolSQL() }
-        let scanner = try scanningReader.withLock { scanner -> (InlineSQLiteConnection, NIOThreadPool) in
+        let made = try scanner.withLock { scanner -> (connection: InlineSQLiteConnection, thread: NIOThreadPool) in
             if let scanner { return scanner }
             guard !shutDown.load(ordering: .acquiring) else { throw DatabaseConfigurationError("the database \(location) is shut down") }
-            let pool = NIOThreadPool(numberOfThreads: 1)
-            pool.start()
-            let made = (InlineSQLiteConnection(path: path, access: .readOnly), pool)
+            let thread = NIOThreadPool(numberOfThreads: 1)
+            thread.start()
+            let made = (connection: InlineSQLiteConnection(path: path, access: .readOnly), thread: thread)
             scanner = made
             return made
         }
-        return instrumented(scanner.0.sql(logger: logger, runningOn: scanner.1))
+        return instrumented(made.connection.sql(logger: logger, runningOn: made.thread))
     }
 
     /// Whether `write` and `writeTransaction` run on the caller's thread (SQLite): nothing in them
@@ -379,11 +379,11 @@ public final class ServiceDatabase: Sendable {
         shutDown.store(true, ordering: .releasing)
         await checkpoints.withLock { $0.last }?.value
         sqliteReader?.close()
-        if let scanner = scanningReader.withLock({ $0 }) {
+        if let scanner = scanner.withLock({ $0 }) {
             // On the scanning thread, after a read in progress (which holds the connection's lock):
             // waited for here, not blocking a thread of Swift's pool meanwhile.
-            try? await scanner.1.runIfActive { scanner.0.close() }
-            try? await scanner.1.shutdownGracefully()
+            try? await scanner.thread.runIfActive { scanner.connection.close() }
+            try? await scanner.thread.shutdownGracefully()
         }
         await writerLock.withLock { sqliteWriter?.close() }
         await databases.shutdownAsync()
