@@ -38,15 +38,33 @@ struct GRPCUnaryBench: AsyncParsableCommand {
     @Flag(help: "Run Swift concurrency's global executor on NIO's event loops.")
     var nioExecutor = false
 
+    @Flag(help: "Over the in-process link `aisaas all` uses instead of loopback HTTP/2.")
+    var inProcess = false
+
     func run() async throws {
         if nioExecutor { _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() }
         let logger = Logger(label: "grpc-unary-bench")
         let health = HealthStatus()
         health.set(.serving)
+        let interceptors: [any ServerInterceptor] = bare || noServerInterceptor ? [] : [RequestScopeServerInterceptor(application: "bench", logger: logger)]
+        if inProcess {
+            let link = InProcessServiceLink(name: "bench")
+            let server = GRPCServer(transport: link.serverTransport, services: [HealthService(status: health)], interceptors: interceptors)
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                if bare {
+                    try await measure(GRPCClient(transport: link.makeClientTransport()), in: &group)
+                } else {
+                    try await measure(ServiceClientFactory.make(link, interceptors: noClientInterceptor ? [] : [RequestScopeClientInterceptor()]), in: &group)
+                }
+                server.beginGracefulShutdown()
+            }
+            return
+        }
         let server = GRPCServer(
             transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
             services: [HealthService(status: health)],
-            interceptors: bare || noServerInterceptor ? [] : [RequestScopeServerInterceptor(application: "bench", logger: logger)]
+            interceptors: interceptors
         )
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
@@ -76,7 +94,7 @@ struct GRPCUnaryBench: AsyncParsableCommand {
             let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
             return String(format: "%.2f ms", Double(value.components.attoseconds) / 1e15 + Double(value.components.seconds) * 1000)
         }
-        print("\(bare ? "bare grpc-swift" : "platform client"): \(calls / seconds) calls/s, p50 \(percentile(0.5)), p99 \(percentile(0.99)), \(Int(cpuPerCall)) µs CPU per call, concurrency \(concurrency)")
+        print("\(bare ? "bare grpc-swift" : "platform client")\(inProcess ? " in process" : ""): \(calls / seconds) calls/s, p50 \(percentile(0.5)), p99 \(percentile(0.99)), \(Int(cpuPerCall)) µs CPU per call, concurrency \(concurrency)")
         client.beginGracefulShutdown()
     }
 

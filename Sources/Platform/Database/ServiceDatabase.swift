@@ -85,8 +85,7 @@ public final class ServiceDatabase: Sendable {
         instrumentation = telemetry.map { DatabaseInstrumentation(telemetry: $0, location: location) }
         switch location {
         case .sqlite(let path):
-            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try Self.createPrivately(sqlitePath: path)
             // SQLite's calls block their thread, and SQLiteNIO's busy handler spins until the
             // lock is free: one thread of its own per database, so that a connection waiting
             // for another's transaction never holds up that transaction's next statement
@@ -120,6 +119,21 @@ public final class ServiceDatabase: Sendable {
         let capacity = sqliteReader == nil ? 8 * System.coreCount : 3
         instrumentation?.reportConnections(capacity: capacity) { [weak writerLock] in writerLock?.waitingCount ?? 0 }
         built.store(true, ordering: .releasing)
+    }
+
+    /// A new database file holds password hashes, sealed secret keys and usage: readable by the
+    /// process's user alone (SQLite would make it 0644). Its WAL and shared-memory files take the
+    /// database file's mode. A directory this makes is 0700; an existing file or directory keeps
+    /// the mode its operator gave it.
+    static func createPrivately(sqlitePath path: String) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            close(descriptor)
+        } else if errno != EEXIST {
+            throw DatabaseConfigurationError("cannot create the SQLite database \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     deinit {
