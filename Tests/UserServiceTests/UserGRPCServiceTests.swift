@@ -169,6 +169,43 @@ struct UserGRPCServiceTests {
         }
     }
 
+    @Test("concurrent edits decide from the row they write over: a user left disabled always had its tokens revoked", arguments: TestDatabaseKind.enabled)
+    func concurrentEdits(kind: TestDatabaseKind) async throws {
+        try await UserServiceHarness.run(kind) { service in
+            let created = try await service.register("alice")
+            let id = created.user.id
+            for round in 0..<16 {
+                try await service.manager.update(id: id, changes: UserChanges(status: .disabled))
+                let before = try await service.manager.revocations(since: .distantPast).revocations.count
+                // One admin enables the user while another disables it: whichever writes last
+                // must have compared itself with the other's write.
+                async let enabling: Void = service.manager.update(id: id, changes: UserChanges(status: .enabled))
+                async let disabling: Void = service.manager.update(id: id, changes: UserChanges(status: .disabled))
+                _ = try await (enabling, disabling)
+                let revoked = try await service.manager.revocations(since: .distantPast).revocations.count - before
+                if try await service.manager.user(id: id).status == .disabled {
+                    #expect(revoked == 1, "round \(round): disabled after an enable without a revocation")
+                } else {
+                    #expect(revoked == 0, "round \(round)")
+                }
+            }
+            // Rotations racing a new access key: each revokes the key it replaced, never one already gone.
+            let keys = try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<4 {
+                    group.addTask { _ = try await service.manager.rotateKeys(id: id) }
+                    group.addTask {
+                        try await service.manager.update(id: id, changes: UserChanges(accessKey: String(repeating: "k", count: 19) + "\(index)"))
+                    }
+                }
+                try await group.waitForAll()
+                return try await service.manager.revocations(since: .distantPast).revocations.filter { $0.kind == .accessKey }.map(\.subject)
+            }
+            #expect(keys.count == 8 && Set(keys).count == 8, "\(keys)")
+            #expect(keys.contains(created.user.accessKey))
+            #expect(!keys.contains(try await service.manager.user(id: id).accessKey))
+        }
+    }
+
     @Test("users are listed newest first, a page at a time", arguments: TestDatabaseKind.enabled)
     func pagination(kind: TestDatabaseKind) async throws {
         try await UserServiceHarness.run(kind) { service in

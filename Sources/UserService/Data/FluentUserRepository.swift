@@ -26,9 +26,17 @@ public struct FluentUserRepository: UserRepository {
         }
     }
 
-    public func update(id: String, _ fields: StoredUserFields, revoking revocation: Revocation?) async throws -> Bool {
+    public func update(id: String, _ change: @escaping @Sendable (StoredUser) throws -> UserUpdate) async throws -> StoredUser? {
         do {
             return try await db.transaction { db in
+                guard let sql = db as? any SQLDatabase else { throw DatabaseConfigurationError("the user database does not speak SQL") }
+                // A write first: it takes the row's lock (PostgreSQL) or the database's write lock
+                // (SQLite) before anything is read, so a concurrent change of this user waits for
+                // this one to commit, and SQLite never has to turn a read lock into a write lock.
+                try await sql.raw("UPDATE users SET updated_at = updated_at WHERE id = \(bind: id) AND deleted_at IS NULL").run()
+                guard let before = try await UserRecord.query(on: db).filter(\.$id == id).first()?.stored else { return nil }
+                let update = try change(before)
+                let fields = update.fields
                 // One UPDATE of the named columns only: concurrent changes to other fields survive.
                 let query = UserRecord.query(on: db).filter(\.$id == id).set(\.$updatedAt, to: fields.updatedAt)
                 if let avatar = fields.avatar { query.set(\.$avatar, to: avatar) }
@@ -37,10 +45,9 @@ public struct FluentUserRepository: UserRepository {
                 if let role = fields.role { query.set(\.$role, to: role.rawValue) }
                 if let accessKey = fields.accessKey { query.set(\.$accessKey, to: accessKey) }
                 if let sealed = fields.sealedSecretKey { query.set(\.$sealedSecretKey, to: sealed) }
-                guard try await UserRecord.query(on: db).filter(\.$id == id).count() == 1 else { return false }
                 try await query.update()
-                if let revocation { try await Self.insert(revocation, raisingStampOf: id, on: db) }
-                return true
+                if let revocation = update.revocation { try await Self.insert(revocation, raisingStampOf: id, on: db) }
+                return before
             }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw DomainError(.alreadyExists, "this access key is already in use")

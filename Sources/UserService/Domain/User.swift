@@ -77,6 +77,17 @@ public struct StoredUserFields: Sendable, Equatable {
     }
 }
 
+/// What an update writes: the fields that change and the revocation it calls for, if any.
+public struct UserUpdate: Sendable, Equatable {
+    public var fields: StoredUserFields
+    public var revocation: Revocation?
+
+    public init(fields: StoredUserFields, revocation: Revocation?) {
+        self.fields = fields
+        self.revocation = revocation
+    }
+}
+
 /// A revoked token (by id), or every token of a user issued before `notBefore`.
 public struct Revocation: Sendable, Equatable {
     public enum Kind: Int, Sendable, Equatable {

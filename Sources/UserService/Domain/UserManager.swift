@@ -119,7 +119,8 @@ public struct UserManager: Sendable {
     }
 
     public func update(id: String, changes: UserChanges) async throws {
-        let before = try await stored(id: id).user
+        // A user that is not there is "not found" before its changes are checked.
+        _ = try await stored(id: id)
         var violations = Violations()
         if let avatar = changes.avatar, avatar.unicodeScalars.count > Self.avatarMaxLength {
             violations.add("avatar", "avatar must be at most \(Self.avatarMaxLength) characters long")
@@ -144,34 +145,39 @@ public struct UserManager: Sendable {
         fields.role = changes.role
         fields.accessKey = changes.accessKey
         if let secretKey = changes.secretKey { fields.sealedSecretKey = try cipher.seal(secretKey, userId: id) }
-        // A token carries the role and status it was issued with: once they change, it must go.
-        let disables = changes.status == .disabled && before.status != .disabled
-        let changesRole = changes.role != nil && changes.role != before.role
-        // A new password ends every session opened with the old one (the caller gets a new token).
-        let changesPassword = changes.password != nil
-        var revocation = disables || changesRole || changesPassword ? userRevocation(id, at: date) : nil
-        // Signing keys gateways keep were derived from the old pair: a new access key or a new
-        // secret key voids them.
-        let changesKeys = (changes.accessKey != nil && changes.accessKey != before.accessKey) || changes.secretKey != nil
-        if revocation == nil, changesKeys {
-            revocation = accessKeyRevocation(before.accessKey, at: date)
+        let written = try await repository.update(id: id) { [fields] stored in
+            // Decided from the row as the write finds it: an edit made meanwhile by another admin
+            // (a status, a role, a new key pair) is what this one is compared with.
+            let before = stored.user
+            // A token carries the role and status it was issued with: once they change, it must go.
+            let disables = changes.status == .disabled && before.status != .disabled
+            let changesRole = changes.role != nil && changes.role != before.role
+            // A new password ends every session opened with the old one (the caller gets a new token).
+            let changesPassword = changes.password != nil
+            var revocation = disables || changesRole || changesPassword ? userRevocation(id, at: date) : nil
+            // Signing keys gateways keep were derived from the old pair: a new access key or a new
+            // secret key voids them.
+            let changesKeys = (changes.accessKey != nil && changes.accessKey != before.accessKey) || changes.secretKey != nil
+            if revocation == nil, changesKeys {
+                revocation = accessKeyRevocation(before.accessKey, at: date)
+            }
+            return UserUpdate(fields: fields, revocation: revocation)
         }
-        guard try await repository.update(id: id, fields, revoking: revocation) else {
-            throw DomainError.notFound("no user with id \(id.quotedForMessage)")
-        }
+        guard written != nil else { throw DomainError.notFound("no user with id \(id.quotedForMessage)") }
     }
 
     public func rotateKeys(id: String) async throws -> UserWithSecret {
-        var user = try await stored(id: id).user
         let secretKey = RandomText.alphanumeric(Self.secretKeyLength)
         var fields = StoredUserFields(updatedAt: now())
-        fields.accessKey = RandomText.alphanumeric(Self.accessKeyLength)
+        let accessKey = RandomText.alphanumeric(Self.accessKeyLength)
+        fields.accessKey = accessKey
         fields.sealedSecretKey = try cipher.seal(secretKey, userId: id)
-        // Signing keys a gateway keeps for the old access key must go with it.
-        guard try await repository.update(id: id, fields, revoking: accessKeyRevocation(user.accessKey, at: fields.updatedAt)) else {
-            throw DomainError.notFound("no user with id \(id.quotedForMessage)")
+        // Signing keys a gateway keeps for the access key replaced must go with it.
+        let written = try await repository.update(id: id) { [fields] stored in
+            UserUpdate(fields: fields, revocation: accessKeyRevocation(stored.user.accessKey, at: fields.updatedAt))
         }
-        user.accessKey = fields.accessKey ?? user.accessKey
+        guard var user = written?.user else { throw DomainError.notFound("no user with id \(id.quotedForMessage)") }
+        user.accessKey = accessKey
         user.updatedAt = fields.updatedAt
         return UserWithSecret(user: user, secretKey: secretKey)
     }

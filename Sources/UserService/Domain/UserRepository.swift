@@ -4,11 +4,13 @@ import Foundation
 public protocol UserRepository: Sendable {
     /// Throws `DomainError(.alreadyExists)` if the username or access key is taken.
     func insert(_ user: StoredUser) async throws
-    /// Writes only the given fields of a user, and the revocation if any, in one transaction; a
-    /// `.user` revocation raises the user's security stamp in the same write and records the new
-    /// one. Returns false if there is no such (undeleted) user. Throws `DomainError(.alreadyExists)` if
-    /// the new access key is taken.
-    func update(id: String, _ fields: StoredUserFields, revoking revocation: Revocation?) async throws -> Bool
+    /// Reads the (undeleted) user and writes what `change` makes of it: only the fields it gives,
+    /// and the revocation if any, in one transaction that holds the user's row from before the
+    /// read, so that a concurrent change waits and what `change` decides from is what it writes
+    /// over. A `.user` revocation raises the user's security stamp in the same write and records
+    /// the new one. Returns the user as read, nil if there is no such user. Throws
+    /// `DomainError(.alreadyExists)` if the new access key is taken.
+    func update(id: String, _ change: @escaping @Sendable (StoredUser) throws -> UserUpdate) async throws -> StoredUser?
     func find(id: String) async throws -> StoredUser?
     func find(username: String) async throws -> StoredUser?
     func find(accessKey: String) async throws -> StoredUser?
