@@ -168,7 +168,7 @@ let package = Package(
         .executableTarget(
             name: "aisaas",
             dependencies: [
-                "AISaaSCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "AISaaSCLI", "Platform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

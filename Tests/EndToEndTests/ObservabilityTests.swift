@@ -233,6 +233,52 @@ struct ObservabilityTests {
         #expect(!spans.contains { $0.attributes.values.contains { $0.contains("Q: hi") } }, "no prompt text without OTEL_GENAI_CAPTURE_CONTENT")
     }
 
+    @Test("aisaas all as a process: with OTEL_SERVICE_NAME and OTEL_TRACES_SAMPLER set, each component keeps its own name, the namespace is the operator's, and a trace is sampled once")
+    func allInOneNamesItsComponents() async throws {
+        let receiver = try await OTLPTraceReceiver.start()
+        defer { Task { await receiver.stop() } }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let processes = ProcessSet(directory: directory.path)
+        defer { processes.killAll() }
+        let (_, http) = try await processes.startHealthyAll(environment: [
+            "DATA_DIR": directory.path, "BCRYPT_COST": "4", "METRICS_PORT": "0",
+            "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_SERVICE_NAME": "shop",
+            // Were swift-otel to apply this over the platform's sampler too, only about one trace in a
+            // hundred would be left of those the platform keeps (both draw at 10%).
+            "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        ])
+        let registered = try await firstCall(processes) {
+            try await http.send("POST", "/user/register", json: #"{"username":"named-components","password":"password123"}"#)
+        }
+        #expect(registered.status == 200, "\(registered.message)")
+        let login = try await http.send("PUT", "/auth/login", json: #"{"username":"named-components","password":"password123"}"#)
+        let token = try #require(login.data["accessToken"] as? String, "\(login.message)")
+        // `traceidratio` ignores the caller's decision: of 200 traces sent sampled, about 20 are kept.
+        var sent: [String] = []
+        for _ in 0..<200 {
+            let trace = Self.traceparent()
+            sent.append(trace.traceID)
+            let reply = try await http.send("GET", "/user/current", token: token, headers: [("traceparent", trace.header)])
+            #expect(reply.status == 200)
+        }
+        let mine = Set(sent)
+        try await waitUntil("spans of the calls from gateway and user service: \(receiver.spans.count) received; logs: \(processes.allLogs())", timeout: .seconds(20)) {
+            let names = Set(receiver.spans.filter { mine.contains($0.traceID) }.map(\.serviceName))
+            return names.isSuperset(of: ["gateway", "user-service"])
+        }
+        // Let the last exports arrive, then count.
+        try await Task.sleep(for: .milliseconds(500))
+        let spans = receiver.spans.filter { mine.contains($0.traceID) }
+        #expect(!spans.contains { $0.serviceName == "shop" }, "OTEL_SERVICE_NAME named a component")
+        #expect(spans.allSatisfy { $0.resource["service.namespace"] == "shop" }, "\(Set(spans.map(\.resource)))")
+        let kept = Set(spans.map(\.traceID)).count
+        // 10% of 200 is 20: sampled once, nearly always between 5 and 40; sampled twice, about 2.
+        #expect(kept >= 5 && kept <= 60, "\(kept) of 200 traces kept")
+    }
+
     @Test("separate processes: the same trace across processes, and JSON log lines with the request and trace ids")
     func traceAcrossProcesses() async throws {
         let receiver = try await OTLPTraceReceiver.start()

@@ -11,6 +11,8 @@ import Synchronization
 public final class OTLPTraceReceiver: Sendable {
     public struct ReceivedSpan: Sendable, CustomStringConvertible {
         public var serviceName = ""
+        /// The attributes of the resource the span came with (`service.name` among them).
+        public var resource: [String: String] = [:]
         public var traceID = ""
         public var spanID = ""
         /// nil for a root span.
@@ -91,7 +93,7 @@ public final class OTLPTraceReceiver: Sendable {
         var spans: [ReceivedSpan] = []
         for (field, value) in try ProtobufFields(bytes) where field == 1 {
             guard case .bytes(let resourceSpans) = value else { continue }
-            var serviceName = ""
+            var resource: [String: String] = [:]
             var scopeSpans: [[UInt8]] = []
             // ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2 }
             for (field, value) in try ProtobufFields(resourceSpans) {
@@ -99,7 +101,7 @@ public final class OTLPTraceReceiver: Sendable {
                 if field == 1 {
                     // Resource { repeated KeyValue attributes = 1 }
                     for (field, value) in try ProtobufFields(inner) where field == 1 {
-                        if case .bytes(let pair) = value, let (key, text) = try keyValue(pair), key == "service.name" { serviceName = text }
+                        if case .bytes(let pair) = value, let (key, text) = try keyValue(pair) { resource[key] = text }
                     }
                 } else if field == 2 {
                     scopeSpans.append(inner)
@@ -110,7 +112,8 @@ public final class OTLPTraceReceiver: Sendable {
                 for (field, value) in try ProtobufFields(scope) where field == 2 {
                     guard case .bytes(let spanBytes) = value else { continue }
                     var span = try decodeSpan(spanBytes)
-                    span.serviceName = serviceName
+                    span.serviceName = resource["service.name"] ?? ""
+                    span.resource = resource
                     spans.append(span)
                 }
             }

@@ -11,7 +11,7 @@ import SystemPackage
 /// etcd key `<prefix>/config/user.database.url` or the file path `{"user": {"database": {"url": …}}}`.
 public enum ConfigurationLoader {
     public static func load(
-        environment: [String: String] = ProcessInfo.processInfo.environment,
+        environment: [String: String] = StartupEnvironment.variables,
         envFile: String? = defaultEnvFile,
         configFile: String? = nil,
         pollInterval: Duration = .seconds(2)

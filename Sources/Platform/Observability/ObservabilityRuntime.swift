@@ -62,17 +62,10 @@ public final class ObservabilityRuntime: Sendable {
     public func telemetry(component: String) throws -> Telemetry {
         var tracer: any Tracer = NoOpTracer()
         if let tracing = settings.tracing {
-            if sharedProcess {
-                // swift-otel applies the process's OTEL_* variables over the configuration it is
-                // given, so OTEL_SERVICE_NAME would name all three components alike. It was read
-                // into `settings` (it becomes `service.namespace`); this runs while the process
-                // starts, before any other thread reads the environment.
-                unsetenv("OTEL_SERVICE_NAME")
-            }
-            // swift-otel would apply OTEL_TRACES_SAMPLER over its configuration, and sample twice:
-            // the sampler is `LiveSamplingTracer`'s. This runs while the process starts.
-            unsetenv("OTEL_TRACES_SAMPLER")
-            unsetenv("OTEL_TRACES_SAMPLER_ARG")
+            // `aisaas` withholds these from swift-otel before any thread starts
+            // (StartupEnvironment); a program that did not still gets the platform's service
+            // names and one sampling, at the cost of changing the environment later.
+            for name in StartupEnvironment.visibleToLibraries { unsetenv(name) }
             let backend = try OTel.makeTracingBackend(configuration: configuration(tracing, component: component))
             let (bursts, ended) = Self.burstEnding(backend.factory)
             tracer = LiveSamplingTracer(base: bursts, sampler: sampler)
