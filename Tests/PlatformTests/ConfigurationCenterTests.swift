@@ -175,4 +175,68 @@ struct LiveSamplingTracerTests {
         for _ in 0..<10 { _ = tracer.startSpan("root", context: .topLevel) }
         #expect(unsampledMarks() == 12)
     }
+
+    static func randomTraceparent() -> (header: String, traceID: String) {
+        let hex = { (count: Int) in (0..<count).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
+        let traceID = hex(16)
+        return ("00-\(traceID)-\(hex(8))-01", traceID)
+    }
+
+    @Test("traceidratio decides a caller's trace from its ID: every process agrees, about the ratio is kept, and a dropped trace keeps its ID")
+    func ratioDecidesFromTheTraceID() {
+        let (first, second) = (RecordingTracer(), RecordingTracer())
+        let sampler = LiveSetting(TracingSettings.Sampler.ratio(0.25))
+        let tracers = [LiveSamplingTracer(base: first, sampler: sampler), LiveSamplingTracer(base: second, sampler: sampler)]
+        var kept = 0
+        for _ in 0..<2_000 {
+            let trace = Self.randomTraceparent()
+            var decisions: [Bool] = []
+            for (tracer, base) in zip(tracers, [first, second]) {
+                var context = InstrumentationContext.topLevel
+                tracer.extract(["traceparent": trace.header], into: &context, using: HeaderExtractor())
+                _ = tracer.startSpan("server", context: context)
+                let last = base.extracted.withLock { $0.last } ?? ""
+                let dropped = last.hasSuffix("-00")
+                if dropped { #expect(last.hasPrefix("00-\(trace.traceID)-"), "a dropped trace keeps the caller's trace ID") }
+                decisions.append(!dropped)
+            }
+            #expect(decisions[0] == decisions[1], "two processes decided \(trace.traceID) differently")
+            if decisions[0] { kept += 1 }
+        }
+        // 25% of 2,000 is 500 (standard deviation ~19).
+        #expect((400...600).contains(kept), "\(kept) of 2,000 kept at 25%")
+
+        // The last 8 bytes, big-endian, without their lowest bit, under ratio × 2^63.
+        let low = "00-00000000000000000000000000000000-0000000000000001-01"
+        let high = "00-0000000000000000ffffffffffffffff-0000000000000001-01"
+        for (header, keeps) in [(low, true), (high, false)] {
+            var context = InstrumentationContext.topLevel
+            tracers[0].extract(["traceparent": header], into: &context, using: HeaderExtractor())
+            let before = first.extracted.withLock { $0.count }
+            _ = tracers[0].startSpan("server", context: context)
+            #expect((first.extracted.withLock { $0.count } == before) == keeps, "\(header)")
+        }
+    }
+
+    @Test("a call between the platform's components keeps its caller's decision, whatever the sampler; a call without a trace is a root")
+    func componentsTrustTheirCallers() {
+        let base = RecordingTracer()
+        let sampler = LiveSetting(TracingSettings.Sampler.alwaysOff)
+        let tracer = LiveSamplingTracer(base: base, sampler: sampler)
+        func unsampledMarks() -> Int { base.extracted.withLock { $0.filter { $0.hasSuffix("-00") }.count } }
+
+        var fromComponent = tracer.extracting(from: ["traceparent": Self.randomTraceparent().header], using: HeaderExtractor())
+        fromComponent.trustCallerSampling()
+        _ = tracer.startSpan("service", context: fromComponent)
+        #expect(unsampledMarks() == 0, "the calling component sampled it")
+
+        let outside = tracer.extracting(from: ["traceparent": Self.randomTraceparent().header], using: HeaderExtractor())
+        _ = tracer.startSpan("gateway", context: outside)
+        #expect(unsampledMarks() == 1, "an outside caller's decision does not stand against always_off")
+
+        var untraced = tracer.extracting(from: [:], using: HeaderExtractor())
+        untraced.trustCallerSampling()
+        _ = tracer.startSpan("service", context: untraced)
+        #expect(unsampledMarks() == 2, "nothing to trust: the sampler decides")
+    }
 }

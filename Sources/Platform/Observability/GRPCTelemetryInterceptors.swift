@@ -99,7 +99,9 @@ public struct TelemetryServerInterceptor: ServerInterceptor {
         guard telemetry.isTracing else {
             return try await Self.measured(request: request, context: context, next: next, spanContext: nil, record: record)
         }
-        let parent = telemetry.tracer.extracting(from: request.metadata, using: MetadataExtractor())
+        var parent = telemetry.tracer.extracting(from: request.metadata, using: MetadataExtractor())
+        // Callers of the services are the platform's own components: their decision stands.
+        parent.trustCallerSampling()
         let span = telemetry.tracer.startSpan(descriptor.fullyQualifiedMethod, context: parent, ofKind: .server)
         span.updateAttributes { attributes in
             attributes["rpc.system"] = "grpc"
