@@ -37,7 +37,7 @@ struct SQLiteFileModeTests {
         await database.shutdown()
     }
 
-    @Test("an existing database keeps its mode and its rows")
+    @Test("an existing database keeps its mode and its rows; one others can read is warned about")
     func existingFileKeepsItsMode() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -54,16 +54,24 @@ struct SQLiteFileModeTests {
         await first.shutdown()
         try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: path)
 
-        let second = try ServiceDatabase(location: .sqlite(path: path), migrations: [], logger: Logger(label: "test"))
+        let recorder = LogRecorder()
+        let second = try ServiceDatabase(location: .sqlite(path: path), migrations: [], logger: recorder.logger())
         do {
             let reader = try #require(second.database() as? any SQLDatabase)
             let id = try await reader.raw("SELECT id FROM items").first()?.decode(column: "id", as: Int.self)
             #expect(id == 7)
             #expect(try mode(path) == 0o640)
+            #expect(recorder.all.contains { $0.hasPrefix("warning") && $0.contains("readable by others") && $0.contains("640") }, "\(recorder.all)")
         } catch {
             await second.shutdown()
             throw error
         }
         await second.shutdown()
+
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        let quiet = LogRecorder()
+        let third = try ServiceDatabase(location: .sqlite(path: path), migrations: [], logger: quiet.logger())
+        await third.shutdown()
+        #expect(!quiet.all.contains { $0.contains("readable by others") })
     }
 }

@@ -85,7 +85,12 @@ public final class ServiceDatabase: Sendable {
         instrumentation = telemetry.map { DatabaseInstrumentation(telemetry: $0, location: location) }
         switch location {
         case .sqlite(let path):
-            try Self.createPrivately(sqlitePath: path)
+            if let mode = try Self.createPrivately(sqlitePath: path), mode & 0o077 != 0 {
+                logger.warning(
+                    "the SQLite database is readable by others than the process's user: it holds password hashes and sealed keys",
+                    metadata: ["path": "\(path)", "mode": "\(String(mode, radix: 8))", "fix": "chmod 600 \(path)"]
+                )
+            }
             // SQLite's calls block their thread, and SQLiteNIO's busy handler spins until the
             // lock is free: one thread of its own per database, so that a connection waiting
             // for another's transaction never holds up that transaction's next statement
@@ -124,16 +129,21 @@ public final class ServiceDatabase: Sendable {
     /// A new database file holds password hashes, sealed secret keys and usage: readable by the
     /// process's user alone (SQLite would make it 0644). Its WAL and shared-memory files take the
     /// database file's mode. A directory this makes is 0700; an existing file or directory keeps
-    /// the mode its operator gave it.
-    static func createPrivately(sqlitePath path: String) throws {
+    /// the mode its operator gave it, which this returns (nil for a file it made).
+    static func createPrivately(sqlitePath path: String) throws -> mode_t? {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if descriptor >= 0 {
             close(descriptor)
-        } else if errno != EEXIST {
+            return nil
+        }
+        guard errno == EEXIST else {
             throw DatabaseConfigurationError("cannot create the SQLite database \(path): \(String(cString: strerror(errno)))")
         }
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return status.st_mode & 0o777
     }
 
     deinit {
