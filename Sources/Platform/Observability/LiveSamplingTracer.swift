@@ -40,7 +40,8 @@ struct LiveSamplingTracer<Base: Tracer>: Tracer {
     /// Gives the trace a parent that was not sampled, so the parent-based pipeline drops it: the
     /// caller's, flagged unsampled, when there is one (the trace keeps its id downstream).
     private func markUnsampled(_ context: inout InstrumentationContext, continuing caller: CallerTrace?) {
-        let parent = "00-" + (caller?.traceID ?? Self.randomHex(bytes: 16)) + "-" + (caller?.parentID ?? Self.randomHex(bytes: 8)) + "-00"
+        let ids = caller?.ids
+        let parent = "00-" + (ids?.traceID ?? Self.randomHex(bytes: 16)) + "-" + (ids?.parentID ?? Self.randomHex(bytes: 8)) + "-00"
         base.extract(["traceparent": parent], into: &context, using: DictionaryExtractor())
     }
 
@@ -88,26 +89,24 @@ enum SamplingDecision: ServiceContextKey {
     }
 }
 
-/// The trace a caller's `traceparent` names (`00-<trace id>-<parent id>-<flags>`); nil ids when
-/// the header is not one.
+/// The trace a caller's `traceparent` names (`00-<trace id>-<parent id>-<flags>`), read only when
+/// a sampler needs it; nil ids when the header is not one.
 struct CallerTrace: Sendable {
-    let traceID: String?
-    let parentID: String?
+    let header: String
 
     init(_ header: String) {
+        self.header = header
+    }
+
+    var ids: (traceID: String, parentID: String)? {
         let fields = header.split(separator: "-", omittingEmptySubsequences: false)
         let isHex = { (field: Substring, count: Int) in field.utf8.count == count && field.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) } }
-        guard fields.count >= 4, isHex(fields[1], 32), isHex(fields[2], 16) else {
-            traceID = nil
-            parentID = nil
-            return
-        }
-        traceID = String(fields[1])
-        parentID = String(fields[2])
+        guard fields.count >= 4, isHex(fields[1], 32), isHex(fields[2], 16) else { return nil }
+        return (String(fields[1]), String(fields[2]))
     }
 
     /// The trace ID's last 8 bytes, big-endian: what `traceidratio` decides from.
-    var traceIDLow: UInt64? { traceID.flatMap { UInt64($0.suffix(16), radix: 16) } }
+    var traceIDLow: UInt64? { ids.flatMap { UInt64($0.traceID.suffix(16), radix: 16) } }
 }
 
 extension InstrumentationContext {
