@@ -41,10 +41,14 @@ enum OpenAIWire {
             case totalTokens = "total_tokens"
         }
 
-        var tokenUsage: TokenUsage {
-            let prompt = promptTokens ?? 0
-            let completion = completionTokens ?? 0
-            return TokenUsage(promptTokens: prompt, completionTokens: completion, totalTokens: totalTokens ?? prompt + completion)
+        /// The counts as the platform books them, nil when none is one: a negative count is none
+        /// (a provider's bug must not lower what a user has spent), a huge one is capped, as the
+        /// `/v1` routes read them.
+        var tokenUsage: TokenUsage? {
+            func count(_ value: Int?) -> Int? { value.flatMap { $0 >= 0 ? min($0, Int(Int32.max)) : nil } }
+            let prompt = count(promptTokens), completion = count(completionTokens), total = count(totalTokens)
+            guard prompt != nil || completion != nil || total != nil else { return nil }
+            return TokenUsage(promptTokens: prompt ?? 0, completionTokens: completion ?? 0, totalTokens: total ?? (prompt ?? 0) + (completion ?? 0))
         }
     }
 

@@ -23,6 +23,17 @@ import Testing
     private let hello = #"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"# + "\n\n"
     private let stop = #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
 
+    @Test("a provider's negative token counts are none, huge ones are capped: usage never lowers what a user spent")
+    func usageCountsAreSane() async throws {
+        let negative = #"data: {"choices":[],"usage":{"prompt_tokens":-1000000,"completion_tokens":-1000000,"total_tokens":-2000000}}"# + "\n\n"
+        #expect(try await read(hello + negative + stop).allSatisfy { $0.usage == nil })
+        let mixed = #"data: {"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":-3,"total_tokens":9000000000}}"# + "\n\n"
+        let usage = try await read(hello + mixed + stop).compactMap(\.usage).last
+        #expect(usage == TokenUsage(promptTokens: 12, completionTokens: 0, totalTokens: Int(Int32.max)))
+        let partial = #"data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":5}}"# + "\n\n"
+        #expect(try await read(hello + partial + stop).compactMap(\.usage).last == TokenUsage(promptTokens: 7, completionTokens: 5, totalTokens: 12))
+    }
+
     @Test func providerWithoutDoneButWithFinishReasonIsComplete() async throws {
         let deltas = try await read(hello + stop)
         #expect(deltas.count == 2)

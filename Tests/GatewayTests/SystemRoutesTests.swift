@@ -24,7 +24,14 @@ struct SystemRoutesTests {
             let viewer = try await harness.send(.get, "/api")
             #expect(viewer.status == 200 && viewer.text.contains("/openapi.json"))
 
-            let ready = try await harness.send(.get, "/ready")
+            // Ready once the gateway holds the user service's revocations: its first fetch may
+            // come after health on a loaded machine, and a load balancer waits for it too.
+            var ready = try await harness.send(.get, "/ready")
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ready.status != 200, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                ready = try await harness.send(.get, "/ready")
+            }
             #expect(ready.status == 200 && ready.data["status"] as? String == "READY", "\(ready.text)")
 
             let unknown = try await harness.send(.get, "/no/such/route")
