@@ -190,6 +190,59 @@ struct OpenAICompatibleTests {
         }
     }
 
+    @Test("a provider's 200 that is not the answer asked for is a 502 in OpenAI's body, never handed on; a non-boolean stream is refused")
+    func brokenProviderAnswers() async throws {
+        try await AIFlowTests.withPlatform(.sqlite) { platform, fake in
+            let (token, device) = try await AIFlowTests.customer(platform, "broken-answers")
+            let (key, _) = try await Self.apiKey(platform, token: token)
+            let chat = #"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#
+            let broken: [(contentType: String, body: String)] = [
+                ("application/json", #"{"choices":["#), ("application/json", "{}"), ("application/json", #"{"choices":null}"#),
+                ("text/html", "<html>maintenance</html>"), ("application/json", "[1,2]"),
+            ]
+            for answer in broken {
+                fake.setBehavior(.raw(status: 200, contentType: answer.contentType, body: answer.body), for: .chat)
+                let reply = try await platform.request(.POST, "/v1/chat/completions", json: chat, token: key)
+                #expect(reply.status == 502, "\(answer.body): \(reply.status) \(Self.error(reply))")
+                #expect((Self.error(reply)["message"] as? String)?.contains("could not be read") == true, "\(Self.error(reply))")
+            }
+            fake.setBehavior(.raw(status: 200, contentType: "application/json", body: #"{"object":"list"}"#), for: .embeddings)
+            let embedding = try await platform.request(.POST, "/v1/embeddings", json: #"{"model":"gpt-test","input":"hi"}"#, token: key)
+            #expect(embedding.status == 502, "\(Self.error(embedding))")
+            for (contentType, body) in [("audio/mpeg", ""), ("application/json", #"{"error":null}"#), ("text/html", "<p>hi</p>")] {
+                fake.setBehavior(.raw(status: 200, contentType: contentType, body: body), for: .speech)
+                let speech = try await platform.request(.POST, "/v1/audio/speech", json: #"{"model":"gpt-test","input":"hi","voice":"alloy"}"#, token: key)
+                #expect(speech.status == 502, "\(contentType) \(body): \(speech.status)")
+            }
+            fake.setBehavior(.answer)
+            #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: key).status == 200)
+
+            for stream in [#""x""#, "0", "[]", "{}"] {
+                let reply = try await platform.request(
+                    .POST, "/v1/chat/completions", json: #"{"model":"gpt-test","stream":\#(stream),"messages":[{"role":"user","content":"hi"}]}"#, token: key
+                )
+                #expect(reply.status == 400 && Self.error(reply)["param"] as? String == "stream", "\(stream): \(Self.error(reply))")
+            }
+            let options = try await platform.request(
+                .POST, "/v1/chat/completions", json: #"{"model":"gpt-test","stream":true,"stream_options":"yes","messages":[{"role":"user","content":"hi"}]}"#, token: key
+            )
+            #expect(options.status == 400 && Self.error(options)["param"] as? String == "stream_options", "\(Self.error(options))")
+
+            // The signed route books what a provider reports, never a negative count.
+            let usage = #"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":-1000000,"completion_tokens":-1000000,"total_tokens":-2000000}}"#
+            fake.setBehavior(.raw(status: 200, contentType: "application/json", body: usage), for: .chat)
+            let invoked = try await device.json("/ai/invoke/chat_completion", #"{"question":"hi"}"#)
+            #expect(invoked.status == 200, "\(invoked.message)")
+            let report = try await platform.request(.GET, "/ai/usage", token: token)
+            let records = try #require(report.data["results"] as? [[String: Any]])
+            let booked = try #require(records.first { $0["kind"] as? String == "chat" && $0["status"] as? Int == 200 })
+            for field in ["promptTokens", "completionTokens", "totalTokens"] {
+                #expect((booked[field] as? Int ?? -1) >= 0, "\(field): \(booked)")
+            }
+            fake.setBehavior(.answer)
+        }
+    }
+
     @Test("the rate limit answers 429 with Retry-After and x-ratelimit headers", arguments: TestDatabaseKind.enabled)
     func rateLimit(kind: TestDatabaseKind) async throws {
         try await AIFlowTests.withPlatform(kind, settings: ["AI_RATE_LIMIT_PER_MINUTE": "2"]) { platform, _ in

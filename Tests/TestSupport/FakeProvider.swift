@@ -32,6 +32,8 @@ public final class FakeProvider: Sendable {
         case rateLimit(retryAfterSeconds: Int)
         /// Never answer; ends when the client closes the connection or the fake stops.
         case hang
+        /// Exactly this status, content type and body (a provider's broken answer).
+        case raw(status: Int, contentType: String, body: String)
     }
 
     public enum Endpoint: String, Sendable, CaseIterable {
@@ -301,6 +303,11 @@ public final class FakeProvider: Sendable {
         case .hang:
             try await waitWhileConnected(nil, context)
             return Response(status: .serviceUnavailable)
+        case .raw(let status, let contentType, let body):
+            return Response(
+                status: HTTPResponse.Status(code: status), headers: [.contentType: contentType],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: body))
+            )
         }
 
         switch endpoint {

@@ -97,6 +97,12 @@ extension OpenAIBody {
     /// before the messages and its question template on the last user message, as
     /// `/ai/invoke/chat_completion` does. A stream always asks the provider for usage.
     static func prepareChat(_ body: JSONObject, model: String, chatModel: ChatModel?, stream: Bool) throws(DomainError) -> PreparedChat {
+        if let value = body["stream"], value != .null, value != .bool(true), value != .bool(false) {
+            throw invalid("stream", "'stream' must be a boolean")
+        }
+        if let value = body["stream_options"], value != .null, value.objectValue == nil {
+            throw invalid("stream_options", "'stream_options' must be an object")
+        }
         guard let messages = body["messages"] else { throw invalid("messages", "you must provide 'messages'") }
         guard var items = messages.arrayValue, !items.isEmpty else {
             throw invalid("messages", "'messages' must be a non-empty array")

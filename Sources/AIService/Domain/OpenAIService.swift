@@ -56,8 +56,9 @@ public struct OpenAIService: Sendable {
                     "chat/completions", json: JSONWriter.bytes(.object(prepared.body)), model: target.model, maxAnswerBytes: 10 << 20
                 )
             }
-            admission.recordOutput(GenAIContent.answer(openAI: try? JSONParser.parse(answer.body.readableBytesView)))
-            let (consumed, note) = Self.consumption(ofChatAnswer: answer.body, promptCharacters: prepared.promptCharacters)
+            let parsed = try Self.readable(answer, listing: "choices", provider: target.provider)
+            admission.recordOutput(GenAIContent.answer(openAI: parsed))
+            let (consumed, note) = Self.consumption(ofChatAnswer: parsed, promptCharacters: prepared.promptCharacters)
             await pipeline.finish(admission, consumed: consumed, error: nil, note: note)
             return OpenAIAnswer(body: answer.body, contentType: answer.contentType ?? "application/json", rateLimit: admission.rateLimit)
         } catch {
@@ -97,10 +98,23 @@ public struct OpenAIService: Sendable {
         }
     }
 
-    static func consumption(ofChatAnswer body: ByteBuffer, promptCharacters: Int) -> (Consumption, note: String?) {
-        let answer = try? JSONParser.parse(body.readableBytesView)
-        if let usage = OpenAIBody.usage(answer?.objectValue?["usage"]) { return (usage, nil) }
-        let completion = (answer?.objectValue?["choices"]?.arrayValue ?? []).reduce(0) {
+    /// A provider's answer as JSON, when it is the object asked for (with its `key` list): a 200
+    /// cut off or of another shape is the provider's failure, as on the signed routes, not an
+    /// answer to hand on that the client could not read.
+    static func readable(_ answer: ProviderAnswer, listing key: String, provider: String) throws(DomainError) -> JSONValue {
+        guard let parsed = try? JSONParser.parse(answer.body.readableBytesView), parsed.objectValue?[key]?.arrayValue != nil else {
+            throw unreadable(provider)
+        }
+        return parsed
+    }
+
+    static func unreadable(_ provider: String) -> DomainError {
+        DomainError(.upstreamFailure, "the AI provider '\(provider)' sent an answer that could not be read")
+    }
+
+    static func consumption(ofChatAnswer answer: JSONValue, promptCharacters: Int) -> (Consumption, note: String?) {
+        if let usage = OpenAIBody.usage(answer.objectValue?["usage"]) { return (usage, nil) }
+        let completion = (answer.objectValue?["choices"]?.arrayValue ?? []).reduce(0) {
             $0 + OpenAIBody.textCharacters(ofContent: $1.objectValue?["message"]?.objectValue?["content"])
         }
         return (OpenAIBody.estimate(promptCharacters: promptCharacters, completionCharacters: completion), "usage estimated: the provider reported none")
@@ -136,7 +150,7 @@ public struct OpenAIService: Sendable {
         target.expected = OpenAIBody.estimate(promptCharacters: promptCharacters, completionCharacters: 0)
         return try await run(target, caller: caller) {
             let answer = try await provider.passThrough("embeddings", json: JSONWriter.bytes(.object(object)), model: target.model, maxAnswerBytes: 64 << 20)
-            let usage = OpenAIBody.usage((try? JSONParser.parse(answer.body.readableBytesView))?.objectValue?["usage"])
+            let usage = OpenAIBody.usage(try Self.readable(answer, listing: "data", provider: target.provider).objectValue?["usage"])
             return (answer, usage ?? OpenAIBody.estimate(promptCharacters: promptCharacters, completionCharacters: 0))
         }
     }
@@ -200,6 +214,11 @@ public struct OpenAIService: Sendable {
         target.expected = Consumption(characters: characters)
         return try await run(target, caller: caller) {
             let answer = try await provider.passThrough("audio/speech", json: JSONWriter.bytes(.object(object)), model: target.model, maxAnswerBytes: 64 << 20)
+            // Audio, not nothing and not a page or a JSON body sent with a 200.
+            let declared = answer.contentType?.lowercased() ?? ""
+            if answer.body.readableBytes == 0 || declared.hasPrefix("text/") || declared.hasPrefix("application/json") {
+                throw Self.unreadable(target.provider)
+            }
             return (ProviderAnswer(body: answer.body, contentType: answer.contentType ?? Self.contentType(ofSpeech: format)), Consumption(characters: characters))
         }
     }
