@@ -444,7 +444,7 @@ struct OpenAICompatibleTests {
         }
     }
 
-    @Test("admins list and revoke anyone's keys; a disabled owner's keys and expired keys stop working")
+    @Test("admins list and revoke anyone's keys; a disabled owner's keys and expired keys stop working; a new password or a return to enabled leaves keys working")
     func keysOfOthersAndEndOfKeys() async throws {
         try await AIFlowTests.withPlatform(.sqlite) { platform, _ in
             let (token, _) = try await AIFlowTests.customer(platform, "owner")
@@ -462,12 +462,23 @@ struct OpenAICompatibleTests {
             #expect(try await platform.request(.DELETE, "/user/api_keys/\(keyId)", token: admin).status == 200)
             #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: key).status == 401)
 
-            // Disabling the owner ends every key at once on this gateway.
+            // A new password ends the owner's sessions, not the keys the list still shows.
             #expect(try await platform.request(.POST, "/v1/chat/completions", json: chat, token: second).status == 200)
+            let changed = try await platform.request(.PATCH, "/user/update", json: #"{"password":"another-pass-81"}"#, token: token)
+            #expect(changed.status == 200, "\(changed.message)")
+            #expect(try await platform.request(.GET, "/user/current", token: token).status == 401, "the old session ended")
+            let afterPassword = try await platform.request(.POST, "/v1/chat/completions", json: chat, token: second)
+            #expect(afterPassword.status == 200, "\(Self.error(afterPassword))")
+
+            // Disabling the owner ends every key at once on this gateway; enabling it again brings them back.
             let disable = try await platform.request(.PATCH, "/user/update_security", json: #"{"id":"\#(userId)","status":0}"#, token: admin)
             #expect(disable.status == 200)
             let refused = try await platform.request(.POST, "/v1/chat/completions", json: chat, token: second)
             #expect(refused.status == 401 && Self.error(refused)["code"] as? String == "invalid_api_key")
+            let enable = try await platform.request(.PATCH, "/user/update_security", json: #"{"id":"\#(userId)","status":1}"#, token: admin)
+            #expect(enable.status == 200)
+            let back = try await platform.request(.POST, "/v1/chat/completions", json: chat, token: second)
+            #expect(back.status == 200, "\(Self.error(back))")
 
             // A key past its expiresAt is refused, even one this gateway verified a moment before.
             // Five seconds of life leave room for a loaded machine to make the key and use it once.

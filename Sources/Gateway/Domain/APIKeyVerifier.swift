@@ -20,9 +20,12 @@ public struct VerifiedAPIKey: Sendable, Equatable {
 
 /// Checks `sk-…` keys with the user service, which keeps their SHA-256, and remembers the answer
 /// for `freshness`, so a busy app's requests cost no service call. A remembered key is refused
-/// at once when it is revoked (here, or on another replica within the revocation interval), when
-/// it expires, or when its owner is disabled, deleted or changes role; after `freshness` it is
-/// asked for again (which also keeps `lastUsedAt` within a minute of the truth).
+/// at once when it is revoked (here, or on another replica within the revocation interval) or
+/// expires. When its owner's account changed since (disabled, deleted, a new role or password:
+/// a user-wide revocation), the user service is asked again: it refuses a disabled or deleted
+/// owner's keys and gives the new role, and the keys of an owner who only changed password, or
+/// was enabled again, go on working as the list of keys shows them. After `freshness` a key is
+/// asked for again anyway (which also keeps `lastUsedAt` within a minute of the truth).
 public final class APIKeyVerifier: Sendable {
     private let users: any Grpc_User_V1_UserService.ClientProtocol
     private let revocations: RevocationList
@@ -41,8 +44,11 @@ public final class APIKeyVerifier: Sendable {
         guard key.hasPrefix("sk-"), (20...200).contains(key.utf8.count) else { throw Self.refused }
         let hash = CCAuthV1.sha256Hex(Array(key.utf8))
         if let known = verified.value(for: hash), ContinuousClock.now - known.checked < freshness {
-            if usable(known, now: now) { return known }
-            throw Self.refused
+            switch standing(known, now: now) {
+            case .usable: return known
+            case .refused: throw Self.refused
+            case .ownerChanged: break
+            }
         }
         let answer: Grpc_User_V1_VerifiedApiKey
         do {
@@ -56,7 +62,7 @@ public final class APIKeyVerifier: Sendable {
             verifiedAt: Date(millisecondsSince1970: answer.serverTime), checked: .now
         )
         verified.remember(hash, as: fresh)
-        guard usable(fresh, now: now) else { throw Self.refused }
+        guard standing(fresh, now: now) == .usable else { throw Self.refused }
         return fresh
     }
 
@@ -65,8 +71,14 @@ public final class APIKeyVerifier: Sendable {
         verified.forget { $0.keyId == keyId }
     }
 
-    private func usable(_ key: VerifiedAPIKey, now: Date) -> Bool {
-        if let expiresAt = key.expiresAt, expiresAt <= now { return false }
-        return !revocations.isRevoked(apiKey: key.keyId, userId: key.userId, verifiedAt: key.verifiedAt)
+    private enum Standing { case usable, refused, ownerChanged }
+
+    private func standing(_ key: VerifiedAPIKey, now: Date) -> Standing {
+        if let expiresAt = key.expiresAt, expiresAt <= now { return .refused }
+        switch revocations.revocation(ofAPIKey: key.keyId, userId: key.userId, verifiedAt: key.verifiedAt) {
+        case nil: return .usable
+        case .key: return .refused
+        case .owner: return .ownerChanged
+        }
     }
 }

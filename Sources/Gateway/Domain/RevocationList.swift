@@ -65,13 +65,16 @@ public final class RevocationList: Sendable {
         }
     }
 
-    /// Whether an API key, checked by the user service at `verifiedAt` (its clock), has since been
-    /// revoked, or its owner's tokens and keys have (disabled, deleted, role changed).
-    func isRevoked(apiKey id: String, userId: String, verifiedAt: Date) -> Bool {
+    enum APIKeyRevocation { case key, owner }
+
+    /// What, if anything, was revoked since the user service checked an API key at `verifiedAt`
+    /// (its clock): the key itself, or its owner's tokens and keys (disabled, deleted, a new role
+    /// or password), which only the user service can tell apart.
+    func revocation(ofAPIKey id: String, userId: String, verifiedAt: Date) -> APIKeyRevocation? {
         state.withLock { state in
-            if state.apiKeys[id] != nil { return true }
-            guard let user = state.users[userId] else { return false }
-            return user.notBefore >= verifiedAt
+            if state.apiKeys[id] != nil { return .key }
+            guard let user = state.users[userId], user.notBefore >= verifiedAt else { return nil }
+            return .owner
         }
     }
 
