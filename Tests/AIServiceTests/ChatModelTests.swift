@@ -88,6 +88,12 @@ struct ChatModelTests {
                 }
             }
             #expect(Set(tooMany?.violatedProperties ?? []) == ["name", "struct"])
+            // Names read in lists: nothing invisible, direction-changing, on several lines, or blank.
+            for name in ["tab\there", "two\nlines", "bell\u{07}", "del\u{7F}", "   ", "zero\u{200B}width", "\u{202E}txt.exe"] {
+                let refused = await rpcError { try await h.a.createModel("alice", name: name) }
+                #expect(refused?.code == .invalidArgument && refused?.violatedProperties == ["name"], "\(name.debugDescription)")
+            }
+            #expect(try await h.a.createModel("alice", name: "Café 助手 — v2").name == "Café 助手 — v2")
             let model = try await h.a.createModel("alice", name: "Valid")
             let badUpdate = await rpcError {
                 try await asUser("alice") {

@@ -43,6 +43,10 @@ struct OpenAICompatibleTests {
             #expect(Self.error(revoked)["code"] as? String == "invalid_api_key")
             let invalid = try await platform.request(.POST, "/user/api_keys", json: #"{"name":""}"#, token: token)
             #expect(invalid.status == 422)
+            for name in [#"   "#, #"\u200b"#, #"\u202eppa"#, #"a\u0001b"#] {
+                let refused = try await platform.request(.POST, "/user/api_keys", json: #"{"name":"\#(name)"}"#, token: token)
+                #expect(refused.status == 422 && refused.metaProperties == ["name"], "\(name): \(refused.message)")
+            }
         }
     }
 

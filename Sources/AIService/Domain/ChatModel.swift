@@ -67,6 +67,7 @@ enum ChatModelRules {
 
     static func checkName(_ name: String, into violations: inout Violations) {
         violations.checkLength("name", name, nameLength)
+        violations.checkDisplayName("name", name)
     }
 
     static func checkTurns(_ turns: [ChatTurn], into violations: inout Violations) {

@@ -105,6 +105,22 @@ public struct Violations: Sendable {
         }
     }
 
+    /// A name people read in lists (a chat model's, an API key's): something to see, on one
+    /// line, with no invisible or direction-changing characters that would make two names look
+    /// alike or a list read wrong.
+    public mutating func checkDisplayName(_ property: String, _ name: String) {
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            add(property, "\(property) must not contain control characters")
+        }
+        let hidden: Set<Unicode.GeneralCategory> = [.format, .unassigned, .privateUse, .surrogate, .lineSeparator, .paragraphSeparator]
+        if name.unicodeScalars.contains(where: { hidden.contains($0.properties.generalCategory) }) {
+            add(property, "\(property) must not contain invisible or unassigned characters")
+        }
+        if !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) {
+            add(property, "\(property) must not be blank")
+        }
+    }
+
     public mutating func checkPassword(_ property: String, _ password: String) {
         checkLength(property, password, Self.passwordLength)
         if password.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {

@@ -22,9 +22,7 @@ extension UserManager {
         guard let keys = apiKeys else { throw Self.apiKeysUnavailable }
         var violations = Violations()
         violations.checkLength("name", name, Self.apiKeyNameLength)
-        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            violations.add("name", "name must not contain control characters")
-        }
+        violations.checkDisplayName("name", name)
         let date = now()
         if let expiresAt, expiresAt <= date { violations.add("expiresAt", "expiresAt must be in the future") }
         if models.count > Self.maxApiKeyModels { violations.add("models", "models must have at most \(Self.maxApiKeyModels) items") }
