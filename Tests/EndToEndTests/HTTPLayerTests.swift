@@ -70,6 +70,20 @@ struct HTTPLayerTests {
             let unreadText = await unread.readUntilClosed(timeout: .seconds(10)) ?? "still open"
             #expect(unreadText.hasPrefix("HTTP/1.1 200") && unreadText.components(separatedBy: "HTTP/1.1 ").count == 2, "\(unreadText)")
             #expect(try await platform.request(.GET, "/health").status == 200)
+
+            // HTTP/1.0 ends the connection with the answer, unless the client asks to keep it.
+            let old = try await RawConnection.open(port: platform.port)
+            try await old.send("GET /health HTTP/1.0\r\n\r\n")
+            let oldText = await old.readUntilClosed(timeout: .seconds(10)) ?? "still open"
+            await old.close()
+            #expect(oldText.contains(Self.endOfHealth), "\(oldText)")
+            let kept = try await RawConnection.open(port: platform.port)
+            try await kept.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            let first = await kept.read(until: Self.endOfHealth, timeout: .seconds(10))
+            try await kept.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            let both = await kept.read(until: Self.endOfHealth, occurrences: 2, timeout: .seconds(10))
+            #expect(first.contains(Self.endOfHealth) && both.components(separatedBy: Self.endOfHealth).count == 3, "\(both)")
+            await kept.close()
         }
     }
 

@@ -48,6 +48,9 @@ struct GatewayHTTPChannel: ServerChildChannel {
                 // After Hummingbird's parts codec and before its connection state handler.
                 let state = try channel.pipeline.syncOperations.handler(type: HTTPConnectionStateHandler.self)
                 try channel.pipeline.syncOperations.addHandler(RequestPartsWatch(timeouts.value), position: .before(state))
+                // Right after NIO's HTTP/1 decoder, where the request still has its version.
+                let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+                try channel.pipeline.syncOperations.addHandler(HTTP10ConnectionClose(), position: .after(decoder))
                 return value
             }
         }
@@ -67,6 +70,24 @@ struct GatewayHTTPChannel: ServerChildChannel {
         default:
             return APIError(.badRequest, code: APIError.gatewayValidationCode, message: "malformed HTTP request (\(error))")
         }
+    }
+}
+
+/// An HTTP/1.0 request without `Connection: keep-alive` ends its connection with its answer
+/// (RFC 9112 §9.3). The request reaches Hummingbird, which knows no HTTP versions (its types are
+/// HTTP's newer ones) and ends a connection only on `Connection: close`, saying that: a client
+/// that read to the end of the connection waited for the idle timeout.
+final class HTTP10ConnectionClose: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(var head) = unwrapInboundIn(data), head.version == .http1_0, !head.isKeepAlive {
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
+        }
+        context.fireChannelRead(data)
     }
 }
 
