@@ -76,6 +76,23 @@ struct GatewayDomainTests {
         #expect(list.count == 0)
     }
 
+    @Test("an API key's owner changed when its stamp is below the owner's, whatever the clocks; without stamps, by time")
+    func apiKeyOwnerStamps() {
+        let list = RevocationList()
+        let now = Date()
+        list.add([.user(id: "u1", notBefore: now, expiresAt: now + 600, securityStamp: 2)])
+        // Checked by a replica whose clock lags the one that wrote the change: its stamp is current.
+        #expect(list.revocation(ofAPIKey: "k1", userId: "u1", verifiedAt: now - 5, ownerStamp: 2) == nil)
+        // Checked before the change, whatever the time says.
+        #expect(list.revocation(ofAPIKey: "k1", userId: "u1", verifiedAt: now + 5, ownerStamp: 1) == .owner)
+        // No stamp known: the time decides.
+        #expect(list.revocation(ofAPIKey: "k1", userId: "u1", verifiedAt: now - 5) == .owner)
+        #expect(list.revocation(ofAPIKey: "k1", userId: "u1", verifiedAt: now + 5) == nil)
+        #expect(list.revocation(ofAPIKey: "k1", userId: "other", verifiedAt: now - 5, ownerStamp: 1) == nil)
+        list.add([.apiKey(id: "k1", expiresAt: now + 600)])
+        #expect(list.revocation(ofAPIKey: "k1", userId: "u1", verifiedAt: now + 5, ownerStamp: 2) == .key)
+    }
+
     @Test("a token issued with a stamp below its user's revocation is refused, however late it was issued")
     func securityStampRevokes() async throws {
         let list = RevocationList()

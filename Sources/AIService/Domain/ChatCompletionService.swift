@@ -74,7 +74,12 @@ public struct ChatCompletionService: Sendable {
         }) {
             let completion = try await provider.complete(request)
             admission?.recordOutput(GenAIContent.answer(completion))
-            return (completion, Consumption(completion.usage))
+            // A provider that reports no usable count is estimated, as streams and `/v1` are.
+            let consumed = completion.usage.map { Consumption($0) } ?? OpenAIBody.estimate(
+                promptCharacters: prepared.promptCharacters,
+                completionCharacters: completion.choices.reduce(0) { $0 + $1.message.content.count }
+            )
+            return (completion, consumed)
         }
     }
 

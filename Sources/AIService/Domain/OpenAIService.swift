@@ -214,9 +214,11 @@ public struct OpenAIService: Sendable {
         target.expected = Consumption(characters: characters)
         return try await run(target, caller: caller) {
             let answer = try await provider.passThrough("audio/speech", json: JSONWriter.bytes(.object(object)), model: target.model, maxAnswerBytes: 64 << 20)
-            // Audio, not nothing and not a page or a JSON body sent with a 200.
+            // Audio (or its events, with `stream_format: sse`), not nothing and not a page, a text
+            // or a JSON body sent with a 200.
             let declared = answer.contentType?.lowercased() ?? ""
-            if answer.body.readableBytes == 0 || declared.hasPrefix("text/") || declared.hasPrefix("application/json") {
+            let notAudio = ["text/html", "text/plain", "application/json"].contains { declared.hasPrefix($0) }
+            if answer.body.readableBytes == 0 || notAudio {
                 throw Self.unreadable(target.provider)
             }
             return (ProviderAnswer(body: answer.body, contentType: answer.contentType ?? Self.contentType(ofSpeech: format)), Consumption(characters: characters))

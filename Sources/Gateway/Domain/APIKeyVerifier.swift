@@ -14,6 +14,8 @@ public struct VerifiedAPIKey: Sendable, Equatable {
     public var expiresAt: Date?
     /// When the user service vouched for it, by its clock.
     var verifiedAt: Date
+    /// The owner's security stamp the user service read then (0: none recorded).
+    var ownerStamp: Int64 = 0
     /// When this replica asked.
     var checked: ContinuousClock.Instant
 }
@@ -59,7 +61,7 @@ public final class APIKeyVerifier: Sendable {
         let fresh = VerifiedAPIKey(
             keyId: answer.key.id, userId: answer.user.id, role: answer.user.role.platformRole,
             models: answer.key.models, expiresAt: answer.key.hasExpiresAt ? Date(millisecondsSince1970: answer.key.expiresAt) : nil,
-            verifiedAt: Date(millisecondsSince1970: answer.serverTime), checked: .now
+            verifiedAt: Date(millisecondsSince1970: answer.serverTime), ownerStamp: answer.user.securityStamp, checked: .now
         )
         verified.remember(hash, as: fresh)
         guard standing(fresh, now: now) == .usable else { throw Self.refused }
@@ -75,7 +77,7 @@ public final class APIKeyVerifier: Sendable {
 
     private func standing(_ key: VerifiedAPIKey, now: Date) -> Standing {
         if let expiresAt = key.expiresAt, expiresAt <= now { return .refused }
-        switch revocations.revocation(ofAPIKey: key.keyId, userId: key.userId, verifiedAt: key.verifiedAt) {
+        switch revocations.revocation(ofAPIKey: key.keyId, userId: key.userId, verifiedAt: key.verifiedAt, ownerStamp: key.ownerStamp) {
         case nil: return .usable
         case .key: return .refused
         case .owner: return .ownerChanged

@@ -68,13 +68,16 @@ public final class RevocationList: Sendable {
     enum APIKeyRevocation { case key, owner }
 
     /// What, if anything, was revoked since the user service checked an API key at `verifiedAt`
-    /// (its clock): the key itself, or its owner's tokens and keys (disabled, deleted, a new role
-    /// or password), which only the user service can tell apart.
-    func revocation(ofAPIKey id: String, userId: String, verifiedAt: Date) -> APIKeyRevocation? {
+    /// (its clock), reading the owner's `ownerStamp`: the key itself, or its owner's tokens and
+    /// keys (disabled, deleted, a new role or password), which only the user service can tell
+    /// apart. The stamps settle it when both are known, whatever the replicas' clocks say (a
+    /// check made after the change has the new stamp, one that read the row before it the old).
+    func revocation(ofAPIKey id: String, userId: String, verifiedAt: Date, ownerStamp: Int64 = 0) -> APIKeyRevocation? {
         state.withLock { state in
             if state.apiKeys[id] != nil { return .key }
-            guard let user = state.users[userId], user.notBefore >= verifiedAt else { return nil }
-            return .owner
+            guard let user = state.users[userId] else { return nil }
+            if ownerStamp > 0, user.securityStamp > 0 { return ownerStamp < user.securityStamp ? .owner : nil }
+            return user.notBefore >= verifiedAt ? .owner : nil
         }
     }
 

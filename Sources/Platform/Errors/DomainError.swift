@@ -112,8 +112,11 @@ public struct Violations: Sendable {
         if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             add(property, "\(property) must not contain control characters")
         }
+        // Joiners and tag characters are how emoji sequences (a family, a region's flag) and some
+        // scripts (Persian, Indic) are written: format characters that are part of the text.
         let hidden: Set<Unicode.GeneralCategory> = [.format, .unassigned, .privateUse, .surrogate, .lineSeparator, .paragraphSeparator]
-        if name.unicodeScalars.contains(where: { hidden.contains($0.properties.generalCategory) }) {
+        let textual = { (scalar: Unicode.Scalar) in scalar.value == 0x200C || scalar.value == 0x200D || (0xE0020...0xE007F).contains(scalar.value) }
+        if name.unicodeScalars.contains(where: { hidden.contains($0.properties.generalCategory) && !textual($0) }) {
             add(property, "\(property) must not contain invisible or unassigned characters")
         }
         if !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) {
