@@ -289,6 +289,11 @@ struct OpenAICompatibleTests {
             let one = try await platform.request(.GET, "/v1/models/openai/gpt-test", token: key)
             #expect(one.status == 200 && one.json["id"] as? String == "gpt-test", "\(one.status)")
             #expect(try await platform.request(.GET, "/v1/models/other/gpt-test", token: key).status == 404)
+            // Percent-encoded, as URL builders write a name with a slash in one segment.
+            for path in ["/v1/models/openai%2Fgpt-test", "/v1/models/gpt%2Dtest"] {
+                let encoded = try await platform.request(.GET, path, token: key)
+                #expect(encoded.status == 200 && encoded.json["id"] as? String == "gpt-test", "\(path): \(encoded.status)")
+            }
             let listed = try await platform.request(.GET, "/v1/models/gpt-test", token: key)
             #expect(listed.json["object"] as? String == "model" && listed.json["owned_by"] as? String == "openai")
             #expect(try await platform.request(.GET, "/v1/models/none", token: key).status == 404)

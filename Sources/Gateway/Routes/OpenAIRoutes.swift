@@ -103,7 +103,10 @@ struct OpenAIRoutes {
     }
 
     @Sendable func model(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let id = [context.parameters.get("id"), context.parameters.get("model")].compactMap { $0 }.joined(separator: "/")
+        // The router hands path segments as sent: a client that percent-encodes the name
+        // (`openai%2Fgpt-4o`, as URL builders do) means the name.
+        let id = [context.parameters.get("id"), context.parameters.get("model")].compactMap { $0 }
+            .map { $0.removingPercentEncoding ?? $0 }.joined(separator: "/")
         guard let found = Self.model(named: id, in: try await listModels(context)) else {
             throw APIError(.notFound, message: "The model \(id.quotedForMessage) does not exist or you do not have access to it.")
                 .with(reason: .modelNotFound).withParam("model")
