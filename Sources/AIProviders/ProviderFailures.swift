@@ -6,7 +6,7 @@ import Platform
 /// Turns what went wrong with a provider call into the `DomainError`s the `AIProvider` contract
 /// promises. Messages name the provider and the model, never the provider's answer or the key:
 /// an answer may echo the key (OpenAI's "Incorrect API key provided: sk-…") or a user's prompt.
-struct ProviderFailures: Sendable {
+public struct ProviderFailures: Sendable {
     let provider: String
     let apiKey: String?
     let logger: Logger
@@ -66,7 +66,12 @@ struct ProviderFailures: Sendable {
 
     func unreadable(operation: String) -> DomainError {
         logger.debug("AI provider answer unreadable", metadata: ["provider": "\(provider)", "operation": "\(operation)"])
-        return DomainError(.upstreamFailure, "the AI provider '\(provider)' sent an answer that could not be read")
+        return Self.unreadable(provider: provider)
+    }
+
+    /// An answer `provider` sent that is not one: the same failure wherever it is found.
+    public static func unreadable(provider: String) -> DomainError {
+        DomainError(.upstreamFailure, "the AI provider '\(provider)' sent an answer that could not be read")
     }
 
     /// What callers are told to wait when a rate-limiting provider does not say: clients are

@@ -103,13 +103,9 @@ public struct OpenAIService: Sendable {
     /// answer to hand on that the client could not read.
     static func readable(_ answer: ProviderAnswer, listing key: String, provider: String) throws(DomainError) -> JSONValue {
         guard let parsed = try? JSONParser.parse(answer.body.readableBytesView), parsed.objectValue?[key]?.arrayValue != nil else {
-            throw unreadable(provider)
+            throw ProviderFailures.unreadable(provider: provider)
         }
         return parsed
-    }
-
-    static func unreadable(_ provider: String) -> DomainError {
-        DomainError(.upstreamFailure, "the AI provider '\(provider)' sent an answer that could not be read")
     }
 
     static func consumption(ofChatAnswer answer: JSONValue, promptCharacters: Int) -> (Consumption, note: String?) {
@@ -219,7 +215,7 @@ public struct OpenAIService: Sendable {
             let declared = answer.contentType?.lowercased() ?? ""
             let notAudio = ["text/html", "text/plain", "application/json"].contains { declared.hasPrefix($0) }
             if answer.body.readableBytes == 0 || notAudio {
-                throw Self.unreadable(target.provider)
+                throw ProviderFailures.unreadable(provider: target.provider)
             }
             return (ProviderAnswer(body: answer.body, contentType: answer.contentType ?? Self.contentType(ofSpeech: format)), Consumption(characters: characters))
         }

@@ -99,11 +99,13 @@ public struct Violations: Sendable {
         // Invisible and direction-changing characters (zero-width spaces, bidi overrides, the
         // BOM) would let `admin` and `admin` followed by one of them both be registered, and
         // look the same in an admin's list.
-        let hidden: Set<Unicode.GeneralCategory> = [.format, .unassigned, .privateUse, .surrogate, .lineSeparator, .paragraphSeparator]
-        if username.unicodeScalars.contains(where: { hidden.contains($0.properties.generalCategory) }) {
+        if username.unicodeScalars.contains(where: { Self.hiddenCategories.contains($0.properties.generalCategory) }) {
             add(property, "\(property) must not contain invisible or unassigned characters")
         }
     }
+
+    /// Characters that show nothing, or that are not characters yet.
+    private static let hiddenCategories: Set<Unicode.GeneralCategory> = [.format, .unassigned, .privateUse, .surrogate, .lineSeparator, .paragraphSeparator]
 
     /// A name people read in lists (a chat model's, an API key's): something to see, on one
     /// line, with no invisible or direction-changing characters that would make two names look
@@ -114,9 +116,8 @@ public struct Violations: Sendable {
         }
         // Joiners and tag characters are how emoji sequences (a family, a region's flag) and some
         // scripts (Persian, Indic) are written: format characters that are part of the text.
-        let hidden: Set<Unicode.GeneralCategory> = [.format, .unassigned, .privateUse, .surrogate, .lineSeparator, .paragraphSeparator]
         let textual = { (scalar: Unicode.Scalar) in scalar.value == 0x200C || scalar.value == 0x200D || (0xE0020...0xE007F).contains(scalar.value) }
-        if name.unicodeScalars.contains(where: { hidden.contains($0.properties.generalCategory) && !textual($0) }) {
+        if name.unicodeScalars.contains(where: { Self.hiddenCategories.contains($0.properties.generalCategory) && !textual($0) }) {
             add(property, "\(property) must not contain invisible or unassigned characters")
         }
         if !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) {
