@@ -17,11 +17,13 @@ struct DatabaseMetricsTests {
         let telemetry: Telemetry
 
         init(kind: TestDatabaseKind, directory: TemporaryDirectory) async throws {
+            try await self.init(location: try await kind.makeLocation(in: directory))
+        }
+
+        init(location: DatabaseLocation) async throws {
             registry = PrometheusCollectorRegistry()
             telemetry = Telemetry(component: "test", metrics: ObservabilityRuntime.prometheusFactory(registry), tracer: NoOpTracer())
-            database = try ServiceDatabase(
-                location: try await kind.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"), telemetry: telemetry
-            )
+            database = try ServiceDatabase(location: location, migrations: [], logger: Logger(label: "test"), telemetry: telemetry)
             do {
                 try await database.migrate()
             } catch {

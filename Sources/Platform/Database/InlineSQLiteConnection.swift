@@ -105,6 +105,18 @@ final class InlineSQLiteConnection: Sendable {
         }
     }
 
+    /// SQLite's `PRAGMA data_version` for this connection: it changes when another connection
+    /// (of this process or another) has committed since the last time it was asked, and only
+    /// then. The connection is opened once, so the values of one instance are comparable.
+    func dataVersion() throws -> Int64 {
+        var version: Int64?
+        try runOnce("PRAGMA data_version", binds: []) { row in
+            if case .integer(let value) = row.values.first { version = Int64(value) }
+        }
+        guard let version else { throw InlineSQLiteError(code: SQLITE_ERROR, message: "PRAGMA data_version answered no number") }
+        return version
+    }
+
     func close() {
         state.withLock { state in
             if case .open(let connection) = state { connection.close() }

@@ -8,9 +8,14 @@ public struct FluentUserRepository: UserRepository {
     private let database: ServiceDatabase
     /// Nonces of concurrent signed requests are recorded together, one transaction for many.
     private let nonces: WriteBatcher<NonceEntry, Result<Bool, any Error>>
+    /// Users by id and by access key, as every authenticated call reads them (`ServiceDatabase.read`).
+    private let usersById: RowCache<StoredUser>
+    private let usersByAccessKey: RowCache<StoredUser>
 
     public init(database: ServiceDatabase) {
         self.database = database
+        usersById = database.rowCache(named: "users_by_id")
+        usersByAccessKey = database.rowCache(named: "users_by_access_key")
         nonces = WriteBatcher(writesInline: database.writesInline, observeBatch: database.batchObserver(writer: "nonces")) { entries in
             await Self.record(entries, on: database)
         }
@@ -58,7 +63,7 @@ public struct FluentUserRepository: UserRepository {
     // (which reflects over the model on each query) and read the row with plain SQL.
 
     public func find(id: String) async throws -> StoredUser? {
-        try await findUndeleted(where: "id", equals: id)
+        try await database.read(usersById, key: id) { try await findUndeleted(where: "id", equals: id) }
     }
 
     public func find(username: String) async throws -> StoredUser? {
@@ -66,7 +71,7 @@ public struct FluentUserRepository: UserRepository {
     }
 
     public func find(accessKey: String) async throws -> StoredUser? {
-        try await findUndeleted(where: "access_key", equals: accessKey)
+        try await database.read(usersByAccessKey, key: accessKey) { try await findUndeleted(where: "access_key", equals: accessKey) }
     }
 
     private func findUndeleted(where column: String, equals value: String) async throws -> StoredUser? {
