@@ -13,40 +13,49 @@ struct RowCacheTests {
     final class Lookup: Sendable {
         let database: ServiceDatabase
         let cache: RowCache<String>
-        let reads = Mutex(0)
+        private let reads = Mutex(0)
 
         init(database: ServiceDatabase, cache: RowCache<String>) {
             self.database = database
             self.cache = cache
         }
 
-        func name(_ id: Int) async throws -> String? {
+        func name(_ id: Int, meanwhile: @Sendable () async throws -> Void = {}) async throws -> String? {
             try await database.read(cache, key: String(id)) {
                 reads.withLock { $0 += 1 }
-                return try await database.reads().raw("SELECT name FROM items WHERE id = \(bind: id)").first()?.decode(column: "name", as: String.self)
+                let name = try await database.reads().raw("SELECT name FROM items WHERE id = \(bind: id)").first()?.decode(column: "name", as: String.self)
+                try await meanwhile()
+                return name
             }
         }
 
         var readCount: Int { reads.withLock { $0 } }
     }
 
-    @Test("a row is read once and kept until a commit by any connection, this process's or another's", arguments: TestDatabaseKind.enabled)
-    func keptUntilAnyCommit(kind: TestDatabaseKind) async throws {
+    /// `items` (ids 1...count) with its change count, and a table beside it.
+    static func makeItems(_ database: ServiceDatabase, count: Int = 2) async throws {
+        try await database.write { sql in
+            try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
+            try await sql.raw("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").run()
+            for id in 1...count { try await sql.raw("INSERT INTO items (id, name) VALUES (\(bind: id), \(bind: "item \(id)"))").run() }
+        }
+        try await CountTableChanges(table: "items").prepare(on: database.database())
+    }
+
+    @Test("a row is read once and kept until its table changes, through any connection or process", arguments: TestDatabaseKind.enabled)
+    func keptUntilTheTableChanges(kind: TestDatabaseKind) async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let location = try await kind.makeLocation(in: directory)
         let measured = try await DatabaseMetricsTests.Measured(location: location)
         let database = measured.database
         defer { Task { await database.shutdown() } }
-        try await database.write { sql in
-            try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
-            try await sql.raw("INSERT INTO items (id, name) VALUES (1, 'one'), (2, 'two')").run()
-        }
-        let lookup = Lookup(database: database, cache: database.rowCache(named: "items"))
+        try await Self.makeItems(database)
+        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items"))
 
-        #expect(try await lookup.name(1) == "one")
-        #expect(try await lookup.name(1) == "one")
-        #expect(try await lookup.name(2) == "two")
+        #expect(try await lookup.name(1) == "item 1")
+        #expect(try await lookup.name(1) == "item 1")
+        #expect(try await lookup.name(2) == "item 2")
         guard case .sqlite = kind else {
             // PostgreSQL's replicas write unseen: every lookup reads, and none is counted.
             #expect(lookup.readCount == 3)
@@ -60,18 +69,25 @@ struct RowCacheTests {
         #expect(measured.value(#"aisaas_db_cache_lookups_total{component="test",cache="items",result="hit"}"#) == 1)
         #expect(measured.value(#"aisaas_db_cache_lookups_total{component="test",cache="items",result="miss"}"#) == 2)
 
-        // The process's writer commits: every row kept goes, the one changed and the other.
+        // Another table changes: the rows stay.
+        try await database.write { sql in try await sql.raw("INSERT INTO notes (id, body) VALUES (1, 'n')").run() }
+        #expect(try await lookup.name(1) == "item 1")
+        #expect(lookup.readCount == 2, "a write to another table let the rows go")
+
+        // The process's writer changes one row: every row kept goes, the one changed and the other.
         try await database.write { sql in try await sql.raw("UPDATE items SET name = 'uno' WHERE id = 1").run() }
         #expect(try await lookup.name(1) == "uno")
-        #expect(try await lookup.name(2) == "two")
+        #expect(try await lookup.name(2) == "item 2")
         #expect(lookup.readCount == 4)
 
-        // Fluent's pool, another connection of this process.
+        // Fluent's pool, another connection of this process; a delete.
         let pool = try #require(database.database() as? any SQLDatabase)
         try await pool.raw("UPDATE items SET name = 'dos' WHERE id = 2").run()
         #expect(try await lookup.name(2) == "dos")
+        try await pool.raw("DELETE FROM items WHERE id = 2").run()
+        #expect(try await lookup.name(2) == nil)
 
-        // Another process on the same file: its own connections, unknown to this one.
+        // Connections unknown to this database: a second one on the same file.
         let other = try ServiceDatabase(location: location, migrations: [], logger: Logger(label: "other"))
         do {
             try await other.write { sql in try await sql.raw("UPDATE items SET name = 'eins' WHERE id = 1").run() }
@@ -81,43 +97,57 @@ struct RowCacheTests {
         }
         await other.shutdown()
         #expect(try await lookup.name(1) == "eins")
-        let readsSoFar = lookup.readCount
-        #expect(try await lookup.name(1) == "eins")
-        #expect(lookup.readCount == readsSoFar, "an unchanged database was read again")
 
-        // A row not found is not kept: it may be written next.
+        // A row not found is not kept: each lookup reads.
+        let before = lookup.readCount
         #expect(try await lookup.name(3) == nil)
-        try await database.write { sql in try await sql.raw("INSERT INTO items (id, name) VALUES (3, 'three')").run() }
-        #expect(try await lookup.name(3) == "three")
+        #expect(try await lookup.name(3) == nil)
+        #expect(lookup.readCount == before + 2)
     }
 
-    @Test("a cache holds at most its capacity, and a row read before a commit is not kept after it")
-    func boundedAndNeverStale() async throws {
+    @Test("a row read before a change is never kept under the count after it")
+    func neverStaleUnderRaces() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
         defer { Task { await database.shutdown() } }
         try await database.migrate()
-        try await database.write { sql in
-            try await sql.raw("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").run()
-            for id in 1...5 { try await sql.raw("INSERT INTO items (id, name) VALUES (\(bind: id), \(bind: "item \(id)"))").run() }
+        try await Self.makeItems(database)
+        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items"))
+        @Sendable func rename(_ id: Int, _ name: String) async throws {
+            try await database.write { sql in try await sql.raw("UPDATE items SET name = \(bind: name) WHERE id = \(bind: id)").run() }
         }
-        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", capacity: 2))
-        for id in 1...5 { #expect(try await lookup.name(id) == "item \(id)") }
-        #expect(lookup.cache.count <= 2)
 
-        // A commit lands between the version check and the read: the row read (the new one) is
-        // filed under the old version, which the next lookup no longer finds current.
-        let cache = RowCache<String>(name: "raced", capacity: 10, metrics: nil)
-        let raced = try await database.read(cache, key: "1") {
-            try await database.write { sql in try await sql.raw("UPDATE items SET name = 'first' WHERE id = 1").run() }
-            return try await database.reads().raw("SELECT name FROM items WHERE id = 1").first()?.decode(column: "name", as: String.self)
+        // The row is read, then the table changes before the lookup keeps it: it is filed under
+        // the count from before, and the next lookup, with nothing written since, reads again.
+        #expect(try await lookup.name(1) { try await rename(1, "first") } == "item 1")
+        #expect(try await lookup.name(1) == "first")
+
+        // A slow lookup read the count and the row before a change; a faster one saw the change
+        // and kept the new row. The slow one's row is not kept, nor does it let the new one go.
+        let slow = try await lookup.name(2) {
+            try await rename(2, "second")
+            #expect(try await lookup.name(2) == "second")
         }
-        #expect(raced == "first")
-        try await database.write { sql in try await sql.raw("UPDATE items SET name = 'second' WHERE id = 1").run() }
-        let afterward = try await database.read(cache, key: "1") {
-            try await database.reads().raw("SELECT name FROM items WHERE id = 1").first()?.decode(column: "name", as: String.self)
+        #expect(slow == "item 2")
+        let reads = lookup.readCount
+        #expect(try await lookup.name(2) == "second")
+        #expect(lookup.readCount == reads, "the newer row was let go")
+    }
+
+    @Test("a cache holds at most its capacity")
+    func bounded() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
+        defer { Task { await database.shutdown() } }
+        try await database.migrate()
+        try await Self.makeItems(database, count: 5)
+        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items", capacity: 2))
+        for id in 1...5 {
+            #expect(try await lookup.name(id) == "item \(id)")
+            #expect(lookup.cache.count <= 2)
         }
-        #expect(afterward == "second")
+        #expect(lookup.cache.count >= 1)
     }
 }

@@ -90,6 +90,15 @@ final class InlineSQLiteConnection: Sendable {
     /// One statement on the calling thread, without the busy retries of `run` (reads on a thread
     /// of their own call it directly).
     func runOnce(_ sql: String, binds: [SQLiteData], onRow: (InlineSQLiteRow) throws -> Void) throws {
+        try withConnection { try $0.run(sql, binds: binds, onRow: onRow) }
+    }
+
+    /// The first column of the first row of `sql`, a statement without parameters, as an integer.
+    func integer(_ sql: String) throws -> Int64 {
+        try withConnection { try $0.integer(sql) }
+    }
+
+    private func withConnection<T>(_ body: (OpenConnection) throws -> T) throws -> T {
         try state.withLock { state in
             let connection: OpenConnection
             switch state {
@@ -101,20 +110,8 @@ final class InlineSQLiteConnection: Sendable {
             case .shutDown:
                 throw InlineSQLiteError(code: SQLITE_MISUSE, message: "the database at \(path) is shut down")
             }
-            try connection.run(sql, binds: binds, onRow: onRow)
+            return try body(connection)
         }
-    }
-
-    /// SQLite's `PRAGMA data_version` for this connection: it changes when another connection
-    /// (of this process or another) has committed since the last time it was asked, and only
-    /// then. The connection is opened once, so the values of one instance are comparable.
-    func dataVersion() throws -> Int64 {
-        var version: Int64?
-        try runOnce("PRAGMA data_version", binds: []) { row in
-            if case .integer(let value) = row.values.first { version = Int64(value) }
-        }
-        guard let version else { throw InlineSQLiteError(code: SQLITE_ERROR, message: "PRAGMA data_version answered no number") }
-        return version
     }
 
     func close() {
@@ -135,9 +132,9 @@ final class InlineSQLiteConnection: Sendable {
 /// The raw handle and its prepared statements.
 ///
 /// `@unchecked Sendable`: the one reference to an instance is held in `InlineSQLiteConnection`'s
-/// `state`, and every use of it (`run`, `close`) happens inside that mutex's `withLock`, so no two
-/// threads ever touch the handle or the statement cache at once (the handle is opened with
-/// `SQLITE_OPEN_NOMUTEX` for that reason).
+/// `state`, and every use of it (`run`, `integer`, `checkpoint`, `close`) happens inside that
+/// mutex's `withLock`, so no two threads ever touch the handle or the statement cache at once
+/// (the handle is opened with `SQLITE_OPEN_NOMUTEX` for that reason).
 private final class OpenConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
@@ -226,6 +223,20 @@ private final class OpenConnection: @unchecked Sendable {
                 throw failure
             }
         }
+    }
+
+    /// The first column of the first row of a statement without parameters, read as an integer
+    /// (no row or column names made for it).
+    func integer(_ sql: String) throws -> Int64 {
+        let (statement, kept) = try prepared(sql)
+        defer {
+            if kept { sqlite_nio_sqlite3_reset(statement) } else { sqlite_nio_sqlite3_finalize(statement) }
+        }
+        let status = sqlite_nio_sqlite3_step(statement)
+        guard status == SQLITE_ROW else {
+            throw status == SQLITE_DONE ? InlineSQLiteError(code: SQLITE_ERROR, message: "\(sql) answered no row") : error(status)
+        }
+        return sqlite_nio_sqlite3_column_int64(statement, 0)
     }
 
     /// The statement for `sql`, and whether it is kept for reuse. Statements with many

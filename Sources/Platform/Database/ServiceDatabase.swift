@@ -184,21 +184,23 @@ public final class ServiceDatabase: Sendable {
         return instrumented(sqliteReader.sql(logger: logger))
     }
 
-    /// A cache for `read(_:key:_:)`, its lookups counted in `aisaas_db_cache_lookups_total{cache}`
-    /// when the database has telemetry. It keeps rows on SQLite only.
-    public func rowCache<Value: Sendable>(named name: String, capacity: Int = 10_000) -> RowCache<Value> {
-        RowCache(name: name, capacity: capacity, metrics: sqliteReader == nil ? nil : instrumentation?.telemetry.metrics)
+    /// A cache of rows of `table` for `read(_:key:_:)`, its lookups counted in
+    /// `aisaas_db_cache_lookups_total{cache}` when the database has telemetry. It keeps rows on
+    /// SQLite only, where the service's migrations must include `CountTableChanges(table:)`.
+    public func rowCache<Value: Sendable>(named name: String, table: String, capacity: Int = 10_000) -> RowCache<Value> {
+        RowCache(name: name, table: table, capacity: capacity, metrics: sqliteReader == nil ? nil : instrumentation?.telemetry.metrics)
     }
 
-    /// The row under `key`: from `cache` while SQLite's data version has not moved since it was
-    /// kept, otherwise from `read` (through `reads()`), kept when found. A row from the cache runs
-    /// no statement, so it has no database span or timer; the version check, one step of a
+    /// The row under `key`: from `cache` while its table's change count has not moved since it
+    /// was kept, otherwise from `read`, kept when found. `read` must read through `reads()`
+    /// outside any transaction (a snapshot at least as new as the count). A row from the cache
+    /// runs no statement, so it has no database span or timer; reading the count, one step of a
     /// prepared statement on the reader, is not measured either. On a traced `/user/current` the
     /// statement it saves, with its span and its timer, was about a fifth of the request's CPU
     /// (bench/README.md). On PostgreSQL every call reads.
     public func read<Value: Sendable>(_ cache: RowCache<Value>, key: String, _ read: () async throws -> Value?) async throws -> Value? {
         guard let sqliteReader else { return try await read() }
-        let version = try sqliteReader.dataVersion()
+        let version = try sqliteReader.integer(cache.versionQuery)
         if let row = cache.row(for: key, at: version) { return row }
         guard let row = try await read() else { return nil }
         cache.keep(row, for: key, readAt: version)

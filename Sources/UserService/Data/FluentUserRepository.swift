@@ -14,8 +14,8 @@ public struct FluentUserRepository: UserRepository {
 
     public init(database: ServiceDatabase) {
         self.database = database
-        usersById = database.rowCache(named: "users_by_id")
-        usersByAccessKey = database.rowCache(named: "users_by_access_key")
+        usersById = database.rowCache(named: "users_by_id", table: "users")
+        usersByAccessKey = database.rowCache(named: "users_by_access_key", table: "users")
         nonces = WriteBatcher(writesInline: database.writesInline, observeBatch: database.batchObserver(writer: "nonces")) { entries in
             await Self.record(entries, on: database)
         }

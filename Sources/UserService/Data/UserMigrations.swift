@@ -1,10 +1,11 @@
 import FluentKit
+import Platform
 import SQLKit
 
 /// The user database's schema, in order. Never edit a shipped migration: add a new one.
 public enum UserMigrations {
     public static var all: [any Migration] {
-        [CreateUsers(), CreateRevocations(), CreateSignatureNonces(), CreateApiKeys(), AddSecurityStamps()]
+        [CreateUsers(), CreateRevocations(), CreateSignatureNonces(), CreateApiKeys(), AddSecurityStamps(), CountTableChanges(table: "users")]
     }
 }
 
