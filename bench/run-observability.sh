@@ -55,12 +55,12 @@ running+=("$fake_pid")
 until [ -s "$work/fake.out" ]; do sleep 0.02; kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log"; exit 1; }; done
 fake_url=$(head -n 1 "$work/fake.out")
 
-# The trace sink: answers every OTLP/HTTP export with 200 and counts requests, bytes and spans.
+# The trace sink: answers every OTLP/HTTP export with 200 and keeps the bodies in a file; the spans
+# in them are counted after the runs, so that parsing them takes no CPU from the platform while it
+# is measured (a collector would run on another machine).
 sink_port=$(free_port)
-python3 - "$sink_port" "$work/sink.count" <<'EOF' &
-import http.server, sys, threading
-port, out = int(sys.argv[1]), sys.argv[2]
-lock, totals = threading.Lock(), [0, 0, 0]
+cat >"$work/sink.py" <<'EOF'
+import http.server, struct, sys, threading
 
 def varint(data, index):
     value = shift = 0
@@ -93,14 +93,24 @@ def spans(body):
                for g, scope in fields(resource) if g == 2
                for h, _ in fields(scope) if h == 2)
 
+if sys.argv[1] == "count":  # bodies file -> "requests bytes spans"
+    data = memoryview(open(sys.argv[2], "rb").read())
+    index = requests = size = count = 0
+    while index < len(data):
+        (length,) = struct.unpack_from("<I", data, index); index += 4
+        requests += 1; size += length; count += spans(data[index:index + length]); index += length
+    print(requests, size, count)
+    sys.exit(0)
+
+port, out = int(sys.argv[2]), open(sys.argv[3], "ab")
+lock = threading.Lock()
+
 class Sink(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
-        size = int(self.headers.get("content-length", 0))
-        count = spans(memoryview(self.rfile.read(size)))
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
         with lock:
-            totals[0] += 1; totals[1] += size; totals[2] += count
-            open(out, "w").write(f"{totals[0]} {totals[1]} {totals[2]}\n")
+            out.write(struct.pack("<I", len(body))); out.write(body); out.flush()
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
         self.send_header("content-length", "0")
@@ -109,6 +119,7 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
 EOF
+python3 "$work/sink.py" serve "$sink_port" "$work/sink.bin" &
 running+=($!)
 
 make_lua() {  # method, body, headers file -> a wrk script
@@ -186,7 +197,7 @@ for round in $(seq "$rounds"); do
     measure "fake-$round-64" POST "$fake_url/chat/completions" "$direct_body" /dev/null $connections
     for variant in "${variants[@]}"; do run_variant "$variant" "$round"; done
 done
-read -r sink_requests sink_bytes sink_spans <"$work/sink.count" 2>/dev/null || { sink_requests=0; sink_bytes=0; sink_spans=0; }
+read -r sink_requests sink_bytes sink_spans <<<"$(python3 "$work/sink.py" count "$work/sink.bin" 2>/dev/null || echo 0 0 0)"
 # swift-otel logs each batch of spans it drops (its queue full) as a warning with dropped_count.
 dropped_spans=$(cat "$work"/tracing-*-server.log 2>/dev/null | awk '{ while (match($0, /dropped_count=[0-9]+/)) { s += substr($0, RSTART + 14, RLENGTH - 14); $0 = substr($0, RSTART + RLENGTH) } } END {print s + 0}') || dropped_spans=0
 

@@ -84,6 +84,7 @@ OTHERS = {
     "db_client_operation_errors_total",
     "db_client_connection_count",
     "db_client_connection_pending_requests",
+    "aisaas_db_cache_lookups_total",
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
     "process_cpu_seconds_total",

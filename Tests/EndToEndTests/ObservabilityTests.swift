@@ -43,6 +43,9 @@ struct ObservabilityTests {
             for family in ["aisaas_build_info", "process_resident_memory_bytes", "process_open_fds", "rpc_server_duration_seconds_bucket", "db_client_operation_duration_seconds_bucket", "gen_ai_client_operation_duration_seconds_bucket", "db_client_connection_count", "db_client_connection_pending_requests"] {
                 #expect(text.contains(family), "\(family) missing from /metrics")
             }
+            // The four /user/current after the first found the user in the user service's cache.
+            let hits = text.split(separator: "\n").first { $0.hasPrefix(#"aisaas_db_cache_lookups_total{component="user-service",cache="users_by_id",result="hit"} "#) }
+            #expect((hits?.split(separator: " ").last.flatMap { Double($0) } ?? 0) >= 4, "\(hits ?? "no cache hits counted")")
             for secret in ["watched-user", token, client.accessKey, client.secretKey, AIFlowTests.providerKey] {
                 #expect(!text.contains(secret), "a secret or user name is in /metrics")
             }
