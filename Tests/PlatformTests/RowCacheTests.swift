@@ -135,6 +135,41 @@ struct RowCacheTests {
         #expect(lookup.readCount == reads, "the newer row was let go")
     }
 
+    @Test("a database restored from a backup, then written to, is read again; a count removed by hand means no cache, not failures")
+    func restoredOrTamperedCount() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
+        defer { Task { await database.shutdown() } }
+        try await database.migrate()
+        try await Self.makeItems(database)
+        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items"))
+        func changes() async throws -> Int? {
+            try await database.reads().raw("SELECT changes FROM table_changes WHERE name = 'items'").first()?.decode(column: "changes", as: Int.self)
+        }
+
+        // The backup: the table as it is now, and its count.
+        let backedUp = try #require(try await changes())
+        try await database.write { sql in try await sql.raw("UPDATE items SET name = 'renamed' WHERE id = 1").run() }
+        #expect(try await lookup.name(1) == "renamed")
+        // The restore puts back the backup's rows and count; as many writes follow as came
+        // between the backup and the restore, at least a millisecond later.
+        try await database.write { sql in
+            try await sql.raw("UPDATE items SET name = 'item 1' WHERE id = 1").run()
+            try await sql.raw("UPDATE table_changes SET changes = \(bind: backedUp) WHERE name = 'items'").run()
+        }
+        try await Task.sleep(for: .milliseconds(5))
+        try await database.write { sql in try await sql.raw("UPDATE items SET name = 'two' WHERE id = 2").run() }
+        #expect(try await lookup.name(1) == "item 1", "a row from before the restore came back")
+
+        // The count's row is gone: every lookup reads, and answers.
+        try await database.write { sql in try await sql.raw("DELETE FROM table_changes WHERE name = 'items'").run() }
+        let reads = lookup.readCount
+        #expect(try await lookup.name(1) == "item 1")
+        #expect(try await lookup.name(1) == "item 1")
+        #expect(lookup.readCount == reads + 2)
+    }
+
     @Test("a cache holds at most its capacity")
     func bounded() async throws {
         let directory = try TemporaryDirectory()

@@ -93,8 +93,9 @@ final class InlineSQLiteConnection: Sendable {
         try withConnection { try $0.run(sql, binds: binds, onRow: onRow) }
     }
 
-    /// The first column of the first row of `sql`, a statement without parameters, as an integer.
-    func integer(_ sql: String) throws -> Int64 {
+    /// The first column of the first row of `sql`, a statement without parameters, as an integer;
+    /// nil when it answers no row.
+    func integer(_ sql: String) throws -> Int64? {
         try withConnection { try $0.integer(sql) }
     }
 
@@ -226,17 +227,17 @@ private final class OpenConnection: @unchecked Sendable {
     }
 
     /// The first column of the first row of a statement without parameters, read as an integer
-    /// (no row or column names made for it).
-    func integer(_ sql: String) throws -> Int64 {
+    /// (no row or column names made for it); nil when there is no row.
+    func integer(_ sql: String) throws -> Int64? {
         let (statement, kept) = try prepared(sql)
         defer {
             if kept { sqlite_nio_sqlite3_reset(statement) } else { sqlite_nio_sqlite3_finalize(statement) }
         }
-        let status = sqlite_nio_sqlite3_step(statement)
-        guard status == SQLITE_ROW else {
-            throw status == SQLITE_DONE ? InlineSQLiteError(code: SQLITE_ERROR, message: "\(sql) answered no row") : error(status)
+        switch sqlite_nio_sqlite3_step(statement) {
+        case SQLITE_ROW: return sqlite_nio_sqlite3_column_int64(statement, 0)
+        case SQLITE_DONE: return nil
+        case let status: throw error(status)
         }
-        return sqlite_nio_sqlite3_column_int64(statement, 0)
     }
 
     /// The statement for `sql`, and whether it is kept for reuse. Statements with many

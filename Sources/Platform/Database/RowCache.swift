@@ -40,16 +40,18 @@ public final class RowCache<Value: Sendable>: Sendable {
         misses = metrics.map { Counter(label: "aisaas_db_cache_lookups_total", dimensions: [("cache", name), ("result", "miss")], factory: $0) }
     }
 
-    /// The row kept under `key` if the table is still at `version`. A newer version lets every row
-    /// go; an older one (a lookup that read the count before a write another lookup has already
-    /// seen) finds nothing and changes nothing.
+    /// The row kept under `key` if the table is still at `version`. Any other version lets every
+    /// row go: a newer one after a write, an older one after the file was restored from a backup
+    /// (or a slow lookup that read the count before a write another has seen: rows then go once
+    /// too often, never once too few).
     func row(for key: String, at version: Int64) -> Value? {
         let row = state.withLock { state -> Value? in
-            if version > state.version {
+            guard version == state.version else {
                 state.version = version
                 state.rows.removeAll(keepingCapacity: true)
+                return nil
             }
-            return version == state.version ? state.rows[key] : nil
+            return state.rows[key]
         }
         if row == nil { misses?.increment() } else { hits?.increment() }
         return row
@@ -71,8 +73,11 @@ public final class RowCache<Value: Sendable>: Sendable {
 
 /// The change count of a table, for `RowCache`: a row in `table_changes` and three triggers that
 /// raise it with every row inserted, updated or deleted. Triggers are part of the schema, so
-/// every connection's writes run them, whichever process makes them. SQLite only (a migration
-/// that does nothing on PostgreSQL); idempotent, so a migration cut short can run again.
+/// every connection's writes run them, whichever process makes them. The count is raised to the
+/// clock (milliseconds since 1970) when that is higher: a database restored from a backup goes
+/// back to the backup's count, and the writes after it must not bring the count back to a value
+/// it had before, under which other rows were kept. SQLite only (a migration that does nothing on
+/// PostgreSQL); idempotent, so a migration cut short can run again.
 public struct CountTableChanges: AsyncMigration {
     public let table: String
 
@@ -95,7 +100,9 @@ public struct CountTableChanges: AsyncMigration {
         for event in ["INSERT", "UPDATE", "DELETE"] {
             try await sql.raw("""
                 CREATE TRIGGER IF NOT EXISTS \(unsafeRaw: table)_changes_\(unsafeRaw: event.lowercased()) AFTER \(unsafeRaw: event) ON \(unsafeRaw: table) \
-                BEGIN UPDATE table_changes SET changes = changes + 1 WHERE name = '\(unsafeRaw: table)'; END
+                BEGIN UPDATE table_changes \
+                SET changes = max(changes + 1, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) \
+                WHERE name = '\(unsafeRaw: table)'; END
                 """).run()
         }
     }

@@ -197,10 +197,11 @@ public final class ServiceDatabase: Sendable {
     /// runs no statement, so it has no database span or timer; reading the count, one step of a
     /// prepared statement on the reader, is not measured either. On a traced `/user/current` the
     /// statement it saves, with its span and its timer, was about a fifth of the request's CPU
-    /// (bench/README.md). On PostgreSQL every call reads.
+    /// (bench/README.md). On PostgreSQL every call reads, and so does every call on SQLite while
+    /// the count cannot be read (its row or table removed by hand): the cache is never why a
+    /// lookup fails.
     public func read<Value: Sendable>(_ cache: RowCache<Value>, key: String, _ read: () async throws -> Value?) async throws -> Value? {
-        guard let sqliteReader else { return try await read() }
-        let version = try sqliteReader.integer(cache.versionQuery)
+        guard let sqliteReader, let version = try? sqliteReader.integer(cache.versionQuery) else { return try await read() }
         if let row = cache.row(for: key, at: version) { return row }
         guard let row = try await read() else { return nil }
         cache.keep(row, for: key, readAt: version)
