@@ -84,6 +84,17 @@ struct HTTPLayerTests {
             let both = await kept.read(until: Self.endOfHealth, occurrences: 2, timeout: .seconds(10))
             #expect(first.contains(Self.endOfHealth) && both.components(separatedBy: Self.endOfHealth).count == 3, "\(both)")
             await kept.close()
+
+            // HEAD, as load balancers ask: the GET's status and headers, no body, and the next
+            // request on the connection is answered as usual.
+            let head = try await RawConnection.open(port: platform.port)
+            try await head.send("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nHEAD /ready HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let heads = await head.readUntilClosed(timeout: .seconds(10)) ?? "still open"
+            await head.close()
+            let answers = heads.components(separatedBy: "HTTP/1.1 ").dropFirst()
+            #expect(answers.count == 3 && answers.allSatisfy { $0.hasPrefix("200 ") }, "\(heads)")
+            #expect(answers.dropLast().allSatisfy { $0.hasSuffix("\r\n\r\n") && $0.lowercased().contains("content-length: ") }, "a HEAD answer had a body: \(heads)")
+            #expect(heads.hasSuffix(Self.endOfHealth), "\(heads)")
         }
     }
 

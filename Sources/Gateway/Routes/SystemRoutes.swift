@@ -17,6 +17,9 @@ struct SystemRoutes {
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/health", use: health)
+        // Load balancers and uptime checks often ask with HEAD: the same answer without its body.
+        router.head("/health", use: health)
+        router.head("/ready", use: ready)
         router.get("/ready", use: ready)
         router.get("/openapi.json", use: openAPIDocument)
         router.get("/api", use: swaggerUI)
