@@ -31,6 +31,43 @@ struct GatewayDomainTests {
         #expect(throttle.begin(username: "a", address: "1.1.1.1", now: start.addingTimeInterval(1)) == nil)
     }
 
+    @Test("failures from elsewhere do not lock a user out of an address they logged in from, which is still limited on its own")
+    func throttleKnownAddresses() {
+        let throttle = LoginThrottle(limits: .init(perUsername: 3, perAddress: 100, window: 60))
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        #expect(throttle.begin(username: "alice", address: "10.0.0.1", now: start) == nil)
+        throttle.succeeded(username: "alice", address: "10.0.0.1", startedAt: start)
+        // Someone who knows the username fails three times from another address: alice is locked
+        // for every address but the one she logs in from.
+        for second in 1...3 {
+            #expect(throttle.begin(username: "alice", address: "203.0.113.9", now: start.addingTimeInterval(Double(second))) == nil)
+        }
+        #expect(throttle.begin(username: "alice", address: "203.0.113.9", now: start.addingTimeInterval(4)) != nil)
+        #expect(throttle.begin(username: "alice", address: "198.51.100.1", now: start.addingTimeInterval(4)) != nil)
+        #expect(throttle.begin(username: "alice", address: nil, now: start.addingTimeInterval(4)) != nil)
+        #expect(throttle.begin(username: "alice", address: "10.0.0.1", now: start.addingTimeInterval(5)) == nil)
+        // Guessing from her address is limited all the same (this attempt and two more fail).
+        #expect(throttle.begin(username: "alice", address: "10.0.0.1", now: start.addingTimeInterval(6)) == nil)
+        #expect(throttle.begin(username: "alice", address: "10.0.0.1", now: start.addingTimeInterval(7)) == nil)
+        #expect(throttle.begin(username: "alice", address: "10.0.0.1", now: start.addingTimeInterval(8)) != nil)
+        // Another user is not helped by alice's address.
+        for second in 0..<3 { _ = throttle.begin(username: "bob", address: "203.0.113.9", now: start.addingTimeInterval(10 + Double(second))) }
+        #expect(throttle.begin(username: "bob", address: "10.0.0.1", now: start.addingTimeInterval(13)) != nil)
+        // Past the trust period the address is a stranger again.
+        let later = start.addingTimeInterval(LoginThrottle.trustPeriod + 100)
+        for second in 0..<3 { #expect(throttle.begin(username: "alice", address: "203.0.113.9", now: later.addingTimeInterval(Double(second))) == nil) }
+        #expect(throttle.begin(username: "alice", address: "10.0.0.1", now: later.addingTimeInterval(3)) != nil)
+
+        // The addresses known are bounded, the ones seen longest ago dropped first.
+        let bounded = LoginThrottle(limits: .init(), pruneAbove: 50, maxKeys: 200)
+        for index in 0..<1_000 {
+            bounded.succeeded(username: "user\(index)", address: "192.0.2.1", startedAt: start.addingTimeInterval(Double(index)))
+            #expect(bounded.knownAddressCount <= 200)
+        }
+        for second in 0..<5 { _ = bounded.begin(username: "user999", address: "203.0.113.9", now: start.addingTimeInterval(2_000 + Double(second))) }
+        #expect(bounded.begin(username: "user999", address: "192.0.2.1", now: start.addingTimeInterval(2_010)) == nil, "the newest was dropped")
+    }
+
     @Test("a spray of usernames from many addresses cannot grow the throttle's table past its bound, and old failures go first")
     func throttleBounded() {
         let throttle = LoginThrottle(limits: .init(perUsername: 5, perAddress: 20, window: 900), pruneAbove: 50, maxKeys: 200)

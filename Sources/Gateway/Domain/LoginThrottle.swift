@@ -6,6 +6,11 @@ import Synchronization
 /// client address, within a window, further attempts are refused until the oldest failure ages out.
 /// Registrations from one address are counted the same way (each hashes a password, and each
 /// reserves a username for good): past `registrationsPerAddress` in the window, they wait too.
+///
+/// An address a user has logged in from (within `trustPeriod`) is known for that user: its
+/// attempts are counted for the user and that address together, not for the username, so that
+/// failures from elsewhere (anyone who knows a username could make them) do not lock the user out
+/// where they usually log in. The per-address limit applies to every address alike.
 public final class LoginThrottle: Sendable {
     public struct Limits: Sendable {
         public var perUsername: Int
@@ -26,6 +31,8 @@ public final class LoginThrottle: Sendable {
     private let configured: LiveSetting<Limits>
     private struct State {
         var failures: [String: [Date]] = [:]
+        /// When each user last logged in from each address ("username NUL address").
+        var knownAddresses: [String: Date] = [:]
         /// The size at which the next prune happens.
         var pruneAt: Int
     }
@@ -37,6 +44,9 @@ public final class LoginThrottle: Sendable {
     /// many addresses could push a username's count out this way, but not grow memory without
     /// bound or make every login scan the table.
     let maxKeys: Int
+
+    /// How long an address a user logged in from stays known for that user.
+    static let trustPeriod: TimeInterval = 30 * 86_400
 
     public convenience init(limits: Limits) {
         self.init(limits: limits, pruneAbove: 10_000, maxKeys: 100_000)
@@ -61,8 +71,9 @@ public final class LoginThrottle: Sendable {
     /// parallel guesses cannot all slip past the check while their passwords are being verified.
     public func begin(username: String, address: String?, now: Date = Date()) -> TimeInterval? {
         state.withLock { state in
+            let keys = keys(username: username, address: address, known: Self.isKnown(username: username, address: address, in: state, now: now))
             var wait: TimeInterval = 0
-            for (key, limit) in keys(username: username, address: address) {
+            for (key, limit) in keys {
                 let recent = (state.failures[key] ?? []).filter { now.timeIntervalSince($0) < limits.window }
                 state.failures[key] = recent
                 if recent.count >= limit, let oldest = recent.first {
@@ -70,7 +81,7 @@ public final class LoginThrottle: Sendable {
                 }
             }
             if wait > 0 { return wait }
-            for (key, _) in keys(username: username, address: address) {
+            for (key, _) in keys {
                 state.failures[key, default: []].append(now)
             }
             if state.failures.count > state.pruneAt {
@@ -113,16 +124,36 @@ public final class LoginThrottle: Sendable {
         }
     }
 
-    /// The attempt begun at `startedAt` succeeded: the username's failures are cleared and the
-    /// attempt no longer counts against the address.
+    /// The attempt begun at `startedAt` succeeded: the username's failures are cleared, the
+    /// attempt no longer counts against the address, and the address is known for the user.
     public func succeeded(username: String, address: String?, startedAt: Date) {
         state.withLock { state in
             state.failures.removeValue(forKey: "user:" + username)
-            if let address, var recent = state.failures["addr:" + address], let index = recent.lastIndex(of: startedAt) {
+            guard let address else { return }
+            state.failures.removeValue(forKey: Self.knownKey(username: username, address: address, prefix: "user-addr:"))
+            if var recent = state.failures["addr:" + address], let index = recent.lastIndex(of: startedAt) {
                 recent.remove(at: index)
                 state.failures["addr:" + address] = recent
             }
+            state.knownAddresses[Self.knownKey(username: username, address: address)] = startedAt
+            if state.knownAddresses.count > maxKeys {
+                // Those not seen for the longest go first: a tenth of the room is made at once.
+                let kept = state.knownAddresses.sorted { $0.value > $1.value }.prefix(maxKeys - maxKeys / 10)
+                state.knownAddresses = Dictionary(uniqueKeysWithValues: kept.map { ($0.key, $0.value) })
+            }
         }
+    }
+
+    /// Usernames and addresses known together.
+    var knownAddressCount: Int { state.withLock { $0.knownAddresses.count } }
+
+    private static func knownKey(username: String, address: String, prefix: String = "") -> String {
+        prefix + username + "\u{0}" + address
+    }
+
+    private static func isKnown(username: String, address: String?, in state: State, now: Date) -> Bool {
+        guard let address, let last = state.knownAddresses[knownKey(username: username, address: address)] else { return false }
+        return now.timeIntervalSince(last) < trustPeriod
     }
 
     /// Bounds memory under a spray of usernames: keys with no recent failure go; if more than
@@ -139,9 +170,11 @@ public final class LoginThrottle: Sendable {
         }
     }
 
-    private func keys(username: String, address: String?) -> [(String, Int)] {
-        var keys = [("user:" + username, limits.perUsername)]
-        if let address { keys.append(("addr:" + address, limits.perAddress)) }
-        return keys
+    /// The counts an attempt is checked against and added to: the username's (or, from an
+    /// address known for the user, the user's at that address) and the address's.
+    private func keys(username: String, address: String?, known: Bool) -> [(String, Int)] {
+        guard let address else { return [("user:" + username, limits.perUsername)] }
+        let user = known ? Self.knownKey(username: username, address: address, prefix: "user-addr:") : "user:" + username
+        return [(user, limits.perUsername), ("addr:" + address, limits.perAddress)]
     }
 }
