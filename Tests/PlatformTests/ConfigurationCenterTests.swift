@@ -126,6 +126,8 @@ struct LiveSamplingTracerTests {
     final class RecordingTracer: Tracer, Sendable {
         typealias Span = NoOpTracer.NoOpSpan
         let extracted = Mutex<[String]>([])
+        /// Parents handed over marked unsampled (flags `00`): the traces dropped.
+        var unsampledMarks: Int { extracted.withLock { $0.filter { $0.hasSuffix("-00") }.count } }
 
         func startSpan<Instant: TracerInstant>(
             _ operationName: String, context: @autoclosure () -> InstrumentationContext, ofKind kind: SpanKind,
@@ -154,26 +156,25 @@ struct LiveSamplingTracerTests {
         let base = RecordingTracer()
         let sampler = LiveSetting(TracingSettings.Sampler.parentBasedAlwaysOn)
         let tracer = LiveSamplingTracer(base: base, sampler: sampler)
-        func unsampledMarks() -> Int { base.extracted.withLock { $0.filter { $0.hasSuffix("-00") }.count } }
 
         _ = tracer.startSpan("root", context: .topLevel)
-        #expect(unsampledMarks() == 0)
+        #expect(base.unsampledMarks == 0)
         sampler.replace(with: .parentBasedAlwaysOff)
         let root = tracer.startSpan("root", context: .topLevel)
-        #expect(unsampledMarks() == 1, "dropped: handed an unsampled parent")
+        #expect(base.unsampledMarks == 1, "dropped: handed an unsampled parent")
         _ = tracer.startSpan("child", context: root.context)
-        #expect(unsampledMarks() == 1, "a child follows its root, decided once")
+        #expect(base.unsampledMarks == 1, "a child follows its root, decided once")
 
         var fromCaller = InstrumentationContext.topLevel
         tracer.extract(["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"], into: &fromCaller, using: HeaderExtractor())
         _ = tracer.startSpan("server", context: fromCaller)
-        #expect(unsampledMarks() == 1, "parent-based: the caller sampled it, so it stays")
+        #expect(base.unsampledMarks == 1, "parent-based: the caller sampled it, so it stays")
         sampler.replace(with: .alwaysOff)
         _ = tracer.startSpan("server", context: fromCaller)
-        #expect(unsampledMarks() == 2, "always_off drops even what the caller sampled")
+        #expect(base.unsampledMarks == 2, "always_off drops even what the caller sampled")
         sampler.replace(with: .ratio(0))
         for _ in 0..<10 { _ = tracer.startSpan("root", context: .topLevel) }
-        #expect(unsampledMarks() == 12)
+        #expect(base.unsampledMarks == 12)
     }
 
     static func randomTraceparent() -> (header: String, traceID: String) {
@@ -223,20 +224,19 @@ struct LiveSamplingTracerTests {
         let base = RecordingTracer()
         let sampler = LiveSetting(TracingSettings.Sampler.alwaysOff)
         let tracer = LiveSamplingTracer(base: base, sampler: sampler)
-        func unsampledMarks() -> Int { base.extracted.withLock { $0.filter { $0.hasSuffix("-00") }.count } }
 
         var fromComponent = tracer.extracting(from: ["traceparent": Self.randomTraceparent().header], using: HeaderExtractor())
         fromComponent.trustCallerSampling()
         _ = tracer.startSpan("service", context: fromComponent)
-        #expect(unsampledMarks() == 0, "the calling component sampled it")
+        #expect(base.unsampledMarks == 0, "the calling component sampled it")
 
         let outside = tracer.extracting(from: ["traceparent": Self.randomTraceparent().header], using: HeaderExtractor())
         _ = tracer.startSpan("gateway", context: outside)
-        #expect(unsampledMarks() == 1, "an outside caller's decision does not stand against always_off")
+        #expect(base.unsampledMarks == 1, "an outside caller's decision does not stand against always_off")
 
         var untraced = tracer.extracting(from: [:], using: HeaderExtractor())
         untraced.trustCallerSampling()
         _ = tracer.startSpan("service", context: untraced)
-        #expect(unsampledMarks() == 2, "nothing to trust: the sampler decides")
+        #expect(base.unsampledMarks == 2, "nothing to trust: the sampler decides")
     }
 }

@@ -42,6 +42,33 @@ struct RowCacheTests {
         try await CountTableChanges(table: "items").prepare(on: database.database())
     }
 
+    /// A SQLite database in a folder of its own, holding `items` (ids 1...count), and a lookup of
+    /// them; `close()` shuts it down and removes the folder.
+    struct Items {
+        let directory: TemporaryDirectory
+        let database: ServiceDatabase
+        let lookup: Lookup
+
+        static func open(count: Int = 2, capacity: Int = 10_000) async throws -> Items {
+            let directory = try TemporaryDirectory()
+            let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
+            do {
+                try await database.migrate()
+                try await makeItems(database, count: count)
+            } catch {
+                await database.shutdown()
+                directory.remove()
+                throw error
+            }
+            return Items(directory: directory, database: database, lookup: Lookup(database: database, cache: database.rowCache(named: "items", table: "items", capacity: capacity)))
+        }
+
+        func close() async {
+            await database.shutdown()
+            directory.remove()
+        }
+    }
+
     @Test("a row is read once and kept until its table changes, through any connection or process", arguments: TestDatabaseKind.enabled)
     func keptUntilTheTableChanges(kind: TestDatabaseKind) async throws {
         let directory = try TemporaryDirectory()
@@ -107,13 +134,9 @@ struct RowCacheTests {
 
     @Test("a row read before a change is never kept under the count after it")
     func neverStaleUnderRaces() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
-        defer { Task { await database.shutdown() } }
-        try await database.migrate()
-        try await Self.makeItems(database)
-        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items"))
+        let items = try await Items.open()
+        defer { Task { await items.close() } }
+        let (database, lookup) = (items.database, items.lookup)
         @Sendable func rename(_ id: Int, _ name: String) async throws {
             try await database.write { sql in try await sql.raw("UPDATE items SET name = \(bind: name) WHERE id = \(bind: id)").run() }
         }
@@ -137,13 +160,9 @@ struct RowCacheTests {
 
     @Test("a database restored from a backup, then written to, is read again; a count removed by hand means no cache, not failures")
     func restoredOrTamperedCount() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
-        defer { Task { await database.shutdown() } }
-        try await database.migrate()
-        try await Self.makeItems(database)
-        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items"))
+        let items = try await Items.open()
+        defer { Task { await items.close() } }
+        let (database, lookup) = (items.database, items.lookup)
         func changes() async throws -> Int? {
             try await database.reads().raw("SELECT changes FROM table_changes WHERE name = 'items'").first()?.decode(column: "changes", as: Int.self)
         }
@@ -172,13 +191,9 @@ struct RowCacheTests {
 
     @Test("a cache holds at most its capacity")
     func bounded() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let database = try ServiceDatabase(location: try await TestDatabaseKind.sqlite.makeLocation(in: directory), migrations: [], logger: Logger(label: "test"))
-        defer { Task { await database.shutdown() } }
-        try await database.migrate()
-        try await Self.makeItems(database, count: 5)
-        let lookup = Lookup(database: database, cache: database.rowCache(named: "items", table: "items", capacity: 2))
+        let items = try await Items.open(count: 5, capacity: 2)
+        defer { Task { await items.close() } }
+        let lookup = items.lookup
         for id in 1...5 {
             #expect(try await lookup.name(id) == "item \(id)")
             #expect(lookup.cache.count <= 2)

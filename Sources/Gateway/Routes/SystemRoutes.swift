@@ -16,11 +16,11 @@ struct SystemRoutes {
     var configuration: ConfigurationCenter?
 
     func register(on router: Router<GatewayRequestContext>) {
-        router.get("/health", use: health)
         // Load balancers and uptime checks often ask with HEAD: the same answer without its body.
+        router.get("/health", use: health)
         router.head("/health", use: health)
-        router.head("/ready", use: ready)
         router.get("/ready", use: ready)
+        router.head("/ready", use: ready)
         router.get("/openapi.json", use: openAPIDocument)
         router.get("/api", use: swaggerUI)
     }
