@@ -158,9 +158,10 @@ public func buildGateway(
         users = Grpc_User_V1_UserService.Client(wrapping: client)
         connections.append(GRPCClientService(client))
     case .inProcess(let link, _):
-        let client = ServiceClientFactory.make(link, settings: userSettings, interceptors: interceptors, observers: [callMetrics])
-        users = Grpc_User_V1_UserService.Client(wrapping: client)
-        connections.append(GRPCClientService(client))
+        // Every user service call is unary: no transport between the gateway and the service.
+        let caller = DirectUnaryCaller(link, callTimeout: userSettings.callTimeout, interceptors: interceptors, observers: [callMetrics])
+        users = DirectUserServiceClient(caller: caller)
+        connections.append(caller.service)
     }
     let clients: ServiceClients
     switch aiService {

@@ -8,7 +8,8 @@ import ServiceLifecycle
 public enum ServiceListener: Sendable {
     /// HTTP/2 on a TCP address (separate processes).
     case network(HostPort)
-    /// From clients in this process (`aisaas all`), through grpc-swift's in-process transport.
+    /// From clients in this process (`aisaas all`), through the in-process transport or by direct
+    /// unary calls (`DirectUnaryCaller`).
     case inProcess(InProcessServiceLink)
 }
 
@@ -93,6 +94,7 @@ public struct GRPCServiceProcess: Sendable {
                 listener = { try await http2.transport.listeningAddress }
             case .inProcess(let link):
                 server = GRPCServer(transport: link.serverTransport, services: rpcServices, interceptors: interceptors)
+                link.directTarget.publish(services: rpcServices, interceptors: interceptors)
                 listener = { throw RPCError(code: .failedPrecondition, message: "\(application) takes its calls in process") }
             }
             logger.info("\(application) configured", metadata: ["listen": "\(listen)", "database": "\(location)"])

@@ -28,7 +28,7 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
     private struct State {
         var phase = Phase.starting
         var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
-        var open: [UInt64: InProcessCall] = [:]
+        var open: [UInt64: any InProcessOpenCall] = [:]
         var nextID: UInt64 = 0
         /// `listen` waiting for the calls in flight after shutdown began.
         var drained: CheckedContinuation<Void, Never>?
@@ -95,7 +95,7 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
 
     /// The handler for `call`, which is counted open until `closeCall`; UNAVAILABLE once the
     /// server is closed, CANCELLED for a caller that leaves while the server is not listening yet.
-    fileprivate func openCall(_ call: InProcessCall) async throws -> (handler: StreamHandler, id: UInt64) {
+    func openCall(_ call: any InProcessOpenCall) async throws -> (handler: StreamHandler, id: UInt64) {
         while true {
             enum Next {
                 case handler(StreamHandler, UInt64)
@@ -138,7 +138,7 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
         }
     }
 
-    fileprivate func closeCall(_ id: UInt64) {
+    func closeCall(_ id: UInt64) {
         let drained = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.open.removeValue(forKey: id)
             guard case .closed = state.phase, state.open.isEmpty else { return nil }
@@ -234,12 +234,20 @@ public struct InProcessClientTransport: ClientTransport {
     }
 }
 
+/// A call the in-process server counts open, which its shutdown tells.
+protocol InProcessOpenCall: AnyObject, Sendable {
+    /// A graceful shutdown began: the call's RPC is cancelled (the handler may still finish).
+    func cancelRPC()
+    /// The server stopped: the call ends with `error`.
+    func reset(_ error: RPCError)
+}
+
 /// One call's two streams and the handler's task, which a reset ends. The streams are pipes that
 /// the reader's cancellation does not end: a call ends by its reset, which fails them with the
 /// status the caller should see, so a caller that leaves gets CANCELLED rather than a stream that
 /// just stopped (`AsyncThrowingStream` would end with no status, which grpc-swift reports as an
 /// unexpected transport error).
-private final class InProcessCall: Sendable {
+private final class InProcessCall: InProcessOpenCall {
     private struct State {
         var task: Task<Void, Never>?
         var rpc: ServerContext.RPCCancellationHandle?
@@ -386,6 +394,8 @@ private final class StopSignal: Sendable {
 public struct InProcessServiceLink: Sendable {
     public let name: String
     public let serverTransport = InProcessServerTransport()
+    /// The server's services and interceptors, for `DirectUnaryCaller`.
+    public let directTarget = DirectCallTarget()
     private let maxMessageBytes: Int
 
     public init(name: String, maxMessageBytes: Int = 4 << 20) {
