@@ -65,8 +65,8 @@ func makeConfigurationCenter(
     return center
 }
 
-/// The whole platform in one process: the gateway calls the user and AI services over gRPC's
-/// in-process transport. Without `servingHTTP` the gateway's HTTP server is left out: tests drive
+/// The whole platform in one process: the gateway calls the user service directly
+/// (`DirectUnaryCaller`) and the AI service over the in-process gRPC transport. Without `servingHTTP` the gateway's HTTP server is left out: tests drive
 /// `gatewayRouter` with Hummingbird's test client.
 public func buildAllInOne(
     config: PlatformConfiguration,
@@ -83,8 +83,8 @@ public func buildAllInOne(
     let aiSettings = try AIServiceSettings.read(SettingsReader(reader), common: common, defaultPort: 0)
     let gatewaySettings = try GatewaySettings.read(SettingsReader(reader), common: common, logger: logger)
 
-    // The gateway reaches the services through in-process links: the same gRPC clients, servers
-    // and interceptors as between processes, without sockets.
+    // The gateway reaches the services through in-process links: the same generated clients and
+    // handlers, and the same interceptors, as between processes, without sockets.
     let userLink = InProcessServiceLink(name: userServiceApplication)
     let aiLink = InProcessServiceLink(name: aiServiceApplication, maxMessageBytes: 64 << 20)
     // Built but never run if a later step fails: their databases are closed here then.

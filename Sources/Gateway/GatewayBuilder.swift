@@ -133,7 +133,8 @@ public func buildGateway(
     // Audio travels to and from the AI service: 25 MiB uploads, long speech.
     let aiSettings = ServiceClientSettings(callTimeout: settings.aiCallTimeout, maxMessageBytes: 64 << 20)
     // Outermost, the telemetry sees the call as the gateway waits for it. It only traces (the
-    // transport keeps the call metrics), so without tracing it is left out of every call's chain.
+    // transport, or the direct caller, keeps the call metrics), so without tracing it is left out
+    // of every call's chain.
     let tracing: [any ClientInterceptor] = telemetry.isTracing ? [TelemetryClientInterceptor(telemetry: telemetry)] : []
     let interceptors = tracing + [RequestScopeClientInterceptor()]
     // The AI service records a call the gateway timed out as such (504), not as one its client left.

@@ -154,6 +154,14 @@ struct DirectCallsTests {
             #expect(rpc?.cause == nil, "the server's underlying error crossed to the client")
             let other = await #expect(throws: RPCError.self) { try await Self.check(caller, service: "other") }
             #expect(other?.code == .unknown)
+            #expect(other?.message == "", "an interceptor around the handler turns its error into the status, as grpc-swift's does")
+        }
+        let bare = InProcessServiceLink(name: "bare")
+        let bareCaller = DirectUnaryCaller(bare, callTimeout: .seconds(10), interceptors: [])
+        try await Self.serving([service], link: bare, caller: bareCaller) { _ in
+            let other = await #expect(throws: RPCError.self) { try await Self.check(bareCaller, service: "other") }
+            #expect(other?.code == .unknown)
+            #expect(other?.message == "Service method threw an unknown error.")
         }
         // The interceptor around the handler saw the handler's own error, as grpc-swift's server gives it.
         #expect(notes.all.contains("server around caught Unwelcome"))
@@ -167,6 +175,29 @@ struct DirectCallsTests {
             #expect(error?.code == .permissionDenied)
             #expect(error?.message == "not you")
         }
+    }
+
+    @Test("a client interceptor's error is the call's status, and the call never reaches the server")
+    func clientInterceptorRefusing() async throws {
+        struct Refusing: ClientInterceptor {
+            func intercept<Input: Sendable, Output: Sendable>(
+                request: StreamingClientRequest<Input>, context: ClientContext,
+                next: @concurrent (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+            ) async throws -> StreamingClientResponse<Output> {
+                throw Unwelcome()
+            }
+        }
+        let reached = Flag()
+        let observer = RecordingObserver()
+        let link = InProcessServiceLink(name: "direct")
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(10), interceptors: [Refusing()], observers: [observer])
+        try await Self.serving([ScriptedCheck { _, _ in reached.set(); return .with { $0.status = .serving } }], link: link, caller: caller) { _ in
+            let error = await #expect(throws: RPCError.self) { try await Self.check(caller) }
+            #expect(error?.code == .unknown)
+        }
+        #expect(!reached.isSet)
+        #expect(observer.calls.map(\.code) == [.unknown])
+        #expect(observer.calls.map(\.answered) == [false])
     }
 
     @Test("a service the server does not publish is UNIMPLEMENTED")
@@ -277,6 +308,69 @@ struct DirectCallsTests {
             let ended = try await Self.eventually { cancelled.isSet && link.serverTransport.openCalls == 0 }
             #expect(ended, "the handler was not cancelled, or its call stayed open")
         }
+    }
+
+    @Test("waiting for a server that does not listen counts against the deadline", .timeLimit(.minutes(1)))
+    func deadlineBeforeListening() async throws {
+        let link = InProcessServiceLink(name: "direct")
+        let caller = DirectUnaryCaller(link, callTimeout: .milliseconds(300), interceptors: [], deadlines: DeadlineWheel(resolution: .milliseconds(20)))
+        link.directTarget.publish(services: [ScriptedCheck { _, _ in .with { $0.status = .serving } }], interceptors: [])
+        let error = await #expect(throws: RPCError.self) { try await Self.check(caller) }
+        #expect(error?.code == .deadlineExceeded)
+        #expect(link.serverTransport.openCalls == 0)
+    }
+
+    @Test("a server that stops ends its calls UNAVAILABLE and cancels their handlers", .timeLimit(.minutes(1)))
+    func serverStopping() async throws {
+        let cancelled = Flag()
+        let link = InProcessServiceLink(name: "direct")
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [])
+        let (arrivals, arrived) = AsyncStream<Void>.makeStream()
+        let service = Self.waitingUntilCancelled(arrived: arrived, cancelled: cancelled)
+        let server = GRPCServer(transport: link.serverTransport, services: [service])
+        link.directTarget.publish(services: [service], interceptors: [])
+        try await withThrowingTaskGroup { group in
+            group.addTask { try await caller.service.run() }
+            let serving = Task { try await server.serve() }
+            let call = Task { try await Self.check(caller) }
+            for await _ in arrivals { break }
+            serving.cancel()
+            let error = await #expect(throws: RPCError.self) { try await call.value }
+            #expect(error?.code == .unavailable)
+            let ended = try await Self.eventually { cancelled.isSet && link.serverTransport.openCalls == 0 }
+            #expect(ended, "the handler was not cancelled, or its call stayed open")
+            _ = await serving.result
+            group.cancelAll()
+        }
+    }
+
+    @Test("while the process drains, a graceful shutdown leaves the RPC of a call in flight alone and the call is answered", .timeLimit(.minutes(1)))
+    func drainingShieldsCallsInFlight() async throws {
+        let rpcCancelled = Flag()
+        let health = HealthStatus()
+        let link = InProcessServiceLink(name: "direct")
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [])
+        let (arrivals, arrived) = AsyncStream<Void>.makeStream()
+        let (release, released) = AsyncStream<Void>.makeStream()
+        let service = ScriptedCheck { _, _ in
+            try await withRPCCancellationHandler {
+                arrived.yield()
+                for await _ in release { break }
+            } onCancelRPC: {
+                rpcCancelled.set()
+            }
+            return .with { $0.status = .serving }
+        }
+        try await Self.serving([service], interceptors: [DrainingServerInterceptor(health: health)], link: link, caller: caller) { server in
+            let call = Task { try await Self.check(caller) }
+            for await _ in arrivals { break }
+            health.markAllNotServing()
+            server.beginGracefulShutdown()
+            try await Task.sleep(for: .milliseconds(100))
+            released.yield()
+            #expect(try await call.value.status == .serving)
+        }
+        #expect(!rpcCancelled.isSet, "the drain cancelled the RPC of a call in flight")
     }
 
     @Test("the handler runs on the caller's event loop")

@@ -3,9 +3,9 @@ import GRPCCore
 import Platform
 import SwiftProtobuf
 
-/// The user service's client in `aisaas all`: each call runs the interceptors of both sides and
-/// the service's handler in the caller's task (`DirectUnaryCaller`), with no transport between
-/// them. Every method of the service is unary; one added to the contract fails to compile here
+/// The user service's client in `aisaas all`: each call runs the gateway's interceptors, then the
+/// service's interceptors and handler on the caller's event loop (`DirectUnaryCaller`), with no
+/// transport between them. Every method of the service is unary; one added to the contract fails to compile here
 /// until it is added below.
 struct DirectUserServiceClient: Grpc_User_V1_UserService.ClientProtocol {
     private typealias Served = any Grpc_User_V1_UserService.StreamingServiceProtocol

@@ -30,14 +30,16 @@ public final class DirectCallTarget: Sendable {
 ///
 /// A call through `InProcessClientTransport` costs two pipes and grpc-swift's client and server
 /// executors (a task group each, a task per stream side) besides the handler's task: on the
-/// benchmark machine, about a quarter of the CPU of a `GET /user/current` (bench/README.md). What
+/// benchmark machine, about a third of the CPU of a `GET /user/current` (bench/README.md). What
 /// a call sees is the same as through the transport: the interceptors on both sides; the statuses
 /// (an error the server throws that is not an `RPCError` is UNKNOWN, an interceptor's error ends
 /// the call with its status, a service that is not there is UNIMPLEMENTED, only code, message and
 /// trailers reach the caller); the server's readiness and graceful shutdown (calls wait for it to
-/// listen, are refused once it stops, and are counted open until their handler returns); the
-/// deadline, a caller that leaves and a server that stops, each of which ends the call at once and
-/// cancels its handler; and the client's call metrics.
+/// listen, within their deadline, are refused once it stops, and are counted open until their
+/// handler returns); the deadline, a caller that leaves and a server that stops, each of which ends
+/// the call at once and cancels its handler; and the client's call metrics. Unlike the transport,
+/// the metrics and the client's span also count calls the server refused or a client interceptor
+/// failed.
 public struct DirectUnaryCaller: Sendable {
     static let peer = "in-process"
     private let server: InProcessServerTransport
@@ -77,9 +79,10 @@ public struct DirectUnaryCaller: Sendable {
         let streaming = StreamingClientRequest<Input>(metadata: request.metadata) { writer in try await writer.write(message) }
         let context = ClientContext(descriptor: method, remotePeer: Self.peer, localPeer: Self.peer)
         let timeout = options.timeout.map { min($0, callTimeout) } ?? callTimeout
+        let deadline = DirectDeadline(method: method, timeout: timeout, started: started)
         let outcome = DirectCallOutcome()
-        let response = await intercepting(streaming, context: context, interceptors: interceptors[...]) { request, context in
-            await serve(request, method: method, service: service, handler: handler, timeout: timeout, outcome: outcome)
+        let response = await intercepting(streaming, context: context, outcome: outcome, interceptors: interceptors[...]) { request, context in
+            await serve(request, method: method, service: service, handler: handler, deadline: deadline, outcome: outcome)
         }
         let answer = await ClientResponse(collecting: response)
         let (code, answered) = outcome.ended(with: answer)
@@ -91,6 +94,7 @@ public struct DirectUnaryCaller: Sendable {
     private func intercepting<Input: Sendable, Output: Sendable>(
         _ request: StreamingClientRequest<Input>,
         context: ClientContext,
+        outcome: DirectCallOutcome,
         interceptors: ArraySlice<any ClientInterceptor>,
         finally: @escaping @Sendable (StreamingClientRequest<Input>, ClientContext) async -> StreamingClientResponse<Output>
     ) async -> StreamingClientResponse<Output> {
@@ -98,9 +102,11 @@ public struct DirectUnaryCaller: Sendable {
         let rest = interceptors.dropFirst()
         do {
             return try await interceptor.intercept(request: request, context: context) { request, context in
-                await intercepting(request, context: context, interceptors: rest, finally: finally)
+                await intercepting(request, context: context, outcome: outcome, interceptors: rest, finally: finally)
             }
         } catch {
+            // `finally` never throws: this is the interceptor's own error, not the server's answer.
+            outcome.endedHere()
             return StreamingClientResponse(error: RPCError(converting: error))
         }
     }
@@ -114,16 +120,21 @@ public struct DirectUnaryCaller: Sendable {
         method: MethodDescriptor,
         service: Service.Type,
         handler: @escaping @Sendable (Service, StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>,
-        timeout: Duration,
+        deadline: DirectDeadline,
         outcome: DirectCallOutcome
     ) async -> StreamingClientResponse<Output> {
         let call = DirectCall<Output>()
         let callID: UInt64
         do {
-            (_, callID) = try await server.openCall(call)
+            if server.isListening {
+                (_, callID) = try await server.openCall(call)
+            } else {
+                // Waiting for the server to listen counts against the deadline too.
+                (_, callID) = try await withTimeLimit(deadline.remaining) { [server] in try await server.openCall(call) }
+            }
         } catch {
             outcome.endedHere()
-            return StreamingClientResponse(error: RPCError(converting: error))
+            return StreamingClientResponse(error: error is TimeLimitExceeded ? deadline.error : RPCError(converting: error))
         }
         let messages: [Input]
         do {
@@ -139,6 +150,13 @@ public struct DirectUnaryCaller: Sendable {
         guard let (target, serverInterceptors) = target.service(as: service) else {
             server.closeCall(callID)
             return StreamingClientResponse(error: RPCError(code: .unimplemented, message: "Requested RPC '\(method)' is not implemented."))
+        }
+        if Task.isCancelled { call.end(RPCError(code: .cancelled, message: "the caller went away")) }
+        if let ended = call.answerIfEnded {
+            // Ended before it began (the caller left, the server stopped): the handler never runs.
+            server.closeCall(callID)
+            outcome.endedHere()
+            return ended
         }
         let server = self.server
         let metadata = request.metadata
@@ -160,8 +178,7 @@ public struct DirectUnaryCaller: Sendable {
             call.answer(response, answered: true)
             server.closeCall(callID)
         })
-        let deadline = RPCError(code: .deadlineExceeded, message: "\(method.fullyQualifiedMethod) did not finish within its deadline of \(timeout)")
-        let ticket = deadlines.schedule(after: timeout) { call.end(deadline) }
+        let ticket = deadlines.schedule(after: deadline.remaining) { call.end(deadline.error) }
         defer { deadlines.cancel(ticket) }
         let (response, answered) = await withTaskCancellationHandler {
             await call.response
@@ -207,7 +224,7 @@ public struct DirectUnaryCaller: Sendable {
                 parts.append(.trailingMetadata(trailers))
             } catch {
                 parts = collected.elements.map { .message($0) }
-                failure = RPCError(onTheWire: RPCError(converting: error, unknownMessage: "Service method threw an unknown error."))
+                failure = RPCError(onTheWire: RPCError(converting: error))
             }
             let body = RPCAsyncSequence<StreamingClientResponse<Output>.Contents.BodyPart, any Error>(wrapping: ListedParts(parts, failure: failure))
             return StreamingClientResponse(accepted: .success(.init(metadata: contents.metadata, bodyParts: body)))
@@ -225,8 +242,11 @@ extension ClientResponse {
             var parts: [StreamingClientResponse<Message>.Contents.BodyPart] = []
             do {
                 for try await part in contents.bodyParts { parts.append(part) }
+            } catch let error as RPCError {
+                self.init(accepted: .success(Contents(metadata: contents.metadata, error: error)))
+                return
             } catch {
-                self.init(accepted: .success(Contents(metadata: contents.metadata, error: RPCError(converting: error))))
+                self.init(of: Message.self, error: RPCError(code: .unknown, message: String(describing: error)))
                 return
             }
             switch (parts.first, parts.dropFirst().first, parts.count) {
@@ -257,6 +277,25 @@ extension RPCError {
     /// server's underlying error.
     init(onTheWire error: RPCError) {
         self.init(code: error.code, message: error.message, metadata: error.metadata)
+    }
+}
+
+/// When a direct call must be over, counted from its start.
+private struct DirectDeadline: Sendable {
+    private let method: MethodDescriptor
+    private let timeout: Duration
+    private let due: ContinuousClock.Instant
+
+    init(method: MethodDescriptor, timeout: Duration, started: ContinuousClock.Instant) {
+        self.method = method
+        self.timeout = timeout
+        due = started + timeout
+    }
+
+    var remaining: Duration { max(.zero, due - .now) }
+
+    var error: RPCError {
+        RPCError(code: .deadlineExceeded, message: "\(method.fullyQualifiedMethod) did not finish within its deadline of \(timeout)")
     }
 }
 
@@ -323,6 +362,11 @@ private final class DirectCall<Output: Sendable>: InProcessOpenCall {
                 if let answer { continuation.resume(returning: answer) }
             }
         }
+    }
+
+    /// The answer of a call that ended on this side before its handler was started.
+    var answerIfEnded: StreamingClientResponse<Output>? {
+        state.withLock { $0.ended ? $0.answer?.response : nil }
     }
 
     /// The first answer stands.

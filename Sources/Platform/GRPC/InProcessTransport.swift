@@ -46,6 +46,14 @@ public final class InProcessServerTransport: ServerTransport, Sendable {
     /// Calls whose handler has not returned yet.
     public var openCalls: Int { state.withLock { $0.open.count } }
 
+    /// Whether a call opened now is taken at once.
+    var isListening: Bool {
+        state.withLock { state in
+            if case .listening = state.phase { return true }
+            return false
+        }
+    }
+
     /// Serves until a graceful shutdown has begun and the calls in flight are over. Cancelled, it
     /// ends them at once: each is reset as UNAVAILABLE, as a closed connection ends its streams.
     public func listen(streamHandler: @escaping StreamHandler) async throws {
