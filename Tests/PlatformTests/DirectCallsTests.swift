@@ -112,7 +112,7 @@ struct DirectCallsTests {
         let observer = RecordingObserver()
         let link = InProcessServiceLink(name: "direct")
         let caller = DirectUnaryCaller(
-            link, callTimeout: .seconds(10),
+            link, callTimeout: .seconds(60),
             interceptors: [NotingClientInterceptor(name: "a", notes: notes), NotingClientInterceptor(name: "b", notes: notes)],
             observers: [observer]
         )
@@ -138,7 +138,7 @@ struct DirectCallsTests {
         let notes = Notes()
         let observer = RecordingObserver()
         let link = InProcessServiceLink(name: "direct")
-        let caller = DirectUnaryCaller(link, callTimeout: .seconds(10), interceptors: [], observers: [observer])
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [], observers: [observer])
         let service = ScriptedCheck { request, _ in
             switch request.service {
             case "rpc": throw RPCError(code: .alreadyExists, message: "taken", metadata: ["x-reason": "duplicate"], cause: Unwelcome())
@@ -157,7 +157,7 @@ struct DirectCallsTests {
             #expect(other?.message == "", "an interceptor around the handler turns its error into the status, as grpc-swift's does")
         }
         let bare = InProcessServiceLink(name: "bare")
-        let bareCaller = DirectUnaryCaller(bare, callTimeout: .seconds(10), interceptors: [])
+        let bareCaller = DirectUnaryCaller(bare, callTimeout: .seconds(60), interceptors: [])
         try await Self.serving([service], link: bare, caller: bareCaller) { _ in
             let other = await #expect(throws: RPCError.self) { try await Self.check(bareCaller, service: "other") }
             #expect(other?.code == .unknown)
@@ -168,7 +168,7 @@ struct DirectCallsTests {
         #expect(observer.calls.map(\.code) == [.alreadyExists, .unknown])
 
         let refusing = InProcessServiceLink(name: "refusing")
-        let refused = DirectUnaryCaller(refusing, callTimeout: .seconds(10), interceptors: [])
+        let refused = DirectUnaryCaller(refusing, callTimeout: .seconds(60), interceptors: [])
         let refusal = NotingServerInterceptor(name: "gate", notes: notes, refusal: RPCError(code: .permissionDenied, message: "not you"))
         try await Self.serving([ScriptedCheck { _, _ in .with { $0.status = .serving } }], interceptors: [refusal], link: refusing, caller: refused) { _ in
             let error = await #expect(throws: RPCError.self) { try await Self.check(refused) }
@@ -190,7 +190,7 @@ struct DirectCallsTests {
         let reached = Flag()
         let observer = RecordingObserver()
         let link = InProcessServiceLink(name: "direct")
-        let caller = DirectUnaryCaller(link, callTimeout: .seconds(10), interceptors: [Refusing()], observers: [observer])
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [Refusing()], observers: [observer])
         try await Self.serving([ScriptedCheck { _, _ in reached.set(); return .with { $0.status = .serving } }], link: link, caller: caller) { _ in
             let error = await #expect(throws: RPCError.self) { try await Self.check(caller) }
             #expect(error?.code == .unknown)
@@ -203,7 +203,7 @@ struct DirectCallsTests {
     @Test("a service the server does not publish is UNIMPLEMENTED")
     func unpublishedService() async throws {
         let link = InProcessServiceLink(name: "direct")
-        let caller = DirectUnaryCaller(link, callTimeout: .seconds(10), interceptors: [])
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [])
         try await Self.serving([HealthService(status: HealthStatus())], link: link, caller: caller) { _ in
             let error = await #expect(throws: RPCError.self) {
                 try await caller.unary(
@@ -219,7 +219,7 @@ struct DirectCallsTests {
     @Test("calls wait for the server to listen, are refused once it shuts down, and those in flight finish first", .timeLimit(.minutes(1)))
     func readinessAndShutdown() async throws {
         let link = InProcessServiceLink(name: "direct")
-        let caller = DirectUnaryCaller(link, callTimeout: .seconds(30), interceptors: [])
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [])
         let (arrivals, arrived) = AsyncStream<Void>.makeStream()
         let (release, released) = AsyncStream<Void>.makeStream()
         let service = ScriptedCheck { request, _ in
@@ -252,10 +252,10 @@ struct DirectCallsTests {
         }
     }
 
-    /// A `Check` that waits until it is cancelled (telling `cancelled`), then `stubbornFor` more
-    /// before it throws, as a handler busy with work it cannot stop.
+    /// A `Check` that waits until it is cancelled (telling `cancelled`), then, given `held`, until
+    /// the test releases it, as a handler busy with work it cannot stop.
     private static func waitingUntilCancelled(
-        arrived: AsyncStream<Void>.Continuation? = nil, cancelled: Flag, stubbornFor: Duration = .zero
+        arrived: AsyncStream<Void>.Continuation? = nil, cancelled: Flag, held: AsyncStream<Void>? = nil
     ) -> ScriptedCheck {
         ScriptedCheck { _, _ in
             arrived?.yield()
@@ -263,8 +263,10 @@ struct DirectCallsTests {
                 try await Task.sleep(for: .seconds(60))
             } catch {
                 cancelled.set()
-                // A detached task's value is awaited through the cancellation.
-                await Task.detached { try? await Task.sleep(for: stubbornFor) }.value
+                if let held {
+                    // A detached task's value is awaited through the cancellation.
+                    await Task.detached { for await _ in held { break } }.value
+                }
                 throw error
             }
             return .with { $0.status = .serving }
@@ -279,15 +281,18 @@ struct DirectCallsTests {
         let caller = DirectUnaryCaller(
             link, callTimeout: .milliseconds(300), interceptors: [], observers: [observer], deadlines: DeadlineWheel(resolution: .milliseconds(20))
         )
-        let service = Self.waitingUntilCancelled(cancelled: cancelled, stubbornFor: .seconds(5))
+        let (held, release) = AsyncStream<Void>.makeStream()
+        let service = Self.waitingUntilCancelled(cancelled: cancelled, held: held)
         try await Self.serving([service], link: link, caller: caller) { _ in
-            let started = ContinuousClock.now
             let error = await #expect(throws: RPCError.self) { try await Self.check(caller) }
             #expect(error?.code == .deadlineExceeded)
-            #expect(ContinuousClock.now - started < .seconds(4), "the caller waited for the handler")
-            #expect(link.serverTransport.openCalls == 1, "the handler's call is open until it returns")
-            let ended = try await Self.eventually { cancelled.isSet && link.serverTransport.openCalls == 0 }
-            #expect(ended, "the handler was not cancelled, or its call stayed open")
+            // The caller has its answer while the handler is still held.
+            #expect(link.serverTransport.openCalls == 1, "the caller waited for the handler")
+            let noticed = try await Self.eventually { cancelled.isSet }
+            #expect(noticed, "the handler was not cancelled")
+            release.yield()
+            let closed = try await Self.eventually { link.serverTransport.openCalls == 0 }
+            #expect(closed, "the call stayed open after its handler returned")
         }
         #expect(observer.calls.map(\.code) == [.deadlineExceeded])
         #expect(observer.calls.map(\.answered) == [false])
@@ -376,8 +381,10 @@ struct DirectCallsTests {
     @Test("the handler runs on the caller's event loop")
     func handlerOnTheCallersLoop() async throws {
         let link = InProcessServiceLink(name: "direct")
-        let caller = DirectUnaryCaller(link, callTimeout: .seconds(10), interceptors: [])
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let caller = DirectUnaryCaller(link, callTimeout: .seconds(60), interceptors: [])
+        // A loop of its own: other suites running beside this one may keep the shared loops busy.
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = loops.next()
         let handlerLoop = Mutex<ObjectIdentifier?>(nil)
         let service = ScriptedCheck { _, _ in
             handlerLoop.withLock { $0 = MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) } }
@@ -387,6 +394,7 @@ struct DirectCallsTests {
             _ = try await Task(executorPreference: EventLoopTaskExecutor.of(loop)) { try await Self.check(caller) }.value
         }
         #expect(handlerLoop.withLock { $0 } == ObjectIdentifier(loop))
+        try await loops.shutdownGracefully()
     }
 
     private static func eventually(_ condition: @Sendable () -> Bool) async throws -> Bool {
